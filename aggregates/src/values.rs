@@ -1,0 +1,270 @@
+//! Value types: constructed only through parsing, so a command never holds an
+//! invalid username, room name or message.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
+fn invalid(msg: impl Into<String>) -> InvalidValue {
+    InvalidValue(msg.into())
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(|c| c.is_control())
+}
+
+/// A login name: 1–32 characters, no white space or control characters.
+/// Compared case-insensitively for uniqueness (see [`Username::key`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Username(String);
+
+impl Username {
+    pub const MAX_CHARS: usize = 32;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let n = raw.chars().count();
+        if n == 0 {
+            return Err(invalid("username must not be empty"));
+        }
+        if n > Self::MAX_CHARS {
+            return Err(invalid("username must be at most 32 characters"));
+        }
+        if raw.chars().any(char::is_whitespace) || has_control(raw) {
+            return Err(invalid("username must not contain spaces or control characters"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-folded form under which the name is unique.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A plain-text password as typed: 6–128 characters. Never stored or logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let n = raw.chars().count();
+        if n < 6 {
+            return Err(invalid("password must be at least 6 characters"));
+        }
+        if n > 128 {
+            return Err(invalid("password must be at most 128 characters"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A PHC-format password hash (argon2id), produced by the adapter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    pub fn new(phc: String) -> Self {
+        Self(phc)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+macro_rules! positive_id {
+    ($name:ident, $what:literal) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(i64);
+
+        impl $name {
+            pub fn new(raw: i64) -> Result<Self, InvalidValue> {
+                if raw <= 0 {
+                    return Err(invalid(concat!($what, " must be a positive integer")));
+                }
+                Ok(Self(raw))
+            }
+            pub fn get(self) -> i64 {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+
+positive_id!(AccountNumber, "user id");
+positive_id!(RoomId, "room_id");
+positive_id!(MessageId, "message id");
+
+/// Bounded, non-blank text without control characters (newlines and tabs
+/// allowed where `multiline`).
+fn bounded_text(raw: &str, what: &str, max: usize, allow_empty: bool, multiline: bool) -> Result<String, InvalidValue> {
+    if !allow_empty && raw.trim().is_empty() {
+        return Err(invalid(format!("{what} must not be empty")));
+    }
+    if raw.chars().count() > max {
+        return Err(invalid(format!("{what} must be at most {max} characters")));
+    }
+    let bad = raw
+        .chars()
+        .any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t' || c == '\r')));
+    if bad {
+        return Err(invalid(format!("{what} must not contain control characters")));
+    }
+    Ok(raw.to_owned())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RoomName(String);
+
+impl RoomName {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        bounded_text(raw, "name", 64, false, false).map(Self)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RoomDescription(String);
+
+impl RoomDescription {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        bounded_text(raw, "description", 512, true, true).map(Self)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A message kind such as `text` or `image`: 1–16 lowercase ASCII letters,
+/// digits or underscores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MessageKind(String);
+
+impl MessageKind {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 16
+            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err(invalid("type must be 1-16 lowercase letters, digits or '_' (e.g. \"text\")"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MessageContent(String);
+
+impl MessageContent {
+    pub const MAX_CHARS: usize = 4000;
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        bounded_text(raw, "content", Self::MAX_CHARS, false, true).map(Self)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    Owner,
+    Admin,
+    Member,
+}
+
+impl MemberRole {
+    /// Roles a member may grant when adding someone; `owner` is only the creator's.
+    pub fn parse_grantable(raw: &str) -> Result<Self, InvalidValue> {
+        match raw {
+            "member" => Ok(Self::Member),
+            "admin" => Ok(Self::Admin),
+            _ => Err(invalid("role must be \"member\" or \"admin\"")),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_bounded_and_fold_case_for_uniqueness() {
+        assert!(Username::parse("").is_err());
+        assert!(Username::parse("has space").is_err());
+        assert!(Username::parse(&"x".repeat(33)).is_err());
+        assert_eq!(Username::parse("Alice").unwrap().key(), "alice");
+        assert!(Username::parse("用户一").is_ok());
+    }
+
+    #[test]
+    fn ids_must_be_positive() {
+        assert!(RoomId::new(0).is_err());
+        assert!(RoomId::new(-3).is_err());
+        assert_eq!(RoomId::new(7).unwrap().get(), 7);
+    }
+
+    #[test]
+    fn message_text_rejects_blank_and_control_but_keeps_newlines() {
+        assert!(MessageContent::parse("   ").is_err());
+        assert!(MessageContent::parse("a\u{0}b").is_err());
+        assert!(MessageContent::parse("line1\nline2").is_ok());
+        assert!(MessageContent::parse(&"a".repeat(4001)).is_err());
+        assert!(MessageKind::parse("text").is_ok());
+        assert!(MessageKind::parse("Text").is_err());
+    }
+
+    #[test]
+    fn password_is_redacted_in_debug() {
+        let p = Password::parse("secret123").unwrap();
+        assert!(!format!("{p:?}").contains("secret"));
+        assert!(Password::parse("12345").is_err());
+    }
+}
