@@ -1,0 +1,15 @@
+//! tidelog: one event-sourced, CQRS server for five frontends.
+//! `main.rs` only calls [`cli::run`]; tests start [`app::Server`] directly.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod embedded_pg;
+pub mod http;
+pub mod live;
+pub mod projector;
+pub mod store;
+pub mod telemetry;
+pub mod timefmt;

@@ -1,0 +1,168 @@
+//! Projection "roomchat" (seed 004): rooms, members and messages.
+
+use aggregates::ChatRoomEvent;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use crate::{ProjectionError, Projector, StoredEvent};
+
+pub struct RoomChatProjector;
+
+#[async_trait]
+impl Projector for RoomChatProjector {
+    fn name(&self) -> &'static str {
+        "roomchat"
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &["chat_rooms", "chat_members", "chat_messages"]
+    }
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["ChatRoom"]
+    }
+
+    async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+        match event.decode::<ChatRoomEvent>()? {
+            ChatRoomEvent::ChatRoomCreated { room_id, name, description, created_by, created_at } => {
+                sqlx::query(
+                    "INSERT INTO chat_rooms (room_id, name, description, created_by, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $5)",
+                )
+                .bind(room_id)
+                .bind(name)
+                .bind(description)
+                .bind(created_by)
+                .bind(created_at)
+                .execute(conn)
+                .await?;
+            }
+            ChatRoomEvent::MemberAdded { room_id, user_id, role, added_at, .. } => {
+                sqlx::query("INSERT INTO chat_members (room_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4)")
+                    .bind(room_id)
+                    .bind(user_id)
+                    .bind(role.as_str())
+                    .bind(added_at)
+                    .execute(conn)
+                    .await?;
+            }
+            ChatRoomEvent::MessagePosted { room_id, message_id, sender_id, sender_name, kind, content, sent_at } => {
+                sqlx::query(
+                    "WITH m AS (
+                        INSERT INTO chat_messages (message_id, room_id, sender_id, sender_name, type, content, sent_at)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7))
+                     UPDATE chat_rooms SET message_count = message_count + 1 WHERE room_id = $2",
+                )
+                .bind(message_id)
+                .bind(room_id)
+                .bind(sender_id)
+                .bind(sender_name)
+                .bind(kind)
+                .bind(content)
+                .bind(sent_at)
+                .execute(conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RoomRow {
+    pub room_id: i64,
+    pub name: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub message_count: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MemberRow {
+    pub user_id: i64,
+    pub username: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MessageRow {
+    pub message_id: i64,
+    pub room_id: i64,
+    pub sender_id: i64,
+    pub sender_name: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub content: String,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// Rooms the user belongs to, oldest first.
+pub async fn rooms_of(pool: &PgPool, user_id: i64) -> sqlx::Result<Vec<RoomRow>> {
+    sqlx::query_as(
+        "SELECT r.room_id, r.name, r.description, r.created_at, r.updated_at, r.message_count
+           FROM chat_members m JOIN chat_rooms r USING (room_id)
+          WHERE m.user_id = $1
+          ORDER BY r.room_id",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn room(pool: &PgPool, room_id: i64) -> sqlx::Result<Option<RoomRow>> {
+    sqlx::query_as(
+        "SELECT room_id, name, description, created_at, updated_at, message_count FROM chat_rooms WHERE room_id = $1",
+    )
+    .bind(room_id)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn is_member(pool: &PgPool, room_id: i64, user_id: i64) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM chat_members WHERE room_id = $1 AND user_id = $2)")
+        .bind(room_id)
+        .bind(user_id)
+        .fetch_one(pool)
+        .await
+}
+
+/// Members in the order they joined, with their account's times.
+pub async fn members(pool: &PgPool, room_id: i64) -> sqlx::Result<Vec<MemberRow>> {
+    sqlx::query_as(
+        "SELECT m.user_id, a.username, m.role, a.created_at, a.updated_at
+           FROM chat_members m JOIN accounts a ON a.number = m.user_id
+          WHERE m.room_id = $1
+          ORDER BY m.joined_at, m.user_id",
+    )
+    .bind(room_id)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn member_ids(pool: &PgPool, room_id: i64) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar("SELECT user_id FROM chat_members WHERE room_id = $1")
+        .bind(room_id)
+        .fetch_all(pool)
+        .await
+}
+
+/// The newest `limit` messages strictly before `before` (all if `None`),
+/// returned oldest first so a page reads top to bottom.
+pub async fn messages_before(pool: &PgPool, room_id: i64, before: Option<i64>, limit: i64) -> sqlx::Result<Vec<MessageRow>> {
+    let mut rows: Vec<MessageRow> = sqlx::query_as(
+        "SELECT message_id, room_id, sender_id, sender_name, type, content, sent_at
+           FROM chat_messages
+          WHERE room_id = $1 AND ($2::bigint IS NULL OR message_id < $2)
+          ORDER BY message_id DESC
+          LIMIT $3",
+    )
+    .bind(room_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.reverse();
+    Ok(rows)
+}

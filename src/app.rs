@@ -1,0 +1,111 @@
+//! The server as a library: start it on any address (port 0 in tests),
+//! learn where it listens, shut it down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::{load_or_create_secret, Tokens};
+use crate::config::Config;
+use crate::db::{self, Database};
+use crate::live::{self, Hub};
+use crate::projector::{self, Progress, RuntimeSettings};
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: PgPool,
+    pub store: Arc<Store>,
+    pub progress: Arc<Progress>,
+    pub tokens: Arc<Tokens>,
+    pub hub: Arc<Hub>,
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+    database: Database,
+}
+
+impl Server {
+    /// Connects (starting the embedded cluster if no `DATABASE_URL`),
+    /// migrates, starts projectors and the live feed, and serves HTTP.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let database = Database::open(&config).await?;
+        let pool = database.pool(config.db_pool_size).await?;
+        db::migrate(&pool).await?;
+        let secret = match &config.jwt_secret {
+            Some(s) => s.clone(),
+            None => load_or_create_secret(&config.data_dir, "jwt_secret")?,
+        };
+        let tokens = Arc::new(Tokens::new(&secret, config.jwt_ttl));
+        let progress = Progress::new();
+        let hub = Arc::new(Hub::default());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+
+        let mut background = vec![tokio::spawn(projector::run_listener(pool.clone(), progress.clone(), shutdown_rx.clone()))];
+        let node = format!("{}:{}", hostname(), std::process::id());
+        let settings = RuntimeSettings {
+            pool: pool.clone(),
+            connect: database.options.clone(),
+            batch_size: config.projector_batch,
+            node,
+        };
+        background.extend(projector::spawn_workers(settings, projections::all(), progress.clone(), shutdown_rx.clone()));
+        background.push(tokio::spawn(live::run_roomchat_feed(
+            pool.clone(),
+            progress.clone(),
+            hub.clone(),
+            config.timezone,
+            shutdown_rx.clone(),
+        )));
+
+        let listener = tokio::net::TcpListener::bind(config.bind).await.with_context(|| format!("binding {}", config.bind))?;
+        let addr = listener.local_addr()?;
+        let state = AppState {
+            config: Arc::new(config),
+            pool: pool.clone(),
+            store: Arc::new(Store::new(pool.clone())),
+            progress,
+            tokens,
+            hub,
+        };
+        let app = crate::http::router(state);
+        let mut stop = shutdown_rx.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        });
+        tracing::info!(%addr, "tidelog listening");
+        Ok(Self { addr, pool, shutdown, http, background, database })
+    }
+
+    /// Graceful stop: HTTP drains, workers release their locks, and an
+    /// embedded cluster this process started is stopped.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        // Open WebSockets would hold graceful shutdown forever: bound it.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http).await;
+        for h in self.background {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), h).await;
+        }
+        self.pool.close().await;
+        let db = self.database;
+        let _ = tokio::task::spawn_blocking(move || db.stop_embedded_if_started()).await;
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+}

@@ -1,0 +1,175 @@
+//! Tokens and passwords: HS256 JWTs and argon2id hashes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aggregates::values::{Password, PasswordHash};
+use anyhow::Context;
+use argon2::password_hash::{rand_core::OsRng, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::Secret;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// account id (UUID)
+    pub sub: String,
+    /// account number (the integer ID shown by seeds 003/004)
+    pub num: i64,
+    pub name: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+/// The signed-in caller, as proven by a token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account_id: Uuid,
+    pub number: i64,
+    pub username: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token")]
+    Invalid,
+}
+
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    ttl: Duration,
+}
+
+impl Tokens {
+    pub fn new(secret: &Secret, ttl: Duration) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            ttl,
+        }
+    }
+
+    pub fn issue(&self, caller: &Caller) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: caller.account_id.to_string(),
+            num: caller.number,
+            name: caller.username.clone(),
+            iat: now,
+            exp: now + self.ttl.as_secs() as i64,
+            jti: Uuid::new_v4().to_string(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail")
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Caller, TokenError> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = 0;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid,
+        })?;
+        let account_id = data.claims.sub.parse().map_err(|_| TokenError::Invalid)?;
+        Ok(Caller { account_id, number: data.claims.num, username: data.claims.name })
+    }
+}
+
+/// `Authorization: <token>` or `Authorization: Bearer <token>`.
+pub fn token_from_header(value: &str) -> Option<&str> {
+    let v = value.trim();
+    let t = match v.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        Some(_) => return None,
+        None => v,
+    };
+    (!t.is_empty()).then_some(t)
+}
+
+pub async fn hash_password(password: &Password) -> anyhow::Result<PasswordHash> {
+    let plain = password.expose().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(plain.as_bytes(), &salt)
+            .map(|h| PasswordHash::new(h.to_string()))
+            .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
+    })
+    .await?
+}
+
+/// Verifies against `hash`, or against a fixed dummy hash when there is no
+/// account, so both cases cost the same time.
+pub async fn verify_password(hash: Option<String>, password: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let dummy = DUMMY.get_or_init(|| {
+            let salt = SaltString::encode_b64(b"tidelog-dummy-salt").unwrap();
+            Argon2::default().hash_password(b"not a password", &salt).unwrap().to_string()
+        });
+        let known = hash.is_some();
+        let phc = hash.unwrap_or_else(|| dummy.clone());
+        let Ok(parsed) = argon2::password_hash::PasswordHash::new(&phc) else { return false };
+        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok() && known
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Reads the secret kept in the data directory, creating it on first use.
+pub fn load_or_create_secret(data_dir: &Path, name: &str) -> anyhow::Result<Secret> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = data_dir.join("secrets");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(name);
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        if s.trim().len() >= 32 {
+            return Ok(Secret::new(s.trim().to_owned()));
+        }
+    }
+    use base64::Engine;
+    let mut bytes = [0u8; 48];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut f, secret.as_bytes())?;
+    tracing::info!(path = %path.display(), "generated a new {name}");
+    Ok(Secret::new(secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_and_bearer_tokens_are_accepted() {
+        assert_eq!(token_from_header("abc.def"), Some("abc.def"));
+        assert_eq!(token_from_header("Bearer abc.def"), Some("abc.def"));
+        assert_eq!(token_from_header("bearer  abc"), Some("abc"));
+        assert_eq!(token_from_header("Basic abc"), None);
+        assert_eq!(token_from_header(""), None);
+    }
+
+    #[test]
+    fn tokens_verify_and_forgeries_do_not() {
+        let t = Tokens::new(&Secret::new("x".repeat(40)), Duration::from_secs(60));
+        let c = Caller { account_id: Uuid::new_v4(), number: 7, username: "u".into() };
+        let tok = t.issue(&c);
+        assert_eq!(t.verify(&tok).unwrap().number, 7);
+        let other = Tokens::new(&Secret::new("y".repeat(40)), Duration::from_secs(60));
+        assert!(matches!(other.verify(&tok), Err(TokenError::Invalid)));
+        assert!(t.verify("not-a-token").is_err());
+    }
+}

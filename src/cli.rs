@@ -1,0 +1,212 @@
+//! The `tidelog` command line.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use clap::{Parser, Subcommand};
+use sqlx::PgPool;
+
+use crate::app::Server;
+use crate::config::Config;
+use crate::db::{self, Database};
+use crate::projector;
+
+#[derive(Parser)]
+#[command(name = "tidelog", version, about = "Event-sourced backend serving five frontends")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (embedded PostgreSQL unless DATABASE_URL is set)
+    Serve,
+    /// Apply database migrations and exit
+    Migrate,
+    /// Inspect or rebuild read-model projections
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+    /// Read the event log
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Checkpoint, lag, owner and last error of every projection
+    Status {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay the whole log into fresh tables, then swap them in
+    Rebuild {
+        /// Projection name (see `projections status`)
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Print the newest events as JSON lines, oldest first
+    Tail {
+        /// How many events
+        #[arg(short = 'n', long, default_value_t = 20)]
+        count: i64,
+        /// Keep printing new events as they are committed
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+pub async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::from_env()?;
+    match cli.command {
+        Command::Serve => serve(config).await,
+        other => {
+            let database = Database::open(&config).await?;
+            let result = async {
+                let pool = database.pool(4).await?;
+                db::migrate(&pool).await?;
+                match other {
+                    Command::Migrate => {
+                        tracing::info!("migrations applied");
+                        Ok(())
+                    }
+                    Command::Projections { command: ProjectionsCommand::Status { json } } => print_status(&pool, json).await,
+                    Command::Projections { command: ProjectionsCommand::Rebuild { name } } => {
+                        let p = projector::find(&name).ok_or_else(|| {
+                            let names: Vec<_> = projections::all().iter().map(|p| p.name()).collect();
+                            anyhow!("no projection named {name:?}; known: {}", names.join(", "))
+                        })?;
+                        let report = projector::rebuild(&pool, &*p, config.projector_batch.max(1000), true).await?;
+                        writeln!(std::io::stdout(), "{}", serde_json::to_string(&report)?)?;
+                        Ok(())
+                    }
+                    Command::Events { command: EventsCommand::Tail { count, follow } } => tail(&pool, count, follow).await,
+                    Command::Serve => unreachable!(),
+                }
+            }
+            .await;
+            tokio::task::spawn_blocking(move || database.stop_embedded_if_started()).await?;
+            result
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = Server::start(config).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+        _ = term.recv() => tracing::info!("terminated; shutting down"),
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn print_status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
+    let rows = projector::status(pool).await?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(());
+    }
+    writeln!(out, "{:<12} {:>12} {:>12} {:>10} {:>8}  {:<24} STATE", "PROJECTION", "TXID", "POSITION", "APPLIED", "LAG", "OWNER")?;
+    for r in rows {
+        let state = match (&r.last_error, &r.held_back) {
+            (Some(e), _) => format!("FAILING at position {} ({} retries): {e}", r.failed_position.unwrap_or(0), r.retries),
+            (None, Some(h)) => h.clone(),
+            (None, None) if r.lag_events > 0 => "catching up".into(),
+            _ => "up to date".into(),
+        };
+        writeln!(
+            out,
+            "{:<12} {:>12} {:>12} {:>10} {:>8}  {:<24} {state}",
+            r.name,
+            r.last_txid,
+            r.last_position,
+            r.events_applied,
+            r.lag_events,
+            r.owner.unwrap_or_else(|| "-".into())
+        )?;
+    }
+    Ok(())
+}
+
+const TAIL_COLUMNS: &str = "global_position, transaction_id::text::bigint AS txid, recorded_at, aggregate_type, aggregate_id,
+    sequence, event_type, event_version, payload::jsonb AS payload, metadata::jsonb AS metadata, encode(hash, 'hex') AS hash";
+
+type TailRow = (i64, i64, chrono::DateTime<chrono::Utc>, String, String, i64, String, String, serde_json::Value, serde_json::Value, String);
+
+fn tail_line(r: TailRow) -> serde_json::Value {
+    let mut payload = r.8;
+    redact(&mut payload);
+    serde_json::json!({
+        "global_position": r.0, "transaction_id": r.1, "recorded_at": r.2, "aggregate_type": r.3,
+        "aggregate_id": r.4, "sequence": r.5, "event_type": r.6, "event_version": r.7,
+        "payload": payload, "metadata": r.9, "hash": r.10,
+    })
+}
+
+/// Credentials stay in the store; they do not go to terminals.
+fn redact(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                if k == "password_hash" {
+                    *val = serde_json::Value::String("<redacted>".into());
+                } else {
+                    redact(val);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+async fn tail(pool: &PgPool, count: i64, follow: bool) -> anyhow::Result<()> {
+    let mut rows: Vec<TailRow> = sqlx::query_as(&format!(
+        "SELECT {TAIL_COLUMNS} FROM events
+          WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY transaction_id DESC, global_position DESC LIMIT $1"
+    ))
+    .bind(count.max(0))
+    .fetch_all(pool)
+    .await
+    .context("reading the log")?;
+    rows.reverse();
+    let mut last = rows.last().map(|r| (r.1, r.0)).unwrap_or((0, 0));
+    let mut out = std::io::stdout().lock();
+    for r in rows {
+        writeln!(out, "{}", tail_line(r))?;
+    }
+    drop(out);
+    while follow {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let rows: Vec<TailRow> = sqlx::query_as(&format!(
+            "SELECT {TAIL_COLUMNS} FROM events
+              WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+              ORDER BY transaction_id, global_position LIMIT 1000"
+        ))
+        .bind(last.0.to_string())
+        .bind(last.1)
+        .fetch_all(pool)
+        .await?;
+        let mut out = std::io::stdout().lock();
+        for r in rows {
+            last = (r.1, r.0);
+            writeln!(out, "{}", tail_line(r))?;
+        }
+    }
+    Ok(())
+}

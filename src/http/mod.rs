@@ -1,0 +1,49 @@
+//! HTTP surfaces: one module per seed document, each with its own router,
+//! envelope and error type.
+
+pub mod context;
+pub mod health;
+pub mod roomchat;
+
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use tower_http::cors::CorsLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Keeps a caller's request id when it is short and plain, else makes one.
+#[derive(Clone, Default)]
+struct RequestIds;
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _req: &Request<B>) -> Option<RequestId> {
+        uuid::Uuid::now_v7().to_string().parse().ok().map(RequestId::new)
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .merge(roomchat::router())
+        .merge(health::router())
+        .fallback(roomchat::not_found)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(CorsLayer::permissive().max_age(Duration::from_secs(3600)))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let rid = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %rid)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(axum::middleware::from_fn(context::sanitize_request_id))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds))
+}

@@ -1,0 +1,85 @@
+//! The room-chat error envelope: `{"code": 1, "msg": "...", "data": null}`
+//! with a fitting HTTP status.
+
+use aggregates::values::InvalidValue;
+use aggregates::ChatRoomError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::store::CommandError;
+
+#[derive(Debug)]
+pub struct RoomChatError {
+    pub status: StatusCode,
+    pub msg: String,
+}
+
+impl RoomChatError {
+    pub fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        Self { status, msg: msg.into() }
+    }
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, msg)
+    }
+    pub fn unauthorized(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, msg)
+    }
+    pub fn forbidden(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, msg)
+    }
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, msg)
+    }
+    pub fn conflict(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, msg)
+    }
+    /// Logs the cause chain; the client sees only a generic message.
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        let err = err.into();
+        tracing::error!(error = format!("{err:#}"), "room chat request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "服务器内部错误")
+    }
+
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::to_value(Envelope { code: 1, msg: &self.msg, data: () }).expect("plain struct")
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Envelope<'a> {
+    code: i32,
+    msg: &'a str,
+    data: (),
+}
+
+impl IntoResponse for RoomChatError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+impl From<InvalidValue> for RoomChatError {
+    fn from(e: InvalidValue) -> Self {
+        Self::bad_request(format!("参数错误: {e}"))
+    }
+}
+
+impl From<sqlx::Error> for RoomChatError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<CommandError<ChatRoomError>> for RoomChatError {
+    fn from(e: CommandError<ChatRoomError>) -> Self {
+        match e {
+            CommandError::Domain(ChatRoomError::NotFound) => Self::not_found("房间不存在"),
+            CommandError::Domain(ChatRoomError::NotAMember) => Self::forbidden("你不是该房间的成员"),
+            CommandError::Domain(ChatRoomError::AlreadyMember) => Self::conflict("添加用户到聊天室失败，用户已在聊天室中"),
+            CommandError::Domain(ChatRoomError::AlreadyExists) => Self::conflict("房间已存在"),
+            CommandError::Contended => Self::new(StatusCode::SERVICE_UNAVAILABLE, "房间繁忙，请重试"),
+            other => Self::internal(anyhow::anyhow!("{other}")),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Extractors that answer bad input with the room-chat envelope.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::error::RoomChatError;
+use crate::app::AppState;
+use crate::auth::{token_from_header, Caller, TokenError};
+
+/// A JSON body. The content type is not insisted on (the frontend's own
+/// client decides it); size, syntax and shape are.
+pub struct RcJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for RcJson<T> {
+    type Rejection = RoomChatError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            let status = rej.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                RoomChatError::new(status, "请求体过大")
+            } else {
+                RoomChatError::new(status, "无法读取请求体")
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(RoomChatError::bad_request("参数错误: 请求体为空"));
+        }
+        serde_json::from_slice(&bytes).map(RcJson).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => RoomChatError::bad_request(format!("参数错误: {e}")),
+                _ => RoomChatError::bad_request("参数错误: JSON 格式不正确"),
+            }
+        })
+    }
+}
+
+/// Query-string parameters.
+pub struct RcQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for RcQuery<T> {
+    type Rejection = RoomChatError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or("");
+        serde_urlencoded_from_str(q).map(RcQuery)
+    }
+}
+
+fn serde_urlencoded_from_str<T: DeserializeOwned>(q: &str) -> Result<T, RoomChatError> {
+    axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse().map_err(|_| RoomChatError::bad_request("参数错误"))?)
+        .map(|axum::extract::Query(v)| v)
+        .map_err(|e| RoomChatError::bad_request(format!("参数错误: {}", e.body_text())))
+}
+
+/// The signed-in caller: `Authorization: <token>` / `Bearer <token>`, or
+/// `?token=` (browsers cannot set headers on a WebSocket).
+pub struct AuthUser(pub Caller);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = RoomChatError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let from_header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .map(|v| v.to_str().ok().and_then(token_from_header).map(str::to_owned));
+        let token = match from_header {
+            Some(Some(t)) => t,
+            Some(None) => return Err(RoomChatError::unauthorized("token无效")),
+            None => query_token(parts.uri.query()).ok_or_else(|| RoomChatError::unauthorized("未登录：缺少token"))?,
+        };
+        state.tokens.verify(&token).map(AuthUser).map_err(|e| match e {
+            TokenError::Expired => RoomChatError::unauthorized("token已过期，请重新登录"),
+            TokenError::Invalid => RoomChatError::unauthorized("token无效"),
+        })
+    }
+}
+
+fn query_token(q: Option<&str>) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct T {
+        token: Option<String>,
+    }
+    serde_urlencoded_from_str::<T>(q?).ok()?.token.filter(|t| !t.is_empty())
+}

@@ -1,0 +1,209 @@
+//! Thin handlers: contract request -> domain command -> contract response.
+
+use aggregates::values::{AccountNumber, MessageId, RoomId, Username};
+use aggregates::{AccountCommand, ChatRoomCommand, Member};
+use axum::extract::State;
+use axum::response::IntoResponse;
+use projections::{accounts, roomchat};
+use uuid::Uuid;
+
+use super::dto::*;
+use super::error::RoomChatError;
+use super::extract::{AuthUser, RcJson, RcQuery};
+use super::{READ_MODELS, SURFACE};
+use crate::app::AppState;
+use crate::auth::{hash_password, verify_password, Caller};
+use crate::http::context::RequestContext;
+use crate::store::{CommandError, CommandMeta, LogPosition};
+
+type Result<T> = std::result::Result<T, RoomChatError>;
+
+fn actor(caller: &Caller) -> String {
+    format!("user:{}", caller.account_id)
+}
+
+pub(super) fn member_of(caller: &Caller) -> Result<Member> {
+    Ok(Member { number: AccountNumber::new(caller.number)?, username: Username::parse(&caller.username)? })
+}
+
+async fn next_id(state: &AppState, sequence: &str) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT nextval($1::regclass)").bind(sequence).fetch_one(&state.pool).await?)
+}
+
+/// Read-your-writes: the answer goes out once the read models include the write.
+async fn settle(state: &AppState, names: &[&str], pos: Option<LogPosition>) {
+    if let Some(pos) = pos {
+        if !state.progress.wait_for(&state.pool, names, pos, state.config.read_your_writes_timeout).await {
+            tracing::warn!(?names, ?pos, "read models did not catch up in time; answering anyway");
+        }
+    }
+}
+
+pub async fn register(State(state): State<AppState>, ctx: RequestContext, RcJson(body): RcJson<CredentialsRequest>) -> Result<impl IntoResponse> {
+    let reg = Registration::try_from(body)?;
+    if accounts::by_username(&state.pool, reg.username.as_str()).await?.is_some() {
+        return Err(RoomChatError::conflict("用户名已存在"));
+    }
+    let hash = hash_password(&reg.password).await.map_err(RoomChatError::internal)?;
+    let number = AccountNumber::new(next_id(&state, "account_numbers").await?)?;
+    let account_id = Uuid::now_v7();
+    let meta = ctx.meta(SURFACE, format!("user:{account_id}"));
+    let at = crate::store::now();
+    let pos = state
+        .store
+        .execute(&state.store.accounts, &account_id.to_string(), &meta, || AccountCommand::Register {
+            account_id,
+            number,
+            username: reg.username.clone(),
+            password_hash: hash.clone(),
+            at,
+        })
+        .await
+        .map_err(|e| match e {
+            CommandError::UniqueKeyTaken(_) => RoomChatError::conflict("用户名已存在"),
+            other => RoomChatError::internal(anyhow::anyhow!("{other}")),
+        })?;
+    settle(&state, &["accounts"], pos).await;
+    Ok(ok("注册成功", UserDto { id: number.get(), username: reg.username.as_str().to_owned() }))
+}
+
+pub async fn login(State(state): State<AppState>, RcJson(body): RcJson<CredentialsRequest>) -> Result<impl IntoResponse> {
+    if body.username.is_empty() || body.password.is_empty() || body.username.len() > 256 || body.password.len() > 1024 {
+        return Err(RoomChatError::unauthorized("用户名或密码错误"));
+    }
+    let account = accounts::by_username(&state.pool, &body.username).await?;
+    let ok_password = verify_password(account.as_ref().map(|a| a.password_hash.clone()), body.password).await;
+    let account = match (account, ok_password) {
+        (Some(a), true) => a,
+        _ => return Err(RoomChatError::unauthorized("用户名或密码错误")),
+    };
+    let caller = Caller { account_id: account.account_id, number: account.number, username: account.username.clone() };
+    let token = state.tokens.issue(&caller);
+    Ok(ok("登录成功", LoginDto { token, user: UserDto { id: account.number, username: account.username } }))
+}
+
+pub async fn create_room(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    AuthUser(caller): AuthUser,
+    RcJson(body): RcJson<CreateRoomRequest>,
+) -> Result<impl IntoResponse> {
+    let room = NewRoom::try_from(body)?;
+    let creator = member_of(&caller)?;
+    let room_id = RoomId::new(next_id(&state, "chat_room_ids").await?)?;
+    let at = crate::store::now();
+    let meta = ctx.meta(SURFACE, actor(&caller));
+    let pos = state
+        .store
+        .execute(&state.store.rooms, &room_id.to_string(), &meta, || ChatRoomCommand::CreateRoom {
+            room_id,
+            name: room.name.clone(),
+            description: room.description.clone(),
+            creator: creator.clone(),
+            at,
+        })
+        .await?;
+    settle(&state, READ_MODELS, pos).await;
+    let tz = state.config.timezone;
+    Ok(ok("创建成功", RoomDto::new(room_id.get(), room.name.as_str(), room.description.as_str(), at, at, tz)))
+}
+
+pub async fn list_rooms(State(state): State<AppState>, AuthUser(caller): AuthUser) -> Result<impl IntoResponse> {
+    let tz = state.config.timezone;
+    let rooms = roomchat::rooms_of(&state.pool, caller.number).await?;
+    Ok(ok("获取成功", rooms.iter().map(|r| RoomDto::from_row(r, tz)).collect::<Vec<_>>()))
+}
+
+/// Rooms are visible to their members only; others learn whether it exists.
+async fn require_member(state: &AppState, room_id: RoomId, caller: &Caller) -> Result<()> {
+    if !roomchat::is_member(&state.pool, room_id.get(), caller.number).await? {
+        return Err(match roomchat::room(&state.pool, room_id.get()).await? {
+            None => RoomChatError::not_found("房间不存在"),
+            Some(_) => RoomChatError::forbidden("你不是该房间的成员"),
+        });
+    }
+    Ok(())
+}
+
+pub async fn members(State(state): State<AppState>, AuthUser(caller): AuthUser, RcQuery(q): RcQuery<RoomQuery>) -> Result<impl IntoResponse> {
+    let room_id = RoomId::new(q.room_id)?;
+    require_member(&state, room_id, &caller).await?;
+    let tz = state.config.timezone;
+    let rows = roomchat::members(&state.pool, room_id.get()).await?;
+    Ok(ok("获取成功", rows.iter().map(|r| MemberDto::from_row(r, tz)).collect::<Vec<_>>()))
+}
+
+pub async fn add_user(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    AuthUser(caller): AuthUser,
+    RcJson(body): RcJson<AddUserRequest>,
+) -> Result<impl IntoResponse> {
+    let req = AddUser::try_from(body)?;
+    let account = accounts::by_number(&state.pool, req.user_id.get())
+        .await?
+        .ok_or_else(|| RoomChatError::not_found("用户不存在"))?;
+    let member = Member { number: req.user_id, username: Username::parse(&account.username)? };
+    let actor_number = AccountNumber::new(caller.number)?;
+    let at = crate::store::now();
+    let meta = ctx.meta(SURFACE, actor(&caller));
+    let pos = state
+        .store
+        .execute(&state.store.rooms, &req.room_id.to_string(), &meta, || ChatRoomCommand::AddMember {
+            actor: actor_number,
+            member: member.clone(),
+            role: req.role,
+            at,
+        })
+        .await?;
+    settle(&state, READ_MODELS, pos).await;
+    Ok(ok("添加用户到聊天室成功", ()))
+}
+
+/// Posts a message; shared by `POST /api/message/send` and the WebSocket.
+pub(super) async fn post_message(state: &AppState, meta: &CommandMeta, caller: &Caller, msg: NewMessage) -> Result<(MessageDto, Option<LogPosition>)> {
+    let sender = member_of(caller)?;
+    let message_id = MessageId::new(next_id(state, "chat_message_ids").await?)?;
+    let at = crate::store::now();
+    let pos = state
+        .store
+        .execute(&state.store.rooms, &msg.room_id.to_string(), meta, || ChatRoomCommand::PostMessage {
+            message_id,
+            sender: sender.clone(),
+            kind: msg.kind.clone(),
+            content: msg.content.clone(),
+            at,
+        })
+        .await?;
+    let dto = MessageDto {
+        id: message_id.get(),
+        send_time: crate::timefmt::local_seconds(at, state.config.timezone),
+        room_id: msg.room_id.get(),
+        sender_id: caller.number,
+        sender_name: caller.username.clone(),
+        kind: msg.kind.as_str().to_owned(),
+        content: msg.content.as_str().to_owned(),
+    };
+    Ok((dto, pos))
+}
+
+pub async fn send_message(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    AuthUser(caller): AuthUser,
+    RcJson(body): RcJson<SendRequest>,
+) -> Result<impl IntoResponse> {
+    let msg = NewMessage::try_from(body)?;
+    let meta = ctx.meta(SURFACE, actor(&caller));
+    let (dto, pos) = post_message(&state, &meta, &caller, msg).await?;
+    settle(&state, READ_MODELS, pos).await;
+    Ok(ok("发送成功", dto))
+}
+
+pub async fn list_messages(State(state): State<AppState>, AuthUser(caller): AuthUser, RcQuery(q): RcQuery<ListMessagesQuery>) -> Result<impl IntoResponse> {
+    let page = MessagePage::try_from(q)?;
+    require_member(&state, page.room_id, &caller).await?;
+    let tz = state.config.timezone;
+    let rows = roomchat::messages_before(&state.pool, page.room_id.get(), page.before, page.limit).await?;
+    Ok(ok("历史消息获取成功", rows.into_iter().map(|r| MessageDto::from_row(r, tz)).collect::<Vec<_>>()))
+}

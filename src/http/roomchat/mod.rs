@@ -1,0 +1,62 @@
+//! Room chat (seed 004): `/register`, `/login`, `/api/room/*`,
+//! `/api/message/*`, envelope `{code, msg, data}`.
+
+mod dto;
+mod error;
+mod extract;
+mod handlers;
+mod ws;
+
+use aggregates::ChatRoomEvent;
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono_tz::Tz;
+
+pub use error::RoomChatError;
+
+use crate::app::AppState;
+
+pub const SURFACE: &str = "roomchat";
+/// Projections a room-chat command waits for before answering.
+pub(crate) const READ_MODELS: &[&str] = &["roomchat"];
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/register", post(handlers::register))
+        .route("/login", post(handlers::login))
+        .route("/api/room/create", post(handlers::create_room))
+        .route("/api/room/list", get(handlers::list_rooms))
+        .route("/api/room/members", get(handlers::members))
+        .route("/api/room/add_user", post(handlers::add_user))
+        .route("/api/message/send", post(handlers::send_message))
+        .route("/api/message/list", get(handlers::list_messages))
+        .route("/api/message/ws", get(ws::upgrade))
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn method_not_allowed() -> RoomChatError {
+    RoomChatError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "请求方法不允许")
+}
+
+pub async fn not_found(uri: Uri) -> Response {
+    RoomChatError::not_found(format!("接口不存在: {}", uri.path())).into_response()
+}
+
+/// The `新消息` push for a posted message, as the seed shows it.
+pub fn push_text(event: &ChatRoomEvent, tz: Tz) -> Option<String> {
+    let ChatRoomEvent::MessagePosted { room_id, message_id, sender_id, sender_name, kind, content, sent_at } = event else {
+        return None;
+    };
+    let data = dto::MessageDto {
+        id: *message_id,
+        send_time: crate::timefmt::local_seconds(*sent_at, tz),
+        room_id: *room_id,
+        sender_id: *sender_id,
+        sender_name: sender_name.clone(),
+        kind: kind.clone(),
+        content: content.clone(),
+    };
+    serde_json::to_string(&dto::Envelope { code: 0, msg: "新消息", data }).ok()
+}

@@ -1,0 +1,66 @@
+//! `GET /api/message/ws`: greeting, sends, and pushes from the live feed.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+
+use super::dto::{Envelope, NewMessage, SendRequest};
+use super::error::RoomChatError;
+use super::extract::AuthUser;
+use super::handlers::post_message;
+use super::SURFACE;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::http::context::RequestContext;
+
+const MAX_FRAME: usize = 64 * 1024;
+
+pub async fn upgrade(State(state): State<AppState>, ctx: RequestContext, AuthUser(caller): AuthUser, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(MAX_FRAME).on_upgrade(move |socket| session(socket, state, ctx, caller))
+}
+
+fn envelope(msg: &'static str) -> String {
+    serde_json::to_string(&Envelope { code: 0, msg, data: () }).expect("static envelope")
+}
+
+async fn session(mut socket: WebSocket, state: AppState, ctx: RequestContext, caller: Caller) {
+    let mut sub = state.hub.subscribe(caller.number);
+    if socket.send(Message::Text(envelope("连接成功").into())).await.is_err() {
+        return;
+    }
+    tracing::debug!(user = caller.number, "websocket connected");
+    loop {
+        tokio::select! {
+            pushed = sub.rx.recv() => {
+                let Some(text) = pushed else { break };
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+            incoming = socket.recv() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue,
+                };
+                if let Err(e) = handle_frame(&state, &ctx, &caller, &text).await {
+                    if socket.send(Message::Text(e.body().to_string().into())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A frame is a send request; its push comes back through the live feed.
+async fn handle_frame(state: &AppState, ctx: &RequestContext, caller: &Caller, text: &str) -> Result<(), RoomChatError> {
+    let req: SendRequest = serde_json::from_str(text).map_err(|e| RoomChatError::bad_request(format!("参数错误: {e}")))?;
+    let msg = NewMessage::try_from(req)?;
+    // Each frame is its own request: a fresh request id, same correlation.
+    let mut frame_ctx = ctx.clone();
+    frame_ctx.request_id = uuid::Uuid::now_v7().to_string();
+    let meta = frame_ctx.meta(SURFACE, format!("user:{}", caller.account_id));
+    post_message(state, &meta, caller, msg).await.map(|_| ())
+}

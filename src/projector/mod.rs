@@ -1,0 +1,403 @@
+//! The projector runtime: tails the whole log in (transaction_id,
+//! global_position) order below the snapshot horizon, applies each
+//! projection's batch and its checkpoint in one transaction, one process per
+//! projection at a time (advisory lock), woken by LISTEN/NOTIFY with a slow
+//! poll as fallback.
+
+mod rebuild;
+mod status;
+
+pub use rebuild::rebuild;
+pub use status::{status, ProjectionStatus};
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use projections::{ProjectionError, Projector, StoredEvent};
+use sqlx::postgres::{PgConnectOptions, PgListener};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
+use tokio::sync::{watch, Notify};
+
+use crate::store::LogPosition;
+
+pub const EVENTS_CHANNEL: &str = "tidelog_events";
+pub const PROGRESS_CHANNEL: &str = "tidelog_progress";
+const POLL_EVERY: Duration = Duration::from_millis(500);
+const LOCK_RETRY_EVERY: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The rows of a batch, selected in log order below the horizon.
+pub(crate) const SELECT_BATCH: &str = "
+SELECT global_position, transaction_id::text::bigint AS txid, aggregate_type, aggregate_id, sequence,
+       event_type, event_version, payload::jsonb AS payload, metadata::jsonb AS metadata, recorded_at
+  FROM events
+ WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+   AND aggregate_type = ANY($3)
+ ORDER BY transaction_id, global_position
+ LIMIT $4";
+
+pub(crate) fn row_to_event(row: &sqlx::postgres::PgRow) -> sqlx::Result<StoredEvent> {
+    Ok(StoredEvent {
+        global_position: row.try_get("global_position")?,
+        transaction_id: row.try_get("txid")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}
+
+/// What every task in this process knows about projection progress.
+pub struct Progress {
+    checkpoints: Mutex<HashMap<String, LogPosition>>,
+    tick: watch::Sender<u64>,
+    /// Woken on every event notification: projector workers and live feeds.
+    wakers: Mutex<Vec<Arc<Notify>>>,
+}
+
+impl Progress {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self { checkpoints: Mutex::default(), tick: watch::channel(0).0, wakers: Mutex::default() })
+    }
+
+    pub fn checkpoint(&self, name: &str) -> LogPosition {
+        self.checkpoints.lock().unwrap().get(name).copied().unwrap_or_default()
+    }
+
+    fn advance(&self, name: &str, pos: LogPosition) {
+        let mut map = self.checkpoints.lock().unwrap();
+        let entry = map.entry(name.to_owned()).or_default();
+        if pos > *entry {
+            *entry = pos;
+            drop(map);
+            self.tick.send_modify(|t| *t += 1);
+        }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.tick.subscribe()
+    }
+
+    pub fn waker(&self) -> Arc<Notify> {
+        let n = Arc::new(Notify::new());
+        self.wakers.lock().unwrap().push(n.clone());
+        n
+    }
+
+    fn wake_all(&self) {
+        for w in self.wakers.lock().unwrap().iter() {
+            w.notify_one();
+        }
+    }
+
+    async fn refresh_from_db(&self, pool: &PgPool) -> sqlx::Result<()> {
+        let rows: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT name, last_txid::text::bigint, last_position FROM projection_checkpoints")
+                .fetch_all(pool)
+                .await?;
+        for (name, txid, position) in rows {
+            self.advance(&name, LogPosition { txid, position });
+        }
+        Ok(())
+    }
+
+    /// Waits until every named projection has applied `pos` (read-your-writes
+    /// for the command that produced it). Returns false on timeout.
+    pub async fn wait_for(&self, pool: &PgPool, names: &[&str], pos: LogPosition, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut rx = self.subscribe();
+        loop {
+            if names.iter().all(|n| self.checkpoint(n) >= pos) {
+                return true;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            // A missed notification costs at most one slow re-read.
+            let slice = (deadline - now).min(Duration::from_millis(250));
+            if tokio::time::timeout(slice, rx.changed()).await.is_err() {
+                let _ = self.refresh_from_db(pool).await;
+            }
+        }
+    }
+}
+
+/// Listens for event and progress notifications and fans them out in-process.
+pub async fn run_listener(pool: PgPool, progress: Arc<Progress>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "notification listener cannot connect; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen_all([EVENTS_CHANNEL, PROGRESS_CHANNEL]).await {
+            tracing::warn!(error = %e, "LISTEN failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        // Anything sent while we were not listening is re-read here.
+        let _ = progress.refresh_from_db(&pool).await;
+        progress.wake_all();
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.changed() => return,
+                m = listener.try_recv() => m,
+            };
+            match msg {
+                Ok(Some(n)) if n.channel() == EVENTS_CHANNEL => progress.wake_all(),
+                Ok(Some(n)) => {
+                    if let Some((name, pos)) = parse_progress(n.payload()) {
+                        progress.advance(name, pos);
+                    }
+                }
+                Ok(None) => {
+                    // connection lost and re-established: notifications may be lost
+                    let _ = progress.refresh_from_db(&pool).await;
+                    progress.wake_all();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "notification listener failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn parse_progress(payload: &str) -> Option<(&str, LogPosition)> {
+    let mut parts = payload.rsplitn(3, ':');
+    let position = parts.next()?.parse().ok()?;
+    let txid = parts.next()?.parse().ok()?;
+    Some((parts.next()?, LogPosition { txid, position }))
+}
+
+/// Settings shared by the workers of one process.
+#[derive(Clone)]
+pub struct RuntimeSettings {
+    pub pool: PgPool,
+    /// For each worker's dedicated lock connection.
+    pub connect: PgConnectOptions,
+    pub batch_size: i64,
+    pub node: String,
+}
+
+/// Starts one worker per projection; each competes for its projection's
+/// advisory lock and works it while it holds it.
+pub fn spawn_workers(
+    settings: RuntimeSettings,
+    projectors: Vec<Arc<dyn Projector>>,
+    progress: Arc<Progress>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    projectors
+        .into_iter()
+        .map(|p| {
+            let worker = Worker { settings: settings.clone(), projector: p, progress: progress.clone(), wake: progress.waker() };
+            let shutdown = shutdown.clone();
+            tokio::spawn(worker.run(shutdown))
+        })
+        .collect()
+}
+
+struct Worker {
+    settings: RuntimeSettings,
+    projector: Arc<dyn Projector>,
+    progress: Arc<Progress>,
+    wake: Arc<Notify>,
+}
+
+enum Stop {
+    Shutdown,
+}
+
+impl Worker {
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let name = self.projector.name();
+        loop {
+            match self.hold_and_work(&mut shutdown).await {
+                Ok(Stop::Shutdown) => return,
+                Err(e) => {
+                    tracing::warn!(projection = name, error = %e, "projector lost its lock connection; re-acquiring");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(LOCK_RETRY_EVERY) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn hold_and_work(&self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<Stop> {
+        let name = self.projector.name();
+        let mut lock_conn = self.settings.connect.clone().application_name("tidelog-projector-lock").connect().await?;
+        loop {
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended('tidelog-projection:' || $1, 0))")
+                .bind(name)
+                .fetch_one(&mut lock_conn)
+                .await?;
+            if got {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return Ok(Stop::Shutdown),
+                _ = tokio::time::sleep(LOCK_RETRY_EVERY) => {}
+            }
+        }
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (name, owner) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner",
+        )
+        .bind(name)
+        .bind(&self.settings.node)
+        .execute(&self.settings.pool)
+        .await?;
+        tracing::info!(projection = name, node = %self.settings.node, "projector acquired its lock");
+
+        let mut backoff = Duration::from_millis(250);
+        let mut last_liveness = tokio::time::Instant::now();
+        loop {
+            let mut failed = false;
+            loop {
+                match self.run_batch().await {
+                    Ok(n) if n as i64 == self.settings.batch_size => continue,
+                    Ok(_) => {
+                        backoff = Duration::from_millis(250);
+                        break;
+                    }
+                    Err((at, err)) => {
+                        self.record_failure(at, &err).await;
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            let pause = if failed {
+                let b = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                b
+            } else {
+                POLL_EVERY
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return Ok(Stop::Shutdown),
+                _ = self.wake.notified(), if !failed => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+            if last_liveness.elapsed() > Duration::from_secs(2) {
+                // The lock lives as long as this session: if it is gone, so is the lock.
+                lock_conn.ping().await?;
+                last_liveness = tokio::time::Instant::now();
+            }
+        }
+    }
+
+    /// One transaction: lock the checkpoint row, read a batch, apply it, move
+    /// the checkpoint, announce progress. Returns the number applied.
+    async fn run_batch(&self) -> Result<usize, (Option<i64>, anyhow::Error)> {
+        let name = self.projector.name();
+        let mut tx = self.settings.pool.begin().await.map_err(|e| (None, e.into()))?;
+        let (txid, position): (String, i64) =
+            sqlx::query_as("SELECT last_txid::text, last_position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| (None, e.into()))?;
+        let types: Vec<String> = self.projector.aggregate_types().iter().map(|s| s.to_string()).collect();
+        let rows = sqlx::query(SELECT_BATCH)
+            .bind(&txid)
+            .bind(position)
+            .bind(&types)
+            .bind(self.settings.batch_size)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| (None, e.into()))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut last = None;
+        for row in &rows {
+            let event = row_to_event(row).map_err(|e| (None, e.into()))?;
+            apply_one(&*self.projector, &mut tx, &event).await.map_err(|e| (Some(event.global_position), e))?;
+            last = Some(event.log_position());
+        }
+        let (last_txid, last_pos) = last.expect("non-empty batch");
+        sqlx::query(
+            "UPDATE projection_checkpoints
+                SET last_txid = $2::text::xid8, last_position = $3, events_applied = events_applied + $4,
+                    updated_at = now(), owner = $5, last_error = NULL, failed_position = NULL, failed_at = NULL, retries = 0
+              WHERE name = $1",
+        )
+        .bind(name)
+        .bind(last_txid.to_string())
+        .bind(last_pos)
+        .bind(rows.len() as i64)
+        .bind(&self.settings.node)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| (None, e.into()))?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(PROGRESS_CHANNEL)
+            .bind(format!("{name}:{last_txid}:{last_pos}"))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| (None, e.into()))?;
+        tx.commit().await.map_err(|e| (None, e.into()))?;
+        self.progress.advance(name, LogPosition { txid: last_txid, position: last_pos });
+        Ok(rows.len())
+    }
+
+    async fn record_failure(&self, at: Option<i64>, err: &anyhow::Error) {
+        let name = self.projector.name();
+        tracing::error!(projection = name, position = ?at, error = format!("{err:#}"), "projection stopped on an event; will retry");
+        let res = sqlx::query(
+            "UPDATE projection_checkpoints
+                SET last_error = $2, failed_position = $3, failed_at = now(), retries = retries + 1
+              WHERE name = $1",
+        )
+        .bind(name)
+        .bind(format!("{err:#}"))
+        .bind(at)
+        .execute(&self.settings.pool)
+        .await;
+        if let Err(e) = res {
+            tracing::warn!(projection = name, error = %e, "could not record the projection failure");
+        }
+    }
+}
+
+/// Applies one event inside a savepoint-free transaction: any error aborts the batch.
+pub(crate) async fn apply_one(
+    projector: &dyn Projector,
+    conn: &mut PgConnection,
+    event: &StoredEvent,
+) -> anyhow::Result<()> {
+    projector.apply(conn, event).await.map_err(|e| match e {
+        ProjectionError::Sql(s) => anyhow::Error::new(s).context(format!("applying {} at position {}", event.event_type, event.global_position)),
+        other => anyhow::Error::new(other),
+    })
+}
+
+pub fn find(name: &str) -> Option<Arc<dyn Projector>> {
+    projections::all().into_iter().find(|p| p.name() == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_payloads_round_trip() {
+        assert_eq!(parse_progress("roomchat:741:12"), Some(("roomchat", LogPosition { txid: 741, position: 12 })));
+        assert_eq!(parse_progress("garbage"), None);
+    }
+}

@@ -1,0 +1,153 @@
+//! Rebuild a projection from position zero into fresh tables while the live
+//! tables keep serving; once caught up, swap them in one transaction that
+//! holds the live projector's checkpoint row.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use projections::Projector;
+use sqlx::PgPool;
+
+use super::{apply_one, row_to_event, SELECT_BATCH};
+use crate::store::LogPosition;
+
+#[derive(Debug, serde::Serialize)]
+pub struct RebuildReport {
+    pub projection: String,
+    pub events_applied: u64,
+    pub checkpoint: LogPosition,
+    pub seconds: f64,
+}
+
+pub async fn rebuild(pool: &PgPool, projector: &dyn Projector, batch: i64, show_progress: bool) -> anyhow::Result<RebuildReport> {
+    let started = std::time::Instant::now();
+    let name = projector.name();
+    let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S%f");
+    let shadow = format!("rebuild_{name}_{stamp}");
+    let retired = format!("retired_{name}_{stamp}");
+    let types: Vec<String> = projector.aggregate_types().iter().map(|s| s.to_string()).collect();
+
+    sqlx::query(&format!("CREATE SCHEMA {shadow}")).execute(pool).await?;
+    let result = async {
+        for t in projector.tables() {
+            sqlx::query(&format!("CREATE TABLE {shadow}.{t} (LIKE public.{t} INCLUDING ALL)")).execute(pool).await?;
+        }
+        sqlx::query("INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(name)
+            .execute(pool)
+            .await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = ANY($1)")
+            .bind(&types)
+            .fetch_one(pool)
+            .await?;
+        let bar = if show_progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})")
+                .unwrap()
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("rebuilding {name}"));
+
+        let mut cp = LogPosition::default();
+        let mut applied = 0u64;
+        // Catch up outside any lock: the live projection keeps running.
+        loop {
+            let n = replay_batch(pool, projector, &shadow, &types, &mut cp, batch).await?;
+            applied += n;
+            bar.inc(n);
+            if (n as i64) < batch {
+                break;
+            }
+        }
+        // Swap: hold the live checkpoint row, apply the rest, move the tables.
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!("SET LOCAL search_path TO {shadow}, public")).execute(&mut *tx).await?;
+        loop {
+            let rows = sqlx::query(SELECT_BATCH)
+                .bind(cp.txid.to_string())
+                .bind(cp.position)
+                .bind(&types)
+                .bind(batch)
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in &rows {
+                let event = row_to_event(row)?;
+                apply_one(projector, &mut tx, &event).await?;
+                cp = LogPosition { txid: event.transaction_id, position: event.global_position };
+            }
+            applied += rows.len() as u64;
+            bar.inc(rows.len() as u64);
+            if (rows.len() as i64) < batch {
+                break;
+            }
+        }
+        sqlx::query("SET LOCAL search_path TO public").execute(&mut *tx).await?;
+        sqlx::query(&format!("CREATE SCHEMA {retired}")).execute(&mut *tx).await?;
+        for t in projector.tables() {
+            sqlx::query(&format!("ALTER TABLE public.{t} SET SCHEMA {retired}")).execute(&mut *tx).await?;
+            sqlx::query(&format!("ALTER TABLE {shadow}.{t} SET SCHEMA public")).execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE projection_checkpoints
+                SET last_txid = $2::text::xid8, last_position = $3, events_applied = $4, updated_at = now(),
+                    last_error = NULL, failed_position = NULL, failed_at = NULL, retries = 0
+              WHERE name = $1",
+        )
+        .bind(name)
+        .bind(cp.txid.to_string())
+        .bind(cp.position)
+        .bind(applied as i64)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!("DROP SCHEMA {retired} CASCADE")).execute(&mut *tx).await?;
+        sqlx::query(&format!("DROP SCHEMA {shadow}")).execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::PROGRESS_CHANNEL)
+            .bind(format!("{name}:{}:{}", cp.txid, cp.position))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        bar.finish_with_message(format!("rebuilt {name}"));
+        Ok::<_, anyhow::Error>(RebuildReport {
+            projection: name.to_owned(),
+            events_applied: applied,
+            checkpoint: cp,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+    .await;
+    if result.is_err() {
+        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow} CASCADE")).execute(pool).await;
+    }
+    result
+}
+
+async fn replay_batch(
+    pool: &PgPool,
+    projector: &dyn Projector,
+    shadow: &str,
+    types: &[String],
+    cp: &mut LogPosition,
+    batch: i64,
+) -> anyhow::Result<u64> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!("SET LOCAL search_path TO {shadow}, public")).execute(&mut *tx).await?;
+    let rows = sqlx::query(SELECT_BATCH)
+        .bind(cp.txid.to_string())
+        .bind(cp.position)
+        .bind(types)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut next = *cp;
+    for row in &rows {
+        let event = row_to_event(row)?;
+        apply_one(projector, &mut tx, &event).await?;
+        next = LogPosition { txid: event.transaction_id, position: event.global_position };
+    }
+    tx.commit().await?;
+    *cp = next;
+    Ok(rows.len() as u64)
+}

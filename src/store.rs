@@ -1,0 +1,141 @@
+//! Event store glue: the cqrs-es frameworks over postgres-es, command
+//! metadata, conflict retries and the log position a command produced.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aggregates::{Account, ChatRoom};
+use cqrs_es::{Aggregate, AggregateError};
+use postgres_es::{postgres_cqrs, postgres_snapshot_cqrs, PostgresCqrs};
+use sqlx::PgPool;
+
+/// The time a command happens, at the precision PostgreSQL stores, so an
+/// answer built from the command equals what later reads return.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6)
+}
+
+/// Snapshot long streams (chat rooms) every this many events.
+const SNAPSHOT_EVERY: usize = 100;
+const MAX_CONFLICT_RETRIES: usize = 20;
+
+/// Position of an event in the projectors' order: compared as a tuple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize)]
+pub struct LogPosition {
+    pub txid: i64,
+    pub position: i64,
+}
+
+/// Who did what, from where: recorded on every event.
+#[derive(Debug, Clone)]
+pub struct CommandMeta {
+    /// `user:<uuid>`, `apikey:<id>` or `system`
+    pub actor: String,
+    pub surface: &'static str,
+    pub request_id: String,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub client_ip: String,
+}
+
+impl CommandMeta {
+    fn to_map(&self) -> HashMap<String, String> {
+        HashMap::from([
+            ("actor".into(), self.actor.clone()),
+            ("surface".into(), self.surface.into()),
+            ("request_id".into(), self.request_id.clone()),
+            ("correlation_id".into(), self.correlation_id.clone()),
+            ("causation_id".into(), self.causation_id.clone()),
+            ("client_ip".into(), self.client_ip.clone()),
+        ])
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    #[error(transparent)]
+    Domain(E),
+    /// A write-side unique key (e.g. `username`) is already claimed.
+    #[error("{0} is already taken")]
+    UniqueKeyTaken(String),
+    #[error("too much contention on one stream, try again")]
+    Contended,
+    #[error("event store: {0}")]
+    Store(String),
+}
+
+pub struct Store {
+    pub pool: PgPool,
+    pub accounts: PostgresCqrs<Account>,
+    pub rooms: PostgresCqrs<ChatRoom>,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            accounts: postgres_cqrs(pool.clone(), vec![], ()),
+            rooms: postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, ()),
+            pool,
+        }
+    }
+
+    /// Runs a command, retrying on optimistic-lock conflicts (the command is
+    /// rebuilt each time by `make`), and returns the log position of the
+    /// stream's newest event afterwards.
+    pub async fn execute<A: Aggregate>(
+        &self,
+        cqrs: &PostgresCqrs<A>,
+        aggregate_id: &str,
+        meta: &CommandMeta,
+        mut make: impl FnMut() -> A::Command,
+    ) -> Result<Option<LogPosition>, CommandError<A::Error>>
+    where
+        A::Error: Clone,
+    {
+        let metadata = meta.to_map();
+        let mut attempt = 0;
+        loop {
+            match cqrs.execute_with_metadata(aggregate_id, make(), metadata.clone()).await {
+                Ok(()) => break,
+                Err(AggregateError::AggregateConflict) if attempt < MAX_CONFLICT_RETRIES => {
+                    attempt += 1;
+                    let jitter = rand::random::<u64>() % (2 * attempt as u64 + 1);
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                }
+                Err(AggregateError::AggregateConflict) => return Err(CommandError::Contended),
+                Err(AggregateError::UserError(e)) => return Err(CommandError::Domain(e)),
+                Err(other) => return Err(classify_store_error(other)),
+            }
+        }
+        self.stream_head(A::TYPE, aggregate_id)
+            .await
+            .map_err(|e| CommandError::Store(format!("reading the appended position: {e}")))
+    }
+
+    pub async fn stream_head(&self, aggregate_type: &str, aggregate_id: &str) -> sqlx::Result<Option<LogPosition>> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text::bigint, global_position FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(txid, position)| LogPosition { txid, position }))
+    }
+}
+
+fn classify_store_error<E: std::error::Error>(err: AggregateError<E>) -> CommandError<E> {
+    if let AggregateError::UnexpectedError(boxed) = &err {
+        if let Some(sqlx::Error::Database(db)) = boxed.downcast_ref::<sqlx::Error>() {
+            if db.code().as_deref() == Some("TL001") {
+                let kind = db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .and_then(|e| e.detail().map(str::to_owned))
+                    .unwrap_or_else(|| "key".into());
+                return CommandError::UniqueKeyTaken(kind);
+            }
+        }
+    }
+    CommandError::Store(err.to_string())
+}
