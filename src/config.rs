@@ -59,6 +59,24 @@ where
     }
 }
 
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            data_dir: PathBuf::from("./.tidelog"),
+            bind: "127.0.0.1:8080".parse().unwrap(),
+            timezone: chrono_tz::Asia::Shanghai,
+            jwt_secret: None,
+            jwt_ttl: Duration::from_secs(86_400),
+            db_pool_size: 16,
+            projector_batch: 500,
+            max_body_bytes: 64 * 1024,
+            read_your_writes_timeout: Duration::from_secs(5),
+            postgres_bin: None,
+        }
+    }
+}
+
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         let timezone: Tz = match var("TIDELOG_TIMEZONE") {

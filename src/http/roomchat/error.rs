@@ -5,7 +5,6 @@ use aggregates::values::InvalidValue;
 use aggregates::ChatRoomError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 
 use crate::store::CommandError;
 
@@ -41,8 +40,9 @@ impl RoomChatError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "服务器内部错误")
     }
 
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::to_value(Envelope { code: 1, msg: &self.msg, data: () }).expect("plain struct")
+    /// The envelope as JSON text, fields in the seed's order.
+    pub fn body(&self) -> String {
+        serde_json::to_string(&Envelope { code: 1, msg: &self.msg, data: () }).expect("plain struct")
     }
 }
 
@@ -55,7 +55,7 @@ struct Envelope<'a> {
 
 impl IntoResponse for RoomChatError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        (self.status, [(axum::http::header::CONTENT_TYPE, "application/json")], self.body()).into_response()
     }
 }
 

@@ -45,7 +45,7 @@ async fn session(mut socket: WebSocket, state: AppState, ctx: RequestContext, ca
                     Some(Ok(_)) => continue,
                 };
                 if let Err(e) = handle_frame(&state, &ctx, &caller, &text).await {
-                    if socket.send(Message::Text(e.body().to_string().into())).await.is_err() {
+                    if socket.send(Message::Text(e.body().into())).await.is_err() {
                         break;
                     }
                 }
