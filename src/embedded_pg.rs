@@ -179,7 +179,20 @@ impl EmbeddedPostgres {
         Ok(())
     }
 
+    /// The postmaster's pid from its lock file, if that process is alive (a
+    /// zombie left by a crash, which nobody reaped, does not count).
+    fn live_postmaster(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
+        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+        (state != "Z" && state != "X").then_some(pid)
+    }
+
     pub fn is_running(&self) -> bool {
+        if self.live_postmaster().is_none() {
+            return false;
+        }
         self.command("pg_ctl")
             .arg("-D")
             .arg(self.data_dir())
@@ -193,6 +206,28 @@ impl EmbeddedPostgres {
 
     fn pg_ctl_start(&self) -> anyhow::Result<()> {
         tracing::info!(dir = %self.data_dir().display(), "starting embedded PostgreSQL");
+        let pid_file = self.data_dir().join("postmaster.pid");
+        if pid_file.exists() && self.live_postmaster().is_none() {
+            tracing::warn!("removing the lock file of a postmaster that is gone (crash); PostgreSQL will recover");
+            std::fs::remove_file(&pid_file)?;
+        }
+        // Backends of a killed postmaster may take a moment to exit and free
+        // shared memory: retry briefly.
+        let mut attempt = 0;
+        loop {
+            match self.pg_ctl_start_once() {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "PostgreSQL did not start; retrying");
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn pg_ctl_start_once(&self) -> anyhow::Result<()> {
         let out = self
             .command("pg_ctl")
             .arg("-D")
