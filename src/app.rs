@@ -51,7 +51,11 @@ impl Server {
         let hub = Arc::new(Hub::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
 
-        let mut background = vec![tokio::spawn(projector::run_listener(pool.clone(), progress.clone(), shutdown_rx.clone()))];
+        let mut background = vec![tokio::spawn(projector::run_listener(
+            pool.clone(),
+            progress.clone(),
+            shutdown_rx.clone(),
+        ))];
         let node = format!("{}:{}", hostname(), std::process::id());
         let settings = RuntimeSettings {
             pool: pool.clone(),
@@ -59,7 +63,12 @@ impl Server {
             batch_size: config.projector_batch,
             node,
         };
-        background.extend(projector::spawn_workers(settings, projections::all(), progress.clone(), shutdown_rx.clone()));
+        background.extend(projector::spawn_workers(
+            settings,
+            projections::all(),
+            progress.clone(),
+            shutdown_rx.clone(),
+        ));
         background.push(tokio::spawn(live::run_roomchat_feed(
             pool.clone(),
             progress.clone(),
@@ -68,7 +77,9 @@ impl Server {
             shutdown_rx.clone(),
         )));
 
-        let listener = tokio::net::TcpListener::bind(config.bind).await.with_context(|| format!("binding {}", config.bind))?;
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("binding {}", config.bind))?;
         let addr = listener.local_addr()?;
         let state = AppState {
             config: Arc::new(config),
@@ -81,14 +92,24 @@ impl Server {
         let app = crate::http::router(state);
         let mut stop = shutdown_rx.clone();
         let http = tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await
         });
         tracing::info!(%addr, "tidelog listening");
-        Ok(Self { addr, pool, shutdown, http, background, database })
+        Ok(Self {
+            addr,
+            pool,
+            shutdown,
+            http,
+            background,
+            database,
+        })
     }
 
     /// Graceful stop: HTTP drains, workers release their locks, and an
@@ -107,5 +128,8 @@ impl Server {
 }
 
 fn hostname() -> String {
-    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }

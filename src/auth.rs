@@ -66,18 +66,26 @@ impl Tokens {
             exp: now + self.ttl.as_secs() as i64,
             jti: Uuid::new_v4().to_string(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail")
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail")
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, TokenError> {
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = 0;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid,
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid,
+                }
+            })?;
         let account_id = data.claims.sub.parse().map_err(|_| TokenError::Invalid)?;
-        Ok(Caller { account_id, number: data.claims.num, username: data.claims.name })
+        Ok(Caller {
+            account_id,
+            number: data.claims.num,
+            username: data.claims.name,
+        })
     }
 }
 
@@ -111,12 +119,20 @@ pub async fn verify_password(hash: Option<String>, password: String) -> bool {
         static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let dummy = DUMMY.get_or_init(|| {
             let salt = SaltString::encode_b64(b"tidelog-dummy-salt").unwrap();
-            Argon2::default().hash_password(b"not a password", &salt).unwrap().to_string()
+            Argon2::default()
+                .hash_password(b"not a password", &salt)
+                .unwrap()
+                .to_string()
         });
         let known = hash.is_some();
         let phc = hash.unwrap_or_else(|| dummy.clone());
-        let Ok(parsed) = argon2::password_hash::PasswordHash::new(&phc) else { return false };
-        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok() && known
+        let Ok(parsed) = argon2::password_hash::PasswordHash::new(&phc) else {
+            return false;
+        };
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+            && known
     })
     .await
     .unwrap_or(false)
@@ -165,7 +181,11 @@ mod tests {
     #[test]
     fn tokens_verify_and_forgeries_do_not() {
         let t = Tokens::new(&Secret::new("x".repeat(40)), Duration::from_secs(60));
-        let c = Caller { account_id: Uuid::new_v4(), number: 7, username: "u".into() };
+        let c = Caller {
+            account_id: Uuid::new_v4(),
+            number: 7,
+            username: "u".into(),
+        };
         let tok = t.issue(&c);
         assert_eq!(t.verify(&tok).unwrap().number, 7);
         let other = Tokens::new(&Secret::new("y".repeat(40)), Duration::from_secs(60));

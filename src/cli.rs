@@ -13,7 +13,11 @@ use crate::db::{self, Database};
 use crate::projector;
 
 #[derive(Parser)]
-#[command(name = "tidelog", version, about = "Event-sourced backend serving five frontends")]
+#[command(
+    name = "tidelog",
+    version,
+    about = "Event-sourced backend serving five frontends"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -80,17 +84,26 @@ pub async fn run() -> anyhow::Result<()> {
                         tracing::info!("migrations applied");
                         Ok(())
                     }
-                    Command::Projections { command: ProjectionsCommand::Status { json } } => print_status(&pool, json).await,
-                    Command::Projections { command: ProjectionsCommand::Rebuild { name } } => {
+                    Command::Projections {
+                        command: ProjectionsCommand::Status { json },
+                    } => print_status(&pool, json).await,
+                    Command::Projections {
+                        command: ProjectionsCommand::Rebuild { name },
+                    } => {
                         let p = projector::find(&name).ok_or_else(|| {
-                            let names: Vec<_> = projections::all().iter().map(|p| p.name()).collect();
+                            let names: Vec<_> =
+                                projections::all().iter().map(|p| p.name()).collect();
                             anyhow!("no projection named {name:?}; known: {}", names.join(", "))
                         })?;
-                        let report = projector::rebuild(&pool, &*p, config.projector_batch.max(1000), true).await?;
+                        let report =
+                            projector::rebuild(&pool, &*p, config.projector_batch.max(1000), true)
+                                .await?;
                         writeln!(std::io::stdout(), "{}", serde_json::to_string(&report)?)?;
                         Ok(())
                     }
-                    Command::Events { command: EventsCommand::Tail { count, follow } } => tail(&pool, count, follow).await,
+                    Command::Events {
+                        command: EventsCommand::Tail { count, follow },
+                    } => tail(&pool, count, follow).await,
                     Command::Serve => unreachable!(),
                 }
             }
@@ -119,10 +132,18 @@ async fn print_status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(());
     }
-    writeln!(out, "{:<12} {:>12} {:>12} {:>10} {:>8}  {:<24} STATE", "PROJECTION", "TXID", "POSITION", "APPLIED", "LAG", "OWNER")?;
+    writeln!(
+        out,
+        "{:<12} {:>12} {:>12} {:>10} {:>8}  {:<24} STATE",
+        "PROJECTION", "TXID", "POSITION", "APPLIED", "LAG", "OWNER"
+    )?;
     for r in rows {
         let state = match (&r.last_error, &r.held_back) {
-            (Some(e), _) => format!("FAILING at position {} ({} retries): {e}", r.failed_position.unwrap_or(0), r.retries),
+            (Some(e), _) => format!(
+                "FAILING at position {} ({} retries): {e}",
+                r.failed_position.unwrap_or(0),
+                r.retries
+            ),
             (None, Some(h)) => h.clone(),
             (None, None) if r.lag_events > 0 => "catching up".into(),
             _ => "up to date".into(),
@@ -144,7 +165,19 @@ async fn print_status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
 const TAIL_COLUMNS: &str = "global_position, transaction_id::text::bigint AS txid, recorded_at, aggregate_type, aggregate_id,
     sequence, event_type, event_version, payload::jsonb AS payload, metadata::jsonb AS metadata, encode(hash, 'hex') AS hash";
 
-type TailRow = (i64, i64, chrono::DateTime<chrono::Utc>, String, String, i64, String, String, serde_json::Value, serde_json::Value, String);
+type TailRow = (
+    i64,
+    i64,
+    chrono::DateTime<chrono::Utc>,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    serde_json::Value,
+    serde_json::Value,
+    String,
+);
 
 fn tail_line(r: TailRow) -> serde_json::Value {
     let mut payload = r.8;

@@ -55,7 +55,10 @@ where
 {
     match var(name) {
         None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|e| anyhow::anyhow!("{name}={v:?} is invalid: {e}")),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{name}={v:?} is invalid: {e}")),
     }
 }
 
@@ -81,7 +84,9 @@ impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         let timezone: Tz = match var("TIDELOG_TIMEZONE") {
             None => chrono_tz::Asia::Shanghai,
-            Some(v) => v.parse().map_err(|e| anyhow::anyhow!("TIDELOG_TIMEZONE={v:?} is invalid: {e}"))?,
+            Some(v) => v
+                .parse()
+                .map_err(|e| anyhow::anyhow!("TIDELOG_TIMEZONE={v:?} is invalid: {e}"))?,
         };
         let jwt_secret = var("TIDELOG_JWT_SECRET").map(Secret::new);
         if let Some(s) = &jwt_secret {
@@ -101,7 +106,10 @@ impl Config {
             db_pool_size: parse_var("TIDELOG_DB_POOL_SIZE", 16u32)?.max(2),
             projector_batch: parse_var("TIDELOG_PROJECTOR_BATCH", 500i64)?.clamp(1, 10_000),
             max_body_bytes: parse_var("TIDELOG_MAX_BODY_BYTES", 64 * 1024usize)?,
-            read_your_writes_timeout: Duration::from_millis(parse_var("TIDELOG_READ_YOUR_WRITES_MS", 5_000u64)?),
+            read_your_writes_timeout: Duration::from_millis(parse_var(
+                "TIDELOG_READ_YOUR_WRITES_MS",
+                5_000u64,
+            )?),
             postgres_bin: var("TIDELOG_POSTGRES_BIN").map(PathBuf::from),
         })
     }

@@ -25,22 +25,38 @@ impl Database {
     /// its database exists.
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
         if let Some(url) = &config.database_url {
-            let options = PgConnectOptions::from_str(url.expose()).context("DATABASE_URL is not a valid PostgreSQL URL")?;
-            return Ok(Self { options, embedded: None });
+            let options = PgConnectOptions::from_str(url.expose())
+                .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+            return Ok(Self {
+                options,
+                embedded: None,
+            });
         }
         let root = config.data_dir.join("postgres");
-        let opts = ClusterOptions { bin_dir: config.postgres_bin.clone(), ..Default::default() };
-        let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&root, &opts)).await??;
+        let opts = ClusterOptions {
+            bin_dir: config.postgres_bin.clone(),
+            ..Default::default()
+        };
+        let pg =
+            tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&root, &opts)).await??;
         let admin = pg.connect_options("postgres");
-        let mut conn = sqlx::ConnectOptions::connect(&admin).await.context("connecting to the embedded cluster")?;
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(EMBEDDED_DATABASE)
-            .fetch_one(&mut conn)
-            .await?;
+        let mut conn = sqlx::ConnectOptions::connect(&admin)
+            .await
+            .context("connecting to the embedded cluster")?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(EMBEDDED_DATABASE)
+                .fetch_one(&mut conn)
+                .await?;
         if !exists {
-            sqlx::query(&format!("CREATE DATABASE {EMBEDDED_DATABASE}")).execute(&mut conn).await?;
+            sqlx::query(&format!("CREATE DATABASE {EMBEDDED_DATABASE}"))
+                .execute(&mut conn)
+                .await?;
         }
-        Ok(Self { options: pg.connect_options(EMBEDDED_DATABASE), embedded: Some(pg) })
+        Ok(Self {
+            options: pg.connect_options(EMBEDDED_DATABASE),
+            embedded: Some(pg),
+        })
     }
 
     pub async fn pool(&self, size: u32) -> anyhow::Result<PgPool> {

@@ -11,7 +11,8 @@ use anyhow::{anyhow, bail, Context};
 use sqlx::postgres::PgConnectOptions;
 
 const PORT: u16 = 5432;
-const NO_BINARIES: &str = "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found in PATH or \
+const NO_BINARIES: &str =
+    "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found in PATH or \
 /usr/lib/postgresql/*/bin: install them (Debian/Ubuntu: `apt-get install postgresql`), point \
 TIDELOG_POSTGRES_BIN at their directory, or set DATABASE_URL to an existing database";
 
@@ -32,9 +33,20 @@ pub struct EmbeddedPostgres {
 
 /// The directory holding `initdb`, `pg_ctl` and `postgres`.
 pub fn find_binaries(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let has_all = |d: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| d.join(b).is_file());
+    let has_all = |d: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| d.join(b).is_file())
+    };
     if let Some(d) = explicit {
-        return if has_all(d) { Ok(d.to_path_buf()) } else { Err(anyhow!("TIDELOG_POSTGRES_BIN={}: {NO_BINARIES}", d.display())) };
+        return if has_all(d) {
+            Ok(d.to_path_buf())
+        } else {
+            Err(anyhow!(
+                "TIDELOG_POSTGRES_BIN={}: {NO_BINARIES}",
+                d.display()
+            ))
+        };
     }
     if let Some(path) = std::env::var_os("PATH") {
         for d in std::env::split_paths(&path) {
@@ -54,7 +66,10 @@ pub fn find_binaries(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         .filter(|(_, d)| has_all(d))
         .collect();
     versions.sort();
-    versions.pop().map(|(_, d)| d).ok_or_else(|| anyhow!(NO_BINARIES))
+    versions
+        .pop()
+        .map(|(_, d)| d)
+        .ok_or_else(|| anyhow!(NO_BINARIES))
 }
 
 /// PostgreSQL refuses to run as root: as root, the cluster runs as `postgres`.
@@ -76,7 +91,12 @@ impl EmbeddedPostgres {
         let run_as = cluster_user()?;
         std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
         let root = root.canonicalize()?;
-        let me = Self { root, bin_dir, run_as, started_here: false };
+        let me = Self {
+            root,
+            bin_dir,
+            run_as,
+            started_here: false,
+        };
         std::fs::create_dir_all(me.socket_dir())?;
         me.own(&me.root, 0o700)?;
         me.own(&me.socket_dir(), 0o700)?;
@@ -91,7 +111,10 @@ impl EmbeddedPostgres {
             return Ok(me);
         }
         me.pg_ctl_start()?;
-        Ok(Self { started_here: true, ..me })
+        Ok(Self {
+            started_here: true,
+            ..me
+        })
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -105,17 +128,27 @@ impl EmbeddedPostgres {
     }
 
     pub fn connect_options(&self, database: &str) -> PgConnectOptions {
-        PgConnectOptions::new().socket(self.socket_dir()).port(PORT).username("postgres").database(database)
+        PgConnectOptions::new()
+            .socket(self.socket_dir())
+            .port(PORT)
+            .username("postgres")
+            .database(database)
     }
 
     /// A URL for child processes and tools (`psql`, `DATABASE_URL`).
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@localhost:{PORT}/{database}?host={}", self.socket_dir().display())
+        format!(
+            "postgres://postgres@localhost:{PORT}/{database}?host={}",
+            self.socket_dir().display()
+        )
     }
 
     fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(self.bin_dir.join(program));
-        cmd.env("LC_ALL", "C").env("LANG", "C").env_remove("PGDATA").current_dir(&self.root);
+        cmd.env("LC_ALL", "C")
+            .env("LANG", "C")
+            .env_remove("PGDATA")
+            .current_dir(&self.root);
         if let Some((uid, gid)) = self.run_as {
             cmd.uid(uid).gid(gid);
         }
@@ -157,12 +190,22 @@ impl EmbeddedPostgres {
             .command("initdb")
             .arg("-D")
             .arg(self.data_dir())
-            .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ])
             .stdin(Stdio::null())
             .output()
             .context("running initdb")?;
         if !out.status.success() {
-            bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         let mut conf = format!(
             "\n# tidelog embedded cluster: Unix socket only\nlisten_addresses = ''\nunix_socket_directories = '{}'\nport = {PORT}\nmax_connections = 200\n",

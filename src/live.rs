@@ -45,8 +45,18 @@ impl Hub {
     pub fn subscribe(self: &Arc<Self>, user: i64) -> Subscription {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.conns.lock().unwrap().entry(user).or_default().insert(id, tx);
-        Subscription { hub: self.clone(), user, id, rx }
+        self.conns
+            .lock()
+            .unwrap()
+            .entry(user)
+            .or_default()
+            .insert(id, tx);
+        Subscription {
+            hub: self.clone(),
+            user,
+            id,
+            rx,
+        }
     }
 
     pub fn send_to(&self, users: &[i64], text: &str) {
@@ -69,7 +79,13 @@ const PROJECTION: &str = "roomchat";
 
 /// Pushes each posted message to the room's members connected here, once the
 /// `roomchat` projection has applied it.
-pub async fn run_roomchat_feed(pool: PgPool, progress: Arc<Progress>, hub: Arc<Hub>, tz: Tz, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_roomchat_feed(
+    pool: PgPool,
+    progress: Arc<Progress>,
+    hub: Arc<Hub>,
+    tz: Tz,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut last = match start_position(&pool).await {
         Ok(p) => p,
         Err(e) => {
@@ -104,12 +120,20 @@ async fn start_position(pool: &PgPool) -> sqlx::Result<LogPosition> {
     .bind(PROJECTION)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(txid, position)| LogPosition { txid, position }).unwrap_or_default())
+    Ok(row
+        .map(|(txid, position)| LogPosition { txid, position })
+        .unwrap_or_default())
 }
 
 const FEED_BATCH: i64 = 1000;
 
-async fn push_batch(pool: &PgPool, hub: &Hub, tz: Tz, after: LogPosition, upto: LogPosition) -> anyhow::Result<LogPosition> {
+async fn push_batch(
+    pool: &PgPool,
+    hub: &Hub,
+    tz: Tz,
+    after: LogPosition,
+    upto: LogPosition,
+) -> anyhow::Result<LogPosition> {
     let rows: Vec<(i64, i64, serde_json::Value)> = sqlx::query_as(
         "SELECT transaction_id::text::bigint, global_position, payload::jsonb FROM events
           WHERE aggregate_type = 'ChatRoom' AND event_type = 'MessagePosted'
@@ -127,7 +151,10 @@ async fn push_batch(pool: &PgPool, hub: &Hub, tz: Tz, after: LogPosition, upto: 
     let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
     let mut last = after;
     for (txid, position, payload) in &rows {
-        last = LogPosition { txid: *txid, position: *position };
+        last = LogPosition {
+            txid: *txid,
+            position: *position,
+        };
         if hub.is_empty() {
             continue;
         }
@@ -140,12 +167,19 @@ async fn push_batch(pool: &PgPool, hub: &Hub, tz: Tz, after: LogPosition, upto: 
         };
         if let ChatRoomEvent::MessagePosted { room_id, .. } = &event {
             if !members.contains_key(room_id) {
-                members.insert(*room_id, projections::roomchat::member_ids(pool, *room_id).await?);
+                members.insert(
+                    *room_id,
+                    projections::roomchat::member_ids(pool, *room_id).await?,
+                );
             }
             if let Some(text) = crate::http::roomchat::push_text(&event, tz) {
                 hub.send_to(&members[room_id], &text);
             }
         }
     }
-    Ok(if (rows.len() as i64) < FEED_BATCH { upto } else { last })
+    Ok(if (rows.len() as i64) < FEED_BATCH {
+        upto
+    } else {
+        last
+    })
 }

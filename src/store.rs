@@ -95,7 +95,10 @@ impl Store {
         let metadata = meta.to_map();
         let mut attempt = 0;
         loop {
-            match cqrs.execute_with_metadata(aggregate_id, make(), metadata.clone()).await {
+            match cqrs
+                .execute_with_metadata(aggregate_id, make(), metadata.clone())
+                .await
+            {
                 Ok(()) => break,
                 Err(AggregateError::AggregateConflict) if attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
@@ -112,7 +115,11 @@ impl Store {
             .map_err(|e| CommandError::Store(format!("reading the appended position: {e}")))
     }
 
-    pub async fn stream_head(&self, aggregate_type: &str, aggregate_id: &str) -> sqlx::Result<Option<LogPosition>> {
+    pub async fn stream_head(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> sqlx::Result<Option<LogPosition>> {
         let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT transaction_id::text::bigint, global_position FROM events
               WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1",

@@ -31,10 +31,17 @@ mod tests {
 
     #[test]
     fn formats_like_go() {
-        let t = Utc.with_ymd_and_hms(2024, 5, 7, 7, 23, 30).unwrap() + chrono::Duration::nanoseconds(807_247_900);
-        assert_eq!(go_rfc3339(t, chrono_tz::Asia::Shanghai), "2024-05-07T15:23:30.8072479+08:00");
+        let t = Utc.with_ymd_and_hms(2024, 5, 7, 7, 23, 30).unwrap()
+            + chrono::Duration::nanoseconds(807_247_900);
+        assert_eq!(
+            go_rfc3339(t, chrono_tz::Asia::Shanghai),
+            "2024-05-07T15:23:30.8072479+08:00"
+        );
         let whole = Utc.with_ymd_and_hms(2024, 5, 7, 7, 23, 30).unwrap();
         assert_eq!(go_rfc3339(whole, chrono_tz::UTC), "2024-05-07T07:23:30Z");
-        assert_eq!(local_seconds(whole, chrono_tz::Asia::Shanghai), "2024-05-07 15:23:30");
+        assert_eq!(
+            local_seconds(whole, chrono_tz::Asia::Shanghai),
+            "2024-05-07 15:23:30"
+        );
     }
 }

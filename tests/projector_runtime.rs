@@ -13,12 +13,25 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 use tidelog::embedded_pg::{ClusterOptions, EmbeddedPostgres};
 
 async fn contents(api: &Api, token: &str, room: i64) -> Vec<String> {
-    api.messages(token, room, "&limit=100").await.iter().map(|m| m["content"].as_str().unwrap().to_owned()).collect()
+    api.messages(token, room, "&limit=100")
+        .await
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// A raw append of a message, as postgres-es would write it.
-async fn insert_message(conn: &mut PgConnection, room: i64, sequence: i64, sender: i64, content: &str) -> (i64, i64) {
-    let id: i64 = sqlx::query_scalar("SELECT nextval('chat_message_ids')").fetch_one(&mut *conn).await.unwrap();
+async fn insert_message(
+    conn: &mut PgConnection,
+    room: i64,
+    sequence: i64,
+    sender: i64,
+    content: &str,
+) -> (i64, i64) {
+    let id: i64 = sqlx::query_scalar("SELECT nextval('chat_message_ids')")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
     let payload = json!({"MessagePosted": {"room_id": room, "message_id": id, "sender_id": sender, "sender_name": "alice",
         "kind": "text", "content": content, "sent_at": chrono::Utc::now()}});
     sqlx::query_as(
@@ -49,52 +62,103 @@ async fn an_append_that_commits_late_is_projected_not_skipped() {
     let dir = open_tempdir();
     let root = dir.path().join("pg");
     let pg = tokio::task::spawn_blocking(move || {
-        let opts = ClusterOptions { settings: vec![("fsync".into(), "off".into())], bin_dir: None };
+        let opts = ClusterOptions {
+            settings: vec![("fsync".into(), "off".into())],
+            bin_dir: None,
+        };
         EmbeddedPostgres::start(&root, &opts).unwrap()
     })
     .await
     .unwrap();
     let db = fresh_database_on(&pg.connect_options("postgres")).await;
-    let app = TestApp::start_on(db.clone(), |c| c.read_your_writes_timeout = Duration::from_millis(200)).await;
+    let app = TestApp::start_on(db.clone(), |c| {
+        c.read_your_writes_timeout = Duration::from_millis(200)
+    })
+    .await;
     let api = app.api();
     let (alice_id, alice) = api.user("alice").await;
     let room_a = api.room(&alice, "a").await;
     let room_b = api.room(&alice, "b").await;
-    let (seq_a, seq_b) = (next_sequence(&app, room_a).await, next_sequence(&app, room_b).await);
+    let (seq_a, seq_b) = (
+        next_sequence(&app, room_a).await,
+        next_sequence(&app, room_b).await,
+    );
 
     // B takes its xid first; A appends first; B appends later and commits first.
     let mut conn_b = db.connect().await.unwrap();
     let mut conn_a = db.connect().await.unwrap();
     sqlx::query("BEGIN").execute(&mut conn_b).await.unwrap();
-    sqlx::query("SELECT pg_current_xact_id()").execute(&mut conn_b).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut conn_b)
+        .await
+        .unwrap();
     sqlx::query("BEGIN").execute(&mut conn_a).await.unwrap();
     let (pos_a, xid_a) = insert_message(&mut conn_a, room_a, seq_a, alice_id, "held").await;
     let (pos_b, xid_b) = insert_message(&mut conn_b, room_b, seq_b, alice_id, "later").await;
     sqlx::query("COMMIT").execute(&mut conn_b).await.unwrap();
-    assert!(pos_a < pos_b && xid_b < xid_a, "the scenario: A has the lower position but commits last");
+    assert!(
+        pos_a < pos_b && xid_b < xid_a,
+        "the scenario: A has the lower position but commits last"
+    );
 
-    eventually("the later append is projected", || async { contents(&api, &alice, room_b).await == ["later"] }).await;
+    eventually("the later append is projected", || async {
+        contents(&api, &alice, room_b).await == ["later"]
+    })
+    .await;
     // A reader that checkpointed at pos_b by global_position alone would never see "held".
     assert!(contents(&api, &alice, room_a).await.is_empty());
 
     // Appends after A's xid wait for A; status says who holds them back.
-    api.post("/api/message/send", Some(&alice), json!({"room_id": room_b, "content": "after"})).await;
+    api.post(
+        "/api/message/send",
+        Some(&alice),
+        json!({"room_id": room_b, "content": "after"}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_eq!(contents(&api, &alice, room_b).await, ["later"], "nothing above the horizon is projected");
+    assert_eq!(
+        contents(&api, &alice, room_b).await,
+        ["later"],
+        "nothing above the horizon is projected"
+    );
     let (_, health) = api.get("/healthz", None).await;
-    let roomchat = health["projections"].as_array().unwrap().iter().find(|p| p["name"] == "roomchat").unwrap().clone();
-    assert!(roomchat["held_back"].as_str().unwrap_or("").contains(&format!("xid {xid_a}")), "{roomchat}");
+    let roomchat = health["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "roomchat")
+        .unwrap()
+        .clone();
+    assert!(
+        roomchat["held_back"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("xid {xid_a}")),
+        "{roomchat}"
+    );
 
     sqlx::query("COMMIT").execute(&mut conn_a).await.unwrap();
-    eventually("the late commit is projected", || async { contents(&api, &alice, room_a).await == ["held"] }).await;
-    eventually("and everything after it", || async { contents(&api, &alice, room_b).await == ["later", "after"] }).await;
-    let counted: i64 = count(&app.pool, "SELECT sum(message_count)::bigint FROM chat_rooms").await;
+    eventually("the late commit is projected", || async {
+        contents(&api, &alice, room_a).await == ["held"]
+    })
+    .await;
+    eventually("and everything after it", || async {
+        contents(&api, &alice, room_b).await == ["later", "after"]
+    })
+    .await;
+    let counted: i64 = count(
+        &app.pool,
+        "SELECT sum(message_count)::bigint FROM chat_rooms",
+    )
+    .await;
     assert_eq!(counted, 3, "each event applied exactly once");
 
     app.stop().await;
     drop(conn_a);
     drop(conn_b);
-    tokio::task::spawn_blocking(move || pg.stop().unwrap()).await.unwrap();
+    tokio::task::spawn_blocking(move || pg.stop().unwrap())
+        .await
+        .unwrap();
 }
 
 fn cli(db_url: &str, args: &[&str]) -> (bool, String, String) {
@@ -104,51 +168,90 @@ fn cli(db_url: &str, args: &[&str]) -> (bool, String, String) {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 async fn projection(api: &Api, name: &str) -> Value {
     let (_, health) = api.get("/healthz", None).await;
-    health["projections"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone()
+    health["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap()
+        .clone()
 }
 
 #[tokio::test]
 async fn a_failing_projection_stops_alone_reports_and_recovers_on_retry() {
-    let app = TestApp::start_with(|c| c.read_your_writes_timeout = Duration::from_millis(300)).await;
+    let app =
+        TestApp::start_with(|c| c.read_your_writes_timeout = Duration::from_millis(300)).await;
     let api = app.api();
     let (_, alice) = api.user("alice").await;
     let room = api.room(&alice, "r").await;
     api.say(&alice, room, "fine").await;
     // The read model refuses one event; the log keeps it.
-    sqlx::query("ALTER TABLE chat_messages ADD CONSTRAINT no_poison CHECK (content <> 'poison')").execute(&app.pool).await.unwrap();
-    api.say(&alice, room, "poison").await;
-    let poison_pos: i64 = sqlx::query_scalar("SELECT global_position FROM events WHERE payload::text LIKE '%\"poison\"%'")
-        .fetch_one(&app.pool)
+    sqlx::query("ALTER TABLE chat_messages ADD CONSTRAINT no_poison CHECK (content <> 'poison')")
+        .execute(&app.pool)
         .await
         .unwrap();
+    api.say(&alice, room, "poison").await;
+    let poison_pos: i64 = sqlx::query_scalar(
+        "SELECT global_position FROM events WHERE payload::text LIKE '%\"poison\"%'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
 
     eventually("the failure is reported with its position", || async {
         let p = projection(&api, "roomchat").await;
-        p["failed_position"] == poison_pos && p["last_error"].as_str().unwrap_or("").contains("no_poison")
+        p["failed_position"] == poison_pos
+            && p["last_error"].as_str().unwrap_or("").contains("no_poison")
     })
     .await;
     let (_, health) = api.get("/healthz", None).await;
     assert_eq!(health["status"], "degraded");
     let (ok, out, err) = cli(&url_of(&app.db), &["projections", "status"]);
     assert!(ok, "{err}");
-    assert!(out.lines().any(|l| l.starts_with("roomchat") && l.contains(&format!("FAILING at position {poison_pos}"))), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("roomchat")
+            && l.contains(&format!("FAILING at position {poison_pos}"))),
+        "{out}"
+    );
 
     // Other projections keep going: a new account registers and signs in.
     let (carol, _) = api.user("carol").await;
     assert!(carol > 0);
     assert_eq!(contents(&api, &alice, room).await, ["fine"]);
-    eventually("it retries", || async { projection(&api, "roomchat").await["retries"].as_i64().unwrap_or(0) >= 2 }).await;
+    eventually("it retries", || async {
+        projection(&api, "roomchat").await["retries"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 2
+    })
+    .await;
 
-    sqlx::query("ALTER TABLE chat_messages DROP CONSTRAINT no_poison").execute(&app.pool).await.unwrap();
-    eventually("the retry succeeds", || async { contents(&api, &alice, room).await == ["fine", "poison"] }).await;
+    sqlx::query("ALTER TABLE chat_messages DROP CONSTRAINT no_poison")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    eventually("the retry succeeds", || async {
+        contents(&api, &alice, room).await == ["fine", "poison"]
+    })
+    .await;
     let p = projection(&api, "roomchat").await;
-    assert!(p["last_error"].is_null() && p["failed_position"].is_null(), "{p}");
-    assert_eq!(count(&app.pool, "SELECT message_count FROM chat_rooms").await, 2);
+    assert!(
+        p["last_error"].is_null() && p["failed_position"].is_null(),
+        "{p}"
+    );
+    assert_eq!(
+        count(&app.pool, "SELECT message_count FROM chat_rooms").await,
+        2
+    );
     app.stop().await;
 }
 
@@ -160,10 +263,12 @@ async fn read_models(app: &TestApp) -> Value {
         ("chat_members", "room_id, user_id"),
         ("chat_messages", "message_id"),
     ] {
-        let v: Option<Value> = sqlx::query_scalar(&format!("SELECT jsonb_agg(t ORDER BY {order}) FROM {table} t"))
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+        let v: Option<Value> = sqlx::query_scalar(&format!(
+            "SELECT jsonb_agg(t ORDER BY {order}) FROM {table} t"
+        ))
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
         all.insert(table.into(), v.unwrap_or(Value::Null));
     }
     Value::Object(all)
@@ -177,12 +282,22 @@ async fn rebuilding_from_zero_gives_the_incremental_result_while_serving() {
     let (bob_id, bob) = api.user("bob").await;
     let room = api.room(&alice, "r1").await;
     let other = api.room(&bob, "r2").await;
-    api.post("/api/room/add_user", Some(&alice), json!({"room_id": room, "user_id": bob_id, "role": "admin"})).await;
+    api.post(
+        "/api/room/add_user",
+        Some(&alice),
+        json!({"room_id": room, "user_id": bob_id, "role": "admin"}),
+    )
+    .await;
     for i in 0..30 {
         if i % 3 == 0 {
             api.say(&bob, other, &format!("m{i}")).await;
         } else {
-            api.say(if i % 2 == 0 { &alice } else { &bob }, room, &format!("m{i}")).await;
+            api.say(
+                if i % 2 == 0 { &alice } else { &bob },
+                room,
+                &format!("m{i}"),
+            )
+            .await;
         }
     }
     let before = read_models(&app).await;
@@ -198,19 +313,32 @@ async fn rebuilding_from_zero_gives_the_incremental_result_while_serving() {
             }
         })
     };
-    let rebuild = tokio::task::spawn_blocking(move || cli(&url, &["projections", "rebuild", "roomchat"]));
+    let rebuild =
+        tokio::task::spawn_blocking(move || cli(&url, &["projections", "rebuild", "roomchat"]));
     let (ok, out, err) = rebuild.await.unwrap();
     writer.await.unwrap();
     assert!(ok, "rebuild failed: {err}");
     let report: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(report["projection"], "roomchat");
 
-    let total_messages = count(&app.pool, "SELECT count(*) FROM events WHERE event_type = 'MessagePosted'").await;
+    let total_messages = count(
+        &app.pool,
+        "SELECT count(*) FROM events WHERE event_type = 'MessagePosted'",
+    )
+    .await;
     assert_eq!(total_messages, 70);
-    eventually("every message is in the swapped-in tables exactly once", || async {
-        count(&app.pool, "SELECT count(*) FROM chat_messages").await == 70
-            && count(&app.pool, "SELECT sum(message_count)::bigint FROM chat_rooms").await == 70
-    })
+    eventually(
+        "every message is in the swapped-in tables exactly once",
+        || async {
+            count(&app.pool, "SELECT count(*) FROM chat_messages").await == 70
+                && count(
+                    &app.pool,
+                    "SELECT sum(message_count)::bigint FROM chat_rooms",
+                )
+                .await
+                    == 70
+        },
+    )
     .await;
     // and the rows that existed before are identical
     let after = read_models(&app).await;
@@ -231,7 +359,9 @@ async fn rebuilding_from_zero_gives_the_incremental_result_while_serving() {
     assert_eq!(read_models(&app).await, settled);
     // The live projector works on in the new tables.
     api.say(&alice, room, "after rebuild").await;
-    assert!(contents(&api, &alice, room).await.contains(&"after rebuild".to_string()));
+    assert!(contents(&api, &alice, room)
+        .await
+        .contains(&"after rebuild".to_string()));
     let (ok, _, err) = cli(&url_of(&app.db), &["projections", "rebuild", "nope"]);
     assert!(!ok && err.contains("known: accounts, roomchat"), "{err}");
     app.stop().await;
@@ -246,9 +376,16 @@ async fn the_event_store_is_append_only_and_hash_chained() {
     for i in 0..5 {
         api.say(&alice, room, &format!("m{i}")).await;
     }
-    for sql in ["UPDATE events SET payload = '{}' WHERE sequence = 1", "DELETE FROM events", "TRUNCATE events"] {
+    for sql in [
+        "UPDATE events SET payload = '{}' WHERE sequence = 1",
+        "DELETE FROM events",
+        "TRUNCATE events",
+    ] {
         let err = sqlx::query(sql).execute(&app.pool).await.unwrap_err();
-        let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.into_owned());
         assert_eq!(code.as_deref(), Some("TL003"), "{sql}: {err}");
     }
     let broken: i64 = count(
@@ -265,12 +402,18 @@ async fn the_event_store_is_append_only_and_hash_chained() {
 
     // A superuser who bypasses the trigger leaves a detectable mismatch.
     let mut conn = app.db.connect().await.unwrap();
-    sqlx::query("ALTER TABLE events DISABLE TRIGGER events_append_only").execute(&mut conn).await.unwrap();
+    sqlx::query("ALTER TABLE events DISABLE TRIGGER events_append_only")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     sqlx::query("UPDATE events SET payload = replace(payload::text, 'm3', 'forged')::json WHERE payload::text LIKE '%\"m3\"%'")
         .execute(&mut conn)
         .await
         .unwrap();
-    sqlx::query("ALTER TABLE events ENABLE TRIGGER events_append_only").execute(&mut conn).await.unwrap();
+    sqlx::query("ALTER TABLE events ENABLE TRIGGER events_append_only")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     conn.close().await.unwrap();
     let mismatched: i64 = count(
         &app.pool,

@@ -20,58 +20,135 @@ async fn a_frontend_session_works_exactly_as_the_seed_documents() {
     let app = TestApp::start().await;
     let api = app.api();
 
-    let (s, v) = api.post("/register", None, json!({"username": "user12345", "password": "password12345"})).await;
+    let (s, v) = api
+        .post(
+            "/register",
+            None,
+            json!({"username": "user12345", "password": "password12345"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["code"], 0);
     assert_eq!(v["msg"], "注册成功");
     assert_eq!(v["data"]["username"], "user12345");
     let alice = v["data"]["ID"].as_i64().unwrap();
 
-    let (s, v) = api.post("/login", None, json!({"username": "user12345", "password": "password12345"})).await;
+    let (s, v) = api
+        .post(
+            "/login",
+            None,
+            json!({"username": "user12345", "password": "password12345"}),
+        )
+        .await;
     assert_eq!((s, v["msg"].as_str()), (StatusCode::OK, Some("登录成功")));
-    assert_eq!(v["data"]["user"], json!({"ID": alice, "username": "user12345"}));
+    assert_eq!(
+        v["data"]["user"],
+        json!({"ID": alice, "username": "user12345"})
+    );
     let token = v["data"]["token"].as_str().unwrap().to_owned();
 
-    let (s, v) = api.post("/api/room/create", Some(&token), json!({"name": "room1", "description": "test room"})).await;
+    let (s, v) = api
+        .post(
+            "/api/room/create",
+            Some(&token),
+            json!({"name": "room1", "description": "test room"}),
+        )
+        .await;
     assert_eq!((s, v["msg"].as_str()), (StatusCode::OK, Some("创建成功")));
     let room = &v["data"];
     assert_eq!(room["name"], "room1");
     assert_eq!(room["description"], "test room");
     assert!(room["DeletedAt"].is_null());
-    assert!(is_go_time(&room["CreatedAt"]) && is_go_time(&room["UpdatedAt"]), "{room}");
+    assert!(
+        is_go_time(&room["CreatedAt"]) && is_go_time(&room["UpdatedAt"]),
+        "{room}"
+    );
     let room_id = room["ID"].as_i64().unwrap();
 
     // The list answers right after the create: commands wait for their read model.
     let (s, v) = api.get("/api/room/list", Some(&token)).await;
     assert_eq!((s, v["msg"].as_str()), (StatusCode::OK, Some("获取成功")));
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
-    assert_eq!(v["data"][0], *room, "list shows the room exactly as create answered it");
+    assert_eq!(
+        v["data"][0], *room,
+        "list shows the room exactly as create answered it"
+    );
 
     let (bob, bob_token) = api.user("bob").await;
-    let (s, v) = api.post("/api/room/add_user", Some(&token), json!({"room_id": room_id, "user_id": bob, "role": "member"})).await;
+    let (s, v) = api
+        .post(
+            "/api/room/add_user",
+            Some(&token),
+            json!({"room_id": room_id, "user_id": bob, "role": "member"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v, json!({"code": 0, "msg": "添加用户到聊天室成功", "data": null}));
-    let again = api.post("/api/room/add_user", Some(&token), json!({"room_id": room_id, "user_id": bob, "role": "member"})).await;
+    assert_eq!(
+        v,
+        json!({"code": 0, "msg": "添加用户到聊天室成功", "data": null})
+    );
+    let again = api
+        .post(
+            "/api/room/add_user",
+            Some(&token),
+            json!({"room_id": room_id, "user_id": bob, "role": "member"}),
+        )
+        .await;
     assert_error(&again, StatusCode::CONFLICT);
     assert_eq!(again.1["msg"], "添加用户到聊天室失败，用户已在聊天室中");
 
-    let (s, v) = api.get(&format!("/api/room/members?room_id={room_id}"), Some(&bob_token)).await;
+    let (s, v) = api
+        .get(
+            &format!("/api/room/members?room_id={room_id}"),
+            Some(&bob_token),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let names: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["username"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["username"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["user12345", "bob"]);
     assert_eq!(v["data"][1]["ID"], bob);
     assert!(is_go_time(&v["data"][1]["CreatedAt"]));
 
-    let (s, v) = api.post("/api/message/send", Some(&format!("Bearer {bob_token}")), json!({"room_id": room_id, "type": "text", "content": "hello"})).await;
+    let (s, v) = api
+        .post(
+            "/api/message/send",
+            Some(&format!("Bearer {bob_token}")),
+            json!({"room_id": room_id, "type": "text", "content": "hello"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let m = &v["data"];
-    assert_eq!((m["room_id"].as_i64(), m["sender_id"].as_i64()), (Some(room_id), Some(bob)));
-    assert_eq!((m["sender_name"].as_str(), m["type"].as_str(), m["content"].as_str()), (Some("bob"), Some("text"), Some("hello")));
+    assert_eq!(
+        (m["room_id"].as_i64(), m["sender_id"].as_i64()),
+        (Some(room_id), Some(bob))
+    );
+    assert_eq!(
+        (
+            m["sender_name"].as_str(),
+            m["type"].as_str(),
+            m["content"].as_str()
+        ),
+        (Some("bob"), Some("text"), Some("hello"))
+    );
     let send_time = m["send_time"].as_str().unwrap();
-    chrono::NaiveDateTime::parse_from_str(send_time, "%Y-%m-%d %H:%M:%S").expect("send_time is YYYY-MM-DD HH:MM:SS");
+    chrono::NaiveDateTime::parse_from_str(send_time, "%Y-%m-%d %H:%M:%S")
+        .expect("send_time is YYYY-MM-DD HH:MM:SS");
 
-    let (s, v) = api.get(&format!("/api/message/list?room_id={room_id}&last_message_id=0&limit=20"), Some(&token)).await;
-    assert_eq!((s, v["msg"].as_str()), (StatusCode::OK, Some("历史消息获取成功")));
+    let (s, v) = api
+        .get(
+            &format!("/api/message/list?room_id={room_id}&last_message_id=0&limit=20"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        (s, v["msg"].as_str()),
+        (StatusCode::OK, Some("历史消息获取成功"))
+    );
     assert_eq!(v["data"], json!([m]));
 
     // What was stored: the events, with the request's metadata.
@@ -82,19 +159,47 @@ async fn a_frontend_session_works_exactly_as_the_seed_documents() {
     .await
     .unwrap();
     let types: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-    assert_eq!(types, ["AccountRegistered", "ChatRoomCreated", "MemberAdded", "AccountRegistered", "MemberAdded", "MessagePosted"]);
+    assert_eq!(
+        types,
+        [
+            "AccountRegistered",
+            "ChatRoomCreated",
+            "MemberAdded",
+            "AccountRegistered",
+            "MemberAdded",
+            "MessagePosted"
+        ]
+    );
     for (_, _, meta) in &rows {
-        for key in ["actor", "surface", "request_id", "correlation_id", "causation_id", "client_ip"] {
-            assert!(meta[key].as_str().is_some_and(|v| !v.is_empty()), "metadata lacks {key}: {meta}");
+        for key in [
+            "actor",
+            "surface",
+            "request_id",
+            "correlation_id",
+            "causation_id",
+            "client_ip",
+        ] {
+            assert!(
+                meta[key].as_str().is_some_and(|v| !v.is_empty()),
+                "metadata lacks {key}: {meta}"
+            );
         }
         assert_eq!(meta["surface"], "roomchat");
         assert_eq!(meta["client_ip"], "127.0.0.1");
     }
-    let hash_stored: Value = sqlx::query_scalar("SELECT payload::jsonb FROM events WHERE event_type = 'AccountRegistered' LIMIT 1")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert!(hash_stored["AccountRegistered"]["password_hash"].as_str().unwrap().starts_with("$argon2id$"), "passwords are argon2id");
+    let hash_stored: Value = sqlx::query_scalar(
+        "SELECT payload::jsonb FROM events WHERE event_type = 'AccountRegistered' LIMIT 1",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(
+        hash_stored["AccountRegistered"]["password_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("$argon2id$"),
+        "passwords are argon2id"
+    );
     app.stop().await;
 }
 
@@ -110,7 +215,10 @@ async fn a_request_id_given_by_the_caller_is_echoed_and_recorded() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-me-123");
-    let rid: String = sqlx::query_scalar("SELECT metadata->>'request_id' FROM events").fetch_one(&app.pool).await.unwrap();
+    let rid: String = sqlx::query_scalar("SELECT metadata->>'request_id' FROM events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(rid, "trace-me-123");
     app.stop().await;
 }
@@ -119,10 +227,16 @@ async fn a_request_id_given_by_the_caller_is_echoed_and_recorded() {
 async fn concurrent_registrations_of_one_name_in_any_case_yield_one_account() {
     let app = TestApp::start().await;
     let api = app.api();
-    let names = ["Racer", "racer", "RACER", "rAcEr", "racer", "Racer", "RaCeR", "racer"];
-    let results = futures::future::join_all(
-        names.iter().map(|n| api.post("/register", None, json!({"username": n, "password": "password123"}))),
-    )
+    let names = [
+        "Racer", "racer", "RACER", "rAcEr", "racer", "Racer", "RaCeR", "racer",
+    ];
+    let results = futures::future::join_all(names.iter().map(|n| {
+        api.post(
+            "/register",
+            None,
+            json!({"username": n, "password": "password123"}),
+        )
+    }))
     .await;
     let ok = results.iter().filter(|r| r.0 == StatusCode::OK).count();
     assert_eq!(ok, 1, "{results:?}");
@@ -130,7 +244,14 @@ async fn concurrent_registrations_of_one_name_in_any_case_yield_one_account() {
         assert_error(r, StatusCode::CONFLICT);
         assert_eq!(r.1["msg"], "用户名已存在");
     }
-    assert_eq!(count(&app.pool, "SELECT count(*) FROM events WHERE event_type = 'AccountRegistered'").await, 1);
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM events WHERE event_type = 'AccountRegistered'"
+        )
+        .await,
+        1
+    );
     assert_eq!(count(&app.pool, "SELECT count(*) FROM accounts").await, 1);
     app.stop().await;
 }
@@ -149,65 +270,286 @@ async fn bad_input_gets_the_envelope_and_writes_nothing() {
         let url = format!("{}{path}", app.base);
         let token = token.clone();
         async move {
-            let r = http.post(url).header("Authorization", token).header("content-type", "application/json").body(body).send().await.unwrap();
+            let r = http
+                .post(url)
+                .header("Authorization", token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             let s = r.status();
-            (s, serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap())
+            (
+                s,
+                serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap(),
+            )
         }
     };
-    assert_error(&raw("/api/message/send", "{\"room_id\": 1,").await, StatusCode::BAD_REQUEST);
+    assert_error(
+        &raw("/api/message/send", "{\"room_id\": 1,").await,
+        StatusCode::BAD_REQUEST,
+    );
     assert_error(&raw("/api/message/send", "").await, StatusCode::BAD_REQUEST);
-    assert_error(&raw("/api/message/send", "[1,2]").await, StatusCode::BAD_REQUEST);
-    assert_error(&raw("/register", "{\"username\": \"x\"}").await, StatusCode::BAD_REQUEST);
-    assert_error(&api.post("/register", None, json!({"username": "has space", "password": "password123"})).await, StatusCode::BAD_REQUEST);
-    assert_error(&api.post("/register", None, json!({"username": "shortpw", "password": "123"})).await, StatusCode::BAD_REQUEST);
-    assert_error(&api.post("/register", None, json!({"username": 5, "password": "password123"})).await, StatusCode::BAD_REQUEST);
-    assert_error(&api.post("/api/message/send", Some(&token), json!({"room_id": "abc", "content": "x"})).await, StatusCode::BAD_REQUEST);
-    assert_error(&api.post("/api/message/send", Some(&token), json!({"room_id": 0, "content": "x"})).await, StatusCode::BAD_REQUEST);
-    assert_error(&api.post("/api/message/send", Some(&token), json!({"room_id": room, "content": "   "})).await, StatusCode::BAD_REQUEST);
-    assert_error(&api.post("/api/message/send", Some(&token), json!({"room_id": room, "type": "Bad Type", "content": "x"})).await, StatusCode::BAD_REQUEST);
+    assert_error(
+        &raw("/api/message/send", "[1,2]").await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_error(
+        &raw("/register", "{\"username\": \"x\"}").await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_error(
+        &api.post(
+            "/register",
+            None,
+            json!({"username": "has space", "password": "password123"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_error(
+        &api.post(
+            "/register",
+            None,
+            json!({"username": "shortpw", "password": "123"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_error(
+        &api.post(
+            "/register",
+            None,
+            json!({"username": 5, "password": "password123"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_error(
+        &api.post(
+            "/api/message/send",
+            Some(&token),
+            json!({"room_id": "abc", "content": "x"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_error(
+        &api.post(
+            "/api/message/send",
+            Some(&token),
+            json!({"room_id": 0, "content": "x"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_error(
+        &api.post(
+            "/api/message/send",
+            Some(&token),
+            json!({"room_id": room, "content": "   "}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_error(
+        &api.post(
+            "/api/message/send",
+            Some(&token),
+            json!({"room_id": room, "type": "Bad Type", "content": "x"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
     let huge = "x".repeat(20 * 1024);
-    assert_error(&api.post("/api/message/send", Some(&token), json!({"room_id": room, "content": huge})).await, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_error(&api.post("/api/room/create", Some(&token), json!({"name": ""})).await, StatusCode::BAD_REQUEST);
-    assert_error(&api.post("/api/room/add_user", Some(&token), json!({"room_id": room, "user_id": alice, "role": "emperor"})).await, StatusCode::BAD_REQUEST);
-    assert_error(&api.get(&format!("/api/message/list?room_id={room}&limit=0"), Some(&token)).await, StatusCode::BAD_REQUEST);
-    assert_error(&api.get(&format!("/api/message/list?room_id={room}&limit=ten"), Some(&token)).await, StatusCode::BAD_REQUEST);
-    assert_error(&api.get("/api/message/list", Some(&token)).await, StatusCode::BAD_REQUEST);
-    assert_error(&api.get("/api/room/members?room_id=-1", Some(&token)).await, StatusCode::BAD_REQUEST);
+    assert_error(
+        &api.post(
+            "/api/message/send",
+            Some(&token),
+            json!({"room_id": room, "content": huge}),
+        )
+        .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    );
+    assert_error(
+        &api.post("/api/room/create", Some(&token), json!({"name": ""}))
+            .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_error(
+        &api.post(
+            "/api/room/add_user",
+            Some(&token),
+            json!({"room_id": room, "user_id": alice, "role": "emperor"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_error(
+        &api.get(
+            &format!("/api/message/list?room_id={room}&limit=0"),
+            Some(&token),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_error(
+        &api.get(
+            &format!("/api/message/list?room_id={room}&limit=ten"),
+            Some(&token),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_error(
+        &api.get("/api/message/list", Some(&token)).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_error(
+        &api.get("/api/room/members?room_id=-1", Some(&token)).await,
+        StatusCode::BAD_REQUEST,
+    );
 
     // unknown things
-    assert_error(&api.post("/api/message/send", Some(&token), json!({"room_id": 999999, "content": "x"})).await, StatusCode::NOT_FOUND);
-    assert_error(&api.get("/api/message/list?room_id=999999", Some(&token)).await, StatusCode::NOT_FOUND);
-    assert_error(&api.post("/api/room/add_user", Some(&token), json!({"room_id": room, "user_id": 999999})).await, StatusCode::NOT_FOUND);
-    assert_error(&api.get("/api/nothing/here", Some(&token)).await, StatusCode::NOT_FOUND);
-    assert_error(&api.send(reqwest::Method::DELETE, "/api/room/list", Some(&token), None).await, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(
+        &api.post(
+            "/api/message/send",
+            Some(&token),
+            json!({"room_id": 999999, "content": "x"}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_error(
+        &api.get("/api/message/list?room_id=999999", Some(&token))
+            .await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_error(
+        &api.post(
+            "/api/room/add_user",
+            Some(&token),
+            json!({"room_id": room, "user_id": 999999}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_error(
+        &api.get("/api/nothing/here", Some(&token)).await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_error(
+        &api.send(
+            reqwest::Method::DELETE,
+            "/api/room/list",
+            Some(&token),
+            None,
+        )
+        .await,
+        StatusCode::METHOD_NOT_ALLOWED,
+    );
 
     // only members read or post
-    assert_error(&api.post("/api/message/send", Some(&outsider), json!({"room_id": room, "content": "x"})).await, StatusCode::FORBIDDEN);
-    assert_error(&api.get(&format!("/api/message/list?room_id={room}"), Some(&outsider)).await, StatusCode::FORBIDDEN);
-    assert_error(&api.get(&format!("/api/room/members?room_id={room}"), Some(&outsider)).await, StatusCode::FORBIDDEN);
-    assert_error(&api.post("/api/room/add_user", Some(&outsider), json!({"room_id": room, "user_id": alice})).await, StatusCode::FORBIDDEN);
+    assert_error(
+        &api.post(
+            "/api/message/send",
+            Some(&outsider),
+            json!({"room_id": room, "content": "x"}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    );
+    assert_error(
+        &api.get(
+            &format!("/api/message/list?room_id={room}"),
+            Some(&outsider),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    );
+    assert_error(
+        &api.get(
+            &format!("/api/room/members?room_id={room}"),
+            Some(&outsider),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    );
+    assert_error(
+        &api.post(
+            "/api/room/add_user",
+            Some(&outsider),
+            json!({"room_id": room, "user_id": alice}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    );
 
     // auth
-    assert_error(&api.get("/api/room/list", None).await, StatusCode::UNAUTHORIZED);
-    assert_error(&api.get("/api/room/list", Some("Basic abc")).await, StatusCode::UNAUTHORIZED);
+    assert_error(
+        &api.get("/api/room/list", None).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    assert_error(
+        &api.get("/api/room/list", Some("Basic abc")).await,
+        StatusCode::UNAUTHORIZED,
+    );
     let mut forged = token.clone();
     forged.pop();
     forged.push(if token.ends_with('A') { 'B' } else { 'A' });
-    assert_error(&api.get("/api/room/list", Some(&forged)).await, StatusCode::UNAUTHORIZED);
-    let other_key = tidelog::auth::Tokens::new(&tidelog::config::Secret::new("z".repeat(40)), std::time::Duration::from_secs(60));
-    let foreign = other_key.issue(&tidelog::auth::Caller { account_id: uuid::Uuid::new_v4(), number: alice, username: "alice".into() });
-    assert_error(&api.get("/api/room/list", Some(&foreign)).await, StatusCode::UNAUTHORIZED);
+    assert_error(
+        &api.get("/api/room/list", Some(&forged)).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    let other_key = tidelog::auth::Tokens::new(
+        &tidelog::config::Secret::new("z".repeat(40)),
+        std::time::Duration::from_secs(60),
+    );
+    let foreign = other_key.issue(&tidelog::auth::Caller {
+        account_id: uuid::Uuid::new_v4(),
+        number: alice,
+        username: "alice".into(),
+    });
+    assert_error(
+        &api.get("/api/room/list", Some(&foreign)).await,
+        StatusCode::UNAUTHORIZED,
+    );
     let expired = {
         let claims = json!({"sub": uuid::Uuid::new_v4().to_string(), "num": alice, "name": "alice", "iat": 1, "exp": 2, "jti": "x"});
-        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes())).unwrap()
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        )
+        .unwrap()
     };
     let r = api.get("/api/room/list", Some(&expired)).await;
     assert_error(&r, StatusCode::UNAUTHORIZED);
     assert_eq!(r.1["msg"], "token已过期，请重新登录");
-    assert_error(&api.post("/login", None, json!({"username": "alice", "password": "wrong-password"})).await, StatusCode::UNAUTHORIZED);
-    assert_error(&api.post("/login", None, json!({"username": "nobody", "password": "password123"})).await, StatusCode::UNAUTHORIZED);
+    assert_error(
+        &api.post(
+            "/login",
+            None,
+            json!({"username": "alice", "password": "wrong-password"}),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+    );
+    assert_error(
+        &api.post(
+            "/login",
+            None,
+            json!({"username": "nobody", "password": "password123"}),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+    );
 
-    assert_eq!(count(&app.pool, "SELECT count(*) FROM events").await, events_before, "rejected requests wrote events");
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM events").await,
+        events_before,
+        "rejected requests wrote events"
+    );
     app.stop().await;
 }
 
@@ -221,11 +563,15 @@ async fn message_history_pages_backwards_with_the_cursor() {
     for i in 0..25 {
         ids.push(api.say(&token, room, &format!("m{i}")).await);
     }
-    let page1 = api.messages(&token, room, "&last_message_id=0&limit=20").await;
+    let page1 = api
+        .messages(&token, room, "&last_message_id=0&limit=20")
+        .await;
     let got: Vec<i64> = page1.iter().map(|m| m["ID"].as_i64().unwrap()).collect();
     assert_eq!(got, ids[5..], "the newest 20, oldest first");
     let cursor = got[0];
-    let page2 = api.messages(&token, room, &format!("&last_message_id={cursor}&limit=20")).await;
+    let page2 = api
+        .messages(&token, room, &format!("&last_message_id={cursor}&limit=20"))
+        .await;
     let got2: Vec<i64> = page2.iter().map(|m| m["ID"].as_i64().unwrap()).collect();
     assert_eq!(got2, ids[..5], "strictly before the cursor");
     let defaults = api.messages(&token, room, "").await;
@@ -235,18 +581,32 @@ async fn message_history_pages_backwards_with_the_cursor() {
     app.stop().await;
 }
 
-async fn ws_connect(base: &str, token: &str, via_header: bool) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+async fn ws_connect(
+    base: &str,
+    token: &str,
+    via_header: bool,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let ws_base = base.replace("http://", "ws://");
     let req = if via_header {
-        let mut r = format!("{ws_base}/api/message/ws").into_client_request().unwrap();
-        r.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
+        let mut r = format!("{ws_base}/api/message/ws")
+            .into_client_request()
+            .unwrap();
+        r.headers_mut()
+            .insert("Authorization", format!("Bearer {token}").parse().unwrap());
         r
     } else {
-        format!("{ws_base}/api/message/ws?token={token}").into_client_request().unwrap()
+        format!("{ws_base}/api/message/ws?token={token}")
+            .into_client_request()
+            .unwrap()
     };
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("websocket connects");
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket connects");
     let greeting = next_json(&mut ws).await;
-    assert_eq!(greeting, json!({"code": 0, "msg": "连接成功", "data": null}));
+    assert_eq!(
+        greeting,
+        json!({"code": 0, "msg": "连接成功", "data": null})
+    );
     ws
 }
 
@@ -255,7 +615,11 @@ where
     S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     loop {
-        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await.expect("a frame in time").unwrap().unwrap();
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame in time")
+            .unwrap()
+            .unwrap();
         if let Message::Text(t) = msg {
             return serde_json::from_str(&t).unwrap();
         }
@@ -270,13 +634,25 @@ async fn websocket_pushes_new_messages_to_every_member_and_only_them() {
     let (bob_id, bob) = api.user("bob").await;
     let (_, eve) = api.user("eve").await;
     let room = api.room(&alice, "r").await;
-    api.post("/api/room/add_user", Some(&alice), json!({"room_id": room, "user_id": bob_id})).await;
+    api.post(
+        "/api/room/add_user",
+        Some(&alice),
+        json!({"room_id": room, "user_id": bob_id}),
+    )
+    .await;
 
     let mut ws_alice = ws_connect(&app.base, &alice, true).await;
     let mut ws_bob = ws_connect(&app.base, &bob, false).await;
     let mut ws_eve = ws_connect(&app.base, &eve, false).await;
 
-    ws_alice.send(Message::Text(json!({"room_id": room, "type": "text", "content": "hello"}).to_string().into())).await.unwrap();
+    ws_alice
+        .send(Message::Text(
+            json!({"room_id": room, "type": "text", "content": "hello"})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
     for ws in [&mut ws_alice, &mut ws_bob] {
         let push = next_json(ws).await;
         assert_eq!(push["code"], 0);
@@ -287,19 +663,43 @@ async fn websocket_pushes_new_messages_to_every_member_and_only_them() {
     }
     // HTTP sends are pushed too
     api.say(&bob, room, "via http").await;
-    assert_eq!(next_json(&mut ws_alice).await["data"]["content"], "via http");
+    assert_eq!(
+        next_json(&mut ws_alice).await["data"]["content"],
+        "via http"
+    );
 
     // bad frames get an error envelope on that socket only; the socket stays open
-    ws_eve.send(Message::Text("{not json".into())).await.unwrap();
+    ws_eve
+        .send(Message::Text("{not json".into()))
+        .await
+        .unwrap();
     let err = next_json(&mut ws_eve).await;
-    assert_eq!((err["code"].as_i64(), err["data"].is_null()), (Some(1), true));
-    ws_eve.send(Message::Text(json!({"room_id": room, "content": "let me in"}).to_string().into())).await.unwrap();
+    assert_eq!(
+        (err["code"].as_i64(), err["data"].is_null()),
+        (Some(1), true)
+    );
+    ws_eve
+        .send(Message::Text(
+            json!({"room_id": room, "content": "let me in"})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
     let err = next_json(&mut ws_eve).await;
     assert_eq!(err["code"], 1, "non-members cannot post: {err}");
     // eve never saw the room's messages
-    assert!(tokio::time::timeout(std::time::Duration::from_millis(300), ws_eve.next()).await.is_err());
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), ws_eve.next())
+            .await
+            .is_err()
+    );
 
-    let unauth = tokio_tungstenite::connect_async(format!("{}/api/message/ws", app.base.replace("http://", "ws://"))).await;
+    let unauth = tokio_tungstenite::connect_async(format!(
+        "{}/api/message/ws",
+        app.base.replace("http://", "ws://")
+    ))
+    .await;
     match unauth {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
         other => panic!("unauthenticated websocket should be refused, got {other:?}"),

@@ -14,7 +14,10 @@ use tokio_tungstenite::tungstenite::Message;
 #[tokio::test]
 async fn two_processes_share_projections_and_apply_each_event_exactly_once() {
     let db = fresh_database().await;
-    let env = [("DATABASE_URL", url_of(&db)), ("TIDELOG_JWT_SECRET", JWT_SECRET.to_string())];
+    let env = [
+        ("DATABASE_URL", url_of(&db)),
+        ("TIDELOG_JWT_SECRET", JWT_SECRET.to_string()),
+    ];
     let mut p1 = ServerProcess::spawn(&env);
     let p2 = ServerProcess::spawn(&env);
     let (a1, a2) = (p1.api(), p2.api());
@@ -23,23 +26,40 @@ async fn two_processes_share_projections_and_apply_each_event_exactly_once() {
     let (_, alice) = a1.user("alice").await;
     let (bob_id, bob) = a2.user("bob").await;
     let room = a2.room(&alice, "shared").await;
-    let (s, _) = a1.post("/api/room/add_user", Some(&alice), json!({"room_id": room, "user_id": bob_id})).await;
+    let (s, _) = a1
+        .post(
+            "/api/room/add_user",
+            Some(&alice),
+            json!({"room_id": room, "user_id": bob_id}),
+        )
+        .await;
     assert!(s.is_success());
 
     // bob listens on process 1; alice talks to process 2
-    let ws_url = format!("{}/api/message/ws?token={bob}", p1.base.replace("http://", "ws://"));
+    let ws_url = format!(
+        "{}/api/message/ws?token={bob}",
+        p1.base.replace("http://", "ws://")
+    );
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     let _greeting = ws.next().await;
 
     let sends = (0..60).map(|i| {
-        let (api, tok) = if i % 2 == 0 { (a1.clone(), alice.clone()) } else { (a2.clone(), bob.clone()) };
+        let (api, tok) = if i % 2 == 0 {
+            (a1.clone(), alice.clone())
+        } else {
+            (a2.clone(), bob.clone())
+        };
         async move { api.say(&tok, room, &format!("m{i}")).await }
     });
     futures::future::join_all(sends).await;
 
     let mut pushed = 0;
     while pushed < 60 {
-        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("pushes arrive").unwrap().unwrap();
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("pushes arrive")
+            .unwrap()
+            .unwrap();
         if let Message::Text(t) = frame {
             let v: Value = serde_json::from_str(&t).unwrap();
             assert_eq!(v["msg"], "新消息");
@@ -47,8 +67,16 @@ async fn two_processes_share_projections_and_apply_each_event_exactly_once() {
         }
     }
     assert_eq!(count(&pool, "SELECT count(*) FROM chat_messages").await, 60);
-    assert_eq!(count(&pool, "SELECT message_count FROM chat_rooms").await, 60, "a double application would show here");
-    let owners: Vec<(String, Option<String>)> = sqlx::query_as("SELECT name, owner FROM projection_checkpoints ORDER BY name").fetch_all(&pool).await.unwrap();
+    assert_eq!(
+        count(&pool, "SELECT message_count FROM chat_rooms").await,
+        60,
+        "a double application would show here"
+    );
+    let owners: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT name, owner FROM projection_checkpoints ORDER BY name")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(owners.len(), 2);
     // one advisory lock per projection, held by exactly one session
     assert_eq!(
@@ -64,22 +92,42 @@ async fn two_processes_share_projections_and_apply_each_event_exactly_once() {
     let list = a2.messages(&alice, room, "&limit=100").await;
     assert_eq!(list.len(), 65, "projected by the surviving process");
     let mut ws2 = {
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}/api/message/ws?token={bob}", p2.base.replace("http://", "ws://"))).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+            "{}/api/message/ws?token={bob}",
+            p2.base.replace("http://", "ws://")
+        ))
+        .await
+        .unwrap();
         let _ = ws.next().await;
         ws
     };
-    ws2.send(Message::Text(json!({"room_id": room, "content": "still here"}).to_string().into())).await.unwrap();
+    ws2.send(Message::Text(
+        json!({"room_id": room, "content": "still here"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
     let echo = loop {
         if let Message::Text(t) = ws2.next().await.unwrap().unwrap() {
             break serde_json::from_str::<Value>(&t).unwrap();
         }
     };
     assert_eq!(echo["data"]["content"], "still here");
-    assert_eq!(count(&pool, "SELECT message_count FROM chat_rooms").await, 66);
+    assert_eq!(
+        count(&pool, "SELECT message_count FROM chat_rooms").await,
+        66
+    );
 }
 
 fn postmaster_pid(data_dir: &std::path::Path) -> Option<i32> {
-    std::fs::read_to_string(data_dir.join("postgres/data/postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()
+    std::fs::read_to_string(data_dir.join("postgres/data/postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[tokio::test]
@@ -93,24 +141,48 @@ async fn the_embedded_default_survives_a_crash_and_stops_cleanly() {
     let (_, token) = api.user("survivor").await;
     let room = api.room(&token, "r").await;
     api.say(&token, room, "before the crash").await;
-    assert!(data.join("secrets/jwt_secret").exists(), "the generated secret is kept in the data directory");
+    assert!(
+        data.join("secrets/jwt_secret").exists(),
+        "the generated secret is kept in the data directory"
+    );
 
     // Crash everything: the server and its database.
     first.kill9();
     let pid = postmaster_pid(&data).expect("cluster was running");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let mut second = ServerProcess::spawn(&env);
     let api = second.api();
     // The old token still works: same secret, same data.
-    assert_eq!(api.messages(&token, room, "").await[0]["content"], "before the crash");
-    let (s, v) = api.post("/login", None, json!({"username": "survivor", "password": "password123"})).await;
+    assert_eq!(
+        api.messages(&token, room, "").await[0]["content"],
+        "before the crash"
+    );
+    let (s, v) = api
+        .post(
+            "/login",
+            None,
+            json!({"username": "survivor", "password": "password123"}),
+        )
+        .await;
     assert!(s.is_success(), "{v}");
     let status = second.terminate();
     assert!(status.success(), "SIGTERM is a clean exit: {status:?}");
-    assert!(postmaster_pid(&data).is_none(), "the cluster it started is stopped");
-    assert!(second.log.lock().unwrap().iter().any(|l| l.contains("stopping embedded PostgreSQL")));
+    assert!(
+        postmaster_pid(&data).is_none(),
+        "the cluster it started is stopped"
+    );
+    assert!(second
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("stopping embedded PostgreSQL")));
 }
 
 #[test]
@@ -126,6 +198,13 @@ fn without_postgres_binaries_the_error_names_the_fix() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("apt-get install postgresql") && err.contains("DATABASE_URL"), "{err}");
-    assert_eq!(err.lines().filter(|l| l.contains("ERROR")).count(), 1, "one clear error line: {err}");
+    assert!(
+        err.contains("apt-get install postgresql") && err.contains("DATABASE_URL"),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.contains("ERROR")).count(),
+        1,
+        "one clear error line: {err}"
+    );
 }

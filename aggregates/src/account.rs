@@ -68,7 +68,13 @@ impl Aggregate for Account {
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
         match command {
-            AccountCommand::Register { account_id, number, username, password_hash, at } => {
+            AccountCommand::Register {
+                account_id,
+                number,
+                username,
+                password_hash,
+                at,
+            } => {
                 if self.registered {
                     return Err(AccountError::AlreadyRegistered);
                 }
@@ -87,7 +93,9 @@ impl Aggregate for Account {
 
     fn apply(&mut self, event: Self::Event) {
         match event {
-            AccountEvent::AccountRegistered { number, username, .. } => {
+            AccountEvent::AccountRegistered {
+                number, username, ..
+            } => {
                 self.registered = true;
                 self.number = number;
                 self.username = username;

@@ -10,8 +10,8 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::values::{
-    AccountNumber, MemberRole, MessageContent, MessageId, MessageKind, RoomDescription, RoomId, RoomName,
-    Username,
+    AccountNumber, MemberRole, MessageContent, MessageId, MessageKind, RoomDescription, RoomId,
+    RoomName, Username,
 };
 
 /// A person acting in a room, as known to the command side.
@@ -131,7 +131,13 @@ impl Aggregate for ChatRoom {
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
         match command {
-            ChatRoomCommand::CreateRoom { room_id, name, description, creator, at } => {
+            ChatRoomCommand::CreateRoom {
+                room_id,
+                name,
+                description,
+                creator,
+                at,
+            } => {
                 if self.created {
                     return Err(ChatRoomError::AlreadyExists);
                 }
@@ -160,7 +166,12 @@ impl Aggregate for ChatRoom {
                 )
                 .await;
             }
-            ChatRoomCommand::AddMember { actor, member, role, at } => {
+            ChatRoomCommand::AddMember {
+                actor,
+                member,
+                role,
+                at,
+            } => {
                 self.require_member(actor)?;
                 if self.members.contains_key(&member.number.get()) {
                     return Err(ChatRoomError::AlreadyMember);
@@ -175,7 +186,13 @@ impl Aggregate for ChatRoom {
                 };
                 sink.write(event, self).await;
             }
-            ChatRoomCommand::PostMessage { message_id, sender, kind, content, at } => {
+            ChatRoomCommand::PostMessage {
+                message_id,
+                sender,
+                kind,
+                content,
+                at,
+            } => {
                 self.require_member(sender.number)?;
                 let event = ChatRoomEvent::MessagePosted {
                     room_id: self.room_id,
@@ -212,7 +229,10 @@ mod tests {
     use cqrs_es::test::TestFramework;
 
     fn member(n: i64, name: &str) -> Member {
-        Member { number: AccountNumber::new(n).unwrap(), username: Username::parse(name).unwrap() }
+        Member {
+            number: AccountNumber::new(n).unwrap(),
+            username: Username::parse(name).unwrap(),
+        }
     }
 
     fn created(at: DateTime<Utc>) -> Vec<ChatRoomEvent> {

@@ -34,7 +34,9 @@ impl Username {
             return Err(invalid("username must be at most 32 characters"));
         }
         if raw.chars().any(char::is_whitespace) || has_control(raw) {
-            return Err(invalid("username must not contain spaces or control characters"));
+            return Err(invalid(
+                "username must not contain spaces or control characters",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -98,7 +100,9 @@ impl PasswordHash {
 
 macro_rules! positive_id {
     ($name:ident, $what:literal) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+        )]
         #[serde(transparent)]
         pub struct $name(i64);
 
@@ -128,7 +132,13 @@ positive_id!(MessageId, "message id");
 
 /// Bounded, non-blank text without control characters (newlines and tabs
 /// allowed where `multiline`).
-fn bounded_text(raw: &str, what: &str, max: usize, allow_empty: bool, multiline: bool) -> Result<String, InvalidValue> {
+fn bounded_text(
+    raw: &str,
+    what: &str,
+    max: usize,
+    allow_empty: bool,
+    multiline: bool,
+) -> Result<String, InvalidValue> {
     if !allow_empty && raw.trim().is_empty() {
         return Err(invalid(format!("{what} must not be empty")));
     }
@@ -139,7 +149,9 @@ fn bounded_text(raw: &str, what: &str, max: usize, allow_empty: bool, multiline:
         .chars()
         .any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t' || c == '\r')));
     if bad {
-        return Err(invalid(format!("{what} must not contain control characters")));
+        return Err(invalid(format!(
+            "{what} must not contain control characters"
+        )));
     }
     Ok(raw.to_owned())
 }
@@ -180,9 +192,13 @@ impl MessageKind {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let ok = !raw.is_empty()
             && raw.len() <= 16
-            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !ok {
-            return Err(invalid("type must be 1-16 lowercase letters, digits or '_' (e.g. \"text\")"));
+            return Err(invalid(
+                "type must be 1-16 lowercase letters, digits or '_' (e.g. \"text\")",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }

@@ -22,9 +22,19 @@ impl Projector for AccountsProjector {
         &["Account"]
     }
 
-    async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
         match event.decode::<AccountEvent>()? {
-            AccountEvent::AccountRegistered { account_id, number, username, password_hash, registered_at } => {
+            AccountEvent::AccountRegistered {
+                account_id,
+                number,
+                username,
+                password_hash,
+                registered_at,
+            } => {
                 sqlx::query(
                     "INSERT INTO accounts (account_id, number, username, username_lower, password_hash, created_at, updated_at)
                      VALUES ($1, $2, $3, lower($3), $4, $5, $5)",
@@ -52,7 +62,8 @@ pub struct AccountRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const SELECT: &str = "SELECT account_id, number, username, password_hash, created_at, updated_at FROM accounts";
+const SELECT: &str =
+    "SELECT account_id, number, username, password_hash, created_at, updated_at FROM accounts";
 
 pub async fn by_username(pool: &PgPool, username: &str) -> sqlx::Result<Option<AccountRow>> {
     sqlx::query_as(&format!("{SELECT} WHERE username_lower = lower($1)"))
@@ -62,5 +73,8 @@ pub async fn by_username(pool: &PgPool, username: &str) -> sqlx::Result<Option<A
 }
 
 pub async fn by_number(pool: &PgPool, number: i64) -> sqlx::Result<Option<AccountRow>> {
-    sqlx::query_as(&format!("{SELECT} WHERE number = $1")).bind(number).fetch_optional(pool).await
+    sqlx::query_as(&format!("{SELECT} WHERE number = $1"))
+        .bind(number)
+        .fetch_optional(pool)
+        .await
 }

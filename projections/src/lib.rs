@@ -60,10 +60,17 @@ pub trait Projector: Send + Sync {
     fn tables(&self) -> &'static [&'static str];
     /// Aggregate types whose events this projection reads.
     fn aggregate_types(&self) -> &'static [&'static str];
-    async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError>;
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError>;
 }
 
 /// Every projection the server runs.
 pub fn all() -> Vec<Arc<dyn Projector>> {
-    vec![Arc::new(accounts::AccountsProjector), Arc::new(roomchat::RoomChatProjector)]
+    vec![
+        Arc::new(accounts::AccountsProjector),
+        Arc::new(roomchat::RoomChatProjector),
+    ]
 }

@@ -21,9 +21,19 @@ impl Projector for RoomChatProjector {
         &["ChatRoom"]
     }
 
-    async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
         match event.decode::<ChatRoomEvent>()? {
-            ChatRoomEvent::ChatRoomCreated { room_id, name, description, created_by, created_at } => {
+            ChatRoomEvent::ChatRoomCreated {
+                room_id,
+                name,
+                description,
+                created_by,
+                created_at,
+            } => {
                 sqlx::query(
                     "INSERT INTO chat_rooms (room_id, name, description, created_by, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $5)",
@@ -36,7 +46,13 @@ impl Projector for RoomChatProjector {
                 .execute(conn)
                 .await?;
             }
-            ChatRoomEvent::MemberAdded { room_id, user_id, role, added_at, .. } => {
+            ChatRoomEvent::MemberAdded {
+                room_id,
+                user_id,
+                role,
+                added_at,
+                ..
+            } => {
                 sqlx::query("INSERT INTO chat_members (room_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4)")
                     .bind(room_id)
                     .bind(user_id)
@@ -45,7 +61,15 @@ impl Projector for RoomChatProjector {
                     .execute(conn)
                     .await?;
             }
-            ChatRoomEvent::MessagePosted { room_id, message_id, sender_id, sender_name, kind, content, sent_at } => {
+            ChatRoomEvent::MessagePosted {
+                room_id,
+                message_id,
+                sender_id,
+                sender_name,
+                kind,
+                content,
+                sent_at,
+            } => {
                 sqlx::query(
                     "WITH m AS (
                         INSERT INTO chat_messages (message_id, room_id, sender_id, sender_name, type, content, sent_at)
@@ -121,11 +145,13 @@ pub async fn room(pool: &PgPool, room_id: i64) -> sqlx::Result<Option<RoomRow>> 
 }
 
 pub async fn is_member(pool: &PgPool, room_id: i64, user_id: i64) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM chat_members WHERE room_id = $1 AND user_id = $2)")
-        .bind(room_id)
-        .bind(user_id)
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM chat_members WHERE room_id = $1 AND user_id = $2)",
+    )
+    .bind(room_id)
+    .bind(user_id)
+    .fetch_one(pool)
+    .await
 }
 
 /// Members in the order they joined, with their account's times.
@@ -150,7 +176,12 @@ pub async fn member_ids(pool: &PgPool, room_id: i64) -> sqlx::Result<Vec<i64>> {
 
 /// The newest `limit` messages strictly before `before` (all if `None`),
 /// returned oldest first so a page reads top to bottom.
-pub async fn messages_before(pool: &PgPool, room_id: i64, before: Option<i64>, limit: i64) -> sqlx::Result<Vec<MessageRow>> {
+pub async fn messages_before(
+    pool: &PgPool,
+    room_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<MessageRow>> {
     let mut rows: Vec<MessageRow> = sqlx::query_as(
         "SELECT message_id, room_id, sender_id, sender_name, type, content, sent_at
            FROM chat_messages

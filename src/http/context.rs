@@ -20,16 +20,26 @@ pub struct RequestContext {
 }
 
 fn plain_id(v: &str) -> bool {
-    !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 /// A caller-supplied `x-request-id` is kept only when short and plain;
 /// anything else is replaced, so ids stay safe to log and store.
 pub async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
-    let bad = req.headers().get(REQUEST_ID).map(|v| !v.to_str().map(plain_id).unwrap_or(false)).unwrap_or(false);
+    let bad = req
+        .headers()
+        .get(REQUEST_ID)
+        .map(|v| !v.to_str().map(plain_id).unwrap_or(false))
+        .unwrap_or(false);
     if bad {
         let id = uuid::Uuid::now_v7().to_string();
-        req.headers_mut().insert(REQUEST_ID, HeaderValue::from_str(&id).expect("uuid is a valid header"));
+        req.headers_mut().insert(
+            REQUEST_ID,
+            HeaderValue::from_str(&id).expect("uuid is a valid header"),
+        );
     }
     next.run(req).await
 }
@@ -38,7 +48,14 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| plain_id(v)).map(str::to_owned);
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| plain_id(v))
+                .map(str::to_owned)
+        };
         let request_id = header("x-request-id").unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let correlation_id = header("x-correlation-id").unwrap_or_else(|| request_id.clone());
         let client_ip = parts
@@ -46,7 +63,11 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip().to_string())
             .unwrap_or_else(|| "unknown".into());
-        Ok(Self { request_id, correlation_id, client_ip })
+        Ok(Self {
+            request_id,
+            correlation_id,
+            client_ip,
+        })
     }
 }
 

@@ -26,7 +26,11 @@ async fn healthz(State(state): State<AppState>) -> Response {
         }
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": "unreachable"}))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "database": "unreachable"})),
+            )
+                .into_response()
         }
     }
 }

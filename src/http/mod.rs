@@ -11,7 +11,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::Router;
 use tower_http::cors::CorsLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
@@ -24,7 +26,11 @@ struct RequestIds;
 
 impl MakeRequestId for RequestIds {
     fn make_request_id<B>(&mut self, _req: &Request<B>) -> Option<RequestId> {
-        uuid::Uuid::now_v7().to_string().parse().ok().map(RequestId::new)
+        uuid::Uuid::now_v7()
+            .to_string()
+            .parse()
+            .ok()
+            .map(RequestId::new)
     }
 }
 

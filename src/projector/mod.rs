@@ -63,11 +63,20 @@ pub struct Progress {
 
 impl Progress {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { checkpoints: Mutex::default(), tick: watch::channel(0).0, wakers: Mutex::default() })
+        Arc::new(Self {
+            checkpoints: Mutex::default(),
+            tick: watch::channel(0).0,
+            wakers: Mutex::default(),
+        })
     }
 
     pub fn checkpoint(&self, name: &str) -> LogPosition {
-        self.checkpoints.lock().unwrap().get(name).copied().unwrap_or_default()
+        self.checkpoints
+            .lock()
+            .unwrap()
+            .get(name)
+            .copied()
+            .unwrap_or_default()
     }
 
     fn advance(&self, name: &str, pos: LogPosition) {
@@ -97,10 +106,11 @@ impl Progress {
     }
 
     async fn refresh_from_db(&self, pool: &PgPool) -> sqlx::Result<()> {
-        let rows: Vec<(String, i64, i64)> =
-            sqlx::query_as("SELECT name, last_txid::text::bigint, last_position FROM projection_checkpoints")
-                .fetch_all(pool)
-                .await?;
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT name, last_txid::text::bigint, last_position FROM projection_checkpoints",
+        )
+        .fetch_all(pool)
+        .await?;
         for (name, txid, position) in rows {
             self.advance(&name, LogPosition { txid, position });
         }
@@ -109,7 +119,13 @@ impl Progress {
 
     /// Waits until every named projection has applied `pos` (read-your-writes
     /// for the command that produced it). Returns false on timeout.
-    pub async fn wait_for(&self, pool: &PgPool, names: &[&str], pos: LogPosition, timeout: Duration) -> bool {
+    pub async fn wait_for(
+        &self,
+        pool: &PgPool,
+        names: &[&str],
+        pos: LogPosition,
+        timeout: Duration,
+    ) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut rx = self.subscribe();
         loop {
@@ -130,7 +146,11 @@ impl Progress {
 }
 
 /// Listens for event and progress notifications and fans them out in-process.
-pub async fn run_listener(pool: PgPool, progress: Arc<Progress>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_listener(
+    pool: PgPool,
+    progress: Arc<Progress>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
@@ -140,7 +160,10 @@ pub async fn run_listener(pool: PgPool, progress: Arc<Progress>, mut shutdown: w
                 continue;
             }
         };
-        if let Err(e) = listener.listen_all([EVENTS_CHANNEL, PROGRESS_CHANNEL]).await {
+        if let Err(e) = listener
+            .listen_all([EVENTS_CHANNEL, PROGRESS_CHANNEL])
+            .await
+        {
             tracing::warn!(error = %e, "LISTEN failed; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
@@ -202,7 +225,12 @@ pub fn spawn_workers(
     projectors
         .into_iter()
         .map(|p| {
-            let worker = Worker { settings: settings.clone(), projector: p, progress: progress.clone(), wake: progress.waker() };
+            let worker = Worker {
+                settings: settings.clone(),
+                projector: p,
+                progress: progress.clone(),
+                wake: progress.waker(),
+            };
             let shutdown = shutdown.clone();
             tokio::spawn(worker.run(shutdown))
         })
@@ -239,12 +267,20 @@ impl Worker {
 
     async fn hold_and_work(&self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<Stop> {
         let name = self.projector.name();
-        let mut lock_conn = self.settings.connect.clone().application_name("tidelog-projector-lock").connect().await?;
+        let mut lock_conn = self
+            .settings
+            .connect
+            .clone()
+            .application_name("tidelog-projector-lock")
+            .connect()
+            .await?;
         loop {
-            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended('tidelog-projection:' || $1, 0))")
-                .bind(name)
-                .fetch_one(&mut lock_conn)
-                .await?;
+            let got: bool = sqlx::query_scalar(
+                "SELECT pg_try_advisory_lock(hashtextextended('tidelog-projection:' || $1, 0))",
+            )
+            .bind(name)
+            .fetch_one(&mut lock_conn)
+            .await?;
             if got {
                 break;
             }
@@ -305,14 +341,24 @@ impl Worker {
     /// the checkpoint, announce progress. Returns the number applied.
     async fn run_batch(&self) -> Result<usize, (Option<i64>, anyhow::Error)> {
         let name = self.projector.name();
-        let mut tx = self.settings.pool.begin().await.map_err(|e| (None, e.into()))?;
+        let mut tx = self
+            .settings
+            .pool
+            .begin()
+            .await
+            .map_err(|e| (None, e.into()))?;
         let (txid, position): (String, i64) =
             sqlx::query_as("SELECT last_txid::text, last_position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
                 .bind(name)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| (None, e.into()))?;
-        let types: Vec<String> = self.projector.aggregate_types().iter().map(|s| s.to_string()).collect();
+        let types: Vec<String> = self
+            .projector
+            .aggregate_types()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let rows = sqlx::query(SELECT_BATCH)
             .bind(&txid)
             .bind(position)
@@ -327,7 +373,9 @@ impl Worker {
         let mut last = None;
         for row in &rows {
             let event = row_to_event(row).map_err(|e| (None, e.into()))?;
-            apply_one(&*self.projector, &mut tx, &event).await.map_err(|e| (Some(event.global_position), e))?;
+            apply_one(&*self.projector, &mut tx, &event)
+                .await
+                .map_err(|e| (Some(event.global_position), e))?;
             last = Some(event.log_position());
         }
         let (last_txid, last_pos) = last.expect("non-empty batch");
@@ -352,7 +400,13 @@ impl Worker {
             .await
             .map_err(|e| (None, e.into()))?;
         tx.commit().await.map_err(|e| (None, e.into()))?;
-        self.progress.advance(name, LogPosition { txid: last_txid, position: last_pos });
+        self.progress.advance(
+            name,
+            LogPosition {
+                txid: last_txid,
+                position: last_pos,
+            },
+        );
         Ok(rows.len())
     }
 
@@ -382,7 +436,10 @@ pub(crate) async fn apply_one(
     event: &StoredEvent,
 ) -> anyhow::Result<()> {
     projector.apply(conn, event).await.map_err(|e| match e {
-        ProjectionError::Sql(s) => anyhow::Error::new(s).context(format!("applying {} at position {}", event.event_type, event.global_position)),
+        ProjectionError::Sql(s) => anyhow::Error::new(s).context(format!(
+            "applying {} at position {}",
+            event.event_type, event.global_position
+        )),
         other => anyhow::Error::new(other),
     })
 }
@@ -397,7 +454,16 @@ mod tests {
 
     #[test]
     fn progress_payloads_round_trip() {
-        assert_eq!(parse_progress("roomchat:741:12"), Some(("roomchat", LogPosition { txid: 741, position: 12 })));
+        assert_eq!(
+            parse_progress("roomchat:741:12"),
+            Some((
+                "roomchat",
+                LogPosition {
+                    txid: 741,
+                    position: 12
+                }
+            ))
+        );
         assert_eq!(parse_progress("garbage"), None);
     }
 }

@@ -17,15 +17,26 @@ pub struct RebuildReport {
     pub seconds: f64,
 }
 
-pub async fn rebuild(pool: &PgPool, projector: &dyn Projector, batch: i64, show_progress: bool) -> anyhow::Result<RebuildReport> {
+pub async fn rebuild(
+    pool: &PgPool,
+    projector: &dyn Projector,
+    batch: i64,
+    show_progress: bool,
+) -> anyhow::Result<RebuildReport> {
     let started = std::time::Instant::now();
     let name = projector.name();
     let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S%f");
     let shadow = format!("rebuild_{name}_{stamp}");
     let retired = format!("retired_{name}_{stamp}");
-    let types: Vec<String> = projector.aggregate_types().iter().map(|s| s.to_string()).collect();
+    let types: Vec<String> = projector
+        .aggregate_types()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
 
-    sqlx::query(&format!("CREATE SCHEMA {shadow}")).execute(pool).await?;
+    sqlx::query(&format!("CREATE SCHEMA {shadow}"))
+        .execute(pool)
+        .await?;
     let result = async {
         for t in projector.tables() {
             sqlx::query(&format!("CREATE TABLE {shadow}.{t} (LIKE public.{t} INCLUDING ALL)")).execute(pool).await?;
@@ -119,7 +130,9 @@ pub async fn rebuild(pool: &PgPool, projector: &dyn Projector, batch: i64, show_
     }
     .await;
     if result.is_err() {
-        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow} CASCADE")).execute(pool).await;
+        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow} CASCADE"))
+            .execute(pool)
+            .await;
     }
     result
 }
@@ -133,7 +146,9 @@ async fn replay_batch(
     batch: i64,
 ) -> anyhow::Result<u64> {
     let mut tx = pool.begin().await?;
-    sqlx::query(&format!("SET LOCAL search_path TO {shadow}, public")).execute(&mut *tx).await?;
+    sqlx::query(&format!("SET LOCAL search_path TO {shadow}, public"))
+        .execute(&mut *tx)
+        .await?;
     let rows = sqlx::query(SELECT_BATCH)
         .bind(cp.txid.to_string())
         .bind(cp.position)
@@ -145,7 +160,10 @@ async fn replay_batch(
     for row in &rows {
         let event = row_to_event(row)?;
         apply_one(projector, &mut tx, &event).await?;
-        next = LogPosition { txid: event.transaction_id, position: event.global_position };
+        next = LogPosition {
+            txid: event.transaction_id,
+            position: event.global_position,
+        };
     }
     tx.commit().await?;
     *cp = next;

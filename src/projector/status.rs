@@ -33,15 +33,24 @@ pub async fn status(pool: &PgPool) -> sqlx::Result<Vec<ProjectionStatus>> {
     let mut out = Vec::new();
     for p in projections::all() {
         let types: Vec<String> = p.aggregate_types().iter().map(|s| s.to_string()).collect();
-        let row: Option<(i64, i64, i64, DateTime<Utc>, Option<String>, Option<i64>, Option<String>, Option<DateTime<Utc>>, i32)> =
-            sqlx::query_as(
-                "SELECT last_txid::text::bigint, last_position, events_applied, updated_at, owner,
+        let row: Option<(
+            i64,
+            i64,
+            i64,
+            DateTime<Utc>,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+            Option<DateTime<Utc>>,
+            i32,
+        )> = sqlx::query_as(
+            "SELECT last_txid::text::bigint, last_position, events_applied, updated_at, owner,
                         failed_position, last_error, failed_at, retries
                    FROM projection_checkpoints WHERE name = $1",
-            )
-            .bind(p.name())
-            .fetch_optional(pool)
-            .await?;
+        )
+        .bind(p.name())
+        .fetch_optional(pool)
+        .await?;
         let (txid, pos) = row.as_ref().map(|r| (r.0, r.1)).unwrap_or((0, 0));
         let lag: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM events WHERE aggregate_type = ANY($1)

@@ -25,17 +25,25 @@ pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 /// Settings that make a throwaway cluster fast; durability is not tested here.
 fn fast_settings() -> ClusterOptions {
     ClusterOptions {
-        settings: [("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off"), ("max_connections", "500")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        settings: [
+            ("fsync", "off"),
+            ("synchronous_commit", "off"),
+            ("full_page_writes", "off"),
+            ("max_connections", "500"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
         bin_dir: None,
     }
 }
 
 /// A directory the `postgres` user can enter even when tests run as root.
 pub fn open_tempdir() -> tempfile::TempDir {
-    let d = tempfile::Builder::new().prefix("tidelog-test-").tempdir_in("/tmp").unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("tidelog-test-")
+        .tempdir_in("/tmp")
+        .unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     d
 }
@@ -51,20 +59,28 @@ async fn shared() -> &'static SharedServer {
     SHARED
         .get_or_init(|| async {
             if let Ok(url) = std::env::var("DATABASE_URL") {
-                let admin = PgConnectOptions::from_str(&url).unwrap().database("postgres");
+                let admin = PgConnectOptions::from_str(&url)
+                    .unwrap()
+                    .database("postgres");
                 return SharedServer { admin };
             }
-            let root = PathBuf::from(format!("/tmp/tidelog-test-cluster-{}", nix::unistd::geteuid()));
+            let root = PathBuf::from(format!(
+                "/tmp/tidelog-test-cluster-{}",
+                nix::unistd::geteuid()
+            ));
             let pg = tokio::task::spawn_blocking(move || {
                 std::fs::create_dir_all(&root).unwrap();
                 // One process starts the cluster; the others wait and attach.
                 let lock = std::fs::File::create(root.with_extension("lock")).unwrap();
-                let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+                let _guard =
+                    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
                 EmbeddedPostgres::start(&root, &fast_settings()).expect("starting the test cluster")
             })
             .await
             .unwrap();
-            SharedServer { admin: pg.connect_options("postgres") }
+            SharedServer {
+                admin: pg.connect_options("postgres"),
+            }
         })
         .await
 }
@@ -82,37 +98,72 @@ fn migrations_key() -> String {
 /// Creates a fresh, migrated database on `admin`'s server.
 pub async fn fresh_database_on(admin: &PgConnectOptions) -> PgConnectOptions {
     let template = format!("tidelog_tpl_{}", &migrations_key()[..12]);
-    let mut conn = admin.connect().await.expect("connecting to the test server");
-    sqlx::query("SELECT pg_advisory_lock(7401)").execute(&mut conn).await.unwrap();
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&template)
-        .fetch_one(&mut conn)
+    let mut conn = admin
+        .connect()
+        .await
+        .expect("connecting to the test server");
+    sqlx::query("SELECT pg_advisory_lock(7401)")
+        .execute(&mut conn)
         .await
         .unwrap();
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     if !exists {
         let building = format!("{template}_building");
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {building}")).execute(&mut conn).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {building}")).execute(&mut conn).await.unwrap();
-        let pool = tidelog::db::connect_pool(admin.clone().database(&building), 2).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {building}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {building}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let pool = tidelog::db::connect_pool(admin.clone().database(&building), 2)
+            .await
+            .unwrap();
         tidelog::db::migrate(&pool).await.unwrap();
         pool.close().await;
-        sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {template}")).execute(&mut conn).await.unwrap();
+        sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
     // Databases of runs more than two hours old are garbage.
     let cutoff = chrono::Utc::now().timestamp() - 7200;
-    let old: Vec<String> = sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname ~ '^t_[0-9]+_'")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
+    let old: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname ~ '^t_[0-9]+_'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
     for name in old {
-        let ts: i64 = name.split('_').nth(1).and_then(|s| s.parse().ok()).unwrap_or(i64::MAX);
+        let ts: i64 = name
+            .split('_')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(i64::MAX);
         if ts < cutoff {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await;
         }
     }
-    let name = format!("t_{}_{}", chrono::Utc::now().timestamp(), uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}")).execute(&mut conn).await.unwrap();
-    sqlx::query("SELECT pg_advisory_unlock(7401)").execute(&mut conn).await.unwrap();
+    let name = format!(
+        "t_{}_{}",
+        chrono::Utc::now().timestamp(),
+        uuid::Uuid::new_v4().simple()
+    );
+    sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_advisory_unlock(7401)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     conn.close().await.unwrap();
     admin.clone().database(&name)
 }
@@ -125,7 +176,12 @@ pub async fn fresh_database() -> PgConnectOptions {
 pub fn url_of(opts: &PgConnectOptions) -> String {
     let db = opts.get_database().unwrap();
     match opts.get_socket() {
-        Some(sock) => format!("postgres://{}@localhost:{}/{db}?host={}", opts.get_username(), opts.get_port(), sock.display()),
+        Some(sock) => format!(
+            "postgres://{}@localhost:{}/{db}?host={}",
+            opts.get_username(),
+            opts.get_port(),
+            sock.display()
+        ),
         None => std::env::var("DATABASE_URL")
             .map(|u| {
                 let mut u = reqwest::Url::parse(&u).unwrap();
@@ -173,7 +229,14 @@ impl TestApp {
         tweak(&mut config);
         let server = Server::start(config).await.expect("server starts");
         let pool = tidelog::db::connect_pool(db.clone(), 4).await.unwrap();
-        Self { base: format!("http://{}", server.addr), server, http: client(), db, pool, _dir: dir }
+        Self {
+            base: format!("http://{}", server.addr),
+            server,
+            http: client(),
+            db,
+            pool,
+            _dir: dir,
+        }
     }
 
     pub async fn stop(self) {
@@ -181,12 +244,18 @@ impl TestApp {
     }
 
     pub fn api(&self) -> Api {
-        Api { base: self.base.clone(), http: self.http.clone() }
+        Api {
+            base: self.base.clone(),
+            http: self.http.clone(),
+        }
     }
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// The room-chat API as a frontend calls it.
@@ -198,10 +267,19 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str) -> Self {
-        Self { base: base.to_owned(), http: client() }
+        Self {
+            base: base.to_owned(),
+            http: client(),
+        }
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.header("Authorization", t);
@@ -212,12 +290,14 @@ impl Api {
         let resp = req.send().await.expect("request sent");
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path} answered non-JSON ({status}): {text:?}"));
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{path} answered non-JSON ({status}): {text:?}"));
         (status, value)
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-        self.send(reqwest::Method::POST, path, token, Some(body)).await
+        self.send(reqwest::Method::POST, path, token, Some(body))
+            .await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
@@ -226,27 +306,59 @@ impl Api {
 
     /// Registers and signs in; returns (account number, token).
     pub async fn user(&self, name: &str) -> (i64, String) {
-        let (s, v) = self.post("/register", None, json!({"username": name, "password": "password123"})).await;
+        let (s, v) = self
+            .post(
+                "/register",
+                None,
+                json!({"username": name, "password": "password123"}),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "register {name}: {v}");
-        let (s, v) = self.post("/login", None, json!({"username": name, "password": "password123"})).await;
+        let (s, v) = self
+            .post(
+                "/login",
+                None,
+                json!({"username": name, "password": "password123"}),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "login {name}: {v}");
-        (v["data"]["user"]["ID"].as_i64().unwrap(), v["data"]["token"].as_str().unwrap().to_owned())
+        (
+            v["data"]["user"]["ID"].as_i64().unwrap(),
+            v["data"]["token"].as_str().unwrap().to_owned(),
+        )
     }
 
     pub async fn room(&self, token: &str, name: &str) -> i64 {
-        let (s, v) = self.post("/api/room/create", Some(token), json!({"name": name, "description": "d"})).await;
+        let (s, v) = self
+            .post(
+                "/api/room/create",
+                Some(token),
+                json!({"name": name, "description": "d"}),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         v["data"]["ID"].as_i64().unwrap()
     }
 
     pub async fn say(&self, token: &str, room: i64, content: &str) -> i64 {
-        let (s, v) = self.post("/api/message/send", Some(token), json!({"room_id": room, "type": "text", "content": content})).await;
+        let (s, v) = self
+            .post(
+                "/api/message/send",
+                Some(token),
+                json!({"room_id": room, "type": "text", "content": content}),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         v["data"]["ID"].as_i64().unwrap()
     }
 
     pub async fn messages(&self, token: &str, room: i64, query: &str) -> Vec<Value> {
-        let (s, v) = self.get(&format!("/api/message/list?room_id={room}{query}"), Some(token)).await;
+        let (s, v) = self
+            .get(
+                &format!("/api/message/list?room_id={room}{query}"),
+                Some(token),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         v["data"].as_array().unwrap().clone()
     }
@@ -256,7 +368,11 @@ impl Api {
 pub fn assert_error(got: &(StatusCode, Value), status: StatusCode) {
     assert_eq!(got.0, status, "body: {}", got.1);
     assert_eq!(got.1["code"], 1, "{}", got.1);
-    assert!(got.1["msg"].as_str().is_some_and(|m| !m.is_empty()), "{}", got.1);
+    assert!(
+        got.1["msg"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        got.1
+    );
     assert!(got.1["data"].is_null(), "{}", got.1);
 }
 
@@ -308,13 +424,23 @@ impl ServerProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(i) = line.find("tidelog listening addr=") {
-                    let _ = tx.send(line[i + "tidelog listening addr=".len()..].trim().to_owned());
+                    let _ = tx.send(
+                        line[i + "tidelog listening addr=".len()..]
+                            .trim()
+                            .to_owned(),
+                    );
                 }
                 sink.lock().unwrap().push(line);
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| panic!("server did not start: {:?}", log.lock().unwrap()));
-        Self { child, base: format!("http://{addr}"), log }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("server did not start: {:?}", log.lock().unwrap()));
+        Self {
+            child,
+            base: format!("http://{addr}"),
+            log,
+        }
     }
 
     pub fn api(&self) -> Api {
@@ -327,7 +453,11 @@ impl ServerProcess {
     }
 
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
         self.child.wait().unwrap()
     }
 }

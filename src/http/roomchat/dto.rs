@@ -2,8 +2,8 @@
 //! conversion into domain values.
 
 use aggregates::values::{
-    AccountNumber, InvalidValue, MemberRole, MessageContent, MessageKind, Password, RoomDescription, RoomId, RoomName,
-    Username,
+    AccountNumber, InvalidValue, MemberRole, MessageContent, MessageKind, Password,
+    RoomDescription, RoomId, RoomName, Username,
 };
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -33,7 +33,10 @@ fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     }
     match Raw::deserialize(d)? {
         Raw::Int(n) => Ok(n),
-        Raw::Str(s) => s.trim().parse().map_err(|_| serde::de::Error::custom(format!("expected an integer, got {s:?}"))),
+        Raw::Str(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("expected an integer, got {s:?}"))),
     }
 }
 
@@ -57,7 +60,10 @@ pub struct Registration {
 impl TryFrom<CredentialsRequest> for Registration {
     type Error = InvalidValue;
     fn try_from(r: CredentialsRequest) -> Result<Self, Self::Error> {
-        Ok(Self { username: Username::parse(&r.username)?, password: Password::parse(&r.password)? })
+        Ok(Self {
+            username: Username::parse(&r.username)?,
+            password: Password::parse(&r.password)?,
+        })
     }
 }
 
@@ -174,7 +180,11 @@ impl TryFrom<ListMessagesQuery> for MessagePage {
             n if n <= 0 => return Err(InvalidValue("limit must be a positive integer".into())),
             n => n.min(MAX_PAGE),
         };
-        Ok(Self { room_id: RoomId::new(q.room_id)?, before, limit })
+        Ok(Self {
+            room_id: RoomId::new(q.room_id)?,
+            before,
+            limit,
+        })
     }
 }
 
@@ -206,7 +216,14 @@ pub struct RoomDto {
 }
 
 impl RoomDto {
-    pub fn new(id: i64, name: &str, description: &str, created: DateTime<Utc>, updated: DateTime<Utc>, tz: Tz) -> Self {
+    pub fn new(
+        id: i64,
+        name: &str,
+        description: &str,
+        created: DateTime<Utc>,
+        updated: DateTime<Utc>,
+        tz: Tz,
+    ) -> Self {
         Self {
             id,
             created_at: go_rfc3339(created, tz),
@@ -217,7 +234,14 @@ impl RoomDto {
         }
     }
     pub fn from_row(r: &RoomRow, tz: Tz) -> Self {
-        Self::new(r.room_id, &r.name, &r.description, r.created_at, r.updated_at, tz)
+        Self::new(
+            r.room_id,
+            &r.name,
+            &r.description,
+            r.created_at,
+            r.updated_at,
+            tz,
+        )
     }
 }
 

@@ -16,7 +16,10 @@ pub struct RoomChatError {
 
 impl RoomChatError {
     pub fn new(status: StatusCode, msg: impl Into<String>) -> Self {
-        Self { status, msg: msg.into() }
+        Self {
+            status,
+            msg: msg.into(),
+        }
     }
     pub fn bad_request(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, msg)
@@ -42,7 +45,12 @@ impl RoomChatError {
 
     /// The envelope as JSON text, fields in the seed's order.
     pub fn body(&self) -> String {
-        serde_json::to_string(&Envelope { code: 1, msg: &self.msg, data: () }).expect("plain struct")
+        serde_json::to_string(&Envelope {
+            code: 1,
+            msg: &self.msg,
+            data: (),
+        })
+        .expect("plain struct")
     }
 }
 
@@ -55,7 +63,12 @@ struct Envelope<'a> {
 
 impl IntoResponse for RoomChatError {
     fn into_response(self) -> Response {
-        (self.status, [(axum::http::header::CONTENT_TYPE, "application/json")], self.body()).into_response()
+        (
+            self.status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            self.body(),
+        )
+            .into_response()
     }
 }
 
@@ -75,10 +88,16 @@ impl From<CommandError<ChatRoomError>> for RoomChatError {
     fn from(e: CommandError<ChatRoomError>) -> Self {
         match e {
             CommandError::Domain(ChatRoomError::NotFound) => Self::not_found("房间不存在"),
-            CommandError::Domain(ChatRoomError::NotAMember) => Self::forbidden("你不是该房间的成员"),
-            CommandError::Domain(ChatRoomError::AlreadyMember) => Self::conflict("添加用户到聊天室失败，用户已在聊天室中"),
+            CommandError::Domain(ChatRoomError::NotAMember) => {
+                Self::forbidden("你不是该房间的成员")
+            }
+            CommandError::Domain(ChatRoomError::AlreadyMember) => {
+                Self::conflict("添加用户到聊天室失败，用户已在聊天室中")
+            }
             CommandError::Domain(ChatRoomError::AlreadyExists) => Self::conflict("房间已存在"),
-            CommandError::Contended => Self::new(StatusCode::SERVICE_UNAVAILABLE, "房间繁忙，请重试"),
+            CommandError::Contended => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "房间繁忙，请重试")
+            }
             other => Self::internal(anyhow::anyhow!("{other}")),
         }
     }

@@ -52,9 +52,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for RcQuery<T> {
 }
 
 fn serde_urlencoded_from_str<T: DeserializeOwned>(q: &str) -> Result<T, RoomChatError> {
-    axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse().map_err(|_| RoomChatError::bad_request("参数错误"))?)
-        .map(|axum::extract::Query(v)| v)
-        .map_err(|e| RoomChatError::bad_request(format!("参数错误: {}", e.body_text())))
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{q}")
+            .parse()
+            .map_err(|_| RoomChatError::bad_request("参数错误"))?,
+    )
+    .map(|axum::extract::Query(v)| v)
+    .map_err(|e| RoomChatError::bad_request(format!("参数错误: {}", e.body_text())))
 }
 
 /// The signed-in caller: `Authorization: <token>` / `Bearer <token>`, or
@@ -64,20 +68,33 @@ pub struct AuthUser(pub Caller);
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = RoomChatError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let from_header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .map(|v| v.to_str().ok().and_then(token_from_header).map(str::to_owned));
+            .map(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(token_from_header)
+                    .map(str::to_owned)
+            });
         let token = match from_header {
             Some(Some(t)) => t,
             Some(None) => return Err(RoomChatError::unauthorized("token无效")),
-            None => query_token(parts.uri.query()).ok_or_else(|| RoomChatError::unauthorized("未登录：缺少token"))?,
+            None => query_token(parts.uri.query())
+                .ok_or_else(|| RoomChatError::unauthorized("未登录：缺少token"))?,
         };
-        state.tokens.verify(&token).map(AuthUser).map_err(|e| match e {
-            TokenError::Expired => RoomChatError::unauthorized("token已过期，请重新登录"),
-            TokenError::Invalid => RoomChatError::unauthorized("token无效"),
-        })
+        state
+            .tokens
+            .verify(&token)
+            .map(AuthUser)
+            .map_err(|e| match e {
+                TokenError::Expired => RoomChatError::unauthorized("token已过期，请重新登录"),
+                TokenError::Invalid => RoomChatError::unauthorized("token无效"),
+            })
     }
 }
 
@@ -86,5 +103,8 @@ fn query_token(q: Option<&str>) -> Option<String> {
     struct T {
         token: Option<String>,
     }
-    serde_urlencoded_from_str::<T>(q?).ok()?.token.filter(|t| !t.is_empty())
+    serde_urlencoded_from_str::<T>(q?)
+        .ok()?
+        .token
+        .filter(|t| !t.is_empty())
 }

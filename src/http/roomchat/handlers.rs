@@ -23,63 +23,126 @@ fn actor(caller: &Caller) -> String {
 }
 
 pub(super) fn member_of(caller: &Caller) -> Result<Member> {
-    Ok(Member { number: AccountNumber::new(caller.number)?, username: Username::parse(&caller.username)? })
+    Ok(Member {
+        number: AccountNumber::new(caller.number)?,
+        username: Username::parse(&caller.username)?,
+    })
 }
 
 async fn next_id(state: &AppState, sequence: &str) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT nextval($1::regclass)").bind(sequence).fetch_one(&state.pool).await?)
+    Ok(sqlx::query_scalar("SELECT nextval($1::regclass)")
+        .bind(sequence)
+        .fetch_one(&state.pool)
+        .await?)
 }
 
 /// Read-your-writes: the answer goes out once the read models include the write.
 async fn settle(state: &AppState, names: &[&str], pos: Option<LogPosition>) {
     if let Some(pos) = pos {
-        if !state.progress.wait_for(&state.pool, names, pos, state.config.read_your_writes_timeout).await {
-            tracing::warn!(?names, ?pos, "read models did not catch up in time; answering anyway");
+        if !state
+            .progress
+            .wait_for(
+                &state.pool,
+                names,
+                pos,
+                state.config.read_your_writes_timeout,
+            )
+            .await
+        {
+            tracing::warn!(
+                ?names,
+                ?pos,
+                "read models did not catch up in time; answering anyway"
+            );
         }
     }
 }
 
-pub async fn register(State(state): State<AppState>, ctx: RequestContext, RcJson(body): RcJson<CredentialsRequest>) -> Result<impl IntoResponse> {
+pub async fn register(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    RcJson(body): RcJson<CredentialsRequest>,
+) -> Result<impl IntoResponse> {
     let reg = Registration::try_from(body)?;
-    if accounts::by_username(&state.pool, reg.username.as_str()).await?.is_some() {
+    if accounts::by_username(&state.pool, reg.username.as_str())
+        .await?
+        .is_some()
+    {
         return Err(RoomChatError::conflict("用户名已存在"));
     }
-    let hash = hash_password(&reg.password).await.map_err(RoomChatError::internal)?;
+    let hash = hash_password(&reg.password)
+        .await
+        .map_err(RoomChatError::internal)?;
     let number = AccountNumber::new(next_id(&state, "account_numbers").await?)?;
     let account_id = Uuid::now_v7();
     let meta = ctx.meta(SURFACE, format!("user:{account_id}"));
     let at = crate::store::now();
     let pos = state
         .store
-        .execute(&state.store.accounts, &account_id.to_string(), &meta, || AccountCommand::Register {
-            account_id,
-            number,
-            username: reg.username.clone(),
-            password_hash: hash.clone(),
-            at,
-        })
+        .execute(
+            &state.store.accounts,
+            &account_id.to_string(),
+            &meta,
+            || AccountCommand::Register {
+                account_id,
+                number,
+                username: reg.username.clone(),
+                password_hash: hash.clone(),
+                at,
+            },
+        )
         .await
         .map_err(|e| match e {
             CommandError::UniqueKeyTaken(_) => RoomChatError::conflict("用户名已存在"),
             other => RoomChatError::internal(anyhow::anyhow!("{other}")),
         })?;
     settle(&state, &["accounts"], pos).await;
-    Ok(ok("注册成功", UserDto { id: number.get(), username: reg.username.as_str().to_owned() }))
+    Ok(ok(
+        "注册成功",
+        UserDto {
+            id: number.get(),
+            username: reg.username.as_str().to_owned(),
+        },
+    ))
 }
 
-pub async fn login(State(state): State<AppState>, RcJson(body): RcJson<CredentialsRequest>) -> Result<impl IntoResponse> {
-    if body.username.is_empty() || body.password.is_empty() || body.username.len() > 256 || body.password.len() > 1024 {
+pub async fn login(
+    State(state): State<AppState>,
+    RcJson(body): RcJson<CredentialsRequest>,
+) -> Result<impl IntoResponse> {
+    if body.username.is_empty()
+        || body.password.is_empty()
+        || body.username.len() > 256
+        || body.password.len() > 1024
+    {
         return Err(RoomChatError::unauthorized("用户名或密码错误"));
     }
     let account = accounts::by_username(&state.pool, &body.username).await?;
-    let ok_password = verify_password(account.as_ref().map(|a| a.password_hash.clone()), body.password).await;
+    let ok_password = verify_password(
+        account.as_ref().map(|a| a.password_hash.clone()),
+        body.password,
+    )
+    .await;
     let account = match (account, ok_password) {
         (Some(a), true) => a,
         _ => return Err(RoomChatError::unauthorized("用户名或密码错误")),
     };
-    let caller = Caller { account_id: account.account_id, number: account.number, username: account.username.clone() };
+    let caller = Caller {
+        account_id: account.account_id,
+        number: account.number,
+        username: account.username.clone(),
+    };
     let token = state.tokens.issue(&caller);
-    Ok(ok("登录成功", LoginDto { token, user: UserDto { id: account.number, username: account.username } }))
+    Ok(ok(
+        "登录成功",
+        LoginDto {
+            token,
+            user: UserDto {
+                id: account.number,
+                username: account.username,
+            },
+        },
+    ))
 }
 
 pub async fn create_room(
@@ -95,23 +158,44 @@ pub async fn create_room(
     let meta = ctx.meta(SURFACE, actor(&caller));
     let pos = state
         .store
-        .execute(&state.store.rooms, &room_id.to_string(), &meta, || ChatRoomCommand::CreateRoom {
-            room_id,
-            name: room.name.clone(),
-            description: room.description.clone(),
-            creator: creator.clone(),
-            at,
+        .execute(&state.store.rooms, &room_id.to_string(), &meta, || {
+            ChatRoomCommand::CreateRoom {
+                room_id,
+                name: room.name.clone(),
+                description: room.description.clone(),
+                creator: creator.clone(),
+                at,
+            }
         })
         .await?;
     settle(&state, READ_MODELS, pos).await;
     let tz = state.config.timezone;
-    Ok(ok("创建成功", RoomDto::new(room_id.get(), room.name.as_str(), room.description.as_str(), at, at, tz)))
+    Ok(ok(
+        "创建成功",
+        RoomDto::new(
+            room_id.get(),
+            room.name.as_str(),
+            room.description.as_str(),
+            at,
+            at,
+            tz,
+        ),
+    ))
 }
 
-pub async fn list_rooms(State(state): State<AppState>, AuthUser(caller): AuthUser) -> Result<impl IntoResponse> {
+pub async fn list_rooms(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+) -> Result<impl IntoResponse> {
     let tz = state.config.timezone;
     let rooms = roomchat::rooms_of(&state.pool, caller.number).await?;
-    Ok(ok("获取成功", rooms.iter().map(|r| RoomDto::from_row(r, tz)).collect::<Vec<_>>()))
+    Ok(ok(
+        "获取成功",
+        rooms
+            .iter()
+            .map(|r| RoomDto::from_row(r, tz))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// Rooms are visible to their members only; others learn whether it exists.
@@ -125,12 +209,21 @@ async fn require_member(state: &AppState, room_id: RoomId, caller: &Caller) -> R
     Ok(())
 }
 
-pub async fn members(State(state): State<AppState>, AuthUser(caller): AuthUser, RcQuery(q): RcQuery<RoomQuery>) -> Result<impl IntoResponse> {
+pub async fn members(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    RcQuery(q): RcQuery<RoomQuery>,
+) -> Result<impl IntoResponse> {
     let room_id = RoomId::new(q.room_id)?;
     require_member(&state, room_id, &caller).await?;
     let tz = state.config.timezone;
     let rows = roomchat::members(&state.pool, room_id.get()).await?;
-    Ok(ok("获取成功", rows.iter().map(|r| MemberDto::from_row(r, tz)).collect::<Vec<_>>()))
+    Ok(ok(
+        "获取成功",
+        rows.iter()
+            .map(|r| MemberDto::from_row(r, tz))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 pub async fn add_user(
@@ -143,17 +236,22 @@ pub async fn add_user(
     let account = accounts::by_number(&state.pool, req.user_id.get())
         .await?
         .ok_or_else(|| RoomChatError::not_found("用户不存在"))?;
-    let member = Member { number: req.user_id, username: Username::parse(&account.username)? };
+    let member = Member {
+        number: req.user_id,
+        username: Username::parse(&account.username)?,
+    };
     let actor_number = AccountNumber::new(caller.number)?;
     let at = crate::store::now();
     let meta = ctx.meta(SURFACE, actor(&caller));
     let pos = state
         .store
-        .execute(&state.store.rooms, &req.room_id.to_string(), &meta, || ChatRoomCommand::AddMember {
-            actor: actor_number,
-            member: member.clone(),
-            role: req.role,
-            at,
+        .execute(&state.store.rooms, &req.room_id.to_string(), &meta, || {
+            ChatRoomCommand::AddMember {
+                actor: actor_number,
+                member: member.clone(),
+                role: req.role,
+                at,
+            }
         })
         .await?;
     settle(&state, READ_MODELS, pos).await;
@@ -161,18 +259,25 @@ pub async fn add_user(
 }
 
 /// Posts a message; shared by `POST /api/message/send` and the WebSocket.
-pub(super) async fn post_message(state: &AppState, meta: &CommandMeta, caller: &Caller, msg: NewMessage) -> Result<(MessageDto, Option<LogPosition>)> {
+pub(super) async fn post_message(
+    state: &AppState,
+    meta: &CommandMeta,
+    caller: &Caller,
+    msg: NewMessage,
+) -> Result<(MessageDto, Option<LogPosition>)> {
     let sender = member_of(caller)?;
     let message_id = MessageId::new(next_id(state, "chat_message_ids").await?)?;
     let at = crate::store::now();
     let pos = state
         .store
-        .execute(&state.store.rooms, &msg.room_id.to_string(), meta, || ChatRoomCommand::PostMessage {
-            message_id,
-            sender: sender.clone(),
-            kind: msg.kind.clone(),
-            content: msg.content.clone(),
-            at,
+        .execute(&state.store.rooms, &msg.room_id.to_string(), meta, || {
+            ChatRoomCommand::PostMessage {
+                message_id,
+                sender: sender.clone(),
+                kind: msg.kind.clone(),
+                content: msg.content.clone(),
+                at,
+            }
         })
         .await?;
     let dto = MessageDto {
@@ -200,10 +305,20 @@ pub async fn send_message(
     Ok(ok("发送成功", dto))
 }
 
-pub async fn list_messages(State(state): State<AppState>, AuthUser(caller): AuthUser, RcQuery(q): RcQuery<ListMessagesQuery>) -> Result<impl IntoResponse> {
+pub async fn list_messages(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    RcQuery(q): RcQuery<ListMessagesQuery>,
+) -> Result<impl IntoResponse> {
     let page = MessagePage::try_from(q)?;
     require_member(&state, page.room_id, &caller).await?;
     let tz = state.config.timezone;
-    let rows = roomchat::messages_before(&state.pool, page.room_id.get(), page.before, page.limit).await?;
-    Ok(ok("历史消息获取成功", rows.into_iter().map(|r| MessageDto::from_row(r, tz)).collect::<Vec<_>>()))
+    let rows =
+        roomchat::messages_before(&state.pool, page.room_id.get(), page.before, page.limit).await?;
+    Ok(ok(
+        "历史消息获取成功",
+        rows.into_iter()
+            .map(|r| MessageDto::from_row(r, tz))
+            .collect::<Vec<_>>(),
+    ))
 }

@@ -46,7 +46,16 @@ pub async fn not_found(uri: Uri) -> Response {
 
 /// The `新消息` push for a posted message, as the seed shows it.
 pub fn push_text(event: &ChatRoomEvent, tz: Tz) -> Option<String> {
-    let ChatRoomEvent::MessagePosted { room_id, message_id, sender_id, sender_name, kind, content, sent_at } = event else {
+    let ChatRoomEvent::MessagePosted {
+        room_id,
+        message_id,
+        sender_id,
+        sender_name,
+        kind,
+        content,
+        sent_at,
+    } = event
+    else {
         return None;
     };
     let data = dto::MessageDto {
@@ -58,5 +67,10 @@ pub fn push_text(event: &ChatRoomEvent, tz: Tz) -> Option<String> {
         kind: kind.clone(),
         content: content.clone(),
     };
-    serde_json::to_string(&dto::Envelope { code: 0, msg: "新消息", data }).ok()
+    serde_json::to_string(&dto::Envelope {
+        code: 0,
+        msg: "新消息",
+        data,
+    })
+    .ok()
 }

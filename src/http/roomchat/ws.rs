@@ -15,17 +15,32 @@ use crate::http::context::RequestContext;
 
 const MAX_FRAME: usize = 64 * 1024;
 
-pub async fn upgrade(State(state): State<AppState>, ctx: RequestContext, AuthUser(caller): AuthUser, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(MAX_FRAME).on_upgrade(move |socket| session(socket, state, ctx, caller))
+pub async fn upgrade(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    AuthUser(caller): AuthUser,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.max_message_size(MAX_FRAME)
+        .on_upgrade(move |socket| session(socket, state, ctx, caller))
 }
 
 fn envelope(msg: &'static str) -> String {
-    serde_json::to_string(&Envelope { code: 0, msg, data: () }).expect("static envelope")
+    serde_json::to_string(&Envelope {
+        code: 0,
+        msg,
+        data: (),
+    })
+    .expect("static envelope")
 }
 
 async fn session(mut socket: WebSocket, state: AppState, ctx: RequestContext, caller: Caller) {
     let mut sub = state.hub.subscribe(caller.number);
-    if socket.send(Message::Text(envelope("连接成功").into())).await.is_err() {
+    if socket
+        .send(Message::Text(envelope("连接成功").into()))
+        .await
+        .is_err()
+    {
         return;
     }
     tracing::debug!(user = caller.number, "websocket connected");
@@ -55,8 +70,14 @@ async fn session(mut socket: WebSocket, state: AppState, ctx: RequestContext, ca
 }
 
 /// A frame is a send request; its push comes back through the live feed.
-async fn handle_frame(state: &AppState, ctx: &RequestContext, caller: &Caller, text: &str) -> Result<(), RoomChatError> {
-    let req: SendRequest = serde_json::from_str(text).map_err(|e| RoomChatError::bad_request(format!("参数错误: {e}")))?;
+async fn handle_frame(
+    state: &AppState,
+    ctx: &RequestContext,
+    caller: &Caller,
+    text: &str,
+) -> Result<(), RoomChatError> {
+    let req: SendRequest = serde_json::from_str(text)
+        .map_err(|e| RoomChatError::bad_request(format!("参数错误: {e}")))?;
     let msg = NewMessage::try_from(req)?;
     // Each frame is its own request: a fresh request id, same correlation.
     let mut frame_ctx = ctx.clone();
