@@ -74,3 +74,53 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(roomchat::RoomChatProjector),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(payload: serde_json::Value) -> StoredEvent {
+        StoredEvent {
+            global_position: 42,
+            transaction_id: 7,
+            aggregate_type: "ChatRoom".into(),
+            aggregate_id: "1".into(),
+            sequence: 3,
+            event_type: "MessagePosted".into(),
+            event_version: "1".into(),
+            payload,
+            metadata: serde_json::json!({}),
+            recorded_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn an_undecodable_payload_names_the_event_and_its_position() {
+        let err = event(serde_json::json!({"MessagePosted": {"room_id": "x"}}))
+            .decode::<aggregates::ChatRoomEvent>()
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("MessagePosted v1 at position 42"), "{text}");
+    }
+
+    #[test]
+    fn every_projection_has_a_unique_name_and_owns_distinct_tables() {
+        let all = all();
+        let mut names: Vec<_> = all.iter().map(|p| p.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+        let mut tables: Vec<_> = all
+            .iter()
+            .flat_map(|p| p.tables().iter().copied())
+            .collect();
+        let n = tables.len();
+        tables.sort();
+        tables.dedup();
+        assert_eq!(
+            tables.len(),
+            n,
+            "a table written by two projections could not be rebuilt alone"
+        );
+    }
+}
