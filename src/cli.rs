@@ -223,7 +223,10 @@ async fn tail(pool: &PgPool, count: i64, follow: bool) -> anyhow::Result<()> {
         writeln!(out, "{}", tail_line(r))?;
     }
     drop(out);
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let rows: Vec<TailRow> = sqlx::query_as(&format!(
             "SELECT {TAIL_COLUMNS} FROM events
@@ -241,5 +244,4 @@ async fn tail(pool: &PgPool, count: i64, follow: bool) -> anyhow::Result<()> {
             writeln!(out, "{}", tail_line(r))?;
         }
     }
-    Ok(())
 }

@@ -706,3 +706,41 @@ async fn websocket_pushes_new_messages_to_every_member_and_only_them() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_sends_to_one_room_all_land_once_in_one_order() {
+    let app = TestApp::start().await;
+    let api = app.api();
+    let (_, token) = api.user("hot").await;
+    let room = api.room(&token, "hot").await;
+    let sends = (0..64).map(|i| {
+        let api = api.clone();
+        let token = token.clone();
+        async move {
+            api.post(
+                "/api/message/send",
+                Some(&token),
+                json!({"room_id": room, "content": format!("c{i}")}),
+            )
+            .await
+        }
+    });
+    let results = futures::future::join_all(sends).await;
+    for r in &results {
+        assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+    }
+    let sequences: Vec<i64> = sqlx::query_scalar(
+        "SELECT sequence FROM events WHERE aggregate_type = 'ChatRoom' AND aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(room.to_string())
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        sequences,
+        (1..=66).collect::<Vec<i64>>(),
+        "one gap-free stream"
+    );
+    assert_eq!(api.messages(&token, room, "&limit=100").await.len(), 64);
+    app.stop().await;
+}

@@ -1,15 +1,16 @@
-//! What `tidelog projections status`, `/healthz` and `/admin/projections` report.
+//! What `tidelog projections status` and `/healthz` report.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, sqlx::FromRow)]
 pub struct ProjectionStatus {
     pub name: String,
     pub last_txid: i64,
     pub last_position: i64,
     pub events_applied: i64,
     /// Events of this projection's types not applied yet.
+    #[sqlx(skip)]
     pub lag_events: i64,
     pub updated_at: Option<DateTime<Utc>>,
     pub owner: Option<String>,
@@ -18,6 +19,7 @@ pub struct ProjectionStatus {
     pub failed_at: Option<DateTime<Utc>>,
     pub retries: i32,
     /// "held back by xid N since T" when an old transaction holds the horizon.
+    #[sqlx(skip)]
     pub held_back: Option<String>,
 }
 
@@ -33,72 +35,32 @@ pub async fn status(pool: &PgPool) -> sqlx::Result<Vec<ProjectionStatus>> {
     let mut out = Vec::new();
     for p in projections::all() {
         let types: Vec<String> = p.aggregate_types().iter().map(|s| s.to_string()).collect();
-        let row: Option<(
-            i64,
-            i64,
-            i64,
-            DateTime<Utc>,
-            Option<String>,
-            Option<i64>,
-            Option<String>,
-            Option<DateTime<Utc>>,
-            i32,
-        )> = sqlx::query_as(
-            "SELECT last_txid::text::bigint, last_position, events_applied, updated_at, owner,
-                        failed_position, last_error, failed_at, retries
-                   FROM projection_checkpoints WHERE name = $1",
+        let mut row: ProjectionStatus = sqlx::query_as(
+            "SELECT name, last_txid::text::bigint AS last_txid, last_position, events_applied, updated_at, owner,
+                    failed_position, last_error, failed_at, retries
+               FROM projection_checkpoints WHERE name = $1",
         )
         .bind(p.name())
         .fetch_optional(pool)
-        .await?;
-        let (txid, pos) = row.as_ref().map(|r| (r.0, r.1)).unwrap_or((0, 0));
-        let lag: i64 = sqlx::query_scalar(
+        .await?
+        .unwrap_or_else(|| ProjectionStatus { name: p.name().into(), ..Default::default() });
+        row.lag_events = sqlx::query_scalar(
             "SELECT count(*) FROM events WHERE aggregate_type = ANY($1)
                 AND (transaction_id, global_position) > ($2::text::xid8, $3)",
         )
         .bind(&types)
-        .bind(txid.to_string())
-        .bind(pos)
+        .bind(row.last_txid.to_string())
+        .bind(row.last_position)
         .fetch_one(pool)
         .await?;
-        let held_back = match (&holder, lag > 0) {
-            (Some((xid, since, db)), true) => Some(format!(
+        if let (Some((xid, since, db)), true) = (&holder, row.lag_events > 0) {
+            row.held_back = Some(format!(
                 "held back by xid {xid} since {} (database {})",
                 since.map(|t| t.to_rfc3339()).unwrap_or_default(),
                 db.clone().unwrap_or_default()
-            )),
-            _ => None,
-        };
-        out.push(match row {
-            Some((_, _, applied, updated, owner, fpos, err, fat, retries)) => ProjectionStatus {
-                name: p.name().into(),
-                last_txid: txid,
-                last_position: pos,
-                events_applied: applied,
-                lag_events: lag,
-                updated_at: Some(updated),
-                owner,
-                failed_position: fpos,
-                last_error: err,
-                failed_at: fat,
-                retries,
-                held_back,
-            },
-            None => ProjectionStatus {
-                name: p.name().into(),
-                last_txid: 0,
-                last_position: 0,
-                events_applied: 0,
-                lag_events: lag,
-                updated_at: None,
-                owner: None,
-                failed_position: None,
-                last_error: None,
-                failed_at: None,
-                retries: 0,
-                held_back,
-            },
-        });
+            ));
+        }
+        out.push(row);
     }
     Ok(out)
 }
