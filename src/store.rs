@@ -71,8 +71,11 @@ pub enum CommandError<E: std::error::Error> {
 /// it). Other processes are still kept honest by the optimistic lock.
 #[derive(Default)]
 struct StreamLocks {
-    map: std::sync::Mutex<HashMap<(&'static str, String), std::sync::Weak<tokio::sync::Mutex<()>>>>,
+    map: std::sync::Mutex<HashMap<StreamKey, std::sync::Weak<tokio::sync::Mutex<()>>>>,
 }
+
+/// (aggregate type, aggregate id)
+type StreamKey = (&'static str, String);
 
 impl StreamLocks {
     fn get(

@@ -310,8 +310,8 @@ impl Worker {
                         backoff = Duration::from_millis(250);
                         break;
                     }
-                    Err((at, err)) => {
-                        self.record_failure(at, &err).await;
+                    Err(BatchError { position, error }) => {
+                        self.record_failure(position, &error).await;
                         failed = true;
                         break;
                     }
@@ -339,46 +339,21 @@ impl Worker {
 
     /// One transaction: lock the checkpoint row, read a batch, apply it, move
     /// the checkpoint, announce progress. Returns the number applied.
-    async fn run_batch(&self) -> Result<usize, (Option<i64>, anyhow::Error)> {
+    async fn run_batch(&self) -> Result<usize, BatchError> {
         let name = self.projector.name();
-        let mut tx = self
-            .settings
-            .pool
-            .begin()
-            .await
-            .map_err(|e| (None, e.into()))?;
-        let (txid, position): (String, i64) =
-            sqlx::query_as("SELECT last_txid::text, last_position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| (None, e.into()))?;
-        let types: Vec<String> = self
-            .projector
-            .aggregate_types()
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let rows = sqlx::query(SELECT_BATCH)
-            .bind(&txid)
-            .bind(position)
-            .bind(&types)
-            .bind(self.settings.batch_size)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| (None, e.into()))?;
-        if rows.is_empty() {
+        let mut tx = self.settings.pool.begin().await?;
+        let (txid, position): (i64, i64) = sqlx::query_as(
+            "SELECT last_txid::text::bigint, last_position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+        )
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut cp = LogPosition { txid, position };
+        let n =
+            apply_next_batch(&mut tx, &*self.projector, &mut cp, self.settings.batch_size).await?;
+        if n == 0 {
             return Ok(0);
         }
-        let mut last = None;
-        for row in &rows {
-            let event = row_to_event(row).map_err(|e| (None, e.into()))?;
-            apply_one(&*self.projector, &mut tx, &event)
-                .await
-                .map_err(|e| (Some(event.global_position), e))?;
-            last = Some(event.log_position());
-        }
-        let (last_txid, last_pos) = last.expect("non-empty batch");
         sqlx::query(
             "UPDATE projection_checkpoints
                 SET last_txid = $2::text::xid8, last_position = $3, events_applied = events_applied + $4,
@@ -386,28 +361,16 @@ impl Worker {
               WHERE name = $1",
         )
         .bind(name)
-        .bind(last_txid.to_string())
-        .bind(last_pos)
-        .bind(rows.len() as i64)
+        .bind(cp.txid.to_string())
+        .bind(cp.position)
+        .bind(n as i64)
         .bind(&self.settings.node)
         .execute(&mut *tx)
-        .await
-        .map_err(|e| (None, e.into()))?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(PROGRESS_CHANNEL)
-            .bind(format!("{name}:{last_txid}:{last_pos}"))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| (None, e.into()))?;
-        tx.commit().await.map_err(|e| (None, e.into()))?;
-        self.progress.advance(
-            name,
-            LogPosition {
-                txid: last_txid,
-                position: last_pos,
-            },
-        );
-        Ok(rows.len())
+        .await?;
+        announce(&mut tx, name, cp).await?;
+        tx.commit().await?;
+        self.progress.advance(name, cp);
+        Ok(n)
     }
 
     async fn record_failure(&self, at: Option<i64>, err: &anyhow::Error) {
@@ -429,19 +392,73 @@ impl Worker {
     }
 }
 
-/// Applies one event inside a savepoint-free transaction: any error aborts the batch.
-pub(crate) async fn apply_one(
-    projector: &dyn Projector,
+/// Why a batch stopped, and at which event if one was to blame.
+pub(crate) struct BatchError {
+    pub position: Option<i64>,
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for BatchError {
+    fn from(e: E) -> Self {
+        Self {
+            position: None,
+            error: e.into(),
+        }
+    }
+}
+
+/// Reads the projection's next batch after `cp` (in log order, below the
+/// horizon) and applies it on `conn`, advancing `cp`. Used by the live
+/// workers and by rebuilds; the caller owns the transaction.
+pub(crate) async fn apply_next_batch(
     conn: &mut PgConnection,
-    event: &StoredEvent,
-) -> anyhow::Result<()> {
-    projector.apply(conn, event).await.map_err(|e| match e {
-        ProjectionError::Sql(s) => anyhow::Error::new(s).context(format!(
-            "applying {} at position {}",
-            event.event_type, event.global_position
-        )),
-        other => anyhow::Error::new(other),
-    })
+    projector: &dyn Projector,
+    cp: &mut LogPosition,
+    batch: i64,
+) -> Result<usize, BatchError> {
+    let types: Vec<&str> = projector.aggregate_types().to_vec();
+    let rows = sqlx::query(SELECT_BATCH)
+        .bind(cp.txid.to_string())
+        .bind(cp.position)
+        .bind(&types)
+        .bind(batch)
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in &rows {
+        let event = row_to_event(row)?;
+        projector
+            .apply(conn, &event)
+            .await
+            .map_err(|e| BatchError {
+                position: Some(event.global_position),
+                error: match e {
+                    ProjectionError::Sql(s) => anyhow::Error::new(s).context(format!(
+                        "applying {} at position {}",
+                        event.event_type, event.global_position
+                    )),
+                    other => anyhow::Error::new(other),
+                },
+            })?;
+        *cp = LogPosition {
+            txid: event.transaction_id,
+            position: event.global_position,
+        };
+    }
+    Ok(rows.len())
+}
+
+/// Tells every process's waiters and live feeds, at commit.
+pub(crate) async fn announce(
+    conn: &mut PgConnection,
+    name: &str,
+    cp: LogPosition,
+) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(PROGRESS_CHANNEL)
+        .bind(format!("{name}:{}:{}", cp.txid, cp.position))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 pub fn find(name: &str) -> Option<Arc<dyn Projector>> {

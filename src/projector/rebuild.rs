@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use projections::Projector;
 use sqlx::PgPool;
 
-use super::{apply_one, row_to_event, SELECT_BATCH};
+use super::{announce, apply_next_batch};
 use crate::store::LogPosition;
 
 #[derive(Debug, serde::Serialize)]
@@ -61,9 +61,12 @@ pub async fn rebuild(
         let mut applied = 0u64;
         // Catch up outside any lock: the live projection keeps running.
         loop {
-            let n = replay_batch(pool, projector, &shadow, &types, &mut cp, batch).await?;
-            applied += n;
-            bar.inc(n);
+            let mut tx = pool.begin().await?;
+            sqlx::query(&format!("SET LOCAL search_path TO {shadow}, public")).execute(&mut *tx).await?;
+            let n = apply_next_batch(&mut tx, projector, &mut cp, batch).await.map_err(|e| e.error)?;
+            tx.commit().await?;
+            applied += n as u64;
+            bar.inc(n as u64);
             if (n as i64) < batch {
                 break;
             }
@@ -76,21 +79,10 @@ pub async fn rebuild(
             .await?;
         sqlx::query(&format!("SET LOCAL search_path TO {shadow}, public")).execute(&mut *tx).await?;
         loop {
-            let rows = sqlx::query(SELECT_BATCH)
-                .bind(cp.txid.to_string())
-                .bind(cp.position)
-                .bind(&types)
-                .bind(batch)
-                .fetch_all(&mut *tx)
-                .await?;
-            for row in &rows {
-                let event = row_to_event(row)?;
-                apply_one(projector, &mut tx, &event).await?;
-                cp = LogPosition { txid: event.transaction_id, position: event.global_position };
-            }
-            applied += rows.len() as u64;
-            bar.inc(rows.len() as u64);
-            if (rows.len() as i64) < batch {
+            let n = apply_next_batch(&mut tx, projector, &mut cp, batch).await.map_err(|e| e.error)?;
+            applied += n as u64;
+            bar.inc(n as u64);
+            if (n as i64) < batch {
                 break;
             }
         }
@@ -114,11 +106,7 @@ pub async fn rebuild(
         .await?;
         sqlx::query(&format!("DROP SCHEMA {retired} CASCADE")).execute(&mut *tx).await?;
         sqlx::query(&format!("DROP SCHEMA {shadow}")).execute(&mut *tx).await?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(super::PROGRESS_CHANNEL)
-            .bind(format!("{name}:{}:{}", cp.txid, cp.position))
-            .execute(&mut *tx)
-            .await?;
+        announce(&mut tx, name, cp).await?;
         tx.commit().await?;
         bar.finish_with_message(format!("rebuilt {name}"));
         Ok::<_, anyhow::Error>(RebuildReport {
@@ -135,37 +123,4 @@ pub async fn rebuild(
             .await;
     }
     result
-}
-
-async fn replay_batch(
-    pool: &PgPool,
-    projector: &dyn Projector,
-    shadow: &str,
-    types: &[String],
-    cp: &mut LogPosition,
-    batch: i64,
-) -> anyhow::Result<u64> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(&format!("SET LOCAL search_path TO {shadow}, public"))
-        .execute(&mut *tx)
-        .await?;
-    let rows = sqlx::query(SELECT_BATCH)
-        .bind(cp.txid.to_string())
-        .bind(cp.position)
-        .bind(types)
-        .bind(batch)
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut next = *cp;
-    for row in &rows {
-        let event = row_to_event(row)?;
-        apply_one(projector, &mut tx, &event).await?;
-        next = LogPosition {
-            txid: event.transaction_id,
-            position: event.global_position,
-        };
-    }
-    tx.commit().await?;
-    *cp = next;
-    Ok(rows.len() as u64)
 }
