@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::{load_or_create_secret, Tokens};
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::db::{self, Database};
 use crate::live::{self, Hub};
 use crate::projector::{self, Progress, RuntimeSettings};
@@ -23,6 +23,7 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub progress: Arc<Progress>,
     pub tokens: Arc<Tokens>,
+    pub admin_token: Secret,
     pub hub: Arc<Hub>,
 }
 
@@ -47,6 +48,10 @@ impl Server {
             None => load_or_create_secret(&config.data_dir, "jwt_secret")?,
         };
         let tokens = Arc::new(Tokens::new(&secret, config.jwt_ttl));
+        let admin_token = match &config.admin_token {
+            Some(s) => s.clone(),
+            None => load_or_create_secret(&config.data_dir, "admin_token")?,
+        };
         let progress = Progress::new();
         let hub = Arc::new(Hub::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -87,6 +92,7 @@ impl Server {
             store: Arc::new(Store::new(pool.clone())),
             progress,
             tokens,
+            admin_token,
             hub,
         };
         let app = crate::http::router(state);

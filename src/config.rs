@@ -37,6 +37,8 @@ pub struct Config {
     /// `TIDELOG_JWT_SECRET`; `None` generates one kept in the data directory.
     pub jwt_secret: Option<Secret>,
     pub jwt_ttl: Duration,
+    /// `TIDELOG_ADMIN_TOKEN`; `None` generates one kept in the data directory.
+    pub admin_token: Option<Secret>,
     pub db_pool_size: u32,
     pub projector_batch: i64,
     pub max_body_bytes: usize,
@@ -71,6 +73,7 @@ impl Default for Config {
             timezone: chrono_tz::Asia::Shanghai,
             jwt_secret: None,
             jwt_ttl: Duration::from_secs(86_400),
+            admin_token: None,
             db_pool_size: 16,
             projector_batch: 500,
             max_body_bytes: 64 * 1024,
@@ -103,6 +106,7 @@ impl Config {
             timezone,
             jwt_secret,
             jwt_ttl: Duration::from_secs(parse_var("TIDELOG_JWT_TTL_SECS", 86_400u64)?),
+            admin_token: var("TIDELOG_ADMIN_TOKEN").map(Secret::new),
             db_pool_size: parse_var("TIDELOG_DB_POOL_SIZE", 16u32)?.max(2),
             projector_batch: parse_var("TIDELOG_PROJECTOR_BATCH", 500i64)?.clamp(1, 10_000),
             max_body_bytes: parse_var("TIDELOG_MAX_BODY_BYTES", 64 * 1024usize)?,

@@ -215,6 +215,22 @@ async fn a_failing_projection_stops_alone_reports_and_recovers_on_retry() {
     .await;
     let (_, health) = api.get("/healthz", None).await;
     assert_eq!(health["status"], "degraded");
+    let (s, admin) = api
+        .get("/admin/projections", Some(&format!("Bearer {ADMIN_TOKEN}")))
+        .await;
+    assert!(s.is_success(), "{admin}");
+    let failing = admin
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "roomchat")
+        .unwrap();
+    assert_eq!(failing["failed_position"], poison_pos);
+    for bad in [None, Some("Bearer wrong"), Some(alice.as_str())] {
+        let (s, v) = api.get("/admin/projections", bad).await;
+        assert_eq!(s.as_u16(), 401, "{v}");
+        assert!(v["error"].is_string(), "{v}");
+    }
     let (ok, out, err) = cli(&url_of(&app.db), &["projections", "status"]);
     assert!(ok, "{err}");
     assert!(

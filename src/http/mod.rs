@@ -1,6 +1,7 @@
 //! HTTP surfaces: one module per seed document, each with its own router,
 //! envelope and error type.
 
+pub mod admin;
 pub mod context;
 pub mod health;
 pub mod roomchat;
@@ -34,12 +35,22 @@ impl MakeRequestId for RequestIds {
     }
 }
 
+/// Unknown paths answer in the envelope of the surface they would belong to.
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if uri.path().starts_with("/admin") {
+        return admin::AdminError::not_found().into_response();
+    }
+    roomchat::not_found(uri).await
+}
+
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     Router::new()
         .merge(roomchat::router())
         .merge(health::router())
-        .fallback(roomchat::not_found)
+        .merge(admin::router())
+        .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CorsLayer::permissive().max_age(Duration::from_secs(3600)))

@@ -21,6 +21,7 @@ use tidelog::embedded_pg::{ClusterOptions, EmbeddedPostgres};
 use tokio::sync::OnceCell;
 
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
 
 /// Settings that make a throwaway cluster fast; durability is not tested here.
 fn fast_settings() -> ClusterOptions {
@@ -198,6 +199,7 @@ pub fn test_config(db: &PgConnectOptions, data_dir: &Path) -> Config {
         data_dir: data_dir.to_path_buf(),
         bind: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(Secret::new(JWT_SECRET.into())),
+        admin_token: Some(Secret::new(ADMIN_TOKEN.into())),
         db_pool_size: 8,
         ..Config::default()
     }

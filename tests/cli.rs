@@ -1,0 +1,102 @@
+//! The `tidelog` command line against a real database.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn tidelog(db_url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .args(args)
+        .env("DATABASE_URL", db_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn events_tail_prints_the_newest_events_as_json_lines_without_secrets() {
+    let app = TestApp::start().await;
+    let api = app.api();
+    let (_, token) = api.user("tailer").await;
+    let room = api.room(&token, "r").await;
+    api.say(&token, room, "last words").await;
+    let url = url_of(&app.db);
+
+    let out = tidelog(&url, &["events", "tail", "-n", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = lines
+        .iter()
+        .map(|l| l["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["ChatRoomCreated", "MemberAdded", "MessagePosted"],
+        "the newest three, oldest first"
+    );
+    assert_eq!(
+        lines[2]["payload"]["MessagePosted"]["content"],
+        "last words"
+    );
+    assert_eq!(lines[2]["metadata"]["surface"], "roomchat");
+    assert_eq!(lines[2]["hash"].as_str().unwrap().len(), 64);
+    assert!(lines[0]["global_position"].as_i64() < lines[2]["global_position"].as_i64());
+
+    let all = tidelog(&url, &["events", "tail", "-n", "100"]);
+    let text = String::from_utf8(all.stdout).unwrap();
+    assert_eq!(text.lines().count(), 4);
+    assert!(
+        text.contains("\"password_hash\":\"<redacted>\"") && !text.contains("$argon2"),
+        "{text}"
+    );
+
+    let migrate = tidelog(&url, &["migrate"]);
+    assert!(
+        migrate.status.success(),
+        "migrating an up-to-date database is a no-op"
+    );
+    let status = tidelog(&url, &["projections", "status", "--json"]);
+    let rows: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let roomchat = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "roomchat")
+        .unwrap();
+    assert_eq!(
+        (
+            roomchat["events_applied"].as_i64(),
+            roomchat["lag_events"].as_i64()
+        ),
+        (Some(3), Some(0))
+    );
+    app.stop().await;
+}
+
+#[test]
+fn unknown_commands_and_bad_configuration_fail_with_a_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .arg("frobnicate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .args(["migrate"])
+        .env("DATABASE_URL", "postgres://u@localhost/db")
+        .env("TIDELOG_TIMEZONE", "Mars/Olympus")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TIDELOG_TIMEZONE"));
+}
