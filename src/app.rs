@@ -31,6 +31,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub pool: PgPool,
     shutdown: watch::Sender<bool>,
+    hub: Arc<Hub>,
     http: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
     database: Database,
@@ -93,7 +94,7 @@ impl Server {
             progress,
             tokens,
             admin_token,
-            hub,
+            hub: hub.clone(),
         };
         let app = crate::http::router(state);
         let mut stop = shutdown_rx.clone();
@@ -112,6 +113,7 @@ impl Server {
             addr,
             pool,
             shutdown,
+            hub,
             http,
             background,
             database,
@@ -122,7 +124,9 @@ impl Server {
     /// embedded cluster this process started is stopped.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        // Open WebSockets would hold graceful shutdown forever: bound it.
+        // WebSocket sessions end when their feed closes; anything else still
+        // open after 5 s does not hold the process.
+        self.hub.close_all();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http).await;
         for h in self.background {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), h).await;

@@ -70,6 +70,11 @@ impl Hub {
         }
     }
 
+    /// Drops every connection's sender: their sessions end and close.
+    pub fn close_all(&self) {
+        self.conns.lock().unwrap().clear();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.conns.lock().unwrap().is_empty()
     }

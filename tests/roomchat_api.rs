@@ -704,7 +704,24 @@ async fn websocket_pushes_new_messages_to_every_member_and_only_them() {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
         other => panic!("unauthenticated websocket should be refused, got {other:?}"),
     }
+    // Shutting down closes open sockets instead of waiting on them.
+    let started = std::time::Instant::now();
     app.stop().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        loop {
+            match ws_bob.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the socket was closed by the server");
 }
 
 #[tokio::test]

@@ -47,7 +47,10 @@ async fn session(mut socket: WebSocket, state: AppState, ctx: RequestContext, ca
     loop {
         tokio::select! {
             pushed = sub.rx.recv() => {
-                let Some(text) = pushed else { break };
+                let Some(text) = pushed else {
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                };
                 if socket.send(Message::Text(text.into())).await.is_err() {
                     break;
                 }
