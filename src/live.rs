@@ -15,10 +15,14 @@ use tokio::sync::{mpsc, watch};
 use crate::projector::Progress;
 use crate::store::LogPosition;
 
+/// Pushes a connection may fall behind by before it is dropped: a client
+/// that stops reading must not grow the server's memory.
+const SOCKET_QUEUE: usize = 1024;
+
 /// Connected sockets of this process, by account number.
 #[derive(Default)]
 pub struct Hub {
-    conns: Mutex<HashMap<i64, HashMap<u64, mpsc::UnboundedSender<String>>>>,
+    conns: Mutex<HashMap<i64, HashMap<u64, mpsc::Sender<String>>>>,
     next: AtomicU64,
 }
 
@@ -26,7 +30,7 @@ pub struct Subscription {
     hub: Arc<Hub>,
     user: i64,
     id: u64,
-    pub rx: mpsc::UnboundedReceiver<String>,
+    pub rx: mpsc::Receiver<String>,
 }
 
 impl Drop for Subscription {
@@ -43,7 +47,7 @@ impl Drop for Subscription {
 
 impl Hub {
     pub fn subscribe(self: &Arc<Self>, user: i64) -> Subscription {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.conns
             .lock()
@@ -60,12 +64,23 @@ impl Hub {
     }
 
     pub fn send_to(&self, users: &[i64], text: &str) {
-        let conns = self.conns.lock().unwrap();
+        let mut conns = self.conns.lock().unwrap();
         for u in users {
-            if let Some(m) = conns.get(u) {
-                for tx in m.values() {
-                    let _ = tx.send(text.to_owned());
-                }
+            if let Some(m) = conns.get_mut(u) {
+                // A full or closed queue drops the connection: its session ends.
+                m.retain(|id, tx| match tx.try_send(text.to_owned()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                            tracing::warn!(
+                                user = u,
+                                conn = id,
+                                "websocket client too slow; disconnecting"
+                            );
+                        }
+                        false
+                    }
+                });
             }
         }
     }
@@ -187,4 +202,37 @@ async fn push_batch(
     } else {
         last
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_dropped_not_buffered_forever() {
+        let hub = Arc::new(Hub::default());
+        let mut slow = hub.subscribe(1);
+        let mut other = hub.subscribe(2);
+        for i in 0..SOCKET_QUEUE + 1 {
+            hub.send_to(&[1], &format!("m{i}"));
+        }
+        hub.send_to(&[2], "hello");
+        assert_eq!(other.rx.recv().await.as_deref(), Some("hello"));
+        let mut got = 0;
+        while slow.rx.recv().await.is_some() {
+            got += 1;
+        }
+        assert_eq!(
+            got, SOCKET_QUEUE,
+            "the queue drains, then the session sees its end"
+        );
+    }
+
+    #[tokio::test]
+    async fn close_all_ends_every_session() {
+        let hub = Arc::new(Hub::default());
+        let mut a = hub.subscribe(1);
+        hub.close_all();
+        assert!(a.rx.recv().await.is_none());
+    }
 }

@@ -244,18 +244,14 @@ struct Worker {
     wake: Arc<Notify>,
 }
 
-enum Stop {
-    Shutdown,
-}
-
 impl Worker {
     async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let name = self.projector.name();
         loop {
             match self.hold_and_work(&mut shutdown).await {
-                Ok(Stop::Shutdown) => return,
+                Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(projection = name, error = %e, "projector lost its lock connection; re-acquiring");
+                    tracing::warn!(projection = name, error = %e, "projector worker stopped (lock connection lost?); re-acquiring");
                     tokio::select! {
                         _ = shutdown.changed() => return,
                         _ = tokio::time::sleep(LOCK_RETRY_EVERY) => {}
@@ -265,7 +261,9 @@ impl Worker {
         }
     }
 
-    async fn hold_and_work(&self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<Stop> {
+    /// Holds the projection's lock and works it until shutdown (`Ok`) or
+    /// until the lock's session fails (`Err`).
+    async fn hold_and_work(&self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
         let name = self.projector.name();
         let mut lock_conn = self
             .settings
@@ -285,7 +283,7 @@ impl Worker {
                 break;
             }
             tokio::select! {
-                _ = shutdown.changed() => return Ok(Stop::Shutdown),
+                _ = shutdown.changed() => return Ok(()),
                 _ = tokio::time::sleep(LOCK_RETRY_EVERY) => {}
             }
         }
@@ -325,7 +323,7 @@ impl Worker {
                 POLL_EVERY
             };
             tokio::select! {
-                _ = shutdown.changed() => return Ok(Stop::Shutdown),
+                _ = shutdown.changed() => return Ok(()),
                 _ = self.wake.notified(), if !failed => {}
                 _ = tokio::time::sleep(pause) => {}
             }
