@@ -136,6 +136,18 @@ async fn an_append_that_commits_late_is_projected_not_skipped() {
             .contains(&format!("xid {xid_a}")),
         "{roomchat}"
     );
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let held =
+        format!("tidelog_projection_held_back_seconds{{projection=\"roomchat\",xid=\"{xid_a}\"}}");
+    assert!(metrics.contains(&held), "{metrics}");
 
     sqlx::query("COMMIT").execute(&mut conn_a).await.unwrap();
     eventually("the late commit is projected", || async {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod context;
 pub mod health;
+pub mod metrics;
 pub mod roomchat;
 
 use std::time::Duration;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(roomchat::router())
         .merge(health::router())
         .merge(admin::router())
+        .merge(metrics::router())
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))

@@ -21,6 +21,10 @@ pub struct ProjectionStatus {
     /// "held back by xid N since T" when an old transaction holds the horizon.
     #[sqlx(skip)]
     pub held_back: Option<String>,
+    #[sqlx(skip)]
+    pub held_back_by_xid: Option<String>,
+    #[sqlx(skip)]
+    pub held_back_since: Option<DateTime<Utc>>,
 }
 
 pub async fn status(pool: &PgPool) -> sqlx::Result<Vec<ProjectionStatus>> {
@@ -54,6 +58,8 @@ pub async fn status(pool: &PgPool) -> sqlx::Result<Vec<ProjectionStatus>> {
         .fetch_one(pool)
         .await?;
         if let (Some((xid, since, db)), true) = (&holder, row.lag_events > 0) {
+            row.held_back_by_xid = Some(xid.clone());
+            row.held_back_since = *since;
             row.held_back = Some(format!(
                 "held back by xid {xid} since {} (database {})",
                 since.map(|t| t.to_rfc3339()).unwrap_or_default(),
