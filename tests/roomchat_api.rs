@@ -256,8 +256,44 @@ async fn concurrent_registrations_of_one_name_in_any_case_yield_one_account() {
     app.stop().await;
 }
 
+/// A request that must be refused, and why.
+struct Bad {
+    why: &'static str,
+    method: reqwest::Method,
+    path: String,
+    token: Option<String>,
+    body: Body,
+    status: StatusCode,
+}
+
+enum Body {
+    None,
+    Json(Value),
+    Raw(&'static str),
+}
+
+fn bad(
+    why: &'static str,
+    method: &str,
+    path: impl Into<String>,
+    token: Option<&str>,
+    body: Body,
+    status: StatusCode,
+) -> Bad {
+    Bad {
+        why,
+        method: method.parse().unwrap(),
+        path: path.into(),
+        token: token.map(str::to_owned),
+        body,
+        status,
+    }
+}
+
 #[tokio::test]
 async fn bad_input_gets_the_envelope_and_writes_nothing() {
+    use Body::{Json, Raw};
+    use StatusCode as S;
     let app = TestApp::start_with(|c| c.max_body_bytes = 8 * 1024).await;
     let api = app.api();
     let (alice, token) = api.user("alice").await;
@@ -265,255 +301,18 @@ async fn bad_input_gets_the_envelope_and_writes_nothing() {
     let (_, outsider) = api.user("outsider").await;
     let events_before = count(&app.pool, "SELECT count(*) FROM events").await;
 
-    let raw = |path: &str, body: &'static str| {
-        let http = app.http.clone();
-        let url = format!("{}{path}", app.base);
-        let token = token.clone();
-        async move {
-            let r = http
-                .post(url)
-                .header("Authorization", token)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            let s = r.status();
-            (
-                s,
-                serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap(),
-            )
-        }
-    };
-    assert_error(
-        &raw("/api/message/send", "{\"room_id\": 1,").await,
-        StatusCode::BAD_REQUEST,
-    );
-    assert_error(&raw("/api/message/send", "").await, StatusCode::BAD_REQUEST);
-    assert_error(
-        &raw("/api/message/send", "[1,2]").await,
-        StatusCode::BAD_REQUEST,
-    );
-    assert_error(
-        &raw("/register", "{\"username\": \"x\"}").await,
-        StatusCode::BAD_REQUEST,
-    );
-    assert_error(
-        &api.post(
-            "/register",
-            None,
-            json!({"username": "has space", "password": "password123"}),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-    );
-    assert_error(
-        &api.post(
-            "/register",
-            None,
-            json!({"username": "shortpw", "password": "123"}),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-    );
-    assert_error(
-        &api.post(
-            "/register",
-            None,
-            json!({"username": 5, "password": "password123"}),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-    );
-    assert_error(
-        &api.post(
-            "/api/message/send",
-            Some(&token),
-            json!({"room_id": "abc", "content": "x"}),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-    );
-    assert_error(
-        &api.post(
-            "/api/message/send",
-            Some(&token),
-            json!({"room_id": 0, "content": "x"}),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-    );
-    assert_error(
-        &api.post(
-            "/api/message/send",
-            Some(&token),
-            json!({"room_id": room, "content": "   "}),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-    );
-    assert_error(
-        &api.post(
-            "/api/message/send",
-            Some(&token),
-            json!({"room_id": room, "type": "Bad Type", "content": "x"}),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-    );
-    let huge = "x".repeat(20 * 1024);
-    assert_error(
-        &api.post(
-            "/api/message/send",
-            Some(&token),
-            json!({"room_id": room, "content": huge}),
-        )
-        .await,
-        StatusCode::PAYLOAD_TOO_LARGE,
-    );
-    assert_error(
-        &api.post("/api/room/create", Some(&token), json!({"name": ""}))
-            .await,
-        StatusCode::BAD_REQUEST,
-    );
-    assert_error(
-        &api.post(
-            "/api/room/add_user",
-            Some(&token),
-            json!({"room_id": room, "user_id": alice, "role": "emperor"}),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-    );
-    assert_error(
-        &api.get(
-            &format!("/api/message/list?room_id={room}&limit=0"),
-            Some(&token),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-    );
-    assert_error(
-        &api.get(
-            &format!("/api/message/list?room_id={room}&limit=ten"),
-            Some(&token),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-    );
-    assert_error(
-        &api.get("/api/message/list", Some(&token)).await,
-        StatusCode::BAD_REQUEST,
-    );
-    assert_error(
-        &api.get("/api/room/members?room_id=-1", Some(&token)).await,
-        StatusCode::BAD_REQUEST,
-    );
-
-    // unknown things
-    assert_error(
-        &api.post(
-            "/api/message/send",
-            Some(&token),
-            json!({"room_id": 999999, "content": "x"}),
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-    );
-    assert_error(
-        &api.get("/api/message/list?room_id=999999", Some(&token))
-            .await,
-        StatusCode::NOT_FOUND,
-    );
-    assert_error(
-        &api.post(
-            "/api/room/add_user",
-            Some(&token),
-            json!({"room_id": room, "user_id": 999999}),
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-    );
-    assert_error(
-        &api.get("/api/nothing/here", Some(&token)).await,
-        StatusCode::NOT_FOUND,
-    );
-    assert_error(
-        &api.send(
-            reqwest::Method::DELETE,
-            "/api/room/list",
-            Some(&token),
-            None,
-        )
-        .await,
-        StatusCode::METHOD_NOT_ALLOWED,
-    );
-
-    // only members read or post
-    assert_error(
-        &api.post(
-            "/api/message/send",
-            Some(&outsider),
-            json!({"room_id": room, "content": "x"}),
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-    );
-    assert_error(
-        &api.get(
-            &format!("/api/message/list?room_id={room}"),
-            Some(&outsider),
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-    );
-    assert_error(
-        &api.get(
-            &format!("/api/room/members?room_id={room}"),
-            Some(&outsider),
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-    );
-    assert_error(
-        &api.post(
-            "/api/room/add_user",
-            Some(&outsider),
-            json!({"room_id": room, "user_id": alice}),
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-    );
-
-    // auth
-    assert_error(
-        &api.get("/api/room/list", None).await,
-        StatusCode::UNAUTHORIZED,
-    );
-    assert_error(
-        &api.get("/api/room/list", Some("Basic abc")).await,
-        StatusCode::UNAUTHORIZED,
-    );
     let mut forged = token.clone();
     forged.pop();
     forged.push(if token.ends_with('A') { 'B' } else { 'A' });
-    assert_error(
-        &api.get("/api/room/list", Some(&forged)).await,
-        StatusCode::UNAUTHORIZED,
-    );
-    let other_key = tidelog::auth::Tokens::new(
+    let foreign = tidelog::auth::Tokens::new(
         &tidelog::config::Secret::new("z".repeat(40)),
         std::time::Duration::from_secs(60),
-    );
-    let foreign = other_key.issue(&tidelog::auth::Caller {
+    )
+    .issue(&tidelog::auth::Caller {
         account_id: uuid::Uuid::new_v4(),
         number: alice,
         username: "alice".into(),
     });
-    assert_error(
-        &api.get("/api/room/list", Some(&foreign)).await,
-        StatusCode::UNAUTHORIZED,
-    );
     let expired = {
         let claims = json!({"sub": uuid::Uuid::new_v4().to_string(), "num": alice, "name": "alice", "iat": 1, "exp": 2, "jti": "x"});
         jsonwebtoken::encode(
@@ -523,28 +322,80 @@ async fn bad_input_gets_the_envelope_and_writes_nothing() {
         )
         .unwrap()
     };
-    let r = api.get("/api/room/list", Some(&expired)).await;
-    assert_error(&r, StatusCode::UNAUTHORIZED);
-    assert_eq!(r.1["msg"], "token已过期，请重新登录");
-    assert_error(
-        &api.post(
-            "/login",
-            None,
-            json!({"username": "alice", "password": "wrong-password"}),
-        )
-        .await,
-        StatusCode::UNAUTHORIZED,
-    );
-    assert_error(
-        &api.post(
-            "/login",
-            None,
-            json!({"username": "nobody", "password": "password123"}),
-        )
-        .await,
-        StatusCode::UNAUTHORIZED,
-    );
-
+    let t = Some(token.as_str());
+    let o = Some(outsider.as_str());
+    let send = "/api/message/send";
+    let list = format!("/api/message/list?room_id={room}");
+    #[rustfmt::skip]
+    let cases = [
+        // malformed and mistyped bodies
+        bad("truncated JSON", "POST", send, t, Raw("{\"room_id\": 1,"), S::BAD_REQUEST),
+        bad("empty body", "POST", send, t, Raw(""), S::BAD_REQUEST),
+        bad("array instead of object", "POST", send, t, Raw("[1,2]"), S::BAD_REQUEST),
+        bad("missing password", "POST", "/register", None, Raw("{\"username\": \"x\"}"), S::BAD_REQUEST),
+        bad("username with a space", "POST", "/register", None, Json(json!({"username": "has space", "password": "password123"})), S::BAD_REQUEST),
+        bad("short password", "POST", "/register", None, Json(json!({"username": "shortpw", "password": "123"})), S::BAD_REQUEST),
+        bad("numeric username", "POST", "/register", None, Json(json!({"username": 5, "password": "password123"})), S::BAD_REQUEST),
+        bad("non-numeric room id", "POST", send, t, Json(json!({"room_id": "abc", "content": "x"})), S::BAD_REQUEST),
+        bad("room id zero", "POST", send, t, Json(json!({"room_id": 0, "content": "x"})), S::BAD_REQUEST),
+        bad("blank content", "POST", send, t, Json(json!({"room_id": room, "content": "   "})), S::BAD_REQUEST),
+        bad("bad message type", "POST", send, t, Json(json!({"room_id": room, "type": "Bad Type", "content": "x"})), S::BAD_REQUEST),
+        bad("oversized body", "POST", send, t, Json(json!({"room_id": room, "content": "x".repeat(20 * 1024)})), S::PAYLOAD_TOO_LARGE),
+        bad("empty room name", "POST", "/api/room/create", t, Json(json!({"name": ""})), S::BAD_REQUEST),
+        bad("unknown role", "POST", "/api/room/add_user", t, Json(json!({"room_id": room, "user_id": alice, "role": "emperor"})), S::BAD_REQUEST),
+        bad("limit zero", "GET", format!("{list}&limit=0"), t, Body::None, S::BAD_REQUEST),
+        bad("limit not a number", "GET", format!("{list}&limit=ten"), t, Body::None, S::BAD_REQUEST),
+        bad("room id missing", "GET", "/api/message/list", t, Body::None, S::BAD_REQUEST),
+        bad("negative room id", "GET", "/api/room/members?room_id=-1", t, Body::None, S::BAD_REQUEST),
+        // unknown things
+        bad("unknown room (send)", "POST", send, t, Json(json!({"room_id": 999999, "content": "x"})), S::NOT_FOUND),
+        bad("unknown room (list)", "GET", "/api/message/list?room_id=999999", t, Body::None, S::NOT_FOUND),
+        bad("unknown user", "POST", "/api/room/add_user", t, Json(json!({"room_id": room, "user_id": 999999})), S::NOT_FOUND),
+        bad("unknown path", "GET", "/api/nothing/here", t, Body::None, S::NOT_FOUND),
+        bad("wrong method", "DELETE", "/api/room/list", t, Body::None, S::METHOD_NOT_ALLOWED),
+        // only members read or post
+        bad("outsider posts", "POST", send, o, Json(json!({"room_id": room, "content": "x"})), S::FORBIDDEN),
+        bad("outsider reads", "GET", list.clone(), o, Body::None, S::FORBIDDEN),
+        bad("outsider lists members", "GET", format!("/api/room/members?room_id={room}"), o, Body::None, S::FORBIDDEN),
+        bad("outsider adds", "POST", "/api/room/add_user", o, Json(json!({"room_id": room, "user_id": alice})), S::FORBIDDEN),
+        // authentication
+        bad("no token", "GET", "/api/room/list", None, Body::None, S::UNAUTHORIZED),
+        bad("other scheme", "GET", "/api/room/list", Some("Basic abc"), Body::None, S::UNAUTHORIZED),
+        bad("forged signature", "GET", "/api/room/list", Some(&forged), Body::None, S::UNAUTHORIZED),
+        bad("another server's key", "GET", "/api/room/list", Some(&foreign), Body::None, S::UNAUTHORIZED),
+        bad("expired token", "GET", "/api/room/list", Some(&expired), Body::None, S::UNAUTHORIZED),
+        bad("wrong password", "POST", "/login", None, Json(json!({"username": "alice", "password": "wrong-password"})), S::UNAUTHORIZED),
+        bad("unknown user login", "POST", "/login", None, Json(json!({"username": "nobody", "password": "password123"})), S::UNAUTHORIZED),
+    ];
+    for case in cases {
+        let mut req = app
+            .http
+            .request(case.method.clone(), format!("{}{}", app.base, case.path));
+        if let Some(tok) = &case.token {
+            req = req.header("Authorization", tok);
+        }
+        req = match case.body {
+            Body::None => req,
+            Json(v) => req.json(&v),
+            Raw(text) => req.header("content-type", "application/json").body(text),
+        };
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{}: not JSON: {text:?}", case.why));
+        assert_eq!(status, case.status, "{}: {body}", case.why);
+        assert_eq!(body["code"], 1, "{}: {body}", case.why);
+        assert!(
+            body["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}: {body}",
+            case.why
+        );
+        assert!(body["data"].is_null(), "{}: {body}", case.why);
+        if case.why == "expired token" {
+            assert_eq!(body["msg"], "token已过期，请重新登录");
+        }
+    }
     assert_eq!(
         count(&app.pool, "SELECT count(*) FROM events").await,
         events_before,
