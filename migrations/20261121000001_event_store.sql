@@ -137,8 +137,10 @@ CREATE FUNCTION events_claim_unique_keys() RETURNS trigger
 AS $$
 BEGIN
     IF NEW.aggregate_type = 'Account' AND NEW.event_type = 'AccountRegistered' THEN
+        -- the key is folded by the domain (Username::key), not by the
+        -- database's locale
         PERFORM claim_unique_key('username',
-            lower(NEW.payload -> 'AccountRegistered' ->> 'username'), NEW.aggregate_id);
+            NEW.payload -> 'AccountRegistered' ->> 'username_key', NEW.aggregate_id);
         PERFORM claim_unique_key('account_number',
             NEW.payload -> 'AccountRegistered' ->> 'number', NEW.aggregate_id);
     END IF;

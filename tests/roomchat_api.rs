@@ -612,3 +612,49 @@ async fn concurrent_sends_to_one_room_all_land_once_in_one_order() {
     assert_eq!(api.messages(&token, room, "&limit=100").await.len(), 64);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn usernames_are_unique_under_unicode_case_folding_and_sign_in_in_any_case() {
+    let app = TestApp::start().await;
+    let api = app.api();
+    let (id, _) = api.user("Ärger").await;
+    let dup = api
+        .post(
+            "/register",
+            None,
+            json!({"username": "äRGER", "password": "password123"}),
+        )
+        .await;
+    assert_error(&dup, StatusCode::CONFLICT);
+    let dup = api
+        .post(
+            "/register",
+            None,
+            json!({"username": "ПРИВЕТ", "password": "password123"}),
+        )
+        .await;
+    assert_eq!(
+        dup.0,
+        StatusCode::OK,
+        "a different name registers: {}",
+        dup.1
+    );
+    let dup = api
+        .post(
+            "/register",
+            None,
+            json!({"username": "привет", "password": "password123"}),
+        )
+        .await;
+    assert_error(&dup, StatusCode::CONFLICT);
+    let (s, v) = api
+        .post(
+            "/login",
+            None,
+            json!({"username": "ÄRGER", "password": "password123"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["user"], json!({"ID": id, "username": "Ärger"}));
+    app.stop().await;
+}

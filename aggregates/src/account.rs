@@ -32,6 +32,9 @@ pub enum AccountEvent {
         account_id: Uuid,
         number: i64,
         username: String,
+        /// The case-folded form under which `username` is unique; the event
+        /// store claims it in the same transaction as this event.
+        username_key: String,
         password_hash: String,
         registered_at: DateTime<Utc>,
     },
@@ -82,6 +85,7 @@ impl Aggregate for Account {
                     account_id,
                     number: number.get(),
                     username: username.as_str().to_owned(),
+                    username_key: username.key(),
                     password_hash: password_hash.as_str().to_owned(),
                     registered_at: at,
                 };
@@ -130,6 +134,7 @@ mod tests {
                 account_id: id,
                 number: 4,
                 username: "user12345".into(),
+                username_key: "user12345".into(),
                 password_hash: "$argon2id$stub".into(),
                 registered_at: at,
             }]);
@@ -143,6 +148,7 @@ mod tests {
             account_id: id,
             number: 4,
             username: "user12345".into(),
+            username_key: "user12345".into(),
             password_hash: "h".into(),
             registered_at: at,
         };

@@ -45,9 +45,15 @@ impl Username {
         &self.0
     }
 
-    /// The case-folded form under which the name is unique.
+    /// The case-folded form under which the name is unique (Unicode lower
+    /// case, so `Ärger` and `äRGER` are one name whatever the database's locale).
     pub fn key(&self) -> String {
-        self.0.to_lowercase()
+        Self::key_of(&self.0)
+    }
+
+    /// The same folding for raw input that need not be a valid name (sign-in).
+    pub fn key_of(raw: &str) -> String {
+        raw.to_lowercase()
     }
 }
 

@@ -32,16 +32,18 @@ impl Projector for AccountsProjector {
                 account_id,
                 number,
                 username,
+                username_key,
                 password_hash,
                 registered_at,
             } => {
                 sqlx::query(
                     "INSERT INTO accounts (account_id, number, username, username_lower, password_hash, created_at, updated_at)
-                     VALUES ($1, $2, $3, lower($3), $4, $5, $5)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $6)",
                 )
                 .bind(account_id)
                 .bind(number)
                 .bind(&username)
+                .bind(&username_key)
                 .bind(&password_hash)
                 .bind(registered_at)
                 .execute(conn)
@@ -65,9 +67,10 @@ pub struct AccountRow {
 const SELECT: &str =
     "SELECT account_id, number, username, password_hash, created_at, updated_at FROM accounts";
 
-pub async fn by_username(pool: &PgPool, username: &str) -> sqlx::Result<Option<AccountRow>> {
-    sqlx::query_as(&format!("{SELECT} WHERE username_lower = lower($1)"))
-        .bind(username)
+/// `key` is the name's case-folded form (`Username::key_of`).
+pub async fn by_username_key(pool: &PgPool, key: &str) -> sqlx::Result<Option<AccountRow>> {
+    sqlx::query_as(&format!("{SELECT} WHERE username_lower = $1"))
+        .bind(key)
         .fetch_optional(pool)
         .await
 }

@@ -64,7 +64,7 @@ pub async fn register(
     RcJson(body): RcJson<CredentialsRequest>,
 ) -> Result<impl IntoResponse> {
     let reg = Registration::try_from(body)?;
-    if accounts::by_username(&state.pool, reg.username.as_str())
+    if accounts::by_username_key(&state.pool, &reg.username.key())
         .await?
         .is_some()
     {
@@ -117,7 +117,7 @@ pub async fn login(
     {
         return Err(RoomChatError::unauthorized("用户名或密码错误"));
     }
-    let account = accounts::by_username(&state.pool, &body.username).await?;
+    let account = accounts::by_username_key(&state.pool, &Username::key_of(&body.username)).await?;
     let ok_password = verify_password(
         account.as_ref().map(|a| a.password_hash.clone()),
         body.password,
