@@ -135,14 +135,6 @@ impl EmbeddedPostgres {
             .database(database)
     }
 
-    /// A URL for child processes and tools (`psql`, `DATABASE_URL`).
-    pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgres://postgres@localhost:{PORT}/{database}?host={}",
-            self.socket_dir().display()
-        )
-    }
-
     fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(self.bin_dir.join(program));
         cmd.env("LC_ALL", "C")

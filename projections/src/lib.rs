@@ -26,11 +26,6 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    /// The log position as the tuple projectors order by.
-    pub fn log_position(&self) -> (i64, i64) {
-        (self.transaction_id, self.global_position)
-    }
-
     pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, ProjectionError> {
         serde_json::from_value(self.payload.clone()).map_err(|e| {
             ProjectionError::Payload(format!(
