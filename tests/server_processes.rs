@@ -208,3 +208,99 @@ fn without_postgres_binaries_the_error_names_the_fix() {
         "one clear error line: {err}"
     );
 }
+
+/// A server killed in the middle of traffic (and of projector batches) must
+/// leave nothing half-applied: the read models end up matching the log exactly.
+#[tokio::test]
+async fn killing_a_server_mid_traffic_loses_and_duplicates_nothing() {
+    let db = fresh_database().await;
+    let env = [
+        ("DATABASE_URL", url_of(&db)),
+        ("TIDELOG_JWT_SECRET", JWT_SECRET.to_string()),
+        // small batches: more batch boundaries for the kill to land between
+        ("TIDELOG_PROJECTOR_BATCH", "3".to_string()),
+    ];
+    let mut victim = ServerProcess::spawn(&env);
+    let survivor = ServerProcess::spawn(&env);
+    let pool = tidelog::db::connect_pool(db.clone(), 2).await.unwrap();
+    let (_, token) = survivor.api().user("chaos").await;
+    let rooms: Vec<i64> = futures::future::join_all((0..4).map(|i| {
+        let api = survivor.api();
+        let token = token.clone();
+        async move { api.room(&token, &format!("r{i}")).await }
+    }))
+    .await;
+
+    // Writers on both processes; the victim's writers see errors once it dies.
+    let writer = |base: String, n: usize| {
+        let token = token.clone();
+        let rooms = rooms.clone();
+        tokio::spawn(async move {
+            let api = Api::new(&base);
+            let mut ok = 0;
+            for i in 0..n {
+                let body = json!({"room_id": rooms[i % rooms.len()], "content": format!("m{i}")});
+                let sent = api
+                    .http
+                    .post(format!("{base}/api/message/send"))
+                    .header("Authorization", &token)
+                    .json(&body)
+                    .send()
+                    .await;
+                if sent.map(|r| r.status().is_success()).unwrap_or(false) {
+                    ok += 1;
+                }
+            }
+            ok
+        })
+    };
+    let on_victim: Vec<_> = (0..4).map(|_| writer(victim.base.clone(), 60)).collect();
+    let on_survivor: Vec<_> = (0..4).map(|_| writer(survivor.base.clone(), 60)).collect();
+    eventually("traffic is under way", || async {
+        count(
+            &pool,
+            "SELECT count(*) FROM events WHERE event_type = 'MessagePosted'",
+        )
+        .await
+            >= 100
+    })
+    .await;
+    victim.kill9();
+    let mut acknowledged = 0;
+    for h in on_victim.into_iter().chain(on_survivor) {
+        acknowledged += h.await.unwrap();
+    }
+
+    let logged = count(
+        &pool,
+        "SELECT count(*) FROM events WHERE event_type = 'MessagePosted'",
+    )
+    .await;
+    assert!(
+        logged >= acknowledged,
+        "an acknowledged message is in the log ({logged} < {acknowledged})"
+    );
+    assert!(
+        acknowledged >= 240,
+        "the survivor's writers all succeeded: {acknowledged}"
+    );
+    assert!(
+        acknowledged < 480,
+        "the kill landed mid-traffic: {acknowledged}"
+    );
+    eventually("the read models catch up with the log", || async {
+        count(&pool, "SELECT count(*) FROM chat_messages").await == logged
+    })
+    .await;
+    assert_eq!(
+        count(&pool, "SELECT sum(message_count)::bigint FROM chat_rooms").await,
+        logged,
+        "no event applied twice"
+    );
+    let failing = count(
+        &pool,
+        "SELECT count(*) FROM projection_checkpoints WHERE last_error IS NOT NULL",
+    )
+    .await;
+    assert_eq!(failing, 0);
+}
