@@ -123,10 +123,7 @@ impl Store {
         aggregate_id: &str,
         meta: &CommandMeta,
         mut make: impl FnMut() -> A::Command,
-    ) -> Result<Option<LogPosition>, CommandError<A::Error>>
-    where
-        A::Error: Clone,
-    {
+    ) -> Result<Option<LogPosition>, CommandError<A::Error>> {
         let metadata = meta.to_map();
         let stream = self.locks.get(A::TYPE, aggregate_id);
         let _turn = stream.lock().await;

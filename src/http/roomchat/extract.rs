@@ -46,19 +46,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for RcQuery<T> {
     type Rejection = RoomChatError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let q = parts.uri.query().unwrap_or("");
-        serde_urlencoded_from_str(q).map(RcQuery)
+        query_of(&parts.uri).map(RcQuery)
     }
 }
 
-fn serde_urlencoded_from_str<T: DeserializeOwned>(q: &str) -> Result<T, RoomChatError> {
-    axum::extract::Query::<T>::try_from_uri(
-        &format!("/?{q}")
-            .parse()
-            .map_err(|_| RoomChatError::bad_request("参数错误"))?,
-    )
-    .map(|axum::extract::Query(v)| v)
-    .map_err(|e| RoomChatError::bad_request(format!("参数错误: {}", e.body_text())))
+fn query_of<T: DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, RoomChatError> {
+    axum::extract::Query::<T>::try_from_uri(uri)
+        .map(|axum::extract::Query(v)| v)
+        .map_err(|e| RoomChatError::bad_request(format!("参数错误: {}", e.body_text())))
 }
 
 /// The signed-in caller: `Authorization: <token>` / `Bearer <token>`, or
@@ -84,7 +79,7 @@ impl FromRequestParts<AppState> for AuthUser {
         let token = match from_header {
             Some(Some(t)) => t,
             Some(None) => return Err(RoomChatError::unauthorized("token无效")),
-            None => query_token(parts.uri.query())
+            None => query_token(&parts.uri)
                 .ok_or_else(|| RoomChatError::unauthorized("未登录：缺少token"))?,
         };
         state
@@ -98,13 +93,10 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-fn query_token(q: Option<&str>) -> Option<String> {
+fn query_token(uri: &axum::http::Uri) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct T {
         token: Option<String>,
     }
-    serde_urlencoded_from_str::<T>(q?)
-        .ok()?
-        .token
-        .filter(|t| !t.is_empty())
+    query_of::<T>(uri).ok()?.token.filter(|t| !t.is_empty())
 }

@@ -18,8 +18,13 @@ use crate::store::{CommandError, CommandMeta, LogPosition};
 
 type Result<T> = std::result::Result<T, RoomChatError>;
 
+/// The metadata actor for an account: `user:<uuid>`.
+pub(super) fn actor_of(account_id: Uuid) -> String {
+    format!("user:{account_id}")
+}
+
 fn actor(caller: &Caller) -> String {
-    format!("user:{}", caller.account_id)
+    actor_of(caller.account_id)
 }
 
 pub(super) fn member_of(caller: &Caller) -> Result<Member> {
@@ -75,7 +80,7 @@ pub async fn register(
         .map_err(RoomChatError::internal)?;
     let number = AccountNumber::new(next_id(&state, "account_numbers").await?)?;
     let account_id = Uuid::now_v7();
-    let meta = ctx.meta(SURFACE, format!("user:{account_id}"));
+    let meta = ctx.meta(SURFACE, actor_of(account_id));
     let at = crate::store::now();
     let pos = state
         .store
@@ -280,15 +285,16 @@ pub(super) async fn post_message(
             }
         })
         .await?;
-    let dto = MessageDto {
-        id: message_id.get(),
-        send_time: crate::timefmt::local_seconds(at, state.config.timezone),
+    let row = roomchat::MessageRow {
+        message_id: message_id.get(),
         room_id: msg.room_id.get(),
         sender_id: caller.number,
         sender_name: caller.username.clone(),
         kind: msg.kind.as_str().to_owned(),
         content: msg.content.as_str().to_owned(),
+        sent_at: at,
     };
+    let dto = MessageDto::from_row(row, state.config.timezone);
     Ok((dto, pos))
 }
 

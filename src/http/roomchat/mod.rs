@@ -58,15 +58,16 @@ pub fn push_text(event: &ChatRoomEvent, tz: Tz) -> Option<String> {
     else {
         return None;
     };
-    let data = dto::MessageDto {
-        id: *message_id,
-        send_time: crate::timefmt::local_seconds(*sent_at, tz),
+    let row = projections::roomchat::MessageRow {
+        message_id: *message_id,
         room_id: *room_id,
         sender_id: *sender_id,
         sender_name: sender_name.clone(),
         kind: kind.clone(),
         content: content.clone(),
+        sent_at: *sent_at,
     };
+    let data = dto::MessageDto::from_row(row, tz);
     serde_json::to_string(&dto::Envelope {
         code: 0,
         msg: "新消息",

@@ -7,7 +7,7 @@ use axum::response::Response;
 use super::dto::{Envelope, NewMessage, SendRequest};
 use super::error::RoomChatError;
 use super::extract::AuthUser;
-use super::handlers::post_message;
+use super::handlers::{actor_of, post_message};
 use super::SURFACE;
 use crate::app::AppState;
 use crate::auth::Caller;
@@ -85,6 +85,6 @@ async fn handle_frame(
     // Each frame is its own request: a fresh request id, same correlation.
     let mut frame_ctx = ctx.clone();
     frame_ctx.request_id = uuid::Uuid::now_v7().to_string();
-    let meta = frame_ctx.meta(SURFACE, format!("user:{}", caller.account_id));
+    let meta = frame_ctx.meta(SURFACE, actor_of(caller.account_id));
     post_message(state, &meta, caller, msg).await.map(|_| ())
 }
