@@ -12,9 +12,10 @@ use tokio::task::JoinHandle;
 use crate::auth::{load_or_create_secret, Tokens};
 use crate::config::{Config, Secret};
 use crate::db::{self, Database};
+use crate::identity::{Identity, Mailer};
 use crate::live::{self, Hub};
 use crate::projector::{self, Progress, RuntimeSettings};
-use crate::store::Store;
+use crate::store::{LogPosition, Store};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -25,6 +26,27 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     pub admin_token: Secret,
     pub hub: Arc<Hub>,
+    pub identity: Arc<Identity>,
+}
+
+impl AppState {
+    /// Read-your-writes: returns once the named read models include the
+    /// write at `pos` (or after the configured timeout, logged).
+    pub async fn settle(&self, names: &[&str], pos: Option<LogPosition>) {
+        let Some(pos) = pos else { return };
+        let timeout = self.config.read_your_writes_timeout;
+        if !self
+            .progress
+            .wait_for(&self.pool, names, pos, timeout)
+            .await
+        {
+            tracing::warn!(
+                ?names,
+                ?pos,
+                "read models did not catch up in time; answering anyway"
+            );
+        }
+    }
 }
 
 pub struct Server {
@@ -48,7 +70,9 @@ impl Server {
             Some(s) => s.clone(),
             None => load_or_create_secret(&config.data_dir, "jwt_secret")?,
         };
-        let tokens = Arc::new(Tokens::new(&secret, config.jwt_ttl));
+        let tokens = Arc::new(Tokens::new(&secret));
+        // codes are keyed with the token secret, domain-separated by the HMAC input
+        let identity = Arc::new(Identity::new(Mailer::from_config(&config)?, secret.clone()));
         let admin_token = match &config.admin_token {
             Some(s) => s.clone(),
             None => load_or_create_secret(&config.data_dir, "admin_token")?,
@@ -95,6 +119,7 @@ impl Server {
             tokens,
             admin_token,
             hub: hub.clone(),
+            identity,
         };
         let app = crate::http::router(state);
         let mut stop = shutdown_rx.clone();

@@ -1,7 +1,6 @@
 //! Tokens and passwords: HS256 JWTs and argon2id hashes.
 
 use std::path::Path;
-use std::time::Duration;
 
 use aggregates::values::{Password, PasswordHash};
 use anyhow::Context;
@@ -17,20 +16,32 @@ use crate::config::Secret;
 pub struct Claims {
     /// account id (UUID)
     pub sub: String,
-    /// account number (the integer ID shown by seeds 003/004)
-    pub num: i64,
-    pub name: String,
+    /// session id (UUID): the token is good only while this session is
+    pub sid: String,
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
 }
 
-/// The signed-in caller, as proven by a token.
+/// What a valid signature proves: which session of which account. Whether
+/// the session is still open is the session table's answer, not the token's.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenSubject {
+    pub account_id: Uuid,
+    pub session_id: Uuid,
+}
+
+/// The signed-in caller: a live session and its account's current identity.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub account_id: Uuid,
     pub number: i64,
+    /// The display name (username, else nickname, else the email's local part).
     pub username: String,
+    pub email: Option<String>,
+    pub session_id: Uuid,
+    pub surface: String,
+    pub device_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,33 +55,33 @@ pub enum TokenError {
 pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    ttl: Duration,
 }
 
 impl Tokens {
-    pub fn new(secret: &Secret, ttl: Duration) -> Self {
+    pub fn new(secret: &Secret) -> Self {
         Self {
             encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
-            ttl,
         }
     }
 
-    pub fn issue(&self, caller: &Caller) -> String {
-        let now = chrono::Utc::now().timestamp();
+    pub fn issue(
+        &self,
+        subject: TokenSubject,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> String {
         let claims = Claims {
-            sub: caller.account_id.to_string(),
-            num: caller.number,
-            name: caller.username.clone(),
-            iat: now,
-            exp: now + self.ttl.as_secs() as i64,
+            sub: subject.account_id.to_string(),
+            sid: subject.session_id.to_string(),
+            iat: chrono::Utc::now().timestamp(),
+            exp: expires_at.timestamp(),
             jti: Uuid::new_v4().to_string(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing cannot fail")
     }
 
-    pub fn verify(&self, token: &str) -> Result<Caller, TokenError> {
+    pub fn verify(&self, token: &str) -> Result<TokenSubject, TokenError> {
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = 0;
         let data =
@@ -80,11 +91,9 @@ impl Tokens {
                     _ => TokenError::Invalid,
                 }
             })?;
-        let account_id = data.claims.sub.parse().map_err(|_| TokenError::Invalid)?;
-        Ok(Caller {
-            account_id,
-            number: data.claims.num,
-            username: data.claims.name,
+        Ok(TokenSubject {
+            account_id: data.claims.sub.parse().map_err(|_| TokenError::Invalid)?,
+            session_id: data.claims.sid.parse().map_err(|_| TokenError::Invalid)?,
         })
     }
 }
@@ -180,15 +189,15 @@ mod tests {
 
     #[test]
     fn tokens_verify_and_forgeries_do_not() {
-        let t = Tokens::new(&Secret::new("x".repeat(40)), Duration::from_secs(60));
-        let c = Caller {
+        let t = Tokens::new(&Secret::new("x".repeat(40)));
+        let subject = TokenSubject {
             account_id: Uuid::new_v4(),
-            number: 7,
-            username: "u".into(),
+            session_id: Uuid::new_v4(),
         };
-        let tok = t.issue(&c);
-        assert_eq!(t.verify(&tok).unwrap().number, 7);
-        let other = Tokens::new(&Secret::new("y".repeat(40)), Duration::from_secs(60));
+        let exp = chrono::Utc::now() + chrono::Duration::seconds(60);
+        let tok = t.issue(subject, exp);
+        assert_eq!(t.verify(&tok).unwrap().session_id, subject.session_id);
+        let other = Tokens::new(&Secret::new("y".repeat(40)));
         assert!(matches!(other.verify(&tok), Err(TokenError::Invalid)));
         assert!(t.verify("not-a-token").is_err());
     }

@@ -45,6 +45,48 @@ pub struct Config {
     /// How long a command waits for its projections before answering.
     pub read_your_writes_timeout: Duration,
     pub postgres_bin: Option<PathBuf>,
+    /// Seed 003's access tokens (`expires_in`); `auth/refresh` extends them.
+    pub access_token_ttl: Duration,
+    /// `SMTP_URL` (`smtp://user:pass@host:587?tls=required`, `smtps://…`);
+    /// `None` writes codes to the server log instead of mailing them.
+    pub smtp_url: Option<Secret>,
+    pub smtp_from: String,
+    pub code_ttl: Duration,
+    pub code_resend_interval: Duration,
+    /// Seed 002's `invite_code`: required at registration, or optional.
+    pub invite_required: bool,
+    pub rate_limits: RateLimits,
+}
+
+/// Attempts allowed per fixed window, per account (or email) and per client
+/// IP, shared by every server process through the database.
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    pub login_per_account: i32,
+    pub login_per_ip: i32,
+    pub login_window: Duration,
+    pub send_code_per_email: i32,
+    pub send_code_per_ip: i32,
+    pub send_code_window: Duration,
+    pub verify_per_account: i32,
+    pub verify_per_ip: i32,
+    pub verify_window: Duration,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            login_per_account: 10,
+            login_per_ip: 100,
+            login_window: Duration::from_secs(300),
+            send_code_per_email: 5,
+            send_code_per_ip: 30,
+            send_code_window: Duration::from_secs(3600),
+            verify_per_account: 10,
+            verify_per_ip: 100,
+            verify_window: Duration::from_secs(900),
+        }
+    }
 }
 
 fn var(name: &str) -> Option<String> {
@@ -79,6 +121,13 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             read_your_writes_timeout: Duration::from_secs(5),
             postgres_bin: None,
+            access_token_ttl: Duration::from_secs(1800),
+            smtp_url: None,
+            smtp_from: "tidelog <no-reply@tidelog.localhost>".into(),
+            code_ttl: Duration::from_secs(600),
+            code_resend_interval: Duration::from_secs(60),
+            invite_required: false,
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -115,6 +164,19 @@ impl Config {
                 5_000u64,
             )?),
             postgres_bin: var("TIDELOG_POSTGRES_BIN").map(PathBuf::from),
+            access_token_ttl: Duration::from_secs(
+                parse_var("TIDELOG_ACCESS_TOKEN_TTL_SECS", 1800u64)?.max(60),
+            ),
+            smtp_url: var("SMTP_URL").map(Secret::new),
+            smtp_from: var("SMTP_FROM")
+                .unwrap_or_else(|| "tidelog <no-reply@tidelog.localhost>".into()),
+            code_ttl: Duration::from_secs(parse_var("TIDELOG_CODE_TTL_SECS", 600u64)?.max(1)),
+            code_resend_interval: Duration::from_secs(parse_var(
+                "TIDELOG_CODE_RESEND_SECS",
+                60u64,
+            )?),
+            invite_required: parse_var("TIDELOG_INVITE_REQUIRED", false)?,
+            rate_limits: RateLimits::default(),
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod embedded_pg;
 pub mod http;
+pub mod identity;
 pub mod live;
 pub mod projector;
 pub mod store;

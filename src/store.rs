@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aggregates::{Account, ChatRoom};
+use aggregates::{Account, ChatRoom, EmailCode};
 use cqrs_es::{Aggregate, AggregateError};
 use postgres_es::{postgres_cqrs, postgres_snapshot_cqrs, PostgresCqrs};
 use sqlx::PgPool;
@@ -102,13 +102,15 @@ pub struct Store {
     locks: StreamLocks,
     pub accounts: PostgresCqrs<Account>,
     pub rooms: PostgresCqrs<ChatRoom>,
+    pub email_codes: PostgresCqrs<EmailCode>,
 }
 
 impl Store {
     pub fn new(pool: PgPool) -> Self {
         Self {
-            accounts: postgres_cqrs(pool.clone(), vec![], ()),
+            accounts: postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, ()),
             rooms: postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, ()),
+            email_codes: postgres_cqrs(pool.clone(), vec![], ()),
             pool,
             locks: StreamLocks::default(),
         }

@@ -426,7 +426,11 @@ async fn the_event_store_is_append_only_and_hash_chained() {
     )
     .await;
     assert_eq!(broken, 0);
-    assert_eq!(count(&app.pool, "SELECT count(*) FROM events").await, 8);
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM events").await,
+        9,
+        "registration, sign-in, room, member, 5 messages"
+    );
 
     // A superuser who bypasses the trigger leaves a detectable mismatch.
     let mut conn = app.db.connect().await.unwrap();

@@ -163,9 +163,11 @@ async fn a_frontend_session_works_exactly_as_the_seed_documents() {
         types,
         [
             "AccountRegistered",
+            "SignedIn",
             "ChatRoomCreated",
             "MemberAdded",
             "AccountRegistered",
+            "SignedIn",
             "MemberAdded",
             "MessagePosted"
         ]
@@ -304,17 +306,15 @@ async fn bad_input_gets_the_envelope_and_writes_nothing() {
     let mut forged = token.clone();
     forged.pop();
     forged.push(if token.ends_with('A') { 'B' } else { 'A' });
-    let foreign = tidelog::auth::Tokens::new(
-        &tidelog::config::Secret::new("z".repeat(40)),
-        std::time::Duration::from_secs(60),
-    )
-    .issue(&tidelog::auth::Caller {
-        account_id: uuid::Uuid::new_v4(),
-        number: alice,
-        username: "alice".into(),
-    });
+    let foreign = tidelog::auth::Tokens::new(&tidelog::config::Secret::new("z".repeat(40))).issue(
+        tidelog::auth::TokenSubject {
+            account_id: uuid::Uuid::new_v4(),
+            session_id: uuid::Uuid::new_v4(),
+        },
+        chrono::Utc::now() + chrono::Duration::seconds(60),
+    );
     let expired = {
-        let claims = json!({"sub": uuid::Uuid::new_v4().to_string(), "num": alice, "name": "alice", "iat": 1, "exp": 2, "jti": "x"});
+        let claims = json!({"sub": uuid::Uuid::new_v4().to_string(), "sid": uuid::Uuid::new_v4().to_string(), "iat": 1, "exp": 2, "jti": "x"});
         jsonwebtoken::encode(
             &jsonwebtoken::Header::default(),
             &claims,
@@ -396,10 +396,24 @@ async fn bad_input_gets_the_envelope_and_writes_nothing() {
             assert_eq!(body["msg"], "token已过期，请重新登录");
         }
     }
+    // The one thing a rejected request writes is the security record of a
+    // wrong password for an existing account.
     assert_eq!(
-        count(&app.pool, "SELECT count(*) FROM events").await,
+        count(
+            &app.pool,
+            "SELECT count(*) FROM events WHERE event_type <> 'SignInFailed'"
+        )
+        .await,
         events_before,
         "rejected requests wrote events"
+    );
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM events WHERE event_type = 'SignInFailed'"
+        )
+        .await,
+        1
     );
     app.stop().await;
 }

@@ -10,15 +10,15 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::values::{
-    AccountNumber, MemberRole, MessageContent, MessageId, MessageKind, RoomDescription, RoomId,
-    RoomName, Username,
+    AccountNumber, DisplayName, MemberRole, MessageContent, MessageId, MessageKind,
+    RoomDescription, RoomId, RoomName,
 };
 
 /// A person acting in a room, as known to the command side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub number: AccountNumber,
-    pub username: Username,
+    pub username: DisplayName,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -231,7 +231,7 @@ mod tests {
     fn member(n: i64, name: &str) -> Member {
         Member {
             number: AccountNumber::new(n).unwrap(),
-            username: Username::parse(name).unwrap(),
+            username: DisplayName::parse(name).unwrap(),
         }
     }
 

@@ -253,6 +253,128 @@ impl MemberRole {
     }
 }
 
+/// A display name shown to others (a username, or seed 002's nickname):
+/// 1–64 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        bounded_text(raw.trim(), "nickname", 64, false, false).map(Self)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&Username> for DisplayName {
+    fn from(u: &Username) -> Self {
+        Self(u.as_str().to_owned())
+    }
+}
+
+/// An email address: `local@domain.tld`, at most 254 characters, no spaces.
+/// Unique case-insensitively (see [`Email::key`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let raw = raw.trim();
+        let bad = || invalid("email must look like name@example.com");
+        if raw.len() > 254 || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad());
+        }
+        let (local, domain) = raw.rsplit_once('@').ok_or_else(bad)?;
+        let labels_ok = domain
+            .split('.')
+            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
+        if local.is_empty()
+            || local.len() > 64
+            || local.contains('@')
+            || !domain.contains('.')
+            || !labels_ok
+            || domain.contains(['(', ')', '<', '>', ',', ';', ':', '\\', '"', '[', ']'])
+        {
+            return Err(bad());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn key(&self) -> String {
+        Self::key_of(&self.0)
+    }
+    pub fn key_of(raw: &str) -> String {
+        raw.trim().to_lowercase()
+    }
+}
+
+/// A browser-generated device id (seed 002's `x-device-id`): 1–128 visible
+/// ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeviceId(String);
+
+impl DeviceId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let ok = !raw.is_empty() && raw.len() <= 128 && raw.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            return Err(invalid("device_id must be 1-128 visible ASCII characters"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An avatar reference (URL or path): at most 512 characters, may be empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Avatar(String);
+
+impl Avatar {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        bounded_text(raw.trim(), "avatar", 512, true, false).map(Self)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Seed 003's presence status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Presence {
+    Online,
+    Offline,
+    Away,
+}
+
+impl Presence {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw {
+            "online" => Ok(Self::Online),
+            "offline" => Ok(Self::Offline),
+            "away" => Ok(Self::Away),
+            _ => Err(invalid(
+                "status must be \"online\", \"offline\" or \"away\"",
+            )),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+            Self::Away => "away",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +403,36 @@ mod tests {
         assert!(MessageContent::parse(&"a".repeat(4001)).is_err());
         assert!(MessageKind::parse("text").is_ok());
         assert!(MessageKind::parse("Text").is_err());
+    }
+
+    #[test]
+    fn emails_are_checked_and_fold_case() {
+        assert_eq!(
+            Email::parse(" Bob@Example.COM ").unwrap().key(),
+            "bob@example.com"
+        );
+        for bad in [
+            "",
+            "bob",
+            "bob@",
+            "@x.com",
+            "bob@localhost",
+            "b ob@x.com",
+            "bob@x..com",
+            "a@b@c.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Email::parse(&format!("{}@x.com", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn device_ids_and_presence_parse() {
+        assert!(DeviceId::parse("3f1c-uuid").is_ok());
+        assert!(DeviceId::parse("").is_err());
+        assert!(DeviceId::parse("has space").is_err());
+        assert_eq!(Presence::parse("away").unwrap(), Presence::Away);
+        assert!(Presence::parse("busy").is_err());
     }
 
     #[test]

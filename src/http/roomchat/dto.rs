@@ -1,6 +1,7 @@
 //! The contract's request and response shapes (seed 004), and their
 //! conversion into domain values.
 
+use crate::identity::NewAccount;
 use aggregates::values::{
     AccountNumber, InvalidValue, MemberRole, MessageContent, MessageKind, Password,
     RoomDescription, RoomId, RoomName, Username,
@@ -52,17 +53,16 @@ pub struct CredentialsRequest {
     pub password: String,
 }
 
-pub struct Registration {
-    pub username: Username,
-    pub password: Password,
-}
-
-impl TryFrom<CredentialsRequest> for Registration {
+impl TryFrom<CredentialsRequest> for NewAccount {
     type Error = InvalidValue;
     fn try_from(r: CredentialsRequest) -> Result<Self, Self::Error> {
         Ok(Self {
-            username: Username::parse(&r.username)?,
+            username: Some(Username::parse(&r.username)?),
+            email: None,
+            nickname: None,
             password: Password::parse(&r.password)?,
+            invited_by: None,
+            device: None,
         })
     }
 }

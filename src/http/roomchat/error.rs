@@ -6,6 +6,7 @@ use aggregates::ChatRoomError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::identity::{AuthFailure, IdentityError};
 use crate::store::CommandError;
 
 #[derive(Debug)]
@@ -99,6 +100,37 @@ impl From<CommandError<ChatRoomError>> for RoomChatError {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "房间繁忙，请重试")
             }
             other => Self::internal(anyhow::anyhow!("{other}")),
+        }
+    }
+}
+
+impl From<IdentityError> for RoomChatError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::Invalid(v) => v.into(),
+            IdentityError::BadCredentials => Self::unauthorized("用户名或密码错误"),
+            IdentityError::UsernameTaken => Self::conflict("用户名已存在"),
+            IdentityError::EmailTaken => Self::conflict("邮箱已存在"),
+            IdentityError::RateLimited { .. } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "尝试次数过多，请稍后再试")
+            }
+            IdentityError::SessionEnded => Self::unauthorized("token已失效，请重新登录"),
+            IdentityError::Contended => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "系统繁忙，请重试")
+            }
+            other => Self::internal(anyhow::Error::from(other)),
+        }
+    }
+}
+
+impl From<AuthFailure> for RoomChatError {
+    fn from(e: AuthFailure) -> Self {
+        match e {
+            AuthFailure::Missing => Self::unauthorized("未登录：缺少token"),
+            AuthFailure::Invalid => Self::unauthorized("token无效"),
+            AuthFailure::Expired => Self::unauthorized("token已过期，请重新登录"),
+            AuthFailure::Ended { .. } => Self::unauthorized("token已失效，请重新登录"),
+            AuthFailure::Unavailable(err) => Self::internal(err),
         }
     }
 }

@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 
 use super::error::RoomChatError;
 use crate::app::AppState;
-use crate::auth::{token_from_header, Caller, TokenError};
+use crate::auth::Caller;
+use crate::identity::{self, AuthFailure};
 
 /// A JSON body. The content type is not insisted on (the frontend's own
 /// client decides it); size, syntax and shape are.
@@ -67,29 +68,11 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let from_header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .map(|v| {
-                v.to_str()
-                    .ok()
-                    .and_then(token_from_header)
-                    .map(str::to_owned)
-            });
-        let token = match from_header {
-            Some(Some(t)) => t,
-            Some(None) => return Err(RoomChatError::unauthorized("token无效")),
-            None => query_token(&parts.uri)
-                .ok_or_else(|| RoomChatError::unauthorized("未登录：缺少token"))?,
+        let token = match identity::token_of(&parts.headers, false)? {
+            Some(t) => t,
+            None => query_token(&parts.uri).ok_or(AuthFailure::Missing)?,
         };
-        state
-            .tokens
-            .verify(&token)
-            .map(AuthUser)
-            .map_err(|e| match e {
-                TokenError::Expired => RoomChatError::unauthorized("token已过期，请重新登录"),
-                TokenError::Invalid => RoomChatError::unauthorized("token无效"),
-            })
+        Ok(AuthUser(identity::authenticate(state, &token).await?))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Thin handlers: contract request -> domain command -> contract response.
 
-use aggregates::values::{AccountNumber, MessageId, RoomId, Username};
-use aggregates::{AccountCommand, ChatRoomCommand, Member};
+use aggregates::values::{AccountNumber, DisplayName, MessageId, RoomId};
+use aggregates::{ChatRoomCommand, DeviceCheck, Member};
 use axum::extract::State;
 use axum::response::IntoResponse;
 use projections::{accounts, roomchat};
@@ -12,9 +12,10 @@ use super::error::RoomChatError;
 use super::extract::{AuthUser, RcJson, RcQuery};
 use super::{READ_MODELS, SURFACE};
 use crate::app::AppState;
-use crate::auth::{hash_password, verify_password, Caller};
+use crate::auth::Caller;
 use crate::http::context::RequestContext;
-use crate::store::{CommandError, CommandMeta, LogPosition};
+use crate::identity::{self, LoginName, NewAccount};
+use crate::store::{CommandMeta, LogPosition};
 
 type Result<T> = std::result::Result<T, RoomChatError>;
 
@@ -30,7 +31,7 @@ fn actor(caller: &Caller) -> String {
 pub(super) fn member_of(caller: &Caller) -> Result<Member> {
     Ok(Member {
         number: AccountNumber::new(caller.number)?,
-        username: Username::parse(&caller.username)?,
+        username: DisplayName::parse(&caller.username)?,
     })
 }
 
@@ -41,26 +42,8 @@ async fn next_id(state: &AppState, sequence: &str) -> Result<i64> {
         .await?)
 }
 
-/// Read-your-writes: the answer goes out once the read models include the write.
 async fn settle(state: &AppState, names: &[&str], pos: Option<LogPosition>) {
-    if let Some(pos) = pos {
-        if !state
-            .progress
-            .wait_for(
-                &state.pool,
-                names,
-                pos,
-                state.config.read_your_writes_timeout,
-            )
-            .await
-        {
-            tracing::warn!(
-                ?names,
-                ?pos,
-                "read models did not catch up in time; answering anyway"
-            );
-        }
-    }
+    state.settle(names, pos).await
 }
 
 pub async fn register(
@@ -68,83 +51,46 @@ pub async fn register(
     ctx: RequestContext,
     RcJson(body): RcJson<CredentialsRequest>,
 ) -> Result<impl IntoResponse> {
-    let reg = Registration::try_from(body)?;
-    if accounts::by_username_key(&state.pool, &reg.username.key())
-        .await?
-        .is_some()
-    {
-        return Err(RoomChatError::conflict("用户名已存在"));
-    }
-    let hash = hash_password(&reg.password)
-        .await
-        .map_err(RoomChatError::internal)?;
-    let number = AccountNumber::new(next_id(&state, "account_numbers").await?)?;
-    let account_id = Uuid::now_v7();
-    let meta = ctx.meta(SURFACE, actor_of(account_id));
-    let at = crate::store::now();
-    let pos = state
-        .store
-        .execute(
-            &state.store.accounts,
-            &account_id.to_string(),
-            &meta,
-            || AccountCommand::Register {
-                account_id,
-                number,
-                username: reg.username.clone(),
-                password_hash: hash.clone(),
-                at,
-            },
-        )
-        .await
-        .map_err(|e| match e {
-            CommandError::UniqueKeyTaken(_) => RoomChatError::conflict("用户名已存在"),
-            other => RoomChatError::internal(anyhow::anyhow!("{other}")),
-        })?;
-    settle(&state, &["accounts"], pos).await;
+    let new = NewAccount::try_from(body)?;
+    let username = new
+        .username
+        .clone()
+        .expect("room chat registers by username");
+    let registered = identity::register(&state, &ctx, SURFACE, new).await?;
     Ok(ok(
         "注册成功",
         UserDto {
-            id: number.get(),
-            username: reg.username.as_str().to_owned(),
+            id: registered.number,
+            username: username.as_str().to_owned(),
         },
     ))
 }
 
 pub async fn login(
     State(state): State<AppState>,
+    ctx: RequestContext,
     RcJson(body): RcJson<CredentialsRequest>,
 ) -> Result<impl IntoResponse> {
-    if body.username.is_empty()
-        || body.password.is_empty()
-        || body.username.len() > 256
-        || body.password.len() > 1024
-    {
-        return Err(RoomChatError::unauthorized("用户名或密码错误"));
-    }
-    let account = accounts::by_username_key(&state.pool, &Username::key_of(&body.username)).await?;
-    let ok_password = verify_password(
-        account.as_ref().map(|a| a.password_hash.clone()),
-        body.password,
+    let name = LoginName::UsernameOrEmail(&body.username);
+    let account = identity::check_password(&state, &ctx, SURFACE, name, &body.password).await?;
+    let ttl = state.config.jwt_ttl;
+    let session = identity::open_session(
+        &state,
+        &ctx,
+        SURFACE,
+        account.account_id,
+        DeviceCheck::NotUsed,
+        false,
+        ttl,
     )
-    .await;
-    let account = match (account, ok_password) {
-        (Some(a), true) => a,
-        _ => return Err(RoomChatError::unauthorized("用户名或密码错误")),
-    };
-    let caller = Caller {
-        account_id: account.account_id,
-        number: account.number,
-        username: account.username.clone(),
-    };
-    let token = state.tokens.issue(&caller);
+    .await?;
     Ok(ok(
         "登录成功",
         LoginDto {
-            token,
+            token: session.token,
             user: UserDto {
                 id: account.number,
-                username: account.username,
+                username: account.display_name(),
             },
         },
     ))
@@ -243,7 +189,7 @@ pub async fn add_user(
         .ok_or_else(|| RoomChatError::not_found("用户不存在"))?;
     let member = Member {
         number: req.user_id,
-        username: Username::parse(&account.username)?,
+        username: DisplayName::parse(&account.display_name())?,
     };
     let actor_number = AccountNumber::new(caller.number)?;
     let at = crate::store::now();

@@ -1,0 +1,672 @@
+//! The identity service every surface shares: registration, password
+//! sign-in, sessions, email codes and rate limits. Surfaces parse their own
+//! contract, call these, and map [`IdentityError`] to their own envelope.
+
+pub mod limits;
+pub mod mail;
+
+use std::time::Duration;
+
+use aggregates::values::{
+    AccountNumber, DeviceId, DisplayName, Email, InvalidValue, Password, Username,
+};
+use aggregates::{AccountCommand, AccountError, DeviceCheck, EmailCodeCommand, EmailCodeError};
+use axum::http::HeaderMap;
+use hmac::{Hmac, Mac};
+use projections::accounts::{self, AccountRow};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::{
+    hash_password, token_from_header, verify_password, Caller, TokenError, TokenSubject,
+};
+use crate::config::Secret;
+use crate::http::context::RequestContext;
+use crate::store::{CommandError, CommandMeta};
+
+pub use mail::Mailer;
+
+/// The read models a sign-in or profile change must reach before answering.
+pub const READ_MODELS: &[&str] = &["accounts"];
+pub const SESSION_COOKIE: &str = "tidelog_session";
+
+pub struct Identity {
+    pub mailer: Mailer,
+    code_key: Secret,
+}
+
+impl Identity {
+    pub fn new(mailer: Mailer, code_key: Secret) -> Self {
+        Self { mailer, code_key }
+    }
+
+    /// Codes are stored only as HMAC-SHA256(server key, email, purpose, code).
+    fn code_hash(&self, email_key: &str, purpose: &str, code: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.code_key.expose().as_bytes())
+            .expect("HMAC takes any key length");
+        for part in ["email-code", email_key, purpose, code] {
+            mac.update(part.as_bytes());
+            mac.update(&[0]);
+        }
+        hex(&mac.finalize().into_bytes())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+    #[error("wrong credentials")]
+    BadCredentials,
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("username taken")]
+    UsernameTaken,
+    #[error("email taken")]
+    EmailTaken,
+    #[error("device not bound")]
+    UnknownDevice,
+    #[error("wrong or used code")]
+    WrongCode,
+    #[error("expired code")]
+    ExpiredCode,
+    #[error("a code was sent recently; retry in {retry_after_secs} s")]
+    CodeTooSoon { retry_after_secs: i64 },
+    #[error("no such account")]
+    NoAccount,
+    #[error("unknown invite code")]
+    BadInvite,
+    #[error("the session has ended")]
+    SessionEnded,
+    #[error("the mail could not be sent")]
+    MailFailed,
+    #[error("busy, retry")]
+    Contended,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for IdentityError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<CommandError<AccountError>> for IdentityError {
+    fn from(e: CommandError<AccountError>) -> Self {
+        match e {
+            CommandError::UniqueKeyTaken(kind) if kind == "email" => Self::EmailTaken,
+            CommandError::UniqueKeyTaken(kind) if kind == "username" => Self::UsernameTaken,
+            CommandError::Domain(AccountError::UnknownDevice) => Self::UnknownDevice,
+            CommandError::Domain(AccountError::SessionNotActive) => Self::SessionEnded,
+            CommandError::Domain(AccountError::NotRegistered) => Self::NoAccount,
+            CommandError::Contended => Self::Contended,
+            other => Self::Internal(anyhow::anyhow!("{other}")),
+        }
+    }
+}
+
+impl From<CommandError<EmailCodeError>> for IdentityError {
+    fn from(e: CommandError<EmailCodeError>) -> Self {
+        match e {
+            CommandError::Domain(EmailCodeError::Wrong) => Self::WrongCode,
+            CommandError::Domain(EmailCodeError::Expired) => Self::ExpiredCode,
+            CommandError::Domain(EmailCodeError::TooSoon { retry_after_secs }) => {
+                Self::CodeTooSoon { retry_after_secs }
+            }
+            CommandError::Contended => Self::Contended,
+            other => Self::Internal(anyhow::anyhow!("{other}")),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, IdentityError>;
+
+pub fn actor_of(account_id: Uuid) -> String {
+    format!("user:{account_id}")
+}
+
+/// An invite code is the inviter's account number in base 36, upper case,
+/// at least six characters (`00000A`); any account's code is valid.
+pub fn invite_code_of(number: i64) -> String {
+    let mut n = number.max(0) as u64;
+    let mut out = Vec::new();
+    loop {
+        out.push(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    while out.len() < 6 {
+        out.push(b'0');
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ascii")
+}
+
+pub fn number_of_invite_code(code: &str) -> Option<i64> {
+    let code = code.trim();
+    if code.is_empty() || code.len() > 12 {
+        return None;
+    }
+    i64::from_str_radix(code, 36).ok().filter(|n| *n > 0)
+}
+
+// ---------------------------------------------------------------- register
+
+pub struct NewAccount {
+    pub username: Option<Username>,
+    pub email: Option<Email>,
+    pub nickname: Option<DisplayName>,
+    pub password: Password,
+    pub invited_by: Option<Uuid>,
+    pub device: Option<DeviceId>,
+}
+
+pub struct Registered {
+    pub account_id: Uuid,
+    pub number: i64,
+}
+
+/// Registers an account. Uniqueness is decided by the event store's key
+/// claim (atomic with the event); the read-model check before it only saves
+/// an argon2 hash for the common duplicate.
+pub async fn register(
+    state: &AppState,
+    ctx: &RequestContext,
+    surface: &'static str,
+    new: NewAccount,
+) -> Result<Registered> {
+    if let Some(u) = &new.username {
+        if accounts::by_username_key(&state.pool, &u.key())
+            .await?
+            .is_some()
+        {
+            return Err(IdentityError::UsernameTaken);
+        }
+    }
+    if let Some(e) = &new.email {
+        if accounts::by_email_key(&state.pool, &e.key())
+            .await?
+            .is_some()
+        {
+            return Err(IdentityError::EmailTaken);
+        }
+    }
+    let hash = hash_password(&new.password).await?;
+    let number: i64 = sqlx::query_scalar("SELECT nextval('account_numbers')")
+        .fetch_one(&state.pool)
+        .await?;
+    let number = AccountNumber::new(number)?;
+    let account_id = Uuid::now_v7();
+    let meta = ctx.meta(surface, actor_of(account_id));
+    let at = crate::store::now();
+    let pos = state
+        .store
+        .execute(
+            &state.store.accounts,
+            &account_id.to_string(),
+            &meta,
+            || AccountCommand::Register {
+                account_id,
+                number,
+                username: new.username.clone(),
+                email: new.email.clone(),
+                nickname: new.nickname.clone(),
+                invited_by: new.invited_by,
+                device: new.device.clone(),
+                password_hash: hash.clone(),
+                at,
+            },
+        )
+        .await?;
+    state.settle(READ_MODELS, pos).await;
+    Ok(Registered {
+        account_id,
+        number: number.get(),
+    })
+}
+
+// ----------------------------------------------------------------- sign-in
+
+/// Counts an attempt against the account's and the client's budgets.
+pub async fn limit(state: &AppState, what: &str, account_key: &str, client_ip: &str) -> Result<()> {
+    let l = &state.config.rate_limits;
+    let (per_account, per_ip, window) = match what {
+        "login" => (l.login_per_account, l.login_per_ip, l.login_window),
+        "send_code" => (
+            l.send_code_per_email,
+            l.send_code_per_ip,
+            l.send_code_window,
+        ),
+        _ => (l.verify_per_account, l.verify_per_ip, l.verify_window),
+    };
+    for (bucket, max) in [
+        (format!("{what}:account:{account_key}"), per_account),
+        (format!("{what}:ip:{client_ip}"), per_ip),
+    ] {
+        if let Err(retry_after_secs) = limits::hit(&state.pool, &bucket, max, window).await? {
+            tracing::warn!(
+                what,
+                bucket = bucket.split(':').nth(1),
+                "rate limit reached"
+            );
+            return Err(IdentityError::RateLimited { retry_after_secs });
+        }
+    }
+    Ok(())
+}
+
+/// How the sign-in names the account.
+pub enum LoginName<'a> {
+    /// Seeds 003/004: a username, or an email in the same field.
+    UsernameOrEmail(&'a str),
+    Email(&'a str),
+}
+
+/// Checks a password (rate-limited; a failure on a known account is
+/// recorded as `SignInFailed`). Unknown account and wrong password answer
+/// alike and cost the same time.
+pub async fn check_password(
+    state: &AppState,
+    ctx: &RequestContext,
+    surface: &'static str,
+    name: LoginName<'_>,
+    password: &str,
+) -> Result<AccountRow> {
+    let raw = match name {
+        LoginName::UsernameOrEmail(n) | LoginName::Email(n) => n,
+    };
+    if raw.trim().is_empty() || raw.len() > 256 || password.is_empty() || password.len() > 1024 {
+        return Err(IdentityError::BadCredentials);
+    }
+    let key = Username::key_of(raw.trim());
+    limit(state, "login", &key, &ctx.client_ip).await?;
+    let account = match name {
+        LoginName::UsernameOrEmail(_) => accounts::by_login(&state.pool, &key).await?,
+        LoginName::Email(_) => accounts::by_email_key(&state.pool, &Email::key_of(raw)).await?,
+    };
+    let ok = verify_password(
+        account.as_ref().map(|a| a.password_hash.clone()),
+        password.to_owned(),
+    )
+    .await;
+    match (account, ok) {
+        (Some(a), true) => Ok(a),
+        (Some(a), false) => {
+            record(state, ctx, surface, a.account_id, || {
+                AccountCommand::RecordFailedSignIn {
+                    surface: surface.into(),
+                    reason: "wrong_password".into(),
+                    at: crate::store::now(),
+                }
+            })
+            .await?;
+            Err(IdentityError::BadCredentials)
+        }
+        (None, _) => {
+            tracing::info!(surface, "sign-in for an unknown account");
+            Err(IdentityError::BadCredentials)
+        }
+    }
+}
+
+/// Runs an Account command with this request's metadata, without waiting
+/// for read models (for history-only events).
+async fn record(
+    state: &AppState,
+    ctx: &RequestContext,
+    surface: &'static str,
+    account_id: Uuid,
+    make: impl FnMut() -> AccountCommand,
+) -> Result<Option<crate::store::LogPosition>> {
+    let meta = ctx.meta(surface, actor_of(account_id));
+    Ok(state
+        .store
+        .execute(&state.store.accounts, &account_id.to_string(), &meta, make)
+        .await?)
+}
+
+/// Runs an Account command and answers once the accounts read model has it.
+pub async fn account_command(
+    state: &AppState,
+    ctx: &RequestContext,
+    surface: &'static str,
+    account_id: Uuid,
+    make: impl FnMut() -> AccountCommand,
+) -> Result<()> {
+    let pos = record(state, ctx, surface, account_id, make).await?;
+    state.settle(READ_MODELS, pos).await;
+    Ok(())
+}
+
+pub struct OpenedSession {
+    pub session_id: Uuid,
+    pub token: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    pub ttl: Duration,
+}
+
+impl OpenedSession {
+    /// `Set-Cookie` for surfaces whose frontends rely on a cookie (000, 002).
+    pub fn cookie(&self) -> String {
+        format!(
+            "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+            self.token,
+            self.ttl.as_secs()
+        )
+    }
+}
+
+pub fn clear_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+}
+
+/// Opens a session (`SignedIn`) and issues its token once every process
+/// can see the session.
+pub async fn open_session(
+    state: &AppState,
+    ctx: &RequestContext,
+    surface: &'static str,
+    account_id: Uuid,
+    device: DeviceCheck,
+    single_device: bool,
+    ttl: Duration,
+) -> Result<OpenedSession> {
+    let session_id = Uuid::now_v7();
+    let at = crate::store::now();
+    let expires_at = at + chrono::Duration::from_std(ttl).map_err(anyhow::Error::from)?;
+    account_command(state, ctx, surface, account_id, || AccountCommand::SignIn {
+        session_id,
+        surface: surface.into(),
+        device: device.clone(),
+        single_device,
+        expires_at,
+        at,
+    })
+    .await?;
+    let token = state.tokens.issue(
+        TokenSubject {
+            account_id,
+            session_id,
+        },
+        expires_at,
+    );
+    Ok(OpenedSession {
+        session_id,
+        token,
+        expires_at,
+        ttl,
+    })
+}
+
+pub async fn refresh_session(
+    state: &AppState,
+    ctx: &RequestContext,
+    surface: &'static str,
+    caller: &Caller,
+    ttl: Duration,
+) -> Result<OpenedSession> {
+    let at = crate::store::now();
+    let expires_at = at + chrono::Duration::from_std(ttl).map_err(anyhow::Error::from)?;
+    account_command(state, ctx, surface, caller.account_id, || {
+        AccountCommand::RefreshSession {
+            session_id: caller.session_id,
+            expires_at,
+            at,
+        }
+    })
+    .await?;
+    let subject = TokenSubject {
+        account_id: caller.account_id,
+        session_id: caller.session_id,
+    };
+    Ok(OpenedSession {
+        session_id: caller.session_id,
+        token: state.tokens.issue(subject, expires_at),
+        expires_at,
+        ttl,
+    })
+}
+
+pub async fn sign_out(
+    state: &AppState,
+    ctx: &RequestContext,
+    surface: &'static str,
+    caller: &Caller,
+) -> Result<()> {
+    account_command(state, ctx, surface, caller.account_id, || {
+        AccountCommand::SignOut {
+            session_id: caller.session_id,
+            at: crate::store::now(),
+        }
+    })
+    .await
+}
+
+/// Sets a new password; every session but `keep_session` ends.
+pub async fn set_password(
+    state: &AppState,
+    ctx: &RequestContext,
+    surface: &'static str,
+    account_id: Uuid,
+    password: &Password,
+    keep_session: Option<Uuid>,
+    reset: bool,
+) -> Result<()> {
+    let hash = hash_password(password).await?;
+    account_command(state, ctx, surface, account_id, || {
+        AccountCommand::ChangePassword {
+            password_hash: hash.clone(),
+            keep_session,
+            reset,
+            at: crate::store::now(),
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------- authentication
+
+#[derive(Debug)]
+pub enum AuthFailure {
+    Missing,
+    Invalid,
+    Expired,
+    /// The session existed and was ended: signed out, displaced by another
+    /// device, or by a password change.
+    Ended {
+        reason: String,
+    },
+    Unavailable(anyhow::Error),
+}
+
+/// The token a request carries: `Authorization: [Bearer] <token>`, else the
+/// session cookie when `cookie` is allowed. A malformed header is invalid,
+/// not absent.
+pub fn token_of(
+    headers: &HeaderMap,
+    cookie: bool,
+) -> std::result::Result<Option<String>, AuthFailure> {
+    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
+        return v
+            .to_str()
+            .ok()
+            .and_then(token_from_header)
+            .map(|t| Some(t.to_owned()))
+            .ok_or(AuthFailure::Invalid);
+    }
+    if !cookie {
+        return Ok(None);
+    }
+    let found = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, v)| *k == SESSION_COOKIE && !v.is_empty())
+        .map(|(_, v)| v.to_owned());
+    Ok(found)
+}
+
+/// Verifies the token's signature, then asks the session table (written by
+/// the accounts projection, read-your-writes settled) whether the session
+/// is still open — so a sign-out on one process holds on every process.
+pub async fn authenticate(
+    state: &AppState,
+    token: &str,
+) -> std::result::Result<Caller, AuthFailure> {
+    let subject = state.tokens.verify(token).map_err(|e| match e {
+        TokenError::Expired => AuthFailure::Expired,
+        TokenError::Invalid => AuthFailure::Invalid,
+    })?;
+    let row = accounts::session(&state.pool, subject.session_id)
+        .await
+        .map_err(|e| AuthFailure::Unavailable(e.into()))?
+        .filter(|s| s.account_id == subject.account_id)
+        .ok_or(AuthFailure::Invalid)?;
+    if let Some(reason) = &row.end_reason {
+        return Err(AuthFailure::Ended {
+            reason: reason.clone(),
+        });
+    }
+    if row.ended_at.is_some() {
+        return Err(AuthFailure::Ended {
+            reason: "ended".into(),
+        });
+    }
+    if row.expires_at <= chrono::Utc::now() {
+        return Err(AuthFailure::Expired);
+    }
+    Ok(Caller {
+        account_id: row.account_id,
+        number: row.number,
+        username: row.display_name(),
+        email: row.email.clone(),
+        session_id: row.session_id,
+        surface: row.surface.clone(),
+        device_id: row.device_id.clone(),
+    })
+}
+
+// ------------------------------------------------------------- email codes
+
+pub const PURPOSE_EMAIL: &str = "email";
+
+pub fn device_purpose(device: &DeviceId) -> String {
+    format!("device:{}", device.as_str())
+}
+
+fn new_code() -> String {
+    use rand::Rng;
+    format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32))
+}
+
+/// Issues a fresh code for `purpose` and mails it.
+pub async fn send_code(
+    state: &AppState,
+    ctx: &RequestContext,
+    surface: &'static str,
+    email: &Email,
+    purpose: &str,
+    purpose_text: &str,
+) -> Result<()> {
+    let code = new_code();
+    let key = email.key();
+    let code_hash = state.identity.code_hash(&key, purpose, &code);
+    let cfg = &state.config;
+    let ttl = chrono::Duration::from_std(cfg.code_ttl).map_err(anyhow::Error::from)?;
+    let resend_after =
+        chrono::Duration::from_std(cfg.code_resend_interval).map_err(anyhow::Error::from)?;
+    let meta: CommandMeta = ctx.meta(surface, "anonymous".into());
+    state
+        .store
+        .execute(&state.store.email_codes, &key, &meta, || {
+            EmailCodeCommand::Issue {
+                purpose: purpose.to_owned(),
+                code_hash: code_hash.clone(),
+                ttl,
+                resend_after,
+                at: crate::store::now(),
+            }
+        })
+        .await?;
+    state
+        .identity
+        .mailer
+        .send_code(email.as_str(), &code, purpose_text)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = format!("{e:#}"), "sending a code failed");
+            IdentityError::MailFailed
+        })
+}
+
+/// Uses up a code: wrong, used, superseded and expired codes are refused.
+pub async fn redeem_code(
+    state: &AppState,
+    ctx: &RequestContext,
+    surface: &'static str,
+    email: &Email,
+    purpose: &str,
+    code: &str,
+) -> Result<()> {
+    let code = code.trim();
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(IdentityError::WrongCode);
+    }
+    let key = email.key();
+    let code_hash = state.identity.code_hash(&key, purpose, code);
+    let meta = ctx.meta(surface, "anonymous".into());
+    state
+        .store
+        .execute(&state.store.email_codes, &key, &meta, || {
+            EmailCodeCommand::Redeem {
+                purpose: purpose.to_owned(),
+                code_hash: code_hash.clone(),
+                at: crate::store::now(),
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invite_codes_round_trip() {
+        assert_eq!(invite_code_of(1), "000001");
+        assert_eq!(invite_code_of(36), "000010");
+        for n in [1, 35, 36, 123_456, 9_999_999_999] {
+            assert_eq!(number_of_invite_code(&invite_code_of(n)), Some(n));
+        }
+        assert_eq!(
+            number_of_invite_code("abc123"),
+            number_of_invite_code("ABC123")
+        );
+        assert_eq!(number_of_invite_code("!!"), None);
+        assert_eq!(number_of_invite_code("000000"), None);
+    }
+
+    #[test]
+    fn session_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "cookie",
+            "a=1; tidelog_session=tok.en; b=2".parse().unwrap(),
+        );
+        assert_eq!(token_of(&h, true).unwrap().as_deref(), Some("tok.en"));
+        assert_eq!(token_of(&h, false).unwrap(), None);
+        h.insert("authorization", "Basic x".parse().unwrap());
+        assert!(token_of(&h, true).is_err());
+    }
+}
