@@ -2,9 +2,13 @@
 //! envelope and error type.
 
 pub mod admin;
+pub mod body;
+pub mod chat8;
 pub mod context;
 pub mod health;
+pub mod live;
 pub mod metrics;
+pub mod ocean1;
 pub mod roomchat;
 
 use std::time::Duration;
@@ -42,6 +46,16 @@ async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
     if uri.path().starts_with("/admin") {
         return admin::AdminError::not_found().into_response();
     }
+    if uri.path().starts_with("/api/users/") {
+        return live::LiveError::new(axum::http::StatusCode::NOT_FOUND, "接口不存在")
+            .into_response();
+    }
+    if uri.path().starts_with("/api/auth/") || uri.path().starts_with("/api/user/") {
+        return ocean1::not_found(uri).await.into_response();
+    }
+    if uri.path().starts_with(chat8::PREFIX) {
+        return chat8::not_found(uri).await.into_response();
+    }
     roomchat::not_found(uri).await
 }
 
@@ -49,6 +63,9 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     Router::new()
         .merge(roomchat::router())
+        .merge(chat8::router())
+        .merge(ocean1::router())
+        .merge(live::router())
         .merge(health::router())
         .merge(admin::router())
         .merge(metrics::router())

@@ -1,14 +1,13 @@
 //! Extractors that answer bad input with the room-chat envelope.
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::error::RoomChatError;
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::http::body::{self, BodyError};
 use crate::identity::{self, AuthFailure};
 
 /// A JSON body. The content type is not insisted on (the frontend's own
@@ -19,23 +18,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for RcJson<T> {
     type Rejection = RoomChatError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
-            let status = rej.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                RoomChatError::new(status, "请求体过大")
-            } else {
-                RoomChatError::new(status, "无法读取请求体")
-            }
-        })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(RoomChatError::bad_request("参数错误: 请求体为空"));
-        }
-        serde_json::from_slice(&bytes).map(RcJson).map_err(|e| {
-            use serde_json::error::Category;
-            match e.classify() {
-                Category::Data => RoomChatError::bad_request(format!("参数错误: {e}")),
-                _ => RoomChatError::bad_request("参数错误: JSON 格式不正确"),
-            }
+        body::json(req, state).await.map(RcJson).map_err(|e| {
+            let msg = match &e {
+                BodyError::TooLarge => "请求体过大".to_owned(),
+                BodyError::Unreadable(_) => "无法读取请求体".to_owned(),
+                BodyError::Empty => "参数错误: 请求体为空".to_owned(),
+                BodyError::Syntax => "参数错误: JSON 格式不正确".to_owned(),
+                BodyError::Shape(detail) => format!("参数错误: {detail}"),
+            };
+            RoomChatError::new(e.status(), msg)
         })
     }
 }

@@ -1,0 +1,48 @@
+//! JSON bodies for every surface: each surface's extractor maps
+//! [`BodyError`] into its own envelope. The content type is not insisted on
+//! (the frontends' own clients decide it); size, syntax and shape are.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge,
+    Unreadable(StatusCode),
+    Empty,
+    Syntax,
+    /// Well-formed JSON of the wrong shape (missing field, wrong type).
+    Shape(String),
+}
+
+impl BodyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unreadable(s) => *s,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+pub async fn json<T: DeserializeOwned, S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<T, BodyError> {
+    let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            BodyError::TooLarge
+        } else {
+            BodyError::Unreadable(rej.status())
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(BodyError::Empty);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => BodyError::Shape(e.to_string()),
+        _ => BodyError::Syntax,
+    })
+}

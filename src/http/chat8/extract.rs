@@ -1,0 +1,33 @@
+//! Extractors answering bad input with Chat8's envelope.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::error::Chat8Error;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::http::body;
+use crate::identity::{self, AuthFailure};
+
+pub struct C8Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for C8Json<T> {
+    type Rejection = Chat8Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(C8Json(body::json(req, state).await?))
+    }
+}
+
+/// `Authorization: Bearer <token>` of a session that is still open.
+pub struct Bearer(pub Caller);
+
+impl FromRequestParts<AppState> for Bearer {
+    type Rejection = Chat8Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Chat8Error> {
+        let token = identity::token_of(&parts.headers, false)?.ok_or(AuthFailure::Missing)?;
+        Ok(Bearer(identity::authenticate(state, &token).await?))
+    }
+}

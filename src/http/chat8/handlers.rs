@@ -1,0 +1,179 @@
+//! Thin handlers: contract request -> identity command -> contract response.
+
+use aggregates::values::Presence;
+use aggregates::{AccountCommand, DeviceCheck};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use projections::accounts::{self, AccountRow};
+use serde_json::json;
+
+use super::dto::*;
+use super::error::Chat8Error;
+use super::extract::{Bearer, C8Json};
+use super::SURFACE;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::http::context::RequestContext;
+use crate::identity::{self, LoginName, NewAccount};
+
+type Result<T> = std::result::Result<T, Chat8Error>;
+
+async fn account_of(state: &AppState, caller: &Caller) -> Result<AccountRow> {
+    accounts::by_id(&state.pool, caller.account_id)
+        .await?
+        .ok_or_else(|| Chat8Error::new(StatusCode::NOT_FOUND, "USER_001", "用户不存在"))
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    C8Json(body): C8Json<RegisterRequest>,
+) -> Result<impl IntoResponse> {
+    let new = NewAccount::try_from(body)?;
+    let (username, email) = (new.username.clone(), new.email.clone());
+    let registered = identity::register(&state, &ctx, SURFACE, new).await?;
+    let ttl = state.config.access_token_ttl;
+    let session = identity::open_session(
+        &state,
+        &ctx,
+        SURFACE,
+        registered.account_id,
+        DeviceCheck::NotUsed,
+        false,
+        ttl,
+    )
+    .await?;
+    let data = json!({
+        "user_id": registered.number,
+        "username": username.map(|u| u.as_str().to_owned()),
+        "email": email.map(|e| e.as_str().to_owned()),
+        "access_token": session.token,
+        "token_type": "bearer",
+    });
+    Ok((StatusCode::CREATED, ok("注册成功", data)))
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    C8Json(body): C8Json<LoginRequest>,
+) -> Result<impl IntoResponse> {
+    let name = LoginName::UsernameOrEmail(&body.username);
+    let account = identity::check_password(&state, &ctx, SURFACE, name, &body.password).await?;
+    let ttl = state.config.access_token_ttl;
+    let session = identity::open_session(
+        &state,
+        &ctx,
+        SURFACE,
+        account.account_id,
+        DeviceCheck::NotUsed,
+        false,
+        ttl,
+    )
+    .await?;
+    let data = json!({
+        "access_token": session.token,
+        "token_type": "bearer",
+        "expires_in": ttl.as_secs(),
+        "user": UserDto::from(&account),
+    });
+    Ok(ok("登录成功", data))
+}
+
+pub async fn refresh(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Bearer(caller): Bearer,
+) -> Result<impl IntoResponse> {
+    let ttl = state.config.access_token_ttl;
+    let session = identity::refresh_session(&state, &ctx, SURFACE, &caller, ttl).await?;
+    let data = json!({
+        "access_token": session.token,
+        "token_type": "bearer",
+        "expires_in": ttl.as_secs(),
+    });
+    Ok(ok("令牌已刷新", data))
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Bearer(caller): Bearer,
+) -> Result<impl IntoResponse> {
+    identity::sign_out(&state, &ctx, SURFACE, &caller).await?;
+    Ok(done("登出成功"))
+}
+
+pub async fn profile(
+    State(state): State<AppState>,
+    Bearer(caller): Bearer,
+) -> Result<impl IntoResponse> {
+    let account = account_of(&state, &caller).await?;
+    Ok(ok("获取成功", ProfileDto::from(&account)))
+}
+
+pub async fn update_profile(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Bearer(caller): Bearer,
+    C8Json(body): C8Json<ProfileRequest>,
+) -> Result<impl IntoResponse> {
+    let change = ProfileChange::try_from(body)?;
+    identity::account_command(&state, &ctx, SURFACE, caller.account_id, || {
+        AccountCommand::UpdateProfile {
+            username: change.username.clone(),
+            email: change.email.clone(),
+            avatar: change.avatar.clone(),
+            at: crate::store::now(),
+        }
+    })
+    .await?;
+    let account = account_of(&state, &caller).await?;
+    Ok(ok("资料已更新", UserDto::from(&account)))
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Bearer(caller): Bearer,
+    C8Json(body): C8Json<PasswordRequest>,
+) -> Result<impl IntoResponse> {
+    let change = PasswordChange::try_from(body)?;
+    let account = account_of(&state, &caller).await?;
+    if !crate::auth::verify_password(Some(account.password_hash), change.current).await {
+        return Err(Chat8Error::new(
+            StatusCode::BAD_REQUEST,
+            "AUTH_003",
+            "当前密码错误",
+        ));
+    }
+    identity::set_password(
+        &state,
+        &ctx,
+        SURFACE,
+        caller.account_id,
+        &change.new,
+        Some(caller.session_id),
+        false,
+    )
+    .await?;
+    Ok(done("密码修改成功"))
+}
+
+pub async fn set_status(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Bearer(caller): Bearer,
+    C8Json(body): C8Json<StatusRequest>,
+) -> Result<impl IntoResponse> {
+    let status = Presence::try_from(body)?;
+    identity::account_command(&state, &ctx, SURFACE, caller.account_id, || {
+        AccountCommand::SetPresence {
+            status,
+            at: crate::store::now(),
+        }
+    })
+    .await?;
+    Ok(ok("状态已更新", json!({ "status": status.as_str() })))
+}

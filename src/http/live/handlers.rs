@@ -1,0 +1,58 @@
+//! Thin handlers over the identity service.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use super::error::LiveError;
+use super::{uid_of, SURFACE};
+use crate::app::AppState;
+use crate::http::context::RequestContext;
+use crate::identity::{self, AuthFailure};
+
+type Result<T> = std::result::Result<T, LiveError>;
+
+async fn session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> std::result::Result<crate::auth::Caller, AuthFailure> {
+    let token = identity::token_of(headers, true)?.ok_or(AuthFailure::Missing)?;
+    identity::authenticate(state, &token).await
+}
+
+/// Signed in: the account's uid, name and coins; otherwise the guest
+/// answer (`游客`, status false) — both with code 0, as the seed shows.
+pub async fn is_logged_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse> {
+    let info = match session(&state, &headers).await {
+        Ok(caller) => json!({
+            "uid": uid_of(caller.account_id),
+            "status": true,
+            "uname": caller.username,
+            // the coin ledger is issue 4; until then every balance is 0
+            "coin_num": 0,
+        }),
+        Err(AuthFailure::Unavailable(err)) => return Err(LiveError::internal(err)),
+        Err(_) => json!({ "uid": "", "status": false, "uname": "游客", "coin_num": 0 }),
+    };
+    Ok(axum::Json(
+        json!({ "code": 0, "data": { "user_info": info } }),
+    ))
+}
+
+/// Ends the session and clears the cookie.
+pub async fn login_out(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse> {
+    let caller = session(&state, &headers).await?;
+    identity::sign_out(&state, &ctx, SURFACE, &caller).await?;
+    Ok((
+        [(header::SET_COOKIE, identity::clear_cookie())],
+        axum::Json(json!({ "code": 0 })),
+    ))
+}

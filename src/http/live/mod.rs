@@ -1,0 +1,34 @@
+//! The live-streaming site (seed 000), accounts part: `/api/users/is_logged_in`
+//! and `/api/users/login_out`. Envelope `{code: 0, data}`; failures
+//! `{code: 1, msg}`. A session from any surface's login counts (session
+//! cookie or `Authorization: Bearer`).
+
+mod error;
+mod handlers;
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+
+pub use error::LiveError;
+
+use crate::app::AppState;
+
+pub const SURFACE: &str = "live";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/users/is_logged_in", get(handlers::is_logged_in))
+        .route("/api/users/login_out", get(handlers::login_out))
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn method_not_allowed() -> LiveError {
+    LiveError::new(StatusCode::METHOD_NOT_ALLOWED, "请求方法不允许")
+}
+
+/// Seed 000's `uid`: the account's UUID in unpadded base64url (22 characters).
+pub fn uid_of(account_id: uuid::Uuid) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(account_id.as_bytes())
+}

@@ -1,0 +1,238 @@
+//! Thin handlers: contract request -> identity commands -> contract response.
+
+use aggregates::values::{DeviceId, Email};
+use aggregates::{AccountCommand, DeviceCheck};
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use projections::accounts::{self, AccountRow};
+use serde_json::json;
+
+use super::dto::*;
+use super::error::OceanError;
+use super::extract::{check_headers, header as header_of, session_of, OJson};
+use super::SURFACE;
+use crate::app::AppState;
+use crate::http::context::RequestContext;
+use crate::identity::{self, AuthFailure, IdentityError, LoginName, NewAccount, PURPOSE_EMAIL};
+
+type Result<T> = std::result::Result<T, OceanError>;
+
+fn success_msg(msg: &str) -> axum::Json<serde_json::Value> {
+    axum::Json(json!({ "status": "success", "msg": msg }))
+}
+
+/// Opens a single-device session and answers like a successful login, with
+/// the session token in the body and as an HttpOnly cookie.
+async fn signed_in(
+    state: &AppState,
+    ctx: &RequestContext,
+    account: &AccountRow,
+    device: DeviceCheck,
+) -> std::result::Result<Response, IdentityError> {
+    let session = identity::open_session(
+        state,
+        ctx,
+        SURFACE,
+        account.account_id,
+        device,
+        true,
+        state.config.jwt_ttl,
+    )
+    .await?;
+    let body = json!({
+        "status": "success",
+        "data": {
+            "nickname": account.display_name(),
+            "email": account.email,
+            // the points ledger is issue 4; until then every balance is 0
+            "points": 0,
+            "token": session.token,
+            "invite_code": identity::invite_code_of(account.number),
+        }
+    });
+    Ok(([(header::SET_COOKIE, session.cookie())], axum::Json(body)).into_response())
+}
+
+pub async fn send_code(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    OJson(body): OJson<SendCodeRequest>,
+) -> Result<impl IntoResponse> {
+    let email = Email::parse(&body.email)?;
+    identity::limit(&state, "send_code", &email.key(), &ctx.client_ip).await?;
+    // The same answer whether or not the address has an account.
+    identity::send_code(
+        &state,
+        &ctx,
+        SURFACE,
+        &email,
+        PURPOSE_EMAIL,
+        "注册 / 重置密码",
+    )
+    .await?;
+    Ok(success_msg("邮件已发送"))
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    OJson(body): OJson<RegisterRequest>,
+) -> Result<impl IntoResponse> {
+    let reg = Registration::try_from(body)?;
+    let invited_by = match &reg.invite_code {
+        None if state.config.invite_required => {
+            return Err(OceanError::bad_request("需要邀请码"));
+        }
+        None => None,
+        Some(code) => {
+            let inviter = match identity::number_of_invite_code(code) {
+                Some(n) => accounts::by_number(&state.pool, n).await?,
+                None => None,
+            };
+            Some(inviter.ok_or(IdentityError::BadInvite)?.account_id)
+        }
+    };
+    identity::limit(&state, "verify", &reg.email.key(), &ctx.client_ip).await?;
+    // The code first: only the address's owner learns whether it is taken.
+    identity::redeem_code(
+        &state,
+        &ctx,
+        SURFACE,
+        &reg.email,
+        PURPOSE_EMAIL,
+        &reg.verify_code,
+    )
+    .await?;
+    let device = header_of(&headers, "x-device-id").and_then(|d| DeviceId::parse(d).ok());
+    let new = NewAccount {
+        username: None,
+        email: Some(reg.email),
+        nickname: Some(reg.nickname),
+        password: reg.password,
+        invited_by,
+        device,
+    };
+    identity::register(&state, &ctx, SURFACE, new).await?;
+    Ok(success_msg("注册成功"))
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    OJson(body): OJson<LoginRequest>,
+) -> Result<Response> {
+    let device = device_of(
+        body.device_id.as_deref(),
+        header_of(&headers, "x-device-id"),
+    )?;
+    let name = LoginName::Email(&body.email);
+    let account = identity::check_password(&state, &ctx, SURFACE, name, &body.password).await?;
+    match signed_in(
+        &state,
+        &ctx,
+        &account,
+        DeviceCheck::MustBeBound(device.clone()),
+    )
+    .await
+    {
+        Err(IdentityError::UnknownDevice) => {}
+        other => return Ok(other?),
+    }
+    // Right password, new device: prove the mailbox first.
+    identity::account_command(&state, &ctx, SURFACE, account.account_id, || {
+        AccountCommand::ChallengeDevice {
+            surface: SURFACE.into(),
+            device: device.clone(),
+            at: crate::store::now(),
+        }
+    })
+    .await?;
+    let email = Email::parse(account.email.as_deref().unwrap_or_default())?;
+    let purpose = identity::device_purpose(&device);
+    match identity::send_code(&state, &ctx, SURFACE, &email, &purpose, "新设备登录验证").await
+    {
+        // a code for this device is already on its way
+        Ok(()) | Err(IdentityError::CodeTooSoon { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(axum::Json(json!({ "status": "NEED_VERIFY" })).into_response())
+}
+
+pub async fn login_verify(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    OJson(body): OJson<LoginVerifyRequest>,
+) -> Result<Response> {
+    let device = device_of(
+        body.device_id.as_deref(),
+        header_of(&headers, "x-device-id"),
+    )?;
+    let email = Email::parse(&body.email)?;
+    identity::limit(&state, "verify", &email.key(), &ctx.client_ip).await?;
+    let account = accounts::by_email_key(&state.pool, &email.key())
+        .await?
+        .ok_or(IdentityError::WrongCode)?;
+    let purpose = identity::device_purpose(&device);
+    identity::redeem_code(&state, &ctx, SURFACE, &email, &purpose, &body.code).await?;
+    Ok(signed_in(&state, &ctx, &account, DeviceCheck::BindNow(device)).await?)
+}
+
+pub async fn reset_password(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    OJson(body): OJson<ResetRequest>,
+) -> Result<impl IntoResponse> {
+    let reset = Reset::try_from(body)?;
+    identity::limit(&state, "verify", &reset.email.key(), &ctx.client_ip).await?;
+    identity::redeem_code(
+        &state,
+        &ctx,
+        SURFACE,
+        &reset.email,
+        PURPOSE_EMAIL,
+        &reset.verify_code,
+    )
+    .await?;
+    let account = accounts::by_email_key(&state.pool, &reset.email.key())
+        .await?
+        .ok_or(IdentityError::NoAccount)?;
+    identity::set_password(
+        &state,
+        &ctx,
+        SURFACE,
+        account.account_id,
+        &reset.password,
+        None,
+        true,
+    )
+    .await?;
+    Ok(success_msg("密码重置成功"))
+}
+
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OJson(body): OJson<HeartbeatRequest>,
+) -> Result<impl IntoResponse> {
+    let caller = match session_of(&headers, &state).await {
+        Ok(caller) => caller,
+        // displaced by another device, signed out, or ended by a password
+        // reset: the frontend's cue to leave
+        Err(AuthFailure::Ended { .. }) => return Ok(axum::Json(json!({ "status": "rejected" }))),
+        Err(other) => return Err(other.into()),
+    };
+    check_headers(&headers, &caller)?;
+    if let Some(claimed) = body.email.as_deref().filter(|e| !e.is_empty()) {
+        if Email::key_of(claimed) != Email::key_of(caller.email.as_deref().unwrap_or_default()) {
+            return Err(OceanError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "身份信息与登录会话不一致",
+            ));
+        }
+    }
+    Ok(axum::Json(json!({ "status": "ok", "has_reward": false })))
+}

@@ -1,0 +1,37 @@
+//! Ocean1 (seed 002), accounts part: `/api/auth/*` (email codes, device-bound
+//! login) and `/api/user/heartbeat`. Bodies `{status, ...}`; failures
+//! `{status: "failed", msg}`.
+
+mod dto;
+mod error;
+mod extract;
+mod handlers;
+
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+
+pub use error::OceanError;
+
+use crate::app::AppState;
+
+pub const SURFACE: &str = "ocean1";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/send_code", post(handlers::send_code))
+        .route("/api/auth/register", post(handlers::register))
+        .route("/api/auth/login", post(handlers::login))
+        .route("/api/auth/login_verify", post(handlers::login_verify))
+        .route("/api/auth/reset_password", post(handlers::reset_password))
+        .route("/api/user/heartbeat", post(handlers::heartbeat))
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn method_not_allowed() -> OceanError {
+    OceanError::new(StatusCode::METHOD_NOT_ALLOWED, "请求方法不允许")
+}
+
+pub async fn not_found(uri: axum::http::Uri) -> OceanError {
+    OceanError::new(StatusCode::NOT_FOUND, format!("接口不存在: {}", uri.path()))
+}
