@@ -67,6 +67,12 @@ enum EventsCommand {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Print one account's whole stream (its security history: sign-ins,
+    /// failures, devices, password changes, sign-outs) as JSON lines
+    Account {
+        /// Username, email or account number
+        who: String,
+    },
 }
 
 pub async fn run() -> anyhow::Result<()> {
@@ -104,6 +110,9 @@ pub async fn run() -> anyhow::Result<()> {
                     Command::Events {
                         command: EventsCommand::Tail { count, follow },
                     } => tail(&pool, count, follow).await,
+                    Command::Events {
+                        command: EventsCommand::Account { who },
+                    } => account_history(&pool, &who).await,
                     Command::Serve => unreachable!(),
                 }
             }
@@ -158,6 +167,28 @@ async fn print_status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
             r.lag_events,
             r.owner.unwrap_or_else(|| "-".into())
         )?;
+    }
+    Ok(())
+}
+
+async fn account_history(pool: &PgPool, who: &str) -> anyhow::Result<()> {
+    let key = aggregates::values::Username::key_of(who.trim());
+    let account = match who.trim().parse::<i64>() {
+        Ok(n) => projections::accounts::by_number(pool, n).await?,
+        Err(_) => projections::accounts::by_login(pool, &key).await?,
+    };
+    let Some(account) = account else {
+        anyhow::bail!("no account with username, email or number {who:?}");
+    };
+    let rows: Vec<TailRow> = sqlx::query_as(&format!(
+        "SELECT {TAIL_COLUMNS} FROM events WHERE aggregate_type = 'Account' AND aggregate_id = $1 ORDER BY sequence"
+    ))
+    .bind(account.account_id.to_string())
+    .fetch_all(pool)
+    .await?;
+    let mut out = std::io::stdout().lock();
+    for r in rows {
+        writeln!(out, "{}", tail_line(r))?;
     }
     Ok(())
 }

@@ -82,6 +82,35 @@ async fn events_tail_prints_the_newest_events_as_json_lines_without_secrets() {
         ),
         (Some(3), Some(0))
     );
+
+    // An auditor reads one account's security history, by name or number.
+    let failed = api
+        .post(
+            "/login",
+            None,
+            serde_json::json!({"username": "tailer", "password": "not-it-123"}),
+        )
+        .await;
+    assert_eq!(failed.0, reqwest::StatusCode::UNAUTHORIZED);
+    let out = tidelog(&url, &["events", "account", "TAILER"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = lines
+        .iter()
+        .map(|l| l["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["AccountRegistered", "SignedIn", "SignInFailed"]);
+    assert_eq!(lines[2]["metadata"]["client_ip"], "127.0.0.1");
+    let missing = tidelog(&url, &["events", "account", "nobody"]);
+    assert!(!missing.status.success());
     app.stop().await;
 }
 
