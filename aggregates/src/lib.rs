@@ -4,8 +4,12 @@
 pub mod account;
 pub mod chat_room;
 pub mod email_code;
+pub mod monitored_room;
 pub mod values;
 
 pub use account::{Account, AccountCommand, AccountError, AccountEvent, DeviceCheck};
 pub use chat_room::{ChatRoom, ChatRoomCommand, ChatRoomError, ChatRoomEvent, Member};
 pub use email_code::{EmailCode, EmailCodeCommand, EmailCodeError, EmailCodeEvent};
+pub use monitored_room::{
+    MonitoredRoom, MonitoredRoomCommand, MonitoredRoomError, MonitoredRoomEvent, Observation,
+};

@@ -346,6 +346,20 @@ impl Avatar {
     }
 }
 
+/// A streamer's name as the monitor shows it: 1–64 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AnchorName(String);
+
+impl AnchorName {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        bounded_text(raw.trim(), "room_anchors", 64, false, false).map(Self)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Seed 003's presence status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
