@@ -95,7 +95,7 @@ impl Server {
         };
         background.extend(projector::spawn_workers(
             settings,
-            projections::all(),
+            projections::all(config.timezone),
             progress.clone(),
             shutdown_rx.clone(),
         ));

@@ -96,9 +96,11 @@ pub async fn run() -> anyhow::Result<()> {
                     Command::Projections {
                         command: ProjectionsCommand::Rebuild { name },
                     } => {
-                        let p = projector::find(&name).ok_or_else(|| {
-                            let names: Vec<_> =
-                                projections::all().iter().map(|p| p.name()).collect();
+                        let p = projector::find(&name, config.timezone).ok_or_else(|| {
+                            let names: Vec<_> = projections::all(config.timezone)
+                                .iter()
+                                .map(|p| p.name())
+                                .collect();
                             anyhow!("no projection named {name:?}; known: {}", names.join(", "))
                         })?;
                         let report =

@@ -30,13 +30,38 @@ pub enum Observation {
     Gift(GiftObservation),
     Guard(GuardObservation),
     SuperChat(SuperChatObservation),
-    Danmaku { key: Option<String>, uid: i64, at: DateTime<Utc> },
-    Live { at: DateTime<Utc> },
-    Preparing { replay: bool, at: DateTime<Utc> },
-    Concurrency { key: Option<String>, online: i64, at: DateTime<Utc> },
-    RoomStats { attention: Option<i64>, fans_count: Option<i64>, at: DateTime<Utc> },
-    GuardCounts { guard_1: i64, guard_2: i64, guard_3: i64, at: DateTime<Utc> },
-    Title { title: String, at: DateTime<Utc> },
+    Danmaku {
+        key: Option<String>,
+        uid: i64,
+        at: DateTime<Utc>,
+    },
+    Live {
+        at: DateTime<Utc>,
+    },
+    Preparing {
+        replay: bool,
+        at: DateTime<Utc>,
+    },
+    Concurrency {
+        key: Option<String>,
+        online: i64,
+        at: DateTime<Utc>,
+    },
+    RoomStats {
+        attention: Option<i64>,
+        fans_count: Option<i64>,
+        at: DateTime<Utc>,
+    },
+    GuardCounts {
+        guard_1: i64,
+        guard_2: i64,
+        guard_3: i64,
+        at: DateTime<Utc>,
+    },
+    Title {
+        title: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl Observation {
@@ -79,19 +104,22 @@ pub struct GiftObservation {
     pub gold: bool,
     /// Gold coins per unit of the gift actually received.
     pub price: i64,
+    /// The platform's total for the send, in gold coins.
+    pub total_coin: i64,
     pub blind_box: Option<BlindBox>,
     pub at: DateTime<Utc>,
 }
 
 impl GiftObservation {
-    /// Income in gold coins: a blind box counts at the box price.
+    /// Income in gold coins: `total_coin` for gold gifts; a blind box counts
+    /// at the box price.
     pub fn income_gold(&self) -> i64 {
         if !self.gold {
             return 0;
         }
         match &self.blind_box {
             Some(b) => b.box_price * self.num,
-            None => self.price * self.num,
+            None => self.total_coin,
         }
     }
 
@@ -282,7 +310,9 @@ impl MonitoredRoom {
             Observation::Guard(g) => E::GuardBought(g),
             Observation::SuperChat(s) => E::SuperChatReceived(s),
             Observation::Danmaku { key, uid, at } => E::DanmakuReceived { key, uid, at },
-            Observation::Concurrency { key, online, at } => E::ConcurrencySampled { key, online, at },
+            Observation::Concurrency { key, online, at } => {
+                E::ConcurrencySampled { key, online, at }
+            }
             Observation::RoomStats {
                 attention,
                 fans_count,
@@ -483,6 +513,7 @@ mod tests {
             num: 3,
             gold,
             price,
+            total_coin: price * 3,
             blind_box: box_price.map(|p| BlindBox {
                 box_gift_id: 9,
                 box_name: "box".into(),

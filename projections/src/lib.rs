@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 pub mod accounts;
+pub mod gifts;
 pub mod roomchat;
 
 /// One row of the event store, as the projector runtime hands it over.
@@ -62,11 +63,12 @@ pub trait Projector: Send + Sync {
     ) -> Result<(), ProjectionError>;
 }
 
-/// Every projection the server runs.
-pub fn all() -> Vec<Arc<dyn Projector>> {
+/// Every projection the server runs; days and months in `tz`.
+pub fn all(tz: chrono_tz::Tz) -> Vec<Arc<dyn Projector>> {
     vec![
         Arc::new(accounts::AccountsProjector),
         Arc::new(roomchat::RoomChatProjector),
+        Arc::new(gifts::GiftsProjector { tz }),
     ]
 }
 
@@ -100,7 +102,7 @@ mod tests {
 
     #[test]
     fn every_projection_has_a_unique_name_and_owns_distinct_tables() {
-        let all = all();
+        let all = all(chrono_tz::UTC);
         let mut names: Vec<_> = all.iter().map(|p| p.name()).collect();
         names.sort();
         names.dedup();

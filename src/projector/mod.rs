@@ -459,8 +459,8 @@ pub(crate) async fn announce(
         .map(|_| ())
 }
 
-pub fn find(name: &str) -> Option<Arc<dyn Projector>> {
-    projections::all().into_iter().find(|p| p.name() == name)
+pub fn find(name: &str, tz: chrono_tz::Tz) -> Option<Arc<dyn Projector>> {
+    projections::all(tz).into_iter().find(|p| p.name() == name)
 }
 
 #[cfg(test)]

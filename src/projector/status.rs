@@ -37,7 +37,8 @@ pub async fn status(pool: &PgPool) -> sqlx::Result<Vec<ProjectionStatus>> {
     .fetch_optional(pool)
     .await?;
     let mut out = Vec::new();
-    for p in projections::all() {
+    // only names and aggregate types are read here; the zone does not matter
+    for p in projections::all(chrono_tz::UTC) {
         let types: Vec<String> = p.aggregate_types().iter().map(|s| s.to_string()).collect();
         let mut row: ProjectionStatus = sqlx::query_as(
             "SELECT name, last_txid::text::bigint AS last_txid, last_position, events_applied, updated_at, owner,
