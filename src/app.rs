@@ -27,6 +27,8 @@ pub struct AppState {
     pub admin_token: Secret,
     pub hub: Arc<Hub>,
     pub identity: Arc<Identity>,
+    /// The gift monitor's API key.
+    pub api_secret: Secret,
 }
 
 impl AppState {
@@ -77,6 +79,10 @@ impl Server {
             Some(s) => s.clone(),
             None => load_or_create_secret(&config.data_dir, "admin_token")?,
         };
+        let api_secret = match &config.api_secret {
+            Some(s) => s.clone(),
+            None => load_or_create_secret(&config.data_dir, "api_secret")?,
+        };
         let progress = Progress::new();
         let hub = Arc::new(Hub::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -120,6 +126,7 @@ impl Server {
             admin_token,
             hub: hub.clone(),
             identity,
+            api_secret,
         };
         let app = crate::http::router(state);
         let mut stop = shutdown_rx.clone();

@@ -56,6 +56,13 @@ pub struct Config {
     /// Seed 002's `invite_code`: required at registration, or optional.
     pub invite_required: bool,
     pub rate_limits: RateLimits,
+    /// `API_SECRET` for the gift monitor; `None` generates one kept in the
+    /// data directory.
+    pub api_secret: Option<Secret>,
+    /// A day counts as an effective streaming day from this much live time.
+    pub effective_day_minutes: i64,
+    /// Body limit of the ingestion endpoint (batches of raw messages).
+    pub ingest_max_bytes: usize,
 }
 
 /// Attempts allowed per fixed window, per account (or email) and per client
@@ -128,6 +135,9 @@ impl Default for Config {
             code_resend_interval: Duration::from_secs(60),
             invite_required: false,
             rate_limits: RateLimits::default(),
+            api_secret: None,
+            effective_day_minutes: 60,
+            ingest_max_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -177,6 +187,9 @@ impl Config {
             )?),
             invite_required: parse_var("TIDELOG_INVITE_REQUIRED", false)?,
             rate_limits: RateLimits::default(),
+            api_secret: var("API_SECRET").map(Secret::new),
+            effective_day_minutes: parse_var("TIDELOG_EFFECTIVE_DAY_MINUTES", 60i64)?.max(0),
+            ingest_max_bytes: parse_var("TIDELOG_INGEST_MAX_BYTES", 4 * 1024 * 1024usize)?,
         })
     }
 }

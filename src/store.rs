@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aggregates::{Account, ChatRoom, EmailCode};
+use aggregates::{Account, ChatRoom, EmailCode, MonitoredRoom};
 use cqrs_es::{Aggregate, AggregateError};
 use postgres_es::{postgres_cqrs, postgres_snapshot_cqrs, PostgresCqrs};
 use sqlx::PgPool;
@@ -103,6 +103,7 @@ pub struct Store {
     pub accounts: PostgresCqrs<Account>,
     pub rooms: PostgresCqrs<ChatRoom>,
     pub email_codes: PostgresCqrs<EmailCode>,
+    pub monitored_rooms: PostgresCqrs<MonitoredRoom>,
 }
 
 impl Store {
@@ -111,6 +112,7 @@ impl Store {
             accounts: postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, ()),
             rooms: postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, ()),
             email_codes: postgres_cqrs(pool.clone(), vec![], ()),
+            monitored_rooms: postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, ()),
             pool,
             locks: StreamLocks::default(),
         }

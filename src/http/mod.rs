@@ -5,6 +5,7 @@ pub mod admin;
 pub mod body;
 pub mod chat8;
 pub mod context;
+pub mod gift;
 pub mod health;
 pub mod live;
 pub mod metrics;
@@ -46,6 +47,14 @@ async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
     if uri.path().starts_with("/admin") {
         return admin::AdminError::not_found().into_response();
     }
+    let p = uri.path();
+    if p.starts_with("/gift")
+        || p.starts_with("/ingest/")
+        || p.starts_with("/add/")
+        || p.starts_with("/delete/")
+    {
+        return gift::not_found(uri).await.into_response();
+    }
     if uri.path().starts_with("/api/users/") {
         return live::LiveError::new(axum::http::StatusCode::NOT_FOUND, "接口不存在")
             .into_response();
@@ -66,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .merge(chat8::router())
         .merge(ocean1::router())
         .merge(live::router())
+        .merge(gift::router(state.config.ingest_max_bytes))
         .merge(health::router())
         .merge(admin::router())
         .merge(metrics::router())

@@ -1,0 +1,360 @@
+//! Thin handlers: contract request -> MonitoredRoom command or read query ->
+//! contract response.
+
+use std::collections::{HashMap, HashSet};
+
+use aggregates::values::{AnchorName, RoomId};
+use aggregates::{MonitoredRoomCommand, Observation};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::IntoResponse;
+use projections::gifts;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::error::{from_command, GiftError};
+use super::month::Month;
+use super::summary::{self, hms, month_summary, profit_yuan, yuan_of_gold, SummaryRequest};
+use super::{READ_MODELS, SURFACE};
+use crate::app::AppState;
+use crate::bilibili::parse_batch;
+use crate::http::body;
+use crate::http::context::RequestContext;
+use crate::store::CommandError;
+use crate::timefmt::local_seconds;
+
+type Result<T> = std::result::Result<T, GiftError>;
+
+/// At most this many messages per ingestion batch.
+pub const MAX_BATCH: usize = 1000;
+
+fn key_from_headers(headers: &HeaderMap) -> Option<String> {
+    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim().to_owned());
+    }
+    let auth = headers.get("authorization")?.to_str().ok()?.trim();
+    let (scheme, rest) = auth.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim().to_owned())
+}
+
+fn check_key(state: &AppState, given: Option<&str>) -> Result<()> {
+    let expected = state.api_secret.expose().as_bytes();
+    match given {
+        Some(g) if bool::from(g.as_bytes().ct_eq(expected)) => Ok(()),
+        _ => Err(GiftError::unauthorized()),
+    }
+}
+
+/// The actor recorded for API-key commands: which key, never the key.
+fn actor() -> String {
+    "apikey:API_SECRET".into()
+}
+
+fn positive_room_id(v: &Value) -> Result<RoomId> {
+    let n = match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    let bad = || GiftError::bad_request("room_id 必须为正整数");
+    RoomId::new(n.ok_or_else(bad)?).map_err(|_| bad())
+}
+
+/// `"主播名"` or `{"<room_id>": "主播名"}`.
+fn anchor_of(v: &Value, room_id: RoomId) -> Result<AnchorName> {
+    let name = match v {
+        Value::String(s) => s.as_str(),
+        Value::Object(m) => m
+            .get(&room_id.get().to_string())
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                GiftError::bad_request(format!("room_anchors 中没有房间 {room_id} 的主播名"))
+            })?,
+        Value::Null => return Err(GiftError::bad_request("room_anchors 不能为空")),
+        _ => return Err(GiftError::bad_request("room_anchors 必须是字符串或对象")),
+    };
+    Ok(AnchorName::parse(name)?)
+}
+
+/// Body of `/add/room` and `/delete/room`, authenticated by a header key or
+/// the body's `api_key`.
+async fn room_request(state: &AppState, req: Request) -> Result<(RoomId, AnchorName)> {
+    let header_key = key_from_headers(req.headers());
+    if let Some(k) = &header_key {
+        check_key(state, Some(k))?;
+    }
+    let body: Value = match body::json(req, &()).await {
+        Ok(v) => v,
+        // without a header key, an unreadable body cannot authenticate
+        Err(_) if header_key.is_none() => return Err(GiftError::unauthorized()),
+        Err(e) => return Err(e.into()),
+    };
+    if header_key.is_none() {
+        check_key(state, body["api_key"].as_str())?;
+    }
+    if !body.is_object() {
+        return Err(GiftError::bad_request("请求体必须是 JSON 对象"));
+    }
+    let room_id = positive_room_id(&body["room_id"])?;
+    let anchor = anchor_of(&body["room_anchors"], room_id)?;
+    Ok((room_id, anchor))
+}
+
+pub async fn add_room(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    req: Request,
+) -> Result<impl IntoResponse> {
+    let (room_id, anchor_name) = room_request(&state, req).await?;
+    let meta = ctx.meta(SURFACE, actor());
+    let at = crate::store::now();
+    let pos = state
+        .store
+        .execute(
+            &state.store.monitored_rooms,
+            &room_id.to_string(),
+            &meta,
+            || MonitoredRoomCommand::Monitor {
+                room_id,
+                anchor_name: anchor_name.clone(),
+                at,
+            },
+        )
+        .await
+        .map_err(|e| from_command(room_id.get(), e))?;
+    state.settle(READ_MODELS, pos).await;
+    Ok(axum::Json(
+        json!({"ok": true, "room_id": room_id.get(), "message": "添加成功"}),
+    ))
+}
+
+pub async fn delete_room(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    req: Request,
+) -> Result<impl IntoResponse> {
+    let (room_id, _anchor) = room_request(&state, req).await?;
+    let meta = ctx.meta(SURFACE, actor());
+    let at = crate::store::now();
+    let pos = state
+        .store
+        .execute(
+            &state.store.monitored_rooms,
+            &room_id.to_string(),
+            &meta,
+            || MonitoredRoomCommand::StopMonitoring { room_id, at },
+        )
+        .await
+        .map_err(|e| from_command(room_id.get(), e))?;
+    state.settle(READ_MODELS, pos).await;
+    Ok(axum::Json(
+        json!({"ok": true, "room_id": room_id.get(), "message": "删除成功"}),
+    ))
+}
+
+/// Drops observations already recorded (by their keys in the event store)
+/// and repeats within the batch; returns how many were dropped.
+async fn drop_recorded(
+    state: &AppState,
+    room_id: RoomId,
+    obs: &mut Vec<Observation>,
+) -> Result<usize> {
+    let keyed: Vec<String> = obs
+        .iter()
+        .filter_map(|o| o.dedupe_key().map(|k| format!("{room_id}:{k}")))
+        .collect();
+    let known: HashSet<String> = if keyed.is_empty() {
+        HashSet::new()
+    } else {
+        sqlx::query_scalar(
+            "SELECT key FROM event_store_unique_keys WHERE kind = 'ingest' AND key = ANY($1)",
+        )
+        .bind(&keyed)
+        .fetch_all(&state.pool)
+        .await?
+        .into_iter()
+        .collect()
+    };
+    let before = obs.len();
+    let mut seen = HashSet::new();
+    obs.retain(|o| match o.dedupe_key() {
+        None => true,
+        Some(k) => {
+            let full = format!("{room_id}:{k}");
+            !known.contains(&full) && seen.insert(full)
+        }
+    });
+    Ok(before - obs.len())
+}
+
+pub async fn ingest(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path(raw_room): Path<String>,
+    req: Request,
+) -> Result<impl IntoResponse> {
+    check_key(&state, key_from_headers(req.headers()).as_deref())?;
+    let room_id = positive_room_id(&Value::String(raw_room))?;
+    let items: Value = body::json(req, &()).await?;
+    let Value::Array(items) = items else {
+        return Err(GiftError::bad_request("请求体必须是消息数组"));
+    };
+    if items.len() > MAX_BATCH {
+        return Err(GiftError::bad_request(format!(
+            "一批最多 {MAX_BATCH} 条消息"
+        )));
+    }
+    let parsed = parse_batch(&items, crate::store::now()).map_err(|m| {
+        GiftError::bad_request(format!("第 {} 条消息格式错误: {}", m.index, m.reason))
+    })?;
+    let mut observations = parsed.observations;
+    let meta = ctx.meta(SURFACE, actor());
+    let mut duplicates = 0;
+    // A concurrent resend (another process) may claim a key between the
+    // check and the append: the append then fails as a whole and is retried.
+    for attempt in 0.. {
+        duplicates += drop_recorded(&state, room_id, &mut observations).await?;
+        let result = state
+            .store
+            .execute(
+                &state.store.monitored_rooms,
+                &room_id.to_string(),
+                &meta,
+                || MonitoredRoomCommand::Record {
+                    observations: observations.clone(),
+                },
+            )
+            .await;
+        match result {
+            Ok(_) => break,
+            Err(CommandError::UniqueKeyTaken(_)) if attempt < 5 => continue,
+            Err(e) => return Err(from_command(room_id.get(), e)),
+        }
+    }
+    Ok(axum::Json(json!({
+        "ok": true,
+        "room_id": room_id.get(),
+        "received": items.len(),
+        "recorded": observations.len(),
+        "duplicates": duplicates,
+        "ignored": parsed.ignored,
+    })))
+}
+
+fn query_map(uri: &Uri) -> HashMap<String, String> {
+    axum::extract::Query::<HashMap<String, String>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .unwrap_or_default()
+}
+
+async fn summaries(
+    state: &AppState,
+    month: Option<&str>,
+    with_concurrency: bool,
+) -> Result<Vec<summary::RoomSummary>> {
+    let tz = state.config.timezone;
+    let now = chrono::Utc::now();
+    let req = SummaryRequest {
+        month: Month::parse_or_current(month, now, tz)?,
+        now,
+        tz,
+        effective_day_secs: state.config.effective_day_minutes * 60,
+        with_concurrency,
+    };
+    Ok(month_summary(&state.pool, &req).await?)
+}
+
+pub async fn current_month(State(state): State<AppState>) -> Result<impl IntoResponse> {
+    Ok(axum::Json(summaries(&state, None, true).await?))
+}
+
+pub async fn by_month(State(state): State<AppState>, uri: Uri) -> Result<impl IntoResponse> {
+    let q = query_map(&uri);
+    Ok(axum::Json(
+        summaries(&state, q.get("month").map(String::as_str), false).await?,
+    ))
+}
+
+/// `room_id` (required, positive, a room the monitor knows) and `month`.
+async fn room_and_month(state: &AppState, uri: &Uri) -> Result<(i64, Month)> {
+    let q = query_map(uri);
+    let raw = q
+        .get("room_id")
+        .ok_or_else(|| GiftError::bad_request("缺少 room_id"))?;
+    let room_id = positive_room_id(&Value::String(raw.clone()))?.get();
+    let month = Month::parse_or_current(
+        q.get("month").map(String::as_str),
+        chrono::Utc::now(),
+        state.config.timezone,
+    )?;
+    if gifts::room(&state.pool, room_id).await?.is_none() {
+        return Err(GiftError::no_room(room_id));
+    }
+    Ok((room_id, month))
+}
+
+pub async fn live_sessions(State(state): State<AppState>, uri: Uri) -> Result<impl IntoResponse> {
+    let (room_id, month) = room_and_month(&state, &uri).await?;
+    let tz = state.config.timezone;
+    let (from, to) = month.span(tz);
+    let rows = gifts::sessions(&state.pool, Some(room_id), from, to).await?;
+    let sessions: Vec<Value> = rows
+        .into_iter()
+        .map(|s| {
+            let avg = (s.concurrency_samples > 0).then(|| {
+                let avg = s.concurrency_sum as f64 / s.concurrency_samples as f64;
+                (avg * 10.0).round() / 10.0
+            });
+            json!({
+                "start_time": local_seconds(s.started_at, tz),
+                "end_time": s.ended_at.map(|t| local_seconds(t, tz)),
+                "title": s.title,
+                "gift": yuan_of_gold(s.gift_gold),
+                "guard": yuan_of_gold(s.guard_gold),
+                "super_chat": s.sc_yuan as f64,
+                "blind_box_count": s.blind_box_count,
+                "blind_box_profit": profit_yuan(s.blind_profit_gold),
+                "danmaku_count": s.danmaku_count,
+                "start_guard_1": s.start_guard_1,
+                "start_guard_2": s.start_guard_2,
+                "start_guard_3": s.start_guard_3,
+                "start_fans_count": s.start_fans_count,
+                "end_guard_1": s.end_guard_1,
+                "end_guard_2": s.end_guard_2,
+                "end_guard_3": s.end_guard_3,
+                "end_fans_count": s.end_fans_count,
+                "avg_concurrency": avg,
+                "max_concurrency": s.concurrency_max,
+                "current_concurrency": if s.ended_at.is_none() { s.current_concurrency } else { None },
+                "live_duration": hms((s.ended_at.unwrap_or_else(chrono::Utc::now) - s.started_at).num_seconds()),
+            })
+        })
+        .collect();
+    Ok(axum::Json(
+        json!({"room_id": room_id, "month": month.label(), "sessions": sessions}),
+    ))
+}
+
+pub async fn super_chats(State(state): State<AppState>, uri: Uri) -> Result<impl IntoResponse> {
+    let (room_id, month) = room_and_month(&state, &uri).await?;
+    let tz = state.config.timezone;
+    let (from, to) = month.span(tz);
+    let list: Vec<Value> = gifts::super_chats(&state.pool, room_id, from, to)
+        .await?
+        .into_iter()
+        .map(|s| {
+            json!({
+                "send_time": local_seconds(s.sent_at, tz),
+                "uname": s.uname,
+                "uid": s.uid,
+                "price": s.price,
+                "message": s.message,
+            })
+        })
+        .collect();
+    Ok(axum::Json(
+        json!({"room_id": room_id, "month": month.label(), "list": list}),
+    ))
+}
