@@ -39,6 +39,26 @@ enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Analysts' views of the gift monitor (seed 001)
+    Gifts {
+        #[command(subcommand)]
+        command: GiftsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GiftsCommand {
+    /// The monthly summary as it stood at an instant: replays the events
+    /// recorded up to then into a private schema (progress bar on stderr),
+    /// prints the `/gift/by_month` rows as JSON
+    AsOf {
+        /// RFC 3339 (`2026-10-01T00:00:00+08:00`) or `YYYY-MM-DD HH:MM:SS`
+        /// in TIDELOG_TIMEZONE
+        instant: String,
+        /// YYYYMM or YYYY-MM; default: the instant's month
+        #[arg(long)]
+        month: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -115,6 +135,18 @@ pub async fn run() -> anyhow::Result<()> {
                     Command::Events {
                         command: EventsCommand::Account { who },
                     } => account_history(&pool, &who).await,
+                    Command::Gifts {
+                        command: GiftsCommand::AsOf { instant, month },
+                    } => {
+                        gifts_as_of(
+                            &pool,
+                            &database.options,
+                            &config,
+                            &instant,
+                            month.as_deref(),
+                        )
+                        .await
+                    }
                     Command::Serve => unreachable!(),
                 }
             }
@@ -170,6 +202,55 @@ async fn print_status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
             r.owner.unwrap_or_else(|| "-".into())
         )?;
     }
+    Ok(())
+}
+
+fn parse_instant(raw: &str, tz: chrono_tz::Tz) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    use chrono::TimeZone;
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw.trim()) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let local = chrono::NaiveDateTime::parse_from_str(raw.trim(), "%Y-%m-%d %H:%M:%S")
+        .map_err(|_| anyhow!("{raw:?} is neither RFC 3339 nor YYYY-MM-DD HH:MM:SS"))?;
+    tz.from_local_datetime(&local)
+        .earliest()
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .ok_or_else(|| anyhow!("{raw:?} does not exist in {tz}"))
+}
+
+async fn gifts_as_of(
+    pool: &PgPool,
+    connect: &sqlx::postgres::PgConnectOptions,
+    config: &Config,
+    instant: &str,
+    month: Option<&str>,
+) -> anyhow::Result<()> {
+    use crate::http::gift::{month::Month, summary};
+    let tz = config.timezone;
+    let until = parse_instant(instant, tz)?;
+    let month = Month::parse_or_current(month, until, tz).map_err(|e| anyhow!("{}", e.error))?;
+    let projector = projections::gifts::GiftsProjector { tz };
+    let request = summary::SummaryRequest {
+        month,
+        now: until,
+        tz,
+        effective_day_secs: config.effective_day_minutes * 60,
+        with_concurrency: false,
+    };
+    let rows = projector::replay_as_of(
+        pool,
+        connect,
+        &projector,
+        until,
+        true,
+        |scoped| async move { Ok(summary::month_summary(&scoped, &request).await?) },
+    )
+    .await?;
+    writeln!(
+        std::io::stdout(),
+        "{}",
+        serde_json::to_string_pretty(&rows)?
+    )?;
     Ok(())
 }
 

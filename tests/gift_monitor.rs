@@ -198,14 +198,8 @@ async fn projected_totals_equal_a_recount_of_the_raw_messages() {
             1001,
             vec![
                 (local_ms(2026, 7, 31, 23, 0), local_ms(2026, 8, 1, 1, 30)),
-                (
-                    local_ms(2026, 8, 10, 20, 0),
-                    local_ms(2026, 8, 10, 22, 30),
-                ),
-                (
-                    local_ms(2026, 8, 15, 23, 30),
-                    local_ms(2026, 8, 16, 0, 20),
-                ),
+                (local_ms(2026, 8, 10, 20, 0), local_ms(2026, 8, 10, 22, 30)),
+                (local_ms(2026, 8, 15, 23, 30), local_ms(2026, 8, 16, 0, 20)),
             ],
         ),
         (
@@ -732,5 +726,60 @@ async fn bad_input_gets_the_documented_status_and_writes_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_as_of_replay_shows_the_month_as_it_stood_then() {
+    let app = start().await;
+    post(
+        &app,
+        "/add/room",
+        Some(KEY),
+        &json!({"room_id": 9, "room_anchors": "nine"}),
+    )
+    .await;
+    let gift = |tid: &str, coins: i64| {
+        json!({"cmd": "SEND_GIFT", "received_at": local_ms(2026, 8, 3, 20, 0), "data": {"uid": 1, "uname": "a",
+            "giftId": 1, "giftName": "g", "num": 1, "price": coins, "total_coin": coins, "coin_type": "gold", "tid": tid}})
+    };
+    ingest(&app, 9, &[gift("a", 5000)]).await;
+    projected(&app).await;
+    let then = get(&app, "/gift/by_month?month=202608").await.1;
+    let instant: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    ingest(&app, 9, &[gift("b", 7000)]).await;
+    projected(&app).await;
+    assert_eq!(
+        get(&app, "/gift/by_month?month=202608").await.1[0]["gift"],
+        12.0
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .args(["gifts", "as-of", &instant.to_rfc3339(), "--month", "202608"])
+        .env("DATABASE_URL", url_of(&app.db))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(replayed, then);
+    assert_eq!(replayed[0]["gift"], 5.0);
+    // the private schema is gone
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'asof_%'"
+        )
+        .await,
+        0
+    );
     app.stop().await;
 }

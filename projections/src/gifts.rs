@@ -449,6 +449,22 @@ pub async fn super_chats(
     .await
 }
 
+/// The latest session start per room within `[from, to)`.
+pub async fn latest_starts(
+    pool: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> sqlx::Result<Vec<(i64, DateTime<Utc>)>> {
+    sqlx::query_as(
+        "SELECT room_id, max(started_at) FROM bili_sessions
+          WHERE started_at >= $1 AND started_at < $2 GROUP BY room_id",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,20 +489,4 @@ mod tests {
         );
         assert!(split_by_day(end, start, tz).is_empty());
     }
-}
-
-/// The latest session start per room within `[from, to)`.
-pub async fn latest_starts(
-    pool: &PgPool,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> sqlx::Result<Vec<(i64, DateTime<Utc>)>> {
-    sqlx::query_as(
-        "SELECT room_id, max(started_at) FROM bili_sessions
-          WHERE started_at >= $1 AND started_at < $2 GROUP BY room_id",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await
 }

@@ -4,9 +4,11 @@
 //! projection at a time (advisory lock), woken by LISTEN/NOTIFY with a slow
 //! poll as fallback.
 
+mod asof;
 mod rebuild;
 mod status;
 
+pub use asof::replay_as_of;
 pub use rebuild::rebuild;
 pub use status::{status, ProjectionStatus};
 
@@ -35,6 +37,7 @@ SELECT global_position, transaction_id::text::bigint AS txid, aggregate_type, ag
  WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
    AND aggregate_type = ANY($3)
+   AND ($5::timestamptz IS NULL OR recorded_at <= $5)
  ORDER BY transaction_id, global_position
  LIMIT $4";
 
@@ -414,12 +417,25 @@ pub(crate) async fn apply_next_batch(
     cp: &mut LogPosition,
     batch: i64,
 ) -> Result<usize, BatchError> {
+    apply_batch_until(conn, projector, cp, batch, None).await
+}
+
+/// As [`apply_next_batch`], only events recorded up to `until` (an as-of
+/// replay: what the system knew then).
+pub(crate) async fn apply_batch_until(
+    conn: &mut PgConnection,
+    projector: &dyn Projector,
+    cp: &mut LogPosition,
+    batch: i64,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<usize, BatchError> {
     let types: Vec<&str> = projector.aggregate_types().to_vec();
     let rows = sqlx::query(SELECT_BATCH)
         .bind(cp.txid.to_string())
         .bind(cp.position)
         .bind(&types)
         .bind(batch)
+        .bind(until)
         .fetch_all(&mut *conn)
         .await?;
     for row in &rows {

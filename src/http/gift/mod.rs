@@ -4,8 +4,8 @@
 
 mod error;
 mod handlers;
-mod month;
-mod summary;
+pub mod month;
+pub mod summary;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;

@@ -129,12 +129,10 @@ pub async fn month_summary(pool: &PgPool, req: &SummaryRequest) -> sqlx::Result<
             guard_2: now_or_none(r.guard_2),
             guard_3: now_or_none(r.guard_3),
             fans_count: now_or_none(r.fans_count),
-            current_concurrency: req.with_concurrency.then(|| {
-                if current && r.live {
-                    r.current_concurrency
-                } else {
-                    None
-                }
+            current_concurrency: req.with_concurrency.then_some(if current && r.live {
+                r.current_concurrency
+            } else {
+                None
             }),
         });
     }
