@@ -1,0 +1,206 @@
+//! Bulk-loads a store of N events (half room-chat messages, half gifts) for
+//! the read and rebuild scenarios: real event payloads (serialised from the
+//! domain's own types), appended through the same triggers (hash chain,
+//! unique keys), in chunks of one multi-row INSERT each.
+
+use aggregates::monitored_room::{GiftObservation, MonitoredRoomEvent};
+use aggregates::values::MemberRole;
+use aggregates::ChatRoomEvent;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use cqrs_es::DomainEvent;
+use serde_json::Value;
+use sqlx::PgPool;
+
+pub const CHAT_ROOMS: i64 = 10;
+pub const GIFT_ROOMS: i64 = 10;
+/// The month the gifts fall in (a past one, so summaries are historical).
+pub const GIFT_MONTH: (i32, u32) = (2026, 8);
+pub const FIRST_ROOM: i64 = 900_000;
+const FIRST_MESSAGE: i64 = 1_000_000_000;
+const CHUNK: usize = 5000;
+
+struct Row {
+    aggregate_type: &'static str,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    payload: Value,
+}
+
+fn chat(room: i64, seq: i64, e: ChatRoomEvent) -> Row {
+    Row {
+        aggregate_type: "ChatRoom",
+        aggregate_id: room.to_string(),
+        sequence: seq,
+        event_type: e.event_type(),
+        payload: serde_json::to_value(e).expect("serialisable"),
+    }
+}
+
+fn gift_row(room: i64, seq: i64, e: MonitoredRoomEvent) -> Row {
+    Row {
+        aggregate_type: "MonitoredRoom",
+        aggregate_id: room.to_string(),
+        sequence: seq,
+        event_type: e.event_type(),
+        payload: serde_json::to_value(e).expect("serialisable"),
+    }
+}
+
+async fn insert(pool: &PgPool, rows: &[Row]) -> anyhow::Result<()> {
+    let meta = serde_json::json!({"actor": "system", "surface": "bench", "request_id": "seed",
+        "correlation_id": "seed", "causation_id": "seed", "client_ip": "127.0.0.1"});
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT t, i, s, e, '1', p, $6 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::json[]) AS u(t, i, s, e, p)",
+    )
+    .bind(rows.iter().map(|r| r.aggregate_type).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.aggregate_id.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.sequence).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event_type.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
+    .bind(meta)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub struct Loaded {
+    pub events: u64,
+    pub seconds: f64,
+    pub chat_rooms: Vec<i64>,
+    pub gift_rooms: Vec<i64>,
+}
+
+/// Appends about `total` events.
+pub async fn load(
+    pool: &PgPool,
+    total: u64,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<Loaded> {
+    let started = std::time::Instant::now();
+    let at0: DateTime<Utc> = chrono_tz::Asia::Shanghai
+        .with_ymd_and_hms(GIFT_MONTH.0, GIFT_MONTH.1, 1, 0, 0, 0)
+        .unwrap()
+        .with_timezone(&Utc);
+    let chat_rooms: Vec<i64> = (0..CHAT_ROOMS).map(|i| FIRST_ROOM + i).collect();
+    let gift_rooms: Vec<i64> = (0..GIFT_ROOMS).map(|i| FIRST_ROOM + 1000 + i).collect();
+    let mut head = Vec::new();
+    for &room in &chat_rooms {
+        head.push(chat(
+            room,
+            1,
+            ChatRoomEvent::ChatRoomCreated {
+                room_id: room,
+                name: format!("bench {room}"),
+                description: String::new(),
+                created_by: 1,
+                created_at: at0,
+            },
+        ));
+        head.push(chat(
+            room,
+            2,
+            ChatRoomEvent::MemberAdded {
+                room_id: room,
+                user_id: 1,
+                username: "bench".into(),
+                role: MemberRole::Owner,
+                added_by: 1,
+                added_at: at0,
+            },
+        ));
+    }
+    for &room in &gift_rooms {
+        head.push(gift_row(
+            room,
+            1,
+            MonitoredRoomEvent::RoomMonitored {
+                room_id: room,
+                anchor_name: format!("anchor {room}"),
+                at: at0,
+            },
+        ));
+    }
+    insert(pool, &head).await?;
+    bar.inc(head.len() as u64);
+    let mut written = head.len() as u64;
+
+    let mut chat_seq: Vec<i64> = vec![2; chat_rooms.len()];
+    let mut gift_seq: Vec<i64> = vec![1; gift_rooms.len()];
+    let mut sessions: Vec<i64> = vec![0; gift_rooms.len()];
+    let mut pos: Vec<i64> = vec![0; gift_rooms.len()];
+    let per_gift_session = 200i64;
+    let mut n = 0i64;
+    while written < total {
+        let mut rows = Vec::with_capacity(CHUNK);
+        while rows.len() < CHUNK && written + (rows.len() as u64) < total {
+            let k = (n as usize) % chat_rooms.len();
+            n += 1;
+            if n % 2 == 0 {
+                chat_seq[k] += 1;
+                let room = chat_rooms[k];
+                rows.push(chat(
+                    room,
+                    chat_seq[k],
+                    ChatRoomEvent::MessagePosted {
+                        room_id: room,
+                        message_id: FIRST_MESSAGE + n,
+                        sender_id: 1,
+                        sender_name: "bench".into(),
+                        kind: "text".into(),
+                        content: format!("message {n} in the benchmark's store"),
+                        sent_at: at0 + Duration::milliseconds(n),
+                    },
+                ));
+                continue;
+            }
+            let room = gift_rooms[k];
+            // every `per_gift_session` gifts make one evening's session
+            let g = pos[k];
+            pos[k] = if g > per_gift_session { 0 } else { g + 1 };
+            gift_seq[k] += 1;
+            if g == 0 {
+                sessions[k] += 1;
+            }
+            let start = at0 + Duration::days((sessions[k] - 1) % 28) + Duration::hours(20);
+            let at = start + Duration::seconds(g * 30);
+            let event = if g == 0 {
+                MonitoredRoomEvent::LiveStarted {
+                    session_no: sessions[k],
+                    at,
+                }
+            } else if g > per_gift_session {
+                MonitoredRoomEvent::LiveEnded {
+                    session_no: sessions[k],
+                    replay: false,
+                    at,
+                }
+            } else {
+                MonitoredRoomEvent::GiftReceived(GiftObservation {
+                    key: format!("gift:bench-{room}-{n}"),
+                    uid: n % 5000,
+                    uname: "viewer".into(),
+                    gift_id: 31036,
+                    gift_name: "小花花".into(),
+                    num: 1 + n % 3,
+                    gold: true,
+                    price: 100,
+                    total_coin: 100 * (1 + n % 3),
+                    blind_box: None,
+                    at,
+                })
+            };
+            rows.push(gift_row(room, gift_seq[k], event));
+        }
+        insert(pool, &rows).await?;
+        written += rows.len() as u64;
+        bar.inc(rows.len() as u64);
+    }
+    Ok(Loaded {
+        events: written,
+        seconds: started.elapsed().as_secs_f64(),
+        chat_rooms,
+        gift_rooms,
+    })
+}
