@@ -113,6 +113,14 @@ impl Server {
             shutdown_rx.clone(),
         )));
 
+        let store = Arc::new(Store::new(pool.clone()));
+        background.push(tokio::spawn(projector::run_announcer(
+            pool.clone(),
+            progress.clone(),
+            store.appends(),
+            shutdown_rx.clone(),
+        )));
+
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
@@ -120,7 +128,7 @@ impl Server {
         let state = AppState {
             config: Arc::new(config),
             pool: pool.clone(),
-            store: Arc::new(Store::new(pool.clone())),
+            store,
             progress,
             tokens,
             admin_token,

@@ -100,6 +100,8 @@ impl StreamLocks {
 pub struct Store {
     pub pool: PgPool,
     locks: StreamLocks,
+    /// Bumped after every successful append (see `projector::run_announcer`).
+    appends: tokio::sync::watch::Sender<u64>,
     pub accounts: PostgresCqrs<Account>,
     pub rooms: PostgresCqrs<ChatRoom>,
     pub email_codes: PostgresCqrs<EmailCode>,
@@ -115,7 +117,13 @@ impl Store {
             monitored_rooms: postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, ()),
             pool,
             locks: StreamLocks::default(),
+            appends: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Changes after each append this process makes.
+    pub fn appends(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appends.subscribe()
     }
 
     /// Runs a command, retrying on optimistic-lock conflicts (the command is
@@ -137,7 +145,10 @@ impl Store {
                 .execute_with_metadata(aggregate_id, make(), metadata.clone())
                 .await
             {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.appends.send_modify(|n| *n = n.wrapping_add(1));
+                    break;
+                }
                 Err(AggregateError::AggregateConflict) if attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
                     let jitter = rand::random::<u64>() % (2 * attempt as u64 + 1);
