@@ -28,6 +28,8 @@ pub const PROGRESS_CHANNEL: &str = "tidelog_progress";
 const POLL_EVERY: Duration = Duration::from_millis(500);
 const LOCK_RETRY_EVERY: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(2);
+const TARGET_BATCH_TIME: Duration = Duration::from_millis(20);
 
 /// The rows of a batch, selected in log order below the horizon.
 pub(crate) const SELECT_BATCH: &str = "
@@ -327,14 +329,39 @@ impl Worker {
         tracing::info!(projection = name, node = %self.settings.node, "projector acquired its lock");
 
         let mut backoff = Duration::from_millis(250);
+        let mut held_back_retry = HELD_BACK_FIRST_RETRY;
+        // Batches are sized to finish in about TARGET_BATCH_TIME: a batch's
+        // transaction holds the horizon, and so every other projection's
+        // view of newer events, until it commits.
+        let max_batch = self.settings.batch_size.max(1);
+        let mut batch = max_batch.min(100);
         let mut last_liveness = tokio::time::Instant::now();
         loop {
             let mut failed = false;
+            let mut held_back = false;
             loop {
-                match self.run_batch().await {
-                    Ok(n) if n as i64 == self.settings.batch_size => continue,
-                    Ok(_) => {
+                let started = tokio::time::Instant::now();
+                let result = self.run_batch(batch).await;
+                let took = started.elapsed();
+                match result {
+                    Ok((n, _)) if n as i64 == batch => {
+                        if took > TARGET_BATCH_TIME && batch > 1 {
+                            batch = (batch / 2).max(1);
+                        } else if took < TARGET_BATCH_TIME / 3 {
+                            batch = (batch * 2).min(max_batch);
+                        }
+                        continue;
+                    }
+                    Ok((n, cp)) => {
                         backoff = Duration::from_millis(250);
+                        if n > 0 {
+                            held_back_retry = HELD_BACK_FIRST_RETRY;
+                        }
+                        // Events past the checkpoint that the horizon still
+                        // hides wait for some other transaction to end —
+                        // which may be no append (another projection's
+                        // batch, say) and so wake nobody: look again soon.
+                        held_back = self.has_events_after(cp).await.unwrap_or(false);
                         break;
                     }
                     Err(BatchError { position, error }) => {
@@ -347,6 +374,10 @@ impl Worker {
             let pause = if failed {
                 let b = backoff;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+                b
+            } else if held_back {
+                let b = held_back_retry;
+                held_back_retry = (held_back_retry * 2).min(POLL_EVERY);
                 b
             } else {
                 POLL_EVERY
@@ -366,7 +397,20 @@ impl Worker {
 
     /// One transaction: lock the checkpoint row, read a batch, apply it, move
     /// the checkpoint, announce progress. Returns the number applied.
-    async fn run_batch(&self) -> Result<usize, BatchError> {
+    async fn has_events_after(&self, cp: LogPosition) -> sqlx::Result<bool> {
+        let types: Vec<&str> = self.projector.aggregate_types().to_vec();
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = ANY($1)
+                              AND (transaction_id, global_position) > ($2::text::xid8, $3))",
+        )
+        .bind(&types)
+        .bind(cp.txid.to_string())
+        .bind(cp.position)
+        .fetch_one(&self.settings.pool)
+        .await
+    }
+
+    async fn run_batch(&self, batch: i64) -> Result<(usize, LogPosition), BatchError> {
         let name = self.projector.name();
         let mut tx = self.settings.pool.begin().await?;
         let (txid, position): (i64, i64) = sqlx::query_as(
@@ -376,10 +420,9 @@ impl Worker {
         .fetch_one(&mut *tx)
         .await?;
         let mut cp = LogPosition { txid, position };
-        let n =
-            apply_next_batch(&mut tx, &*self.projector, &mut cp, self.settings.batch_size).await?;
+        let n = apply_next_batch(&mut tx, &*self.projector, &mut cp, batch).await?;
         if n == 0 {
-            return Ok(0);
+            return Ok((0, cp));
         }
         sqlx::query(
             "UPDATE projection_checkpoints
@@ -396,13 +439,15 @@ impl Worker {
         .await?;
         tx.commit().await?;
         self.progress.advance(name, cp);
+        // this batch's transaction may have been what held the others back
+        self.progress.wake_all();
         // after the commit, so the notification queue's lock is never held
         // through this batch's WAL flush; a lost one costs waiters elsewhere
         // one 250 ms re-read
         if let Err(e) = announce(&mut *self.settings.pool.acquire().await?, name, cp).await {
             tracing::warn!(projection = name, error = %e, "could not announce progress");
         }
-        Ok(n)
+        Ok((n, cp))
     }
 
     async fn record_failure(&self, at: Option<i64>, err: &anyhow::Error) {

@@ -51,7 +51,8 @@ struct Args {
     /// Measured seconds per scenario; default 10, quick 1.5
     #[arg(long)]
     seconds: Option<f64>,
-    /// Only the figures whose names contain this (for profiling one)
+    /// Only the figures whose names contain one of these comma-separated
+    /// parts (for profiling)
     #[arg(long)]
     only: Option<String>,
 }
@@ -273,7 +274,11 @@ where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Figure>>,
 {
-    if plan.only.as_deref().is_some_and(|o| !name.contains(o)) {
+    if plan
+        .only
+        .as_deref()
+        .is_some_and(|o| !o.split(',').any(|part| name.contains(part)))
+    {
         return Ok(());
     }
     let mut runs = Vec::new();
