@@ -43,6 +43,21 @@ SELECT global_position, transaction_id::text::bigint AS txid, aggregate_type, ag
  ORDER BY transaction_id, global_position
  LIMIT $4";
 
+/// The same for a projection of one aggregate type (all of today's): an
+/// equality lets PostgreSQL walk `events_type_log_order` instead of
+/// filtering the whole log's order (measured: 20 ms -> 0.5 ms per batch of
+/// 500 with other types interleaved).
+const SELECT_BATCH_ONE_TYPE: &str = "
+SELECT global_position, transaction_id::text::bigint AS txid, aggregate_type, aggregate_id, sequence,
+       event_type, event_version, payload::jsonb AS payload, metadata::jsonb AS metadata, recorded_at
+  FROM events
+ WHERE aggregate_type = ($3::text[])[1]
+   AND (transaction_id, global_position) > ($1::text::xid8, $2)
+   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+   AND ($5::timestamptz IS NULL OR recorded_at <= $5)
+ ORDER BY transaction_id, global_position
+ LIMIT $4";
+
 pub(crate) fn row_to_event(row: &sqlx::postgres::PgRow) -> sqlx::Result<StoredEvent> {
     Ok(StoredEvent {
         global_position: row.try_get("global_position")?,
@@ -102,6 +117,14 @@ impl Progress {
         let n = Arc::new(Notify::new());
         self.wakers.lock().unwrap().push(n.clone());
         n
+    }
+
+    fn wake_others(&self, me: &Arc<Notify>) {
+        for w in self.wakers.lock().unwrap().iter() {
+            if !Arc::ptr_eq(w, me) {
+                w.notify_one();
+            }
+        }
     }
 
     pub(crate) fn wake_all(&self) {
@@ -330,29 +353,14 @@ impl Worker {
 
         let mut backoff = Duration::from_millis(250);
         let mut held_back_retry = HELD_BACK_FIRST_RETRY;
-        // Batches are sized to finish in about TARGET_BATCH_TIME: a batch's
-        // transaction holds the horizon, and so every other projection's
-        // view of newer events, until it commits.
-        let max_batch = self.settings.batch_size.max(1);
-        let mut batch = max_batch.min(100);
         let mut last_liveness = tokio::time::Instant::now();
         loop {
             let mut failed = false;
             let mut held_back = false;
             loop {
-                let started = tokio::time::Instant::now();
-                let result = self.run_batch(batch).await;
-                let took = started.elapsed();
-                match result {
-                    Ok((n, _)) if n as i64 == batch => {
-                        if took > TARGET_BATCH_TIME && batch > 1 {
-                            batch = (batch / 2).max(1);
-                        } else if took < TARGET_BATCH_TIME / 3 {
-                            batch = (batch * 2).min(max_batch);
-                        }
-                        continue;
-                    }
-                    Ok((n, cp)) => {
+                match self.run_batch().await {
+                    Ok((_, _, true)) => continue,
+                    Ok((n, cp, false)) => {
                         backoff = Duration::from_millis(250);
                         if n > 0 {
                             held_back_retry = HELD_BACK_FIRST_RETRY;
@@ -400,8 +408,9 @@ impl Worker {
     async fn has_events_after(&self, cp: LogPosition) -> sqlx::Result<bool> {
         let types: Vec<&str> = self.projector.aggregate_types().to_vec();
         sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = ANY($1)
-                              AND (transaction_id, global_position) > ($2::text::xid8, $3))",
+            "SELECT bool_or(EXISTS (SELECT 1 FROM events WHERE aggregate_type = t
+                              AND (transaction_id, global_position) > ($2::text::xid8, $3)))
+               FROM unnest($1::text[]) AS t",
         )
         .bind(&types)
         .bind(cp.txid.to_string())
@@ -410,7 +419,8 @@ impl Worker {
         .await
     }
 
-    async fn run_batch(&self, batch: i64) -> Result<(usize, LogPosition), BatchError> {
+    /// Returns (applied, checkpoint, more to read now).
+    async fn run_batch(&self) -> Result<(usize, LogPosition, bool), BatchError> {
         let name = self.projector.name();
         let mut tx = self.settings.pool.begin().await?;
         let (txid, position): (i64, i64) = sqlx::query_as(
@@ -420,9 +430,20 @@ impl Worker {
         .fetch_one(&mut *tx)
         .await?;
         let mut cp = LogPosition { txid, position };
-        let n = apply_next_batch(&mut tx, &*self.projector, &mut cp, batch).await?;
+        // A batch's transaction holds the horizon — every other
+        // projection's view of newer events — until it commits: stop
+        // applying after TARGET_BATCH_TIME and commit what is done.
+        let (n, more) = apply_batch(
+            &mut tx,
+            &*self.projector,
+            &mut cp,
+            self.settings.batch_size,
+            None,
+            Some(TARGET_BATCH_TIME),
+        )
+        .await?;
         if n == 0 {
-            return Ok((0, cp));
+            return Ok((0, cp, false));
         }
         sqlx::query(
             "UPDATE projection_checkpoints
@@ -440,14 +461,14 @@ impl Worker {
         tx.commit().await?;
         self.progress.advance(name, cp);
         // this batch's transaction may have been what held the others back
-        self.progress.wake_all();
+        self.progress.wake_others(&self.wake);
         // after the commit, so the notification queue's lock is never held
         // through this batch's WAL flush; a lost one costs waiters elsewhere
         // one 250 ms re-read
         if let Err(e) = announce(&mut *self.settings.pool.acquire().await?, name, cp).await {
             tracing::warn!(projection = name, error = %e, "could not announce progress");
         }
-        Ok((n, cp))
+        Ok((n, cp, more))
     }
 
     async fn record_failure(&self, at: Option<i64>, err: &anyhow::Error) {
@@ -493,7 +514,7 @@ pub(crate) async fn apply_next_batch(
     cp: &mut LogPosition,
     batch: i64,
 ) -> Result<usize, BatchError> {
-    apply_batch_until(conn, projector, cp, batch, None).await
+    Ok(apply_batch(conn, projector, cp, batch, None, None).await?.0)
 }
 
 /// As [`apply_next_batch`], only events recorded up to `until` (an as-of
@@ -505,8 +526,28 @@ pub(crate) async fn apply_batch_until(
     batch: i64,
     until: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<usize, BatchError> {
+    Ok(apply_batch(conn, projector, cp, batch, until, None)
+        .await?
+        .0)
+}
+
+/// Reads up to `batch` events after `cp` and applies them, stopping early
+/// once `deadline` passes. Returns (applied, whether more may be waiting).
+pub(crate) async fn apply_batch(
+    conn: &mut PgConnection,
+    projector: &dyn Projector,
+    cp: &mut LogPosition,
+    batch: i64,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    max_apply_time: Option<Duration>,
+) -> Result<(usize, bool), BatchError> {
     let types: Vec<&str> = projector.aggregate_types().to_vec();
-    let rows = sqlx::query(SELECT_BATCH)
+    let sql = if types.len() == 1 {
+        SELECT_BATCH_ONE_TYPE
+    } else {
+        SELECT_BATCH
+    };
+    let rows = sqlx::query(sql)
         .bind(cp.txid.to_string())
         .bind(cp.position)
         .bind(&types)
@@ -514,7 +555,15 @@ pub(crate) async fn apply_batch_until(
         .bind(until)
         .fetch_all(&mut *conn)
         .await?;
+    // timed from the first event applied, so a slow read cannot shrink
+    // batches to one event each
+    let deadline = max_apply_time.map(|t| tokio::time::Instant::now() + t);
+    let mut applied = 0;
     for row in &rows {
+        // at least one event per batch, however slow the read was
+        if applied > 0 && deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            return Ok((applied, true));
+        }
         let event = row_to_event(row)?;
         projector
             .apply(conn, &event)
@@ -533,8 +582,9 @@ pub(crate) async fn apply_batch_until(
             txid: event.transaction_id,
             position: event.global_position,
         };
+        applied += 1;
     }
-    Ok(rows.len())
+    Ok((applied, applied as i64 == batch))
 }
 
 /// Tells every process's waiters and live feeds, at commit.
