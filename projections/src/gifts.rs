@@ -38,6 +38,14 @@ pub fn local_day(at: DateTime<Utc>, tz: Tz) -> NaiveDate {
     at.with_timezone(&tz).date_naive()
 }
 
+/// The session of room `$1` live at instant `$2`: the latest one started by
+/// then, if it had not ended (one index probe, however many sessions the
+/// room has had — a plain range condition scanned them all).
+const SESSION_AT: &str = "(room_id, session_no) = (
+        SELECT room_id, session_no FROM bili_sessions
+         WHERE room_id = $1 AND started_at <= $2 ORDER BY started_at DESC LIMIT 1)
+    AND (ended_at IS NULL OR ended_at > $2)";
+
 #[derive(Default)]
 struct Money {
     gift_gold: i64,
@@ -73,12 +81,12 @@ async fn add_money(
     .bind(m.blind_profit_gold)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
+    sqlx::query(&format!(
         "UPDATE bili_sessions SET
             gift_gold = gift_gold + $3, guard_gold = guard_gold + $4, sc_yuan = sc_yuan + $5,
             blind_box_count = blind_box_count + $6, blind_profit_gold = blind_profit_gold + $7
-          WHERE room_id = $1 AND started_at <= $2 AND (ended_at IS NULL OR ended_at > $2)",
-    )
+          WHERE {SESSION_AT}"
+    ))
     .bind(room_id)
     .bind(at)
     .bind(m.gift_gold)
@@ -234,24 +242,23 @@ impl Projector for GiftsProjector {
                 }
             }
             MonitoredRoomEvent::DanmakuReceived { at, .. } => {
-                sqlx::query(
-                    "UPDATE bili_sessions SET danmaku_count = danmaku_count + 1
-                      WHERE room_id = $1 AND started_at <= $2 AND (ended_at IS NULL OR ended_at > $2)",
-                )
+                sqlx::query(&format!(
+                    "UPDATE bili_sessions SET danmaku_count = danmaku_count + 1 WHERE {SESSION_AT}"
+                ))
                 .bind(room_id)
                 .bind(at)
                 .execute(conn)
                 .await?;
             }
             MonitoredRoomEvent::ConcurrencySampled { online, at, .. } => {
-                let open: Option<bool> = sqlx::query_scalar(
+                let open: Option<bool> = sqlx::query_scalar(&format!(
                     "UPDATE bili_sessions SET concurrency_sum = concurrency_sum + $3,
                             concurrency_samples = concurrency_samples + 1,
                             concurrency_max = GREATEST(concurrency_max, $3),
                             current_concurrency = CASE WHEN ended_at IS NULL THEN $3 ELSE current_concurrency END
-                      WHERE room_id = $1 AND started_at <= $2 AND (ended_at IS NULL OR ended_at > $2)
-                      RETURNING ended_at IS NULL",
-                )
+                      WHERE {SESSION_AT}
+                      RETURNING ended_at IS NULL"
+                ))
                 .bind(room_id)
                 .bind(at)
                 .bind(online)

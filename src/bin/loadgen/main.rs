@@ -30,7 +30,6 @@ use tidelog::store::LogPosition;
 
 const API_KEY: &str = "bench-api-secret-0123456789abcdef";
 const JWT: &str = "bench-jwt-secret-0123456789abcdef0123456789";
-const USERS: usize = 64;
 
 #[derive(Parser)]
 #[command(about = "tidelog's benchmark harness (see scripts/bench.sh)")]
@@ -51,6 +50,9 @@ struct Args {
     /// Measured seconds per scenario; default 10, quick 1.5
     #[arg(long)]
     seconds: Option<f64>,
+    /// Accounts (each with its own room and gift room) the clients use
+    #[arg(long, default_value_t = 64)]
+    users: usize,
     /// Only the figures whose names contain one of these comma-separated
     /// parts (for profiling)
     #[arg(long)]
@@ -58,6 +60,7 @@ struct Args {
 }
 
 struct Plan {
+    users: usize,
     only: Option<String>,
     repeats: usize,
     events: u64,
@@ -169,14 +172,14 @@ struct Fixture {
     gift_rooms: Vec<i64>,
 }
 
-async fn fixture(base: &str) -> anyhow::Result<Fixture> {
+async fn fixture(base: &str, users: usize) -> anyhow::Result<Fixture> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(512)
         .build()?;
     let (mut tokens, mut numbers, mut rooms) = (Vec::new(), Vec::new(), Vec::new());
     // sequentially, so the first user is account number 1 (member of the
     // seeded rooms)
-    for u in 0..USERS {
+    for u in 0..users {
         let creds = json!({"username": format!("bench{u}"), "password": "bench-password"});
         check(
             http.post(format!("{base}/register"))
@@ -225,7 +228,7 @@ async fn fixture(base: &str) -> anyhow::Result<Fixture> {
         .await?;
     }
     let mut gift_rooms = Vec::new();
-    for u in 0..USERS as i64 {
+    for u in 0..users as i64 {
         let room = 500_000 + u;
         check(
             http.post(format!("{base}/add/room"))
@@ -326,6 +329,7 @@ async fn ceiling_append(pool: &PgPool, plan: &Plan, c: usize, tag: String) -> Fi
 async fn run(args: Args) -> anyhow::Result<()> {
     let plan = if args.quick {
         Plan {
+            users: args.users.max(1),
             only: args.only.clone(),
             repeats: args.repeats.unwrap_or(1),
             events: args.events.unwrap_or(20_000),
@@ -335,6 +339,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     } else {
         Plan {
+            users: args.users.max(1),
             only: args.only.clone(),
             repeats: args.repeats.unwrap_or(3),
             events: args.events.unwrap_or(1_000_000),
@@ -400,7 +405,7 @@ async fn scenarios(
         figures: BTreeMap::new(),
         notes: BTreeMap::new(),
     };
-    let fx = Arc::new(fixture(&server.base).await?);
+    let fx = Arc::new(fixture(&server.base, plan.users).await?);
 
     // 1. Ceiling: plain SQL appends, one row per transaction.
     for &c in &plan.levels {
@@ -429,7 +434,7 @@ async fn scenarios(
             closed_loop(c, plan.warmup, plan.measure, 1, move |w, i| {
                 let fx = fx.clone();
                 async move {
-                    let k = w % USERS;
+                    let k = w % fx.tokens.len();
                     let body = json!({"room_id": fx.rooms[k], "content": format!("message {i} from worker {w}")});
                     check(fx.http.post(format!("{}/api/message/send", fx.base)).header("Authorization", &fx.tokens[k]).json(&body).send().await?).await?;
                     Ok(())
@@ -452,7 +457,7 @@ async fn scenarios(
                         check(
                             fx.http
                                 .post(format!("{}/api/message/send", fx.base))
-                                .header("Authorization", &fx.tokens[w % USERS])
+                                .header("Authorization", &fx.tokens[w % fx.tokens.len()])
                                 .json(&body)
                                 .send()
                                 .await?,
@@ -478,7 +483,7 @@ async fn scenarios(
                         let msgs: Vec<Value> =
                             (0..batch).map(|j| gift_message(&tag, w, i, j)).collect();
                         async move {
-                            let room = fx.gift_rooms[w % USERS];
+                            let room = fx.gift_rooms[w % fx.gift_rooms.len()];
                             check(
                                 fx.http
                                     .post(format!("{}/ingest/bilibili/{room}", fx.base))
@@ -697,7 +702,9 @@ async fn projection_lag(
 ) -> anyhow::Result<Figure> {
     let workers = 16usize;
     let interval = Duration::from_secs_f64(workers as f64 / rate);
-    let deadline = Instant::now() + plan.warmup + plan.measure;
+    // long enough for a few samples even in the shortest runs
+    let measure = plan.measure.max(Duration::from_secs(1));
+    let deadline = Instant::now() + plan.warmup + measure;
     let measure_from = Instant::now() + plan.warmup;
     let next_id = Arc::new(AtomicI64::new(1 + 10_000_000 * (r as i64 + 1)));
     let mut handles = Vec::new();
@@ -705,7 +712,7 @@ async fn projection_lag(
         let (fx, pool, progress, next_id) =
             (fx.clone(), pool.clone(), progress.clone(), next_id.clone());
         handles.push(tokio::spawn(async move {
-            let room = fx.gift_rooms[w];
+            let room = fx.gift_rooms[w % fx.gift_rooms.len()];
             let mut lags = Vec::new();
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -744,8 +751,8 @@ async fn projection_lag(
     Ok(Figure {
         ops: all.len() as u64,
         errors: 0,
-        seconds: plan.measure.as_secs_f64(),
-        per_s: all.len() as f64 / plan.measure.as_secs_f64(),
+        seconds: measure.as_secs_f64(),
+        per_s: all.len() as f64 / measure.as_secs_f64(),
         p50_ms: stats::percentile(&all, 0.5),
         p99_ms: stats::percentile(&all, 0.99),
         p999_ms: stats::percentile(&all, 0.999),

@@ -163,8 +163,9 @@ pub async fn load(
             if g == 0 {
                 sessions[k] += 1;
             }
-            let start = at0 + Duration::days((sessions[k] - 1) % 28) + Duration::hours(20);
-            let at = start + Duration::seconds(g * 30);
+            // one evening session every 3 hours of the month, none overlapping
+            let start = at0 + Duration::hours(3 * (sessions[k] - 1));
+            let at = start + Duration::seconds(g * 40);
             let event = if g == 0 {
                 MonitoredRoomEvent::LiveStarted {
                     session_no: sessions[k],

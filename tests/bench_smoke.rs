@@ -1,0 +1,69 @@
+//! Keeps the benchmark harness working: a few seconds of every scenario on
+//! a tiny store. Asserts that it runs and reports, never how fast.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
+    let dir = common::open_tempdir();
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--quick",
+            "--users",
+            "2",
+            "--seconds",
+            "0.2",
+            "--events",
+            "400",
+            "--repeats",
+            "1",
+        ])
+        .arg("--out")
+        .arg(dir.path())
+        // always its own embedded cluster, never a shared server
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    for key in [
+        "ceiling_append_per_s",
+        "peer_cqrs_es_per_s",
+        "http_command_per_s",
+        "projection_lag_p99_ms",
+        "rebuild_events_per_s",
+        "read_p99_ms",
+        "rss_mb",
+    ] {
+        let v = report[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} is not a number: {report}"));
+        assert!(v > 0.0, "{key} = {v}");
+    }
+    assert!(report["cores"].as_u64().unwrap() >= 1);
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(
+        md.contains("| target | measured | ratio | target met |"),
+        "{md}"
+    );
+    for figure in [
+        "http_gift_ingest_b100_c64",
+        "http_roomchat_hot_room_c16",
+        "read_gift_month_summary",
+    ] {
+        assert!(
+            report["figures"][figure]["ops"].as_u64().unwrap() > 0,
+            "{figure}: {report}"
+        );
+    }
+}
