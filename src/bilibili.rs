@@ -182,7 +182,8 @@ fn parse_one(msg: &Value, now: DateTime<Utc>) -> R<Option<Observation>> {
                 at,
             })
         }
-        "GUARD_BUY" => {
+        // the older toast carries the purchase's fields flat, like GUARD_BUY
+        "GUARD_BUY" | "USER_TOAST_MSG" => {
             need_data()?;
             guard(
                 int(&data["uid"], "data.uid")?,
@@ -209,18 +210,6 @@ fn parse_one(msg: &Value, now: DateTime<Utc>) -> R<Option<Observation>> {
                 int(&p["num"], "data.pay_info.num")?,
                 int(&p["price"], "data.pay_info.price")?,
                 opt_int(&g["start_time"], "data.guard_info.start_time")?,
-                at,
-            )?
-        }
-        "USER_TOAST_MSG" => {
-            need_data()?;
-            guard(
-                int(&data["uid"], "data.uid")?,
-                text_or_empty(&data["username"]),
-                int(&data["guard_level"], "data.guard_level")?,
-                int(&data["num"], "data.num")?,
-                int(&data["price"], "data.price")?,
-                opt_int(&data["start_time"], "data.start_time")?,
                 at,
             )?
         }

@@ -406,6 +406,47 @@ pub async fn open_session(
     })
 }
 
+/// A session on a surface without device binding (room chat, Chat8).
+pub async fn open_plain_session(
+    state: &AppState,
+    ctx: &RequestContext,
+    surface: &'static str,
+    account_id: Uuid,
+    ttl: Duration,
+) -> Result<OpenedSession> {
+    open_session(
+        state,
+        ctx,
+        surface,
+        account_id,
+        DeviceCheck::NotUsed,
+        false,
+        ttl,
+    )
+    .await
+}
+
+/// Username-or-email and password, then a plain session.
+pub async fn sign_in(
+    state: &AppState,
+    ctx: &RequestContext,
+    surface: &'static str,
+    login: &str,
+    password: &str,
+    ttl: Duration,
+) -> Result<(AccountRow, OpenedSession)> {
+    let account = check_password(
+        state,
+        ctx,
+        surface,
+        LoginName::UsernameOrEmail(login),
+        password,
+    )
+    .await?;
+    let session = open_plain_session(state, ctx, surface, account.account_id, ttl).await?;
+    Ok((account, session))
+}
+
 pub async fn refresh_session(
     state: &AppState,
     ctx: &RequestContext,

@@ -1,7 +1,7 @@
 //! Thin handlers: contract request -> identity command -> contract response.
 
 use aggregates::values::Presence;
-use aggregates::{AccountCommand, DeviceCheck};
+use aggregates::AccountCommand;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -15,7 +15,7 @@ use super::SURFACE;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::http::context::RequestContext;
-use crate::identity::{self, LoginName, NewAccount};
+use crate::identity::{self, NewAccount};
 
 type Result<T> = std::result::Result<T, Chat8Error>;
 
@@ -34,16 +34,8 @@ pub async fn register(
     let (username, email) = (new.username.clone(), new.email.clone());
     let registered = identity::register(&state, &ctx, SURFACE, new).await?;
     let ttl = state.config.access_token_ttl;
-    let session = identity::open_session(
-        &state,
-        &ctx,
-        SURFACE,
-        registered.account_id,
-        DeviceCheck::NotUsed,
-        false,
-        ttl,
-    )
-    .await?;
+    let session =
+        identity::open_plain_session(&state, &ctx, SURFACE, registered.account_id, ttl).await?;
     let data = json!({
         "user_id": registered.number,
         "username": username.map(|u| u.as_str().to_owned()),
@@ -59,19 +51,9 @@ pub async fn login(
     ctx: RequestContext,
     C8Json(body): C8Json<LoginRequest>,
 ) -> Result<impl IntoResponse> {
-    let name = LoginName::UsernameOrEmail(&body.username);
-    let account = identity::check_password(&state, &ctx, SURFACE, name, &body.password).await?;
     let ttl = state.config.access_token_ttl;
-    let session = identity::open_session(
-        &state,
-        &ctx,
-        SURFACE,
-        account.account_id,
-        DeviceCheck::NotUsed,
-        false,
-        ttl,
-    )
-    .await?;
+    let (account, session) =
+        identity::sign_in(&state, &ctx, SURFACE, &body.username, &body.password, ttl).await?;
     let data = json!({
         "access_token": session.token,
         "token_type": "bearer",

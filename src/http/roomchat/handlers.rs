@@ -1,7 +1,7 @@
 //! Thin handlers: contract request -> domain command -> contract response.
 
 use aggregates::values::{AccountNumber, DisplayName, MessageId, RoomId};
-use aggregates::{ChatRoomCommand, DeviceCheck, Member};
+use aggregates::{ChatRoomCommand, Member};
 use axum::extract::State;
 use axum::response::IntoResponse;
 use projections::{accounts, roomchat};
@@ -14,7 +14,7 @@ use super::{READ_MODELS, SURFACE};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::http::context::RequestContext;
-use crate::identity::{self, LoginName, NewAccount};
+use crate::identity::{self, NewAccount};
 use crate::store::{CommandMeta, LogPosition};
 
 type Result<T> = std::result::Result<T, RoomChatError>;
@@ -71,19 +71,9 @@ pub async fn login(
     ctx: RequestContext,
     RcJson(body): RcJson<CredentialsRequest>,
 ) -> Result<impl IntoResponse> {
-    let name = LoginName::UsernameOrEmail(&body.username);
-    let account = identity::check_password(&state, &ctx, SURFACE, name, &body.password).await?;
     let ttl = state.config.jwt_ttl;
-    let session = identity::open_session(
-        &state,
-        &ctx,
-        SURFACE,
-        account.account_id,
-        DeviceCheck::NotUsed,
-        false,
-        ttl,
-    )
-    .await?;
+    let (account, session) =
+        identity::sign_in(&state, &ctx, SURFACE, &body.username, &body.password, ttl).await?;
     Ok(ok(
         "登录成功",
         LoginDto {
