@@ -102,32 +102,45 @@ async fn room_request(state: &AppState, req: Request) -> Result<(RoomId, AnchorN
     Ok((room_id, anchor))
 }
 
-pub async fn add_room(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    req: Request,
-) -> Result<impl IntoResponse> {
-    let (room_id, anchor_name) = room_request(&state, req).await?;
+/// Runs a room command with this request's metadata and answers once the
+/// listings have it.
+async fn room_command(
+    state: &AppState,
+    ctx: &RequestContext,
+    room_id: RoomId,
+    make: impl FnMut() -> MonitoredRoomCommand,
+    message: &str,
+) -> Result<axum::Json<Value>> {
     let meta = ctx.meta(SURFACE, actor());
-    let at = crate::store::now();
     let pos = state
         .store
         .execute(
             &state.store.monitored_rooms,
             &room_id.to_string(),
             &meta,
-            || MonitoredRoomCommand::Monitor {
-                room_id,
-                anchor_name: anchor_name.clone(),
-                at,
-            },
+            make,
         )
         .await
         .map_err(|e| from_command(room_id.get(), e))?;
     state.settle(READ_MODELS, pos).await;
     Ok(axum::Json(
-        json!({"ok": true, "room_id": room_id.get(), "message": "添加成功"}),
+        json!({"ok": true, "room_id": room_id.get(), "message": message}),
     ))
+}
+
+pub async fn add_room(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    req: Request,
+) -> Result<impl IntoResponse> {
+    let (room_id, anchor_name) = room_request(&state, req).await?;
+    let at = crate::store::now();
+    let monitor = || MonitoredRoomCommand::Monitor {
+        room_id,
+        anchor_name: anchor_name.clone(),
+        at,
+    };
+    room_command(&state, &ctx, room_id, monitor, "添加成功").await
 }
 
 pub async fn delete_room(
@@ -136,22 +149,9 @@ pub async fn delete_room(
     req: Request,
 ) -> Result<impl IntoResponse> {
     let (room_id, _anchor) = room_request(&state, req).await?;
-    let meta = ctx.meta(SURFACE, actor());
     let at = crate::store::now();
-    let pos = state
-        .store
-        .execute(
-            &state.store.monitored_rooms,
-            &room_id.to_string(),
-            &meta,
-            || MonitoredRoomCommand::StopMonitoring { room_id, at },
-        )
-        .await
-        .map_err(|e| from_command(room_id.get(), e))?;
-    state.settle(READ_MODELS, pos).await;
-    Ok(axum::Json(
-        json!({"ok": true, "room_id": room_id.get(), "message": "删除成功"}),
-    ))
+    let stop = || MonitoredRoomCommand::StopMonitoring { room_id, at };
+    room_command(&state, &ctx, room_id, stop, "删除成功").await
 }
 
 /// Drops observations already recorded (by their keys in the event store)
