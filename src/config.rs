@@ -63,6 +63,83 @@ pub struct Config {
     pub effective_day_minutes: i64,
     /// Body limit of the ingestion endpoint (batches of raw messages).
     pub ingest_max_bytes: usize,
+    /// `TIDELOG_CARD_SECRET` keys the card-key hashes; `None` generates one
+    /// kept in the data directory.
+    pub card_secret: Option<Secret>,
+    /// `TIDELOG_AUDIT_TOKEN`: the auditors' read-only token for `/admin/ledger`;
+    /// `None` generates one kept in the data directory.
+    pub audit_token: Option<Secret>,
+    pub payments: PaymentConfig,
+}
+
+/// The crypto payment provider (NOWPayments-compatible API).
+#[derive(Debug, Clone)]
+pub struct PaymentConfig {
+    /// `PAYMENT_API_URL`, the provider's base (`…/v1/payment` is appended)
+    pub api_url: String,
+    /// `PAYMENT_API_KEY`; without it recharges answer "not configured"
+    pub api_key: Option<Secret>,
+    /// `PAYMENT_IPN_SECRET`; without it every callback is refused
+    pub ipn_secret: Option<Secret>,
+    /// `PAYMENT_IPN_CALLBACK_URL`: where the provider posts status callbacks
+    /// (this server's `/api/payment/ipn` as the provider reaches it)
+    pub ipn_callback_url: Option<String>,
+    /// `PAYMENT_PRICE_CURRENCY`: the unit of `crypto_amount`
+    pub price_currency: String,
+    /// `PAYMENT_PAY_CURRENCY`: what the customer pays in
+    pub pay_currency: String,
+    /// `PAYMENT_COINS_PER_UNIT`: coins credited per whole price unit
+    pub coins_per_unit: i64,
+    /// `PAYMENT_MIN_AMOUNT` / `PAYMENT_MAX_AMOUNT` in whole price units
+    pub min_amount: i64,
+    pub max_amount: i64,
+    /// `PAYMENT_POLL_AFTER_SECS`: a status check asks the provider when the
+    /// order heard nothing for this long
+    pub poll_after: Duration,
+    pub timeout: Duration,
+}
+
+impl PaymentConfig {
+    fn from_env() -> anyhow::Result<Self> {
+        let d = Self::default();
+        let c = Self {
+            api_url: var("PAYMENT_API_URL")
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .unwrap_or(d.api_url),
+            api_key: var("PAYMENT_API_KEY").map(Secret::new),
+            ipn_secret: var("PAYMENT_IPN_SECRET").map(Secret::new),
+            ipn_callback_url: var("PAYMENT_IPN_CALLBACK_URL"),
+            price_currency: var("PAYMENT_PRICE_CURRENCY").unwrap_or(d.price_currency),
+            pay_currency: var("PAYMENT_PAY_CURRENCY").unwrap_or(d.pay_currency),
+            coins_per_unit: parse_var("PAYMENT_COINS_PER_UNIT", d.coins_per_unit)?,
+            min_amount: parse_var("PAYMENT_MIN_AMOUNT", d.min_amount)?,
+            max_amount: parse_var("PAYMENT_MAX_AMOUNT", d.max_amount)?,
+            poll_after: Duration::from_secs(parse_var("PAYMENT_POLL_AFTER_SECS", 60u64)?),
+            timeout: d.timeout,
+        };
+        if c.coins_per_unit < 1 || c.min_amount < 1 || c.max_amount < c.min_amount {
+            bail!("PAYMENT_COINS_PER_UNIT and PAYMENT_MIN_AMOUNT must be ≥ 1, PAYMENT_MAX_AMOUNT ≥ PAYMENT_MIN_AMOUNT");
+        }
+        Ok(c)
+    }
+}
+
+impl Default for PaymentConfig {
+    fn default() -> Self {
+        Self {
+            api_url: "https://api.nowpayments.io".into(),
+            api_key: None,
+            ipn_secret: None,
+            ipn_callback_url: None,
+            price_currency: "usd".into(),
+            pay_currency: "usdttrc20".into(),
+            coins_per_unit: 10,
+            min_amount: 1,
+            max_amount: 10_000,
+            poll_after: Duration::from_secs(60),
+            timeout: Duration::from_secs(15),
+        }
+    }
 }
 
 /// Attempts allowed per fixed window, per account (or email) and per client
@@ -78,6 +155,10 @@ pub struct RateLimits {
     pub verify_per_account: i32,
     pub verify_per_ip: i32,
     pub verify_window: Duration,
+    /// failed card-key redeems
+    pub redeem_failures_per_account: i32,
+    pub redeem_failures_per_ip: i32,
+    pub redeem_window: Duration,
 }
 
 impl Default for RateLimits {
@@ -92,6 +173,9 @@ impl Default for RateLimits {
             verify_per_account: 10,
             verify_per_ip: 100,
             verify_window: Duration::from_secs(900),
+            redeem_failures_per_account: 10,
+            redeem_failures_per_ip: 30,
+            redeem_window: Duration::from_secs(900),
         }
     }
 }
@@ -138,6 +222,9 @@ impl Default for Config {
             api_secret: None,
             effective_day_minutes: 60,
             ingest_max_bytes: 4 * 1024 * 1024,
+            card_secret: None,
+            audit_token: None,
+            payments: PaymentConfig::default(),
         }
     }
 }
@@ -190,6 +277,9 @@ impl Config {
             api_secret: var("API_SECRET").map(Secret::new),
             effective_day_minutes: parse_var("TIDELOG_EFFECTIVE_DAY_MINUTES", 60i64)?.max(0),
             ingest_max_bytes: parse_var("TIDELOG_INGEST_MAX_BYTES", 4 * 1024 * 1024usize)?,
+            card_secret: var("TIDELOG_CARD_SECRET").map(Secret::new),
+            audit_token: var("TIDELOG_AUDIT_TOKEN").map(Secret::new),
+            payments: PaymentConfig::from_env()?,
         })
     }
 }

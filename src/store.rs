@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aggregates::{Account, ChatRoom, EmailCode, MonitoredRoom};
-use cqrs_es::{Aggregate, AggregateError};
-use postgres_es::{postgres_cqrs, postgres_snapshot_cqrs, PostgresCqrs};
+use aggregates::{Account, CardKey, ChatRoom, EmailCode, MonitoredRoom, PaymentOrder, Wallet};
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
+use postgres_es::{postgres_cqrs, postgres_snapshot_cqrs, PostgresCqrs, PostgresEventRepository};
 use sqlx::PgPool;
 
 /// The time a command happens, at the precision PostgreSQL stores, so an
@@ -106,6 +107,9 @@ pub struct Store {
     pub rooms: PostgresCqrs<ChatRoom>,
     pub email_codes: PostgresCqrs<EmailCode>,
     pub monitored_rooms: PostgresCqrs<MonitoredRoom>,
+    pub wallets: PostgresCqrs<Wallet>,
+    pub card_keys: PostgresCqrs<CardKey>,
+    pub payment_orders: PostgresCqrs<PaymentOrder>,
 }
 
 impl Store {
@@ -115,6 +119,9 @@ impl Store {
             rooms: postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, ()),
             email_codes: postgres_cqrs(pool.clone(), vec![], ()),
             monitored_rooms: postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, ()),
+            wallets: postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, ()),
+            card_keys: postgres_cqrs(pool.clone(), vec![], ()),
+            payment_orders: postgres_cqrs(pool.clone(), vec![], ()),
             pool,
             locks: StreamLocks::default(),
             appends: tokio::sync::watch::channel(0).0,
@@ -162,6 +169,18 @@ impl Store {
         self.stream_head(A::TYPE, aggregate_id)
             .await
             .map_err(|e| CommandError::Store(format!("reading the appended position: {e}")))
+    }
+
+    /// An aggregate's current state, for decisions that span aggregates
+    /// (a short stream without snapshots: card keys, payment orders).
+    pub async fn load<A: Aggregate>(&self, aggregate_id: &str) -> Result<A, CommandError<A::Error>> {
+        let store: PersistedEventStore<PostgresEventRepository, A> =
+            PersistedEventStore::new_event_store(PostgresEventRepository::new(self.pool.clone()));
+        let mut context = store
+            .load_aggregate(aggregate_id)
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))?;
+        Ok(std::mem::take(context.aggregate()))
     }
 
     pub async fn stream_head(

@@ -7,6 +7,8 @@
 //!
 //! Policy for `partially_paid`: nothing is credited (the order shows it);
 //! if the provider later reports `finished` the full coins are credited.
+//! A `refunded` after `finished` is recorded; the coins stay credited (an
+//! operator reverses them with an adjustment, visible to auditors).
 
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -88,6 +90,9 @@ pub struct PaymentOrder {
     opened: Option<Opened>,
     payment_id: Option<String>,
     status: Option<PaymentStatus>,
+    /// reached `finished` (a refund reported later does not undo it)
+    #[serde(default)]
+    finished: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,7 +111,7 @@ impl PaymentOrder {
     /// Whose wallet and how many coins, once the order may be credited.
     pub fn creditable(&self) -> Option<(Uuid, Amount)> {
         let opened = self.opened.as_ref()?;
-        (self.status == Some(PaymentStatus::Finished))
+        self.finished
             .then(|| Amount::new(opened.coins).ok())
             .flatten()
             .map(|coins| (opened.account_id, coins))
@@ -316,6 +321,7 @@ impl Aggregate for PaymentOrder {
                 self.status = Some(PaymentStatus::Failed);
             }
             PaymentOrderEvent::PaymentStatusReported { status, .. } => {
+                self.finished |= status == PaymentStatus::Finished;
                 self.status = Some(status);
             }
         }

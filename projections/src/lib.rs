@@ -9,6 +9,7 @@ use sqlx::PgConnection;
 
 pub mod accounts;
 pub mod gifts;
+pub mod ledger;
 pub mod roomchat;
 
 /// One row of the event store, as the projector runtime hands it over.
@@ -69,6 +70,7 @@ pub fn all(tz: chrono_tz::Tz) -> Vec<Arc<dyn Projector>> {
         Arc::new(accounts::AccountsProjector),
         Arc::new(roomchat::RoomChatProjector),
         Arc::new(gifts::GiftsProjector { tz }),
+        Arc::new(ledger::LedgerProjector),
     ]
 }
 

@@ -1,0 +1,448 @@
+//! Projection "ledger": wallet balances, one entry per movement (the users'
+//! histories and the auditors' view, with who/where from the event's
+//! metadata), the double-entry postings, card keys and payment orders.
+
+use aggregates::wallet::parse_wallet_id;
+use aggregates::{CardKeyEvent, PaymentOrderEvent, PaymentStatus, WalletEvent};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{ProjectionError, Projector, StoredEvent};
+
+pub struct LedgerProjector;
+
+fn meta<'a>(event: &'a StoredEvent, key: &str) -> &'a str {
+    event.metadata.get(key).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+/// What a wallet event looks like as an entry (type, description, counter).
+fn entry_parts(event: &WalletEvent) -> (&'static str, String, Option<String>) {
+    match event {
+        WalletEvent::WalletCredited {
+            reason,
+            description,
+            counter,
+            ..
+        }
+        | WalletEvent::WalletDebited {
+            reason,
+            description,
+            counter,
+            ..
+        } => (reason.as_str(), description.clone(), Some(counter.to_string())),
+        WalletEvent::HoldPlaced { description, .. } => ("consume", description.clone(), None),
+        WalletEvent::HoldSettled {
+            reason,
+            description,
+            counter,
+            returned,
+            ..
+        } => {
+            let kind = if *returned > 0 { "refund" } else { reason.as_str() };
+            (kind, description.clone(), Some(counter.to_string()))
+        }
+        WalletEvent::HoldReleased {
+            hold_id, expired, ..
+        } => {
+            let text = if *expired {
+                format!("hold {hold_id} expired")
+            } else {
+                format!("hold {hold_id} released")
+            };
+            ("refund", text, None)
+        }
+    }
+}
+
+/// Change of the points set aside in holds.
+fn held_change(event: &WalletEvent) -> i64 {
+    match event {
+        WalletEvent::HoldPlaced { amount, .. } => *amount,
+        WalletEvent::HoldSettled {
+            amount, returned, ..
+        } => -(amount + returned),
+        WalletEvent::HoldReleased { amount, .. } => -amount,
+        WalletEvent::WalletCredited { .. } | WalletEvent::WalletDebited { .. } => 0,
+    }
+}
+
+async fn apply_wallet(conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+    let (account_id, currency) = parse_wallet_id(&event.aggregate_id)
+        .ok_or_else(|| ProjectionError::Payload(format!("wallet id {}", event.aggregate_id)))?;
+    let currency = currency.as_str();
+    let wallet_event: WalletEvent = event.decode()?;
+    let after = wallet_event.balance_after();
+    let change = wallet_event.wallet_change();
+    let (kind, description, counter) = entry_parts(&wallet_event);
+    let (reference, at) = match &wallet_event {
+        WalletEvent::WalletCredited { reference, at, .. }
+        | WalletEvent::WalletDebited { reference, at, .. } => (reference.clone(), *at),
+        WalletEvent::HoldPlaced { at, .. }
+        | WalletEvent::HoldSettled { at, .. }
+        | WalletEvent::HoldReleased { at, .. } => (None, *at),
+    };
+    sqlx::query(
+        "INSERT INTO ledger_entries (position, account_id, currency, sequence, operation_id, event_type,
+                                     reason, amount, balance_before, balance_after, counter, reference,
+                                     description, created_at, actor, surface, request_id, client_ip)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+    )
+    .bind(event.global_position)
+    .bind(account_id)
+    .bind(currency)
+    .bind(event.sequence)
+    .bind(wallet_event.operation_id())
+    .bind(&event.event_type)
+    .bind(kind)
+    .bind(change)
+    .bind(after - change)
+    .bind(after)
+    .bind(counter)
+    .bind(reference.as_ref().map(|r| format!("{}:{}", r.kind, r.id)))
+    .bind(description)
+    .bind(at)
+    .bind(meta(event, "actor"))
+    .bind(meta(event, "surface"))
+    .bind(meta(event, "request_id"))
+    .bind(meta(event, "client_ip"))
+    .execute(&mut *conn)
+    .await?;
+
+    let legs = wallet_event.postings(&event.aggregate_id);
+    let leg_no: Vec<i16> = (0..legs.len() as i16).collect();
+    let accounts: Vec<&str> = legs.iter().map(|l| l.ledger_account.as_str()).collect();
+    let amounts: Vec<i64> = legs.iter().map(|l| l.amount).collect();
+    sqlx::query(
+        "INSERT INTO ledger_postings (position, leg, ledger_account, currency, amount)
+         SELECT $1, leg, account, $2, amount FROM UNNEST($3::smallint[], $4::text[], $5::bigint[])
+                AS t(leg, account, amount)",
+    )
+    .bind(event.global_position)
+    .bind(currency)
+    .bind(&leg_no)
+    .bind(&accounts)
+    .bind(&amounts)
+    .execute(&mut *conn)
+    .await?;
+
+    sqlx::query(
+        "INSERT INTO wallets (account_id, currency, balance, held, entries, updated_at)
+         VALUES ($1, $2, $3, $4, 1, $5)
+         ON CONFLICT (account_id, currency) DO UPDATE
+            SET balance = EXCLUDED.balance, held = wallets.held + EXCLUDED.held,
+                entries = wallets.entries + 1, updated_at = EXCLUDED.updated_at",
+    )
+    .bind(account_id)
+    .bind(currency)
+    .bind(after)
+    .bind(held_change(&wallet_event))
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+
+    if let (Some(reference), WalletEvent::WalletCredited { .. }) = (&reference, &wallet_event) {
+        match reference.kind.as_str() {
+            "card" => {
+                sqlx::query(
+                    "UPDATE card_keys SET redeemed_by = $2, redeemed_at = $3, redeem_position = $4
+                      WHERE card_id = $1",
+                )
+                .bind(&reference.id)
+                .bind(account_id)
+                .bind(at)
+                .bind(event.global_position)
+                .execute(&mut *conn)
+                .await?;
+            }
+            "payment" => {
+                if let Ok(order_id) = reference.id.parse::<Uuid>() {
+                    sqlx::query(
+                        "UPDATE payment_orders SET credited_at = $2, credit_position = $3
+                          WHERE order_id = $1",
+                    )
+                    .bind(order_id)
+                    .bind(at)
+                    .bind(event.global_position)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn apply_card(conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+    match event.decode::<CardKeyEvent>()? {
+        CardKeyEvent::CardIssued {
+            batch_id,
+            points,
+            expires_at,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO card_keys (card_id, batch_id, points, expires_at, issued_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&event.aggregate_id)
+            .bind(batch_id)
+            .bind(points)
+            .bind(expires_at)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn apply_order(conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+    let order_id: Uuid = event
+        .aggregate_id
+        .parse()
+        .map_err(|e| ProjectionError::Payload(format!("order id: {e}")))?;
+    let query = match event.decode::<PaymentOrderEvent>()? {
+        PaymentOrderEvent::PaymentOrderOpened {
+            account_id,
+            account_number,
+            price_minor,
+            price_currency,
+            pay_currency,
+            coins,
+            at,
+        } => sqlx::query(
+            "INSERT INTO payment_orders (order_id, account_id, account_number, price_minor, price_currency,
+                                         pay_currency, coins, status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'created', $8, $8)",
+        )
+        .bind(order_id)
+        .bind(account_id)
+        .bind(account_number)
+        .bind(price_minor)
+        .bind(price_currency)
+        .bind(pay_currency)
+        .bind(coins)
+        .bind(at),
+        PaymentOrderEvent::ProviderPaymentCreated {
+            payment_id,
+            pay_address,
+            pay_amount,
+            pay_currency,
+            at,
+        } => sqlx::query(
+            "UPDATE payment_orders SET payment_id = $2, pay_address = $3, pay_amount = $4,
+                    pay_currency = $5, status = 'waiting', updated_at = $6
+              WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .bind(payment_id)
+        .bind(pay_address)
+        .bind(pay_amount)
+        .bind(pay_currency)
+        .bind(at),
+        PaymentOrderEvent::ProviderPaymentFailed { reason, at } => sqlx::query(
+            "UPDATE payment_orders SET status = 'failed', failure = $2, updated_at = $3 WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .bind(reason)
+        .bind(at),
+        PaymentOrderEvent::PaymentStatusReported {
+            status,
+            actually_paid,
+            at,
+            ..
+        } => sqlx::query(
+            "UPDATE payment_orders
+                SET status = $2, actually_paid = coalesce($3, actually_paid), updated_at = $4,
+                    finished_at = CASE WHEN $5 THEN $4 ELSE finished_at END
+              WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .bind(status.as_str())
+        .bind(actually_paid)
+        .bind(at)
+        .bind(status == PaymentStatus::Finished),
+    };
+    query.execute(conn).await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Projector for LedgerProjector {
+    fn name(&self) -> &'static str {
+        "ledger"
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "wallets",
+            "ledger_entries",
+            "ledger_postings",
+            "card_keys",
+            "payment_orders",
+        ]
+    }
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["Wallet", "CardKey", "PaymentOrder"]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        match event.aggregate_type.as_str() {
+            "Wallet" => apply_wallet(conn, event).await,
+            "CardKey" => apply_card(conn, event).await,
+            "PaymentOrder" => apply_order(conn, event).await,
+            _ => Ok(()),
+        }
+    }
+}
+
+// ---- reads ----
+
+/// The spendable balance (0 for a wallet that never moved).
+pub async fn balance(pool: &PgPool, account_id: Uuid, currency: &str) -> sqlx::Result<i64> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT balance FROM wallets WHERE account_id = $1 AND currency = $2")
+            .bind(account_id)
+            .bind(currency)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map_or(0, |r| r.0))
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct EntryRow {
+    pub position: i64,
+    pub account_id: Uuid,
+    pub currency: String,
+    pub sequence: i64,
+    pub operation_id: String,
+    pub event_type: String,
+    pub reason: String,
+    pub amount: i64,
+    pub balance_before: i64,
+    pub balance_after: i64,
+    pub counter: Option<String>,
+    pub reference: Option<String>,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub actor: String,
+    pub surface: String,
+    pub request_id: String,
+    pub client_ip: String,
+}
+
+const ENTRY_COLUMNS: &str = "position, account_id, currency, sequence, operation_id, event_type, reason,
+     amount, balance_before, balance_after, counter, reference, description, created_at, actor,
+     surface, request_id, client_ip";
+
+/// A user's movements that changed the balance, newest first.
+pub async fn history(
+    pool: &PgPool,
+    account_id: Uuid,
+    currency: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<EntryRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM ledger_entries
+          WHERE account_id = $1 AND currency = $2 AND amount <> 0
+          ORDER BY position DESC LIMIT $3"
+    ))
+    .bind(account_id)
+    .bind(currency)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// An entry as the auditors see it: with the event's hash.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct AuditEntryRow {
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub entry: EntryRow,
+    pub event_hash: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub account_id: Option<Uuid>,
+    pub currency: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// entries after this position (paging forward)
+    pub after: Option<i64>,
+    pub limit: i64,
+}
+
+/// Entries in log order (oldest first), every movement including holds.
+pub async fn audit_entries(pool: &PgPool, f: &AuditFilter) -> sqlx::Result<Vec<AuditEntryRow>> {
+    let cols = ENTRY_COLUMNS
+        .split(',')
+        .map(|c| format!("l.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    sqlx::query_as(&format!(
+        "SELECT {cols}, encode(e.hash, 'hex') AS event_hash
+           FROM ledger_entries l JOIN events e ON e.global_position = l.position
+          WHERE ($1::uuid IS NULL OR l.account_id = $1)
+            AND ($2::text IS NULL OR l.currency = $2)
+            AND ($3::timestamptz IS NULL OR l.created_at >= $3)
+            AND ($4::timestamptz IS NULL OR l.created_at < $4)
+            AND l.position > coalesce($5, 0)
+          ORDER BY l.position LIMIT $6"
+    ))
+    .bind(f.account_id)
+    .bind(&f.currency)
+    .bind(f.from)
+    .bind(f.to)
+    .bind(f.after)
+    .bind(f.limit)
+    .fetch_all(pool)
+    .await
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct PaymentOrderRow {
+    pub order_id: Uuid,
+    pub account_id: Uuid,
+    pub account_number: i64,
+    pub price_minor: i64,
+    pub price_currency: String,
+    pub pay_currency: String,
+    pub coins: i64,
+    pub payment_id: Option<String>,
+    pub pay_address: Option<String>,
+    pub pay_amount: Option<String>,
+    pub actually_paid: Option<String>,
+    pub status: String,
+    pub failure: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub credited_at: Option<DateTime<Utc>>,
+}
+
+pub async fn payment_order(pool: &PgPool, order_id: Uuid) -> sqlx::Result<Option<PaymentOrderRow>> {
+    sqlx::query_as("SELECT * FROM payment_orders WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Orders that reached `finished` but whose credit is not (yet) projected.
+pub async fn uncredited_orders(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<Uuid>> {
+    let rows: Vec<(Uuid,)> = sqlx::query_as(
+        "SELECT order_id FROM payment_orders
+          WHERE finished_at IS NOT NULL AND credited_at IS NULL ORDER BY finished_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
