@@ -13,6 +13,7 @@ use crate::auth::{load_or_create_secret, Tokens};
 use crate::config::{Config, Secret};
 use crate::db::{self, Database};
 use crate::identity::{Identity, Mailer};
+use crate::ledger::payments::{self, Provider};
 use crate::live::{self, Hub};
 use crate::projector::{self, Progress, RuntimeSettings};
 use crate::store::{LogPosition, Store};
@@ -29,6 +30,11 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     /// The gift monitor's API key.
     pub api_secret: Secret,
+    /// Keys card-key hashes.
+    pub card_secret: Secret,
+    /// The auditors' read-only token.
+    pub audit_token: Secret,
+    pub payment_provider: Arc<Provider>,
 }
 
 impl AppState {
@@ -83,6 +89,15 @@ impl Server {
             Some(s) => s.clone(),
             None => load_or_create_secret(&config.data_dir, "api_secret")?,
         };
+        let card_secret = match &config.card_secret {
+            Some(s) => s.clone(),
+            None => load_or_create_secret(&config.data_dir, "card_secret")?,
+        };
+        let audit_token = match &config.audit_token {
+            Some(s) => s.clone(),
+            None => load_or_create_secret(&config.data_dir, "audit_token")?,
+        };
+        let payment_provider = Arc::new(Provider::new(&config.payments)?);
         let progress = Progress::new();
         let hub = Arc::new(Hub::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -135,7 +150,15 @@ impl Server {
             hub: hub.clone(),
             identity,
             api_secret,
+            card_secret,
+            audit_token,
+            payment_provider,
         };
+        background.push(tokio::spawn(payments::run_reconciler(
+            state.clone(),
+            std::time::Duration::from_secs(30),
+            shutdown_rx.clone(),
+        )));
         let app = crate::http::router(state);
         let mut stop = shutdown_rx.clone();
         let http = tokio::spawn(async move {

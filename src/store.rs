@@ -141,8 +141,23 @@ impl Store {
         cqrs: &PostgresCqrs<A>,
         aggregate_id: &str,
         meta: &CommandMeta,
-        mut make: impl FnMut() -> A::Command,
+        make: impl FnMut() -> A::Command,
     ) -> Result<Option<LogPosition>, CommandError<A::Error>> {
+        self.execute_only(cqrs, aggregate_id, meta, make).await?;
+        self.stream_head(A::TYPE, aggregate_id)
+            .await
+            .map_err(|e| CommandError::Store(format!("reading the appended position: {e}")))
+    }
+
+    /// `execute` without learning the position (for callers that find their
+    /// event another way).
+    pub async fn execute_only<A: Aggregate>(
+        &self,
+        cqrs: &PostgresCqrs<A>,
+        aggregate_id: &str,
+        meta: &CommandMeta,
+        mut make: impl FnMut() -> A::Command,
+    ) -> Result<(), CommandError<A::Error>> {
         let metadata = meta.to_map();
         let stream = self.locks.get(A::TYPE, aggregate_id);
         let _turn = stream.lock().await;
@@ -154,7 +169,7 @@ impl Store {
             {
                 Ok(()) => {
                     self.appends.send_modify(|n| *n = n.wrapping_add(1));
-                    break;
+                    return Ok(());
                 }
                 Err(AggregateError::AggregateConflict) if attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
@@ -166,9 +181,6 @@ impl Store {
                 Err(other) => return Err(classify_store_error(other)),
             }
         }
-        self.stream_head(A::TYPE, aggregate_id)
-            .await
-            .map_err(|e| CommandError::Store(format!("reading the appended position: {e}")))
     }
 
     /// An aggregate's current state, for decisions that span aggregates

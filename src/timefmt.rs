@@ -45,3 +45,8 @@ mod tests {
         );
     }
 }
+
+/// RFC 3339 in UTC to the second, as seed 002 shows (`2026-02-12T10:00:00Z`).
+pub fn rfc3339_utc(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}

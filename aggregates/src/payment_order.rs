@@ -93,6 +93,8 @@ pub struct PaymentOrder {
     /// reached `finished` (a refund reported later does not undo it)
     #[serde(default)]
     finished: bool,
+    /// when the order last changed
+    last_heard: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +106,12 @@ struct Opened {
 impl PaymentOrder {
     pub fn status(&self) -> Option<PaymentStatus> {
         self.status
+    }
+    pub fn owner(&self) -> Option<Uuid> {
+        self.opened.as_ref().map(|o| o.account_id)
+    }
+    pub fn last_heard(&self) -> Option<DateTime<Utc>> {
+        self.last_heard
     }
     pub fn payment_id(&self) -> Option<&str> {
         self.payment_id.as_deref()
@@ -306,6 +314,12 @@ impl Aggregate for PaymentOrder {
     }
 
     fn apply(&mut self, event: Self::Event) {
+        self.last_heard = Some(match &event {
+            PaymentOrderEvent::PaymentOrderOpened { at, .. }
+            | PaymentOrderEvent::ProviderPaymentCreated { at, .. }
+            | PaymentOrderEvent::ProviderPaymentFailed { at, .. }
+            | PaymentOrderEvent::PaymentStatusReported { at, .. } => *at,
+        });
         match event {
             PaymentOrderEvent::PaymentOrderOpened {
                 account_id, coins, ..

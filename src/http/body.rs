@@ -27,17 +27,22 @@ impl BodyError {
     }
 }
 
-pub async fn json<T: DeserializeOwned, S: Send + Sync>(
-    req: Request,
-    state: &S,
-) -> Result<T, BodyError> {
-    let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+/// The raw body within the size limit (for signed bodies).
+pub async fn bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, BodyError> {
+    Bytes::from_request(req, state).await.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             BodyError::TooLarge
         } else {
             BodyError::Unreadable(rej.status())
         }
-    })?;
+    })
+}
+
+pub async fn json<T: DeserializeOwned, S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<T, BodyError> {
+    let bytes = bytes(req, state).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(BodyError::Empty);
     }

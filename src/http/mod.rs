@@ -55,11 +55,14 @@ async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
     {
         return gift::not_found(uri).await.into_response();
     }
-    if uri.path().starts_with("/api/users/") {
+    if uri.path().starts_with("/api/users/") || uri.path().starts_with("/api/payment/") {
         return live::LiveError::new(axum::http::StatusCode::NOT_FOUND, "接口不存在")
             .into_response();
     }
-    if uri.path().starts_with("/api/auth/") || uri.path().starts_with("/api/user/") {
+    if uri.path().starts_with("/api/auth/")
+        || uri.path().starts_with("/api/user/")
+        || uri.path().starts_with("/api/pay/")
+    {
         return ocean1::not_found(uri).await.into_response();
     }
     if uri.path().starts_with(chat8::PREFIX) {

@@ -37,3 +37,28 @@ pub async fn hit(
         Ok(Ok(()))
     }
 }
+
+/// Like `hit` without counting: `Err(retry_after_secs)` when `bucket`
+/// already has more than `limit` attempts in the current window (for limits
+/// on failures, counted by `hit` only when an attempt fails).
+pub async fn check(
+    pool: &PgPool,
+    bucket: &str,
+    limit: i32,
+    window: Duration,
+) -> sqlx::Result<Result<(), u64>> {
+    let secs = window.as_secs().max(1) as f64;
+    let row: Option<(i32, f64)> = sqlx::query_as(
+        "SELECT hits, extract(epoch FROM (window_start + make_interval(secs => $2) - now()))::float8
+           FROM rate_limit_hits
+          WHERE bucket = $1 AND window_start = to_timestamp(floor(extract(epoch FROM now()) / $2) * $2)",
+    )
+    .bind(bucket)
+    .bind(secs)
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some((hits, retry_after)) if hits >= limit => Ok(Err(retry_after.ceil().max(1.0) as u64)),
+        _ => Ok(Ok(())),
+    }
+}

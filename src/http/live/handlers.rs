@@ -13,7 +13,7 @@ use crate::identity::{self, AuthFailure};
 
 type Result<T> = std::result::Result<T, LiveError>;
 
-async fn session(
+pub(super) async fn session(
     state: &AppState,
     headers: &HeaderMap,
 ) -> std::result::Result<crate::auth::Caller, AuthFailure> {
@@ -32,8 +32,9 @@ pub async fn is_logged_in(
             "uid": uid_of(caller.account_id),
             "status": true,
             "uname": caller.username,
-            // the coin ledger is issue 4; until then every balance is 0
-            "coin_num": 0,
+            "coin_num": projections::ledger::balance(&state.pool, caller.account_id, "coins")
+                .await
+                .map_err(LiveError::internal)?,
         }),
         Err(AuthFailure::Unavailable(err)) => return Err(LiveError::internal(err)),
         Err(_) => json!({ "uid": "", "status": false, "uname": "游客", "coin_num": 0 }),

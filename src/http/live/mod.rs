@@ -1,13 +1,15 @@
-//! The live-streaming site (seed 000), accounts part: `/api/users/is_logged_in`
-//! and `/api/users/login_out`. Envelope `{code: 0, data}`; failures
+//! The live-streaming site (seed 000), accounts and coins:
+//! `/api/users/is_logged_in`, `/api/users/login_out` and the crypto recharge
+//! under `/api/payment/`. Envelope `{code: 0, data}`; failures
 //! `{code: 1, msg}`. A session from any surface's login counts (session
 //! cookie or `Authorization: Bearer`).
 
 mod error;
 mod handlers;
+mod payment;
 
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::LiveError;
@@ -20,6 +22,13 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/users/is_logged_in", get(handlers::is_logged_in))
         .route("/api/users/login_out", get(handlers::login_out))
+        .route("/api/payment/process_recharge/", post(payment::process_recharge))
+        .route("/api/payment/process_recharge", post(payment::process_recharge))
+        .route(
+            "/api/payment/check_payment_status/{order_id}",
+            get(payment::check_payment_status),
+        )
+        .route("/api/payment/ipn", post(payment::ipn))
         .method_not_allowed_fallback(method_not_allowed)
 }
 

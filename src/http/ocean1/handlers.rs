@@ -40,13 +40,15 @@ async fn signed_in(
         state.config.jwt_ttl,
     )
     .await?;
+    let points = projections::ledger::balance(&state.pool, account.account_id, "points")
+        .await
+        .map_err(|e| IdentityError::Internal(e.into()))?;
     let body = json!({
         "status": "success",
         "data": {
             "nickname": account.display_name(),
             "email": account.email,
-            // the points ledger is issue 4; until then every balance is 0
-            "points": 0,
+            "points": points,
             "token": session.token,
             "invite_code": identity::invite_code_of(account.number),
         }

@@ -1,14 +1,16 @@
-//! Ocean1 (seed 002), accounts part: `/api/auth/*` (email codes, device-bound
-//! login) and `/api/user/heartbeat`. Bodies `{status, ...}`; failures
+//! Ocean1 (seed 002), accounts and points: `/api/auth/*` (email codes,
+//! device-bound login), `/api/user/heartbeat`, `/api/user/history` and
+//! `/api/pay/redeem`. Bodies `{status, ...}`; failures
 //! `{status: "failed", msg}`.
 
 mod dto;
 mod error;
 mod extract;
 mod handlers;
+mod pay;
 
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::OceanError;
@@ -25,6 +27,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/login_verify", post(handlers::login_verify))
         .route("/api/auth/reset_password", post(handlers::reset_password))
         .route("/api/user/heartbeat", post(handlers::heartbeat))
+        .route("/api/user/history", get(pay::history))
+        .route("/api/pay/redeem", post(pay::redeem))
         .method_not_allowed_fallback(method_not_allowed)
 }
 

@@ -1,0 +1,138 @@
+//! Points: `POST /api/pay/redeem` (card keys) and `GET /api/user/history`.
+
+use aggregates::values::Email;
+use aggregates::Currency;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::OceanError;
+use super::extract::{check_headers, session_of, OJson};
+use super::SURFACE;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::http::context::RequestContext;
+use crate::identity;
+use crate::ledger::cards::{self, RedeemError, RedeemLimits};
+use crate::ledger::{self, LedgerError};
+use crate::timefmt;
+
+type Result<T> = std::result::Result<T, OceanError>;
+
+#[derive(Debug, Deserialize)]
+pub struct RedeemRequest {
+    #[serde(default)]
+    pub email: Option<String>,
+    pub card_key: String,
+}
+
+async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller> {
+    let caller = session_of(headers, state).await?;
+    check_headers(headers, &caller)?;
+    Ok(caller)
+}
+
+impl From<RedeemError> for OceanError {
+    fn from(e: RedeemError) -> Self {
+        match e {
+            RedeemError::Malformed => Self::bad_request("卡密格式错误"),
+            RedeemError::Unknown => Self::new(StatusCode::NOT_FOUND, "卡密无效或已过期"),
+            RedeemError::Used => Self::new(StatusCode::CONFLICT, "卡密已被使用"),
+            RedeemError::RateLimited(secs) => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("失败次数过多，请 {secs} 秒后再试"),
+            ),
+            RedeemError::Ledger(e) => e.into(),
+            RedeemError::Limits(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<LedgerError> for OceanError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Insufficient { .. } => Self::new(StatusCode::PAYMENT_REQUIRED, "积分不足"),
+            LedgerError::Contended => Self::new(StatusCode::SERVICE_UNAVAILABLE, "系统繁忙，请重试"),
+            LedgerError::Invalid(m) => Self::bad_request(format!("参数错误: {m}")),
+            LedgerError::OperationConflict | LedgerError::ReferenceUsed(_) => {
+                Self::new(StatusCode::CONFLICT, "重复的操作")
+            }
+            other => Self::internal(anyhow::Error::from(other)),
+        }
+    }
+}
+
+pub async fn redeem(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    OJson(body): OJson<RedeemRequest>,
+) -> Result<impl IntoResponse> {
+    let caller = caller(&state, &headers).await?;
+    if let Some(claimed) = body.email.as_deref().filter(|e| !e.is_empty()) {
+        if Email::key_of(claimed) != Email::key_of(caller.email.as_deref().unwrap_or_default()) {
+            return Err(OceanError::new(StatusCode::FORBIDDEN, "身份信息与登录会话不一致"));
+        }
+    }
+    let l = &state.config.rate_limits;
+    let limits = RedeemLimits {
+        per_account: l.redeem_failures_per_account,
+        per_ip: l.redeem_failures_per_ip,
+        window: l.redeem_window,
+    };
+    let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
+    let moved = cards::redeem(
+        &state.store,
+        &state.card_secret,
+        &limits,
+        &meta,
+        caller.account_id,
+        &body.card_key,
+    )
+    .await?;
+    ledger::settle(&state, moved.position).await;
+    Ok(axum::Json(json!({
+        "status": "success",
+        "msg": "充值成功",
+        "new_points": moved.balance_after,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    pub limit: Option<i64>,
+}
+
+/// Newest first; `data[0].balance_after` is the balance.
+pub async fn history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: std::result::Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse> {
+    let caller = caller(&state, &headers).await?;
+    let Query(q) = query.map_err(|_| OceanError::bad_request("参数错误: limit"))?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = projections::ledger::history(
+        &state.pool,
+        caller.account_id,
+        Currency::Points.as_str(),
+        limit,
+    )
+    .await?;
+    let data: Vec<_> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r.position,
+                "type": r.reason,
+                "amount": r.amount,
+                "balance_after": r.balance_after,
+                "description": r.description,
+                "created_at": timefmt::rfc3339_utc(r.created_at),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "status": "success", "data": data })))
+}
