@@ -44,6 +44,75 @@ enum Command {
         #[command(subcommand)]
         command: GiftsCommand,
     },
+    /// Card keys for points (seed 002)
+    Cards {
+        #[command(subcommand)]
+        command: CardsCommand,
+    },
+    /// The auditors' checks and exports of the coin and point ledger
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CardsCommand {
+    /// Issue a batch of card keys and print their codes, one per line (the
+    /// only time they exist in clear: only keyed hashes are stored)
+    Issue {
+        /// Points each card gives
+        #[arg(long)]
+        points: i64,
+        /// How many cards
+        #[arg(long)]
+        count: usize,
+        /// Batch name recorded with each card (default: a new UUID)
+        #[arg(long)]
+        batch: Option<String>,
+        /// Cards expire this many days after issue (default: never)
+        #[arg(long)]
+        expires_days: Option<i64>,
+        /// Write the codes to this file (mode 0600) instead of stdout
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute from the events: hash chains, balances against the
+    /// projected ones, postings summing to zero per currency, every finished
+    /// payment and redeemed card credited exactly once. Exits non-zero
+    /// naming the first discrepancy
+    Verify {
+        /// Print the whole report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write ledger entries (with actor, request id, surface, client IP and
+    /// event hash) recorded in [from, to) as CSV or JSON lines
+    Export {
+        /// RFC 3339 or `YYYY-MM-DD HH:MM:SS` in TIDELOG_TIMEZONE
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Only this account (username, email, number or UUID)
+        #[arg(long)]
+        account: Option<String>,
+        /// Write to this file instead of stdout
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Jsonl,
 }
 
 #[derive(Subcommand)]
@@ -146,6 +215,31 @@ pub async fn run() -> anyhow::Result<()> {
                             month.as_deref(),
                         )
                         .await
+                    }
+                    Command::Cards {
+                        command:
+                            CardsCommand::Issue {
+                                points,
+                                count,
+                                batch,
+                                expires_days,
+                                output,
+                            },
+                    } => issue_cards(&pool, &config, points, count, batch, expires_days, output).await,
+                    Command::Audit {
+                        command: AuditCommand::Verify { json },
+                    } => audit_verify(&pool, json).await,
+                    Command::Audit {
+                        command:
+                            AuditCommand::Export {
+                                from,
+                                to,
+                                format,
+                                account,
+                                output,
+                            },
+                    } => {
+                        audit_export(&pool, &config, from, to, format, account, output).await
                     }
                     Command::Serve => unreachable!(),
                 }
@@ -358,4 +452,210 @@ async fn tail(pool: &PgPool, count: i64, follow: bool) -> anyhow::Result<()> {
             writeln!(out, "{}", tail_line(r))?;
         }
     }
+}
+
+/// An account by username, email, number or UUID.
+pub async fn find_account(
+    pool: &PgPool,
+    who: &str,
+) -> anyhow::Result<Option<projections::accounts::AccountRow>> {
+    let who = who.trim();
+    if let Ok(id) = who.parse::<uuid::Uuid>() {
+        return Ok(projections::accounts::by_id(pool, id).await?);
+    }
+    if let Ok(n) = who.parse::<i64>() {
+        return Ok(projections::accounts::by_number(pool, n).await?);
+    }
+    let key = aggregates::values::Username::key_of(who);
+    Ok(projections::accounts::by_login(pool, &key).await?)
+}
+
+async fn issue_cards(
+    pool: &PgPool,
+    config: &Config,
+    points: i64,
+    count: usize,
+    batch: Option<String>,
+    expires_days: Option<i64>,
+    output: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let points = aggregates::Amount::new(points).map_err(|e| anyhow!("--points: {e}"))?;
+    if count == 0 || count > 100_000 {
+        anyhow::bail!("--count must be between 1 and 100000");
+    }
+    let expires_at = match expires_days {
+        Some(d) if d >= 1 => Some(crate::store::now() + chrono::Duration::days(d)),
+        Some(_) => anyhow::bail!("--expires-days must be at least 1"),
+        None => None,
+    };
+    let secret = match &config.card_secret {
+        Some(s) => s.clone(),
+        None => crate::auth::load_or_create_secret(&config.data_dir, "card_secret")?,
+    };
+    let batch = batch.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let store = crate::store::Store::new(pool.clone());
+    let meta = crate::store::CommandMeta {
+        actor: format!("cli:{}", whoami()),
+        surface: "cli",
+        request_id: uuid::Uuid::now_v7().to_string(),
+        correlation_id: batch.clone(),
+        causation_id: batch.clone(),
+        client_ip: "local".into(),
+    };
+    let bar = indicatif::ProgressBar::new(count as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("issuing cards {bar:40} {pos}/{len} {eta}")
+            .expect("static template"),
+    );
+    let codes = crate::ledger::cards::issue(
+        &store,
+        &secret,
+        &meta,
+        &batch,
+        points,
+        count,
+        expires_at,
+        || bar.inc(1),
+    )
+    .await?;
+    bar.finish_and_clear();
+    let text = codes.join("\n") + "\n";
+    match output {
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            f.write_all(text.as_bytes())?;
+            eprintln_info(&format!(
+                "{count} cards of {} points (batch {batch}) written to {}",
+                points.get(),
+                path.display()
+            ));
+        }
+        None => {
+            std::io::stdout().write_all(text.as_bytes())?;
+            eprintln_info(&format!("{count} cards of {} points (batch {batch})", points.get()));
+        }
+    }
+    Ok(())
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+}
+
+fn eprintln_info(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
+async fn audit_verify(pool: &PgPool, json: bool) -> anyhow::Result<()> {
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await?;
+    let bar = indicatif::ProgressBar::new(total.max(1) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("verifying {bar:40} {pos}/{len} events {elapsed}")
+            .expect("static template"),
+    );
+    let report = crate::ledger::audit::verify(pool, |n| bar.inc(n)).await?;
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        writeln!(
+            out,
+            "{} events ({} wallet events, {} wallets), {} finished payments, {} redeemed cards checked in {:.2} s",
+            report.events,
+            report.wallet_events,
+            report.wallets,
+            report.payments_finished,
+            report.cards_redeemed,
+            report.seconds
+        )?;
+        if report.projection_behind > 0 {
+            writeln!(
+                out,
+                "note: the ledger projection has not applied {} wallet events yet; compared up to its checkpoint",
+                report.projection_behind
+            )?;
+        }
+        for d in &report.discrepancies {
+            writeln!(out, "DISCREPANCY: {d}")?;
+        }
+    }
+    match report.discrepancies.first() {
+        Some(first) => Err(anyhow!("audit failed: {first}")),
+        None => {
+            if !json {
+                writeln!(out, "OK: hash chains, balances, postings, payments and cards agree")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn audit_export(
+    pool: &PgPool,
+    config: &Config,
+    from: Option<String>,
+    to: Option<String>,
+    format: ExportFormat,
+    account: Option<String>,
+    output: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let tz = config.timezone;
+    let mut filter = projections::ledger::AuditFilter {
+        from: from.as_deref().map(|f| parse_instant(f, tz)).transpose()?,
+        to: to.as_deref().map(|t| parse_instant(t, tz)).transpose()?,
+        limit: 10_000,
+        ..Default::default()
+    };
+    if let Some(who) = account {
+        let row = find_account(pool, &who)
+            .await?
+            .ok_or_else(|| anyhow!("no account {who:?}"))?;
+        filter.account_id = Some(row.account_id);
+    }
+    let sink: Box<dyn Write> = match &output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut csv_out = None;
+    let mut json_out = None;
+    match format {
+        ExportFormat::Csv => {
+            let mut w = csv::Writer::from_writer(sink);
+            w.write_record(crate::ledger::audit::CSV_HEADER)?;
+            csv_out = Some(w);
+        }
+        ExportFormat::Jsonl => json_out = Some(sink),
+    }
+    let mut rows = 0usize;
+    loop {
+        let page = projections::ledger::audit_entries(pool, &filter).await?;
+        let Some(last) = page.last() else { break };
+        filter.after = Some(last.entry.position);
+        for r in &page {
+            rows += 1;
+            if let Some(w) = csv_out.as_mut() {
+                w.write_record(crate::ledger::audit::csv_record(r))?;
+            }
+            if let Some(w) = json_out.as_mut() {
+                writeln!(w, "{}", serde_json::to_string(r)?)?;
+            }
+        }
+    }
+    if let Some(mut w) = csv_out {
+        w.flush()?;
+    }
+    if let Some(mut w) = json_out {
+        w.flush()?;
+    }
+    eprintln_info(&format!("{rows} ledger entries exported"));
+    Ok(())
 }

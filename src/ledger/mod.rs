@@ -4,6 +4,7 @@
 //! and crypto payments (`payments`) end in wallet credits that name them as
 //! exclusive references: the store credits each once.
 
+pub mod audit;
 pub mod cards;
 pub mod payments;
 

@@ -1,5 +1,8 @@
 //! Operators' API under `/admin`: bare JSON, errors as `{"error": "..."}`,
-//! `Authorization: Bearer <TIDELOG_ADMIN_TOKEN>`.
+//! `Authorization: Bearer <TIDELOG_ADMIN_TOKEN>`. The ledger's read routes
+//! also take the auditors' read-only `TIDELOG_AUDIT_TOKEN`.
+
+mod ledger;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -13,11 +16,19 @@ use crate::app::AppState;
 use crate::auth::token_from_header;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/projections", get(projections))
+    Router::new()
+        .route("/admin/projections", get(projections))
+        .merge(ledger::router())
 }
 
 #[derive(Debug)]
 pub struct AdminError(StatusCode, &'static str);
+
+impl AdminError {
+    pub fn new(status: StatusCode, msg: &'static str) -> Self {
+        Self(status, msg)
+    }
+}
 
 impl AdminError {
     pub fn not_found() -> Self {
@@ -34,6 +45,30 @@ impl IntoResponse for AdminError {
 /// Proof that the caller holds the admin token.
 pub struct Admin;
 
+/// The token's role: operators may write, auditors only read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Auditor,
+}
+
+fn role_of(parts: &Parts, state: &AppState) -> Result<Role, AdminError> {
+    let given = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(token_from_header)
+        .ok_or(AdminError(StatusCode::UNAUTHORIZED, "admin token required"))?;
+    // both compared in full, in constant time
+    let admin = bool::from(given.as_bytes().ct_eq(state.admin_token.expose().as_bytes()));
+    let auditor = bool::from(given.as_bytes().ct_eq(state.audit_token.expose().as_bytes()));
+    match (admin, auditor) {
+        (true, _) => Ok(Role::Admin),
+        (false, true) => Ok(Role::Auditor),
+        _ => Err(AdminError(StatusCode::UNAUTHORIZED, "invalid admin token")),
+    }
+}
+
 impl FromRequestParts<AppState> for Admin {
     type Rejection = AdminError;
 
@@ -41,18 +76,27 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let given = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(token_from_header)
-            .ok_or(AdminError(StatusCode::UNAUTHORIZED, "admin token required"))?;
-        let expected = state.admin_token.expose().as_bytes();
-        if bool::from(given.as_bytes().ct_eq(expected)) {
-            Ok(Admin)
-        } else {
-            Err(AdminError(StatusCode::UNAUTHORIZED, "invalid admin token"))
+        match role_of(parts, state)? {
+            Role::Admin => Ok(Admin),
+            Role::Auditor => Err(AdminError(
+                StatusCode::FORBIDDEN,
+                "the audit token is read-only",
+            )),
         }
+    }
+}
+
+/// Proof that the caller may read the ledger (admin or audit token).
+pub struct Auditor(pub Role);
+
+impl FromRequestParts<AppState> for Auditor {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        role_of(parts, state).map(Auditor)
     }
 }
 

@@ -1,0 +1,218 @@
+//! The auditors' and operators' view of the ledger: entries with running
+//! balances, positions, actors, request ids, surfaces, client IPs and event
+//! hashes; wallets; payment orders; and (operators only) adjustments.
+
+use aggregates::{Amount, Counterparty, Currency, Movement, Reason, WalletCommand};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{Admin, AdminError, Auditor};
+use crate::app::AppState;
+use crate::http::body::{self, BodyError};
+use crate::http::context::RequestContext;
+use crate::ledger::{self, LedgerError};
+use crate::store::now;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/ledger/entries", get(entries))
+        .route("/admin/ledger/wallets/{who}", get(wallet))
+        .route("/admin/ledger/payments/{order_id}", get(payment))
+        .route("/admin/ledger/adjustments", post(adjust))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> AdminError {
+    tracing::error!(error = %e, "admin ledger: database");
+    AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+}
+
+async fn account_id(state: &AppState, who: &str) -> Result<Uuid, AdminError> {
+    crate::cli::find_account(&state.pool, who)
+        .await
+        .map_err(unavailable)?
+        .map(|a| a.account_id)
+        .ok_or(AdminError::new(StatusCode::NOT_FOUND, "no such account"))
+}
+
+#[derive(Debug, Deserialize)]
+struct EntriesQuery {
+    account: Option<String>,
+    currency: Option<String>,
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// Entries oldest first; page with `after` = the last `position` seen.
+async fn entries(
+    _: Auditor,
+    State(state): State<AppState>,
+    query: Result<Query<EntriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, AdminError> {
+    let Query(q) = query.map_err(|_| {
+        AdminError::new(
+            StatusCode::BAD_REQUEST,
+            "bad query: account, currency, from/to (RFC 3339), after, limit",
+        )
+    })?;
+    let currency = match q.currency.as_deref() {
+        None => None,
+        Some(c) => Some(
+            c.parse::<Currency>()
+                .map_err(|_| AdminError::new(StatusCode::BAD_REQUEST, "currency is coins or points"))?
+                .as_str()
+                .to_owned(),
+        ),
+    };
+    let account_id = match q.account.as_deref() {
+        Some(who) => Some(account_id(&state, who).await?),
+        None => None,
+    };
+    let filter = projections::ledger::AuditFilter {
+        account_id,
+        currency,
+        from: q.from,
+        to: q.to,
+        after: q.after,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let rows = projections::ledger::audit_entries(&state.pool, &filter)
+        .await
+        .map_err(unavailable)?;
+    let next_after = rows.last().map(|r| r.entry.position);
+    Ok(Json(json!({ "entries": rows, "next_after": next_after })).into_response())
+}
+
+async fn wallet(
+    _: Auditor,
+    State(state): State<AppState>,
+    Path(who): Path<String>,
+) -> Result<Response, AdminError> {
+    let id = account_id(&state, &who).await?;
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT currency, balance, held, entries FROM wallets WHERE account_id = $1 ORDER BY currency",
+    )
+    .bind(id)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(unavailable)?;
+    let wallets: Vec<_> = rows
+        .into_iter()
+        .map(|(currency, balance, held, entries)| {
+            json!({ "currency": currency, "balance": balance, "held": held, "entries": entries })
+        })
+        .collect();
+    Ok(Json(json!({ "account_id": id, "wallets": wallets })).into_response())
+}
+
+async fn payment(
+    _: Auditor,
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<Response, AdminError> {
+    let id: Uuid = order_id
+        .parse()
+        .map_err(|_| AdminError::not_found())?;
+    let row = projections::ledger::payment_order(&state.pool, id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(AdminError::not_found)?;
+    Ok(Json(row).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdjustmentRequest {
+    account: String,
+    currency: String,
+    /// "credit" or "debit"
+    direction: String,
+    amount: i64,
+    description: String,
+    /// the caller's idempotency key: a retry with it has one effect
+    operation_id: String,
+}
+
+fn body_error(e: BodyError) -> AdminError {
+    let msg = match e {
+        BodyError::TooLarge => "body too large",
+        BodyError::Unreadable(_) => "unreadable body",
+        BodyError::Empty => "empty body",
+        BodyError::Syntax => "malformed JSON",
+        BodyError::Shape(_) => {
+            "expected {account, currency, direction, amount (positive integer), description, operation_id}"
+        }
+    };
+    AdminError::new(e.status(), msg)
+}
+
+/// A manual correction against `platform:adjustments`, recorded with the
+/// operator's request like every other movement.
+async fn adjust(
+    _: Admin,
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    req: Request,
+) -> Result<Response, AdminError> {
+    let body: AdjustmentRequest = body::json(req, &state).await.map_err(body_error)?;
+    let bad = |m: &'static str| AdminError::new(StatusCode::BAD_REQUEST, m);
+    let currency: Currency = body.currency.parse().map_err(|_| bad("currency is coins or points"))?;
+    let amount = Amount::new(body.amount).map_err(|_| bad("amount must be a positive integer"))?;
+    let credit = match body.direction.as_str() {
+        "credit" => true,
+        "debit" => false,
+        _ => return Err(bad("direction is credit or debit")),
+    };
+    if body.description.trim().is_empty() || body.description.len() > 500 {
+        return Err(bad("a description of 1 to 500 bytes is required"));
+    }
+    let account_id = account_id(&state, &body.account).await?;
+    let meta = ctx.meta("admin", "admin".into());
+    let at = now();
+    let movement = || Movement {
+        operation_id: format!("adjust:{}", body.operation_id),
+        amount,
+        counter: Counterparty::PlatformAdjustments,
+        reason: Reason::Adjustment,
+        reference: None,
+        description: body.description.clone(),
+        at,
+    };
+    let moved = ledger::operate(&state.store, account_id, currency, &meta, || {
+        if credit {
+            WalletCommand::Credit(movement())
+        } else {
+            WalletCommand::Debit(movement())
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        LedgerError::Insufficient { .. } => {
+            AdminError::new(StatusCode::CONFLICT, "insufficient balance")
+        }
+        LedgerError::OperationConflict => AdminError::new(
+            StatusCode::CONFLICT,
+            "operation_id was used for a different movement",
+        ),
+        LedgerError::Invalid(_) => bad("invalid operation_id (1 to 192 characters)"),
+        LedgerError::Contended => AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "busy, retry"),
+        other => {
+            tracing::error!(error = %other, "admin adjustment failed");
+            AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    })?;
+    ledger::settle(&state, moved.position).await;
+    Ok(Json(json!({
+        "position": moved.position.position,
+        "balance_after": moved.balance_after,
+        "operation_id": body.operation_id,
+    }))
+    .into_response())
+}
