@@ -170,6 +170,9 @@ async fn adjust(
         "debit" => false,
         _ => return Err(bad("direction is credit or debit")),
     };
+    if body.operation_id.is_empty() || body.operation_id.len() > 192 {
+        return Err(bad("operation_id has 1 to 192 characters"));
+    }
     if body.description.trim().is_empty() || body.description.len() > 500 {
         return Err(bad("a description of 1 to 500 bytes is required"));
     }
