@@ -722,3 +722,51 @@ async fn auditors_see_every_movement_verify_catches_tampering_and_a_replay_is_id
     assert!(text.contains("hash chain") && text.contains("Wallet/"), "{text}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_ocean1_user_sees_redeemed_points_at_login_as_the_frontend_calls_it() {
+    let mail = common::smtp::MailCatcher::start().await;
+    let smtp = mail.url();
+    let app = start(move |c| c.smtp_url = Some(tidelog::config::Secret::new(smtp))).await;
+    let email = "points@example.com";
+    let ocean = |extra: &[(&'static str, String)]| {
+        let mut h = vec![("x-device-id", "browser-1".to_string())];
+        h.extend_from_slice(extra);
+        h
+    };
+    let send = |path: &'static str, headers: Vec<(&'static str, String)>, body: Value| {
+        let app = &app;
+        async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            call(app, Method::POST, path, &h, Some(body)).await
+        }
+    };
+    let (s, _) = send("/api/auth/send_code", ocean(&[]), json!({"email": email})).await;
+    assert_eq!(s, StatusCode::OK);
+    let code = mail.code_for(email, 0).await;
+    let (s, v) = send(
+        "/api/auth/register",
+        ocean(&[]),
+        json!({"email": email, "password": "secret-1", "nickname": "Pt", "invite_code": "", "verify_code": code}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let login = || send("/api/auth/login", ocean(&[]), json!({"email": email, "password": "secret-1", "device_id": "browser-1", "version": "1.0.0"}));
+    let (s, v) = login().await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["points"], 0);
+    let token = v["data"]["token"].as_str().unwrap().to_owned();
+
+    let cards = issue_cards(&app, 120, 1).await;
+    let headers = ocean(&[("x-user-email", email.to_string()), ("authorization", bearer(&token))]);
+    let (s, v) = send("/api/pay/redeem", headers.clone(), json!({"email": email, "card_key": cards[0]})).await;
+    assert_eq!((s, v["new_points"].clone()), (StatusCode::OK, json!(120)), "{v}");
+    // the body's email must be the session's
+    let (s, v) = send("/api/pay/redeem", headers, json!({"email": "else@example.com", "card_key": cards[0]})).await;
+    failed(&(s, v), StatusCode::FORBIDDEN);
+
+    let (s, v) = login().await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["points"], 120);
+    app.stop().await;
+}
