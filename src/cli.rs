@@ -225,7 +225,10 @@ pub async fn run() -> anyhow::Result<()> {
                                 expires_days,
                                 output,
                             },
-                    } => issue_cards(&pool, &config, points, count, batch, expires_days, output).await,
+                    } => {
+                        issue_cards(&pool, &config, points, count, batch, expires_days, output)
+                            .await
+                    }
                     Command::Audit {
                         command: AuditCommand::Verify { json },
                     } => audit_verify(&pool, json).await,
@@ -238,9 +241,7 @@ pub async fn run() -> anyhow::Result<()> {
                                 account,
                                 output,
                             },
-                    } => {
-                        audit_export(&pool, &config, from, to, format, account, output).await
-                    }
+                    } => audit_export(&pool, &config, from, to, format, account, output).await,
                     Command::Serve => unreachable!(),
                 }
             }
@@ -507,17 +508,13 @@ async fn issue_cards(
         indicatif::ProgressStyle::with_template("issuing cards {bar:40} {pos}/{len} {eta}")
             .expect("static template"),
     );
-    let codes = crate::ledger::cards::issue(
-        &store,
-        &secret,
-        &meta,
-        &batch,
+    let spec = crate::ledger::cards::Batch {
+        batch_id: batch.clone(),
         points,
         count,
         expires_at,
-        || bar.inc(1),
-    )
-    .await?;
+    };
+    let codes = crate::ledger::cards::issue(&store, &secret, &meta, &spec, || bar.inc(1)).await?;
     bar.finish_and_clear();
     let text = codes.join("\n") + "\n";
     match output {
@@ -538,7 +535,10 @@ async fn issue_cards(
         }
         None => {
             std::io::stdout().write_all(text.as_bytes())?;
-            eprintln_info(&format!("{count} cards of {} points (batch {batch})", points.get()));
+            eprintln_info(&format!(
+                "{count} cards of {} points (batch {batch})",
+                points.get()
+            ));
         }
     }
     Ok(())
@@ -553,7 +553,9 @@ fn eprintln_info(msg: &str) {
 }
 
 async fn audit_verify(pool: &PgPool, json: bool) -> anyhow::Result<()> {
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await?;
     let bar = indicatif::ProgressBar::new(total.max(1) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("verifying {bar:40} {pos}/{len} events {elapsed}")
@@ -590,7 +592,10 @@ async fn audit_verify(pool: &PgPool, json: bool) -> anyhow::Result<()> {
         Some(first) => Err(anyhow!("audit failed: {first}")),
         None => {
             if !json {
-                writeln!(out, "OK: hash chains, balances, postings, payments and cards agree")?;
+                writeln!(
+                    out,
+                    "OK: hash chains, balances, postings, payments and cards agree"
+                )?;
             }
             Ok(())
         }

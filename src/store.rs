@@ -185,7 +185,10 @@ impl Store {
 
     /// An aggregate's current state, for decisions that span aggregates
     /// (a short stream without snapshots: card keys, payment orders).
-    pub async fn load<A: Aggregate>(&self, aggregate_id: &str) -> Result<A, CommandError<A::Error>> {
+    pub async fn load<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<A, CommandError<A::Error>> {
         let store: PersistedEventStore<PostgresEventRepository, A> =
             PersistedEventStore::new_event_store(PostgresEventRepository::new(self.pool.clone()));
         let mut context = store

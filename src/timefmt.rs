@@ -24,6 +24,11 @@ pub fn local_seconds(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// RFC 3339 in UTC to the second, as seed 002 shows (`2026-02-12T10:00:00Z`).
+pub fn rfc3339_utc(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,9 +49,4 @@ mod tests {
             "2024-05-07 15:23:30"
         );
     }
-}
-
-/// RFC 3339 in UTC to the second, as seed 002 shows (`2026-02-12T10:00:00Z`).
-pub fn rfc3339_utc(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }

@@ -74,7 +74,14 @@ fn bearer(token: &str) -> String {
 async fn issue_cards(app: &TestApp, points: i64, count: usize) -> Vec<String> {
     let out = tidelog(
         &url_of(&app.db),
-        &["cards", "issue", "--points", &points.to_string(), "--count", &count.to_string()],
+        &[
+            "cards",
+            "issue",
+            "--points",
+            &points.to_string(),
+            "--count",
+            &count.to_string(),
+        ],
     );
     let codes: Vec<String> = ok(&out).lines().map(str::to_owned).collect();
     assert_eq!(codes.len(), count);
@@ -93,24 +100,52 @@ async fn redeem(app: &TestApp, token: &str, code: &str) -> (StatusCode, Value) {
 }
 
 async fn history(app: &TestApp, token: &str) -> Vec<Value> {
-    let (s, v) = call(app, Method::GET, "/api/user/history", &[("authorization", &bearer(token))], None).await;
+    let (s, v) = call(
+        app,
+        Method::GET,
+        "/api/user/history",
+        &[("authorization", &bearer(token))],
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "success");
     v["data"].as_array().unwrap().clone()
 }
 
-async fn admin(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    call(app, method, path, &[("authorization", &bearer(token))], body).await
+async fn admin(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    call(
+        app,
+        method,
+        path,
+        &[("authorization", &bearer(token))],
+        body,
+    )
+    .await
 }
 
-async fn adjust(app: &TestApp, account: i64, direction: &str, amount: i64, op: &str) -> (StatusCode, Value) {
+async fn adjust(
+    app: &TestApp,
+    account: i64,
+    direction: &str,
+    amount: i64,
+    op: &str,
+) -> (StatusCode, Value) {
     admin(
         app,
         ADMIN_TOKEN,
         Method::POST,
         "/admin/ledger/adjustments",
-        Some(json!({"account": account.to_string(), "currency": "points", "direction": direction,
-                    "amount": amount, "description": "test", "operation_id": op})),
+        Some(
+            json!({"account": account.to_string(), "currency": "points", "direction": direction,
+                    "amount": amount, "description": "test", "operation_id": op}),
+        ),
     )
     .await
 }
@@ -118,16 +153,28 @@ async fn adjust(app: &TestApp, account: i64, direction: &str, amount: i64, op: &
 fn failed(got: &(StatusCode, Value), status: StatusCode) {
     assert_eq!(got.0, status, "{}", got.1);
     assert_eq!(got.1["status"], "failed", "{}", got.1);
-    assert!(got.1["msg"].as_str().is_some_and(|m| !m.is_empty()), "{}", got.1);
+    assert!(
+        got.1["msg"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        got.1
+    );
 }
 
 fn admin_error(got: &(StatusCode, Value), status: StatusCode) {
     assert_eq!(got.0, status, "{}", got.1);
-    assert!(got.1["error"].as_str().is_some_and(|m| !m.is_empty()), "{}", got.1);
+    assert!(
+        got.1["error"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        got.1
+    );
 }
 
 async fn wallet_events(app: &TestApp) -> i64 {
-    count(&app.pool, "SELECT count(*) FROM events WHERE aggregate_type = 'Wallet'").await
+    count(
+        &app.pool,
+        "SELECT count(*) FROM events WHERE aggregate_type = 'Wallet'",
+    )
+    .await
 }
 
 #[tokio::test]
@@ -139,9 +186,18 @@ async fn a_card_is_used_once_under_50_concurrent_redeems_and_the_history_follows
         users.push(api.user(&format!("redeemer{i}")).await);
     }
     let codes = issue_cards(&app, 200, 3).await;
-    assert!(codes.iter().all(|c| c.len() == 19 && c.matches('-').count() == 3), "{codes:?}");
+    assert!(
+        codes
+            .iter()
+            .all(|c| c.len() == 19 && c.matches('-').count() == 3),
+        "{codes:?}"
+    );
     assert_eq!(
-        count(&app.pool, "SELECT count(*) FROM events WHERE aggregate_type = 'CardKey'").await,
+        count(
+            &app.pool,
+            "SELECT count(*) FROM events WHERE aggregate_type = 'CardKey'"
+        )
+        .await,
         3
     );
     // only keyed hashes are stored
@@ -157,9 +213,18 @@ async fn a_card_is_used_once_under_50_concurrent_redeems_and_the_history_follows
     let mut tasks = vec![];
     for round in 0..5 {
         for (i, (_, token)) in users.iter().enumerate() {
-            let (base, http, token, code) = (app.base.clone(), app.http.clone(), token.clone(), codes[0].clone());
+            let (base, http, token, code) = (
+                app.base.clone(),
+                app.http.clone(),
+                token.clone(),
+                codes[0].clone(),
+            );
             // mixed spellings of the same code
-            let code = if (i + round) % 2 == 0 { code.to_lowercase() } else { code };
+            let code = if (i + round) % 2 == 0 {
+                code.to_lowercase()
+            } else {
+                code
+            };
             tasks.push(tokio::spawn(async move {
                 let resp = http
                     .post(format!("{base}/api/pay/redeem"))
@@ -178,7 +243,10 @@ async fn a_card_is_used_once_under_50_concurrent_redeems_and_the_history_follows
         let (i, status, v) = t.await.unwrap();
         match status {
             StatusCode::OK => {
-                assert_eq!(v, json!({"status": "success", "msg": "充值成功", "new_points": 200}));
+                assert_eq!(
+                    v,
+                    json!({"status": "success", "msg": "充值成功", "new_points": 200})
+                );
                 winners.insert(i);
                 successes += 1;
             }
@@ -187,11 +255,18 @@ async fn a_card_is_used_once_under_50_concurrent_redeems_and_the_history_follows
         }
     }
     assert_eq!(winners.len(), 1, "one account got the card");
-    assert_eq!(successes, 5, "its own concurrent retries answer the same success");
+    assert_eq!(
+        successes, 5,
+        "its own concurrent retries answer the same success"
+    );
     let winner = *winners.iter().next().unwrap();
     let (number, token) = users[winner].clone();
     assert_eq!(
-        count(&app.pool, "SELECT count(*) FROM events WHERE aggregate_type = 'Wallet'").await,
+        count(
+            &app.pool,
+            "SELECT count(*) FROM events WHERE aggregate_type = 'Wallet'"
+        )
+        .await,
         1,
         "credited once"
     );
@@ -204,16 +279,26 @@ async fn a_card_is_used_once_under_50_concurrent_redeems_and_the_history_follows
     assert_eq!(h[0]["balance_after"], 200);
     assert!(h[0]["id"].as_i64().unwrap() > 0);
     let created = h[0]["created_at"].as_str().unwrap();
-    assert!(created.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(created).is_ok(), "{created}");
+    assert!(
+        created.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(created).is_ok(),
+        "{created}"
+    );
 
     let (s, v) = redeem(&app, &token, &codes[1]).await;
     assert_eq!((s, v["new_points"].clone()), (StatusCode::OK, json!(400)));
     let (s, v) = adjust(&app, number, "debit", 150, "spend-1").await;
-    assert_eq!((s, v["balance_after"].clone()), (StatusCode::OK, json!(250)), "{v}");
+    assert_eq!(
+        (s, v["balance_after"].clone()),
+        (StatusCode::OK, json!(250)),
+        "{v}"
+    );
     let h = history(&app, &token).await;
     let amounts: Vec<i64> = h.iter().map(|e| e["amount"].as_i64().unwrap()).collect();
     assert_eq!(amounts, [-150, 200, 200]);
-    assert_eq!(h[0]["balance_after"], 250, "latest balance = data[0].balance_after");
+    assert_eq!(
+        h[0]["balance_after"], 250,
+        "latest balance = data[0].balance_after"
+    );
     assert_eq!(h[0]["type"], "adjustment");
     assert!(h[0]["id"].as_i64() > h[1]["id"].as_i64());
     // another account's history is its own
@@ -222,19 +307,49 @@ async fn a_card_is_used_once_under_50_concurrent_redeems_and_the_history_follows
 
     // bad input: the surface's failure shape, nothing written
     let before = wallet_events(&app).await;
-    failed(&redeem(&app, &token, "not-a-card").await, StatusCode::BAD_REQUEST);
-    failed(&redeem(&app, &token, "2345-6789-ABCD-EFGH").await, StatusCode::NOT_FOUND);
-    failed(&redeem(&app, &users[other].1, &codes[0]).await, StatusCode::CONFLICT);
     failed(
-        &call(&app, Method::POST, "/api/pay/redeem", &[], Some(json!({"card_key": codes[2]}))).await,
+        &redeem(&app, &token, "not-a-card").await,
+        StatusCode::BAD_REQUEST,
+    );
+    failed(
+        &redeem(&app, &token, "2345-6789-ABCD-EFGH").await,
+        StatusCode::NOT_FOUND,
+    );
+    failed(
+        &redeem(&app, &users[other].1, &codes[0]).await,
+        StatusCode::CONFLICT,
+    );
+    failed(
+        &call(
+            &app,
+            Method::POST,
+            "/api/pay/redeem",
+            &[],
+            Some(json!({"card_key": codes[2]})),
+        )
+        .await,
         StatusCode::UNAUTHORIZED,
     );
     failed(
-        &call(&app, Method::POST, "/api/pay/redeem", &[("authorization", "Bearer forged.token.value")], Some(json!({"card_key": codes[2]}))).await,
+        &call(
+            &app,
+            Method::POST,
+            "/api/pay/redeem",
+            &[("authorization", "Bearer forged.token.value")],
+            Some(json!({"card_key": codes[2]})),
+        )
+        .await,
         StatusCode::UNAUTHORIZED,
     );
     failed(
-        &call(&app, Method::POST, "/api/pay/redeem", &[("authorization", &bearer(&token))], Some(json!({"card_key": 12345}))).await,
+        &call(
+            &app,
+            Method::POST,
+            "/api/pay/redeem",
+            &[("authorization", &bearer(&token))],
+            Some(json!({"card_key": 12345})),
+        )
+        .await,
         StatusCode::BAD_REQUEST,
     );
     let malformed = app
@@ -277,14 +392,24 @@ async fn failed_redeems_are_limited_per_account_even_for_a_valid_card() {
     let (_, token) = app.api().user("guesser").await;
     let codes = issue_cards(&app, 10, 1).await;
     for _ in 0..3 {
-        failed(&redeem(&app, &token, "2345-6789-ABCD-EFGH").await, StatusCode::NOT_FOUND);
+        failed(
+            &redeem(&app, &token, "2345-6789-ABCD-EFGH").await,
+            StatusCode::NOT_FOUND,
+        );
     }
-    failed(&redeem(&app, &token, &codes[0]).await, StatusCode::TOO_MANY_REQUESTS);
+    failed(
+        &redeem(&app, &token, &codes[0]).await,
+        StatusCode::TOO_MANY_REQUESTS,
+    );
     assert_eq!(wallet_events(&app).await, 0);
     // another account is not held back by this one's failures
     let (_, other) = app.api().user("honest").await;
     let (s, v) = redeem(&app, &other, &codes[0]).await;
-    assert_eq!((s, v["new_points"].clone()), (StatusCode::OK, json!(10)), "{v}");
+    assert_eq!(
+        (s, v["new_points"].clone()),
+        (StatusCode::OK, json!(10)),
+        "{v}"
+    );
     app.stop().await;
 }
 
@@ -298,11 +423,19 @@ async fn concurrent_spends_on_one_wallet_never_overdraw_across_two_processes() {
     .await;
     let (number, token) = app.api().user("spender").await;
     let (s, v) = adjust(&app, number, "credit", 1000, "fund").await;
-    assert_eq!((s, v["balance_after"].clone()), (StatusCode::OK, json!(1000)), "{v}");
+    assert_eq!(
+        (s, v["balance_after"].clone()),
+        (StatusCode::OK, json!(1000)),
+        "{v}"
+    );
 
     let mut tasks = vec![];
     for i in 0..64 {
-        let base = if i % 2 == 0 { app.base.clone() } else { second.base.clone() };
+        let base = if i % 2 == 0 {
+            app.base.clone()
+        } else {
+            second.base.clone()
+        };
         let http = app.http.clone();
         tasks.push(tokio::spawn(async move {
             let resp = http
@@ -332,7 +465,10 @@ async fn concurrent_spends_on_one_wallet_never_overdraw_across_two_processes() {
     assert_eq!(ok_count, 1000 / 70, "exactly floor(balance/amount) succeed");
     balances.sort();
     let expected: Vec<i64> = (0..14).map(|k| 20 + 70 * k).collect();
-    assert_eq!(balances, expected, "every success saw a distinct non-negative balance");
+    assert_eq!(
+        balances, expected,
+        "every success saw a distinct non-negative balance"
+    );
     let h = history(&app, &token).await;
     assert_eq!(h[0]["balance_after"], 20);
     assert_eq!(h.len(), 15);
@@ -344,8 +480,14 @@ async fn concurrent_spends_on_one_wallet_never_overdraw_across_two_processes() {
     assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
     assert_eq!(v1, v2);
     assert_eq!(v1["balance_after"], 25);
-    admin_error(&adjust(&app, number, "credit", 6, "refund-1").await, StatusCode::CONFLICT);
-    admin_error(&adjust(&app, number, "debit", 5, "refund-1").await, StatusCode::CONFLICT);
+    admin_error(
+        &adjust(&app, number, "credit", 6, "refund-1").await,
+        StatusCode::CONFLICT,
+    );
+    admin_error(
+        &adjust(&app, number, "debit", 5, "refund-1").await,
+        StatusCode::CONFLICT,
+    );
     assert_eq!(wallet_events(&app).await, before + 1);
     // an id older than what the wallet remembers is still recognised
     for i in 0..110 {
@@ -354,7 +496,10 @@ async fn concurrent_spends_on_one_wallet_never_overdraw_across_two_processes() {
     }
     let (s, v) = adjust(&app, number, "credit", 5, "refund-1").await;
     assert_eq!((s, v), (StatusCode::OK, v1.clone()));
-    admin_error(&adjust(&app, number, "credit", 7, "refund-1").await, StatusCode::CONFLICT);
+    admin_error(
+        &adjust(&app, number, "credit", 7, "refund-1").await,
+        StatusCode::CONFLICT,
+    );
 
     // bad input writes nothing
     let before = wallet_events(&app).await;
@@ -371,13 +516,50 @@ async fn concurrent_spends_on_one_wallet_never_overdraw_across_two_processes() {
         json!({"account": number.to_string(), "currency": "points", "direction": "credit", "amount": 1}),
     ];
     for body in bad_bodies {
-        let got = admin(&app, ADMIN_TOKEN, Method::POST, "/admin/ledger/adjustments", Some(body.clone())).await;
+        let got = admin(
+            &app,
+            ADMIN_TOKEN,
+            Method::POST,
+            "/admin/ledger/adjustments",
+            Some(body.clone()),
+        )
+        .await;
         admin_error(&got, StatusCode::BAD_REQUEST);
     }
     let unknown = json!({"account": "nobody-here", "currency": "points", "direction": "credit", "amount": 1, "description": "x", "operation_id": "b9"});
-    admin_error(&admin(&app, ADMIN_TOKEN, Method::POST, "/admin/ledger/adjustments", Some(unknown.clone())).await, StatusCode::NOT_FOUND);
-    admin_error(&admin(&app, AUDIT_TOKEN, Method::POST, "/admin/ledger/adjustments", Some(unknown.clone())).await, StatusCode::FORBIDDEN);
-    admin_error(&admin(&app, "wrong", Method::POST, "/admin/ledger/adjustments", Some(unknown)).await, StatusCode::UNAUTHORIZED);
+    admin_error(
+        &admin(
+            &app,
+            ADMIN_TOKEN,
+            Method::POST,
+            "/admin/ledger/adjustments",
+            Some(unknown.clone()),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    );
+    admin_error(
+        &admin(
+            &app,
+            AUDIT_TOKEN,
+            Method::POST,
+            "/admin/ledger/adjustments",
+            Some(unknown.clone()),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    );
+    admin_error(
+        &admin(
+            &app,
+            "wrong",
+            Method::POST,
+            "/admin/ledger/adjustments",
+            Some(unknown),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+    );
     assert_eq!(wallet_events(&app).await, before);
     second.stop().await;
     app.stop().await;
@@ -417,7 +599,14 @@ async fn ipn(app: &TestApp, body: &Value, signature: &str) -> (StatusCode, Value
 }
 
 async fn coins(app: &TestApp, token: &str) -> i64 {
-    let (s, v) = call(app, Method::GET, "/api/users/is_logged_in", &[("authorization", &bearer(token))], None).await;
+    let (s, v) = call(
+        app,
+        Method::GET,
+        "/api/users/is_logged_in",
+        &[("authorization", &bearer(token))],
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["data"]["user_info"]["status"], true);
     v["data"]["user_info"]["coin_num"].as_i64().unwrap()
@@ -454,32 +643,64 @@ async fn recharge_through_the_provider_credits_once_whatever_the_callbacks() {
     let payment_id = v["payment_id"].as_str().unwrap().to_owned();
     assert!(v["pay_address"].as_str().unwrap().starts_with('T'));
     assert_eq!(v["pay_amount"], json!(19.916393));
-    assert!(v["qr_code"].as_str().unwrap().starts_with("data:image/svg+xml;base64,"));
+    assert!(v["qr_code"]
+        .as_str()
+        .unwrap()
+        .starts_with("data:image/svg+xml;base64,"));
     {
         let sent = &fake.state.lock().unwrap().created[0];
         assert_eq!(sent["price_amount"], json!(20.0));
         assert_eq!(sent["price_currency"], "usd");
         assert_eq!(sent["order_id"], order.as_str());
-        assert_eq!(sent["ipn_callback_url"], "https://example.test/api/payment/ipn");
+        assert_eq!(
+            sent["ipn_callback_url"],
+            "https://example.test/api/payment/ipn"
+        );
     }
-    assert_eq!(status_of(&app, &token, &order).await.1, json!({"code": 0, "status": "waiting", "message": "Status retrieved"}));
+    assert_eq!(
+        status_of(&app, &token, &order).await.1,
+        json!({"code": 0, "status": "waiting", "message": "Status retrieved"})
+    );
 
-    let report = |status: &str| json!({"payment_id": payment_id.parse::<u64>().unwrap(), "payment_status": status,
-                                       "order_id": order, "pay_address": "T", "price_amount": 20, "actually_paid": 19.916393});
+    let report = |status: &str| {
+        json!({"payment_id": payment_id.parse::<u64>().unwrap(), "payment_status": status,
+                                       "order_id": order, "pay_address": "T", "price_amount": 20, "actually_paid": 19.916393})
+    };
     // a forged callback changes nothing
     let events = count(&app.pool, "SELECT count(*) FROM events").await;
-    live_error(&ipn(&app, &report("finished"), "00ff").await, StatusCode::UNAUTHORIZED);
-    live_error(&call(&app, Method::POST, "/api/payment/ipn", &[], Some(report("finished"))).await, StatusCode::UNAUTHORIZED);
+    live_error(
+        &ipn(&app, &report("finished"), "00ff").await,
+        StatusCode::UNAUTHORIZED,
+    );
+    live_error(
+        &call(
+            &app,
+            Method::POST,
+            "/api/payment/ipn",
+            &[],
+            Some(report("finished")),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+    );
     let mut tampered = report("finished");
     let sig = provider::sign(&report("confirming"));
     tampered["payment_status"] = json!("finished");
     live_error(&ipn(&app, &tampered, &sig).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(count(&app.pool, "SELECT count(*) FROM events").await, events);
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM events").await,
+        events
+    );
     assert_eq!(coins(&app, &token).await, 0);
 
     // out of order and repeated: finished first, then older statuses, then
     // ten concurrent duplicates
-    let (s, v) = ipn(&app, &report("finished"), &provider::sign(&report("finished"))).await;
+    let (s, v) = ipn(
+        &app,
+        &report("finished"),
+        &provider::sign(&report("finished")),
+    )
+    .await;
     assert_eq!((s, v["code"].clone()), (StatusCode::OK, json!(0)), "{v}");
     for st in ["confirming", "waiting", "partially_paid", "finished"] {
         let (s, _) = ipn(&app, &report(st), &provider::sign(&report(st))).await;
@@ -502,7 +723,10 @@ async fn recharge_through_the_provider_credits_once_whatever_the_callbacks() {
         assert_eq!(d.await.unwrap(), StatusCode::OK);
     }
     assert_eq!(coins(&app, &token).await, 200, "20 usd × 10 coins, once");
-    assert_eq!(status_of(&app, &token, &order).await.1["status"], "finished");
+    assert_eq!(
+        status_of(&app, &token, &order).await.1["status"],
+        "finished"
+    );
     let credits: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE aggregate_type = 'Wallet' AND payload::text LIKE '%' || $1 || '%'",
     )
@@ -518,7 +742,10 @@ async fn recharge_through_the_provider_credits_once_whatever_the_callbacks() {
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert_eq!(reports, 1, "later, older and repeated reports record nothing");
+    assert_eq!(
+        reports, 1,
+        "later, older and repeated reports record nothing"
+    );
     let meta: Value = sqlx::query_scalar(
         "SELECT metadata::jsonb FROM events WHERE aggregate_type = 'Wallet' ORDER BY global_position LIMIT 1",
     )
@@ -533,10 +760,17 @@ async fn recharge_through_the_provider_credits_once_whatever_the_callbacks() {
     let order2 = v["order_id"].as_str().unwrap().to_owned();
     fake.set_status(v["payment_id"].as_str().unwrap(), "finished");
     let calls = fake.state.lock().unwrap().status_calls;
-    assert_eq!(status_of(&app, &token, &order2).await.1["status"], "waiting", "not quiet for long enough yet");
+    assert_eq!(
+        status_of(&app, &token, &order2).await.1["status"],
+        "waiting",
+        "not quiet for long enough yet"
+    );
     assert_eq!(fake.state.lock().unwrap().status_calls, calls);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(status_of(&app, &token, &order2).await.1["status"], "finished");
+    assert_eq!(
+        status_of(&app, &token, &order2).await.1["status"],
+        "finished"
+    );
     assert_eq!(coins(&app, &token).await, 255);
     let (_, poll_meta): (i64, Value) = sqlx::query_as(
         "SELECT global_position, payload::jsonb FROM events WHERE aggregate_id = $1 AND event_type = 'PaymentStatusReported'",
@@ -552,44 +786,110 @@ async fn recharge_through_the_provider_credits_once_whatever_the_callbacks() {
     let order3 = v["order_id"].as_str().unwrap().to_owned();
     let partial = json!({"payment_id": v["payment_id"].as_str().unwrap().parse::<u64>().unwrap(),
                          "payment_status": "partially_paid", "order_id": order3, "actually_paid": 1.5});
-    assert_eq!(ipn(&app, &partial, &provider::sign(&partial)).await.0, StatusCode::OK);
-    assert_eq!(status_of(&app, &token, &order3).await.1["status"], "partially_paid");
+    assert_eq!(
+        ipn(&app, &partial, &provider::sign(&partial)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status_of(&app, &token, &order3).await.1["status"],
+        "partially_paid"
+    );
     assert_eq!(coins(&app, &token).await, 255);
 
     // bad input and strangers
     let before = count(&app.pool, "SELECT count(*) FROM events").await;
-    for amount in [json!(0), json!(-1), json!("20"), json!(1.001), json!(1e300), json!(null), json!(100_000)] {
-        live_error(&recharge(&app, &token, number, amount).await, StatusCode::BAD_REQUEST);
+    for amount in [
+        json!(0),
+        json!(-1),
+        json!("20"),
+        json!(1.001),
+        json!(1e300),
+        json!(null),
+        json!(100_000),
+    ] {
+        live_error(
+            &recharge(&app, &token, number, amount).await,
+            StatusCode::BAD_REQUEST,
+        );
     }
-    live_error(&recharge(&app, &token, other_number, json!(20)).await, StatusCode::FORBIDDEN);
     live_error(
-        &call(&app, Method::POST, "/api/payment/process_recharge/", &[], Some(json!({"user_id": number, "crypto_amount": 20}))).await,
+        &recharge(&app, &token, other_number, json!(20)).await,
+        StatusCode::FORBIDDEN,
+    );
+    live_error(
+        &call(
+            &app,
+            Method::POST,
+            "/api/payment/process_recharge/",
+            &[],
+            Some(json!({"user_id": number, "crypto_amount": 20})),
+        )
+        .await,
         StatusCode::UNAUTHORIZED,
     );
     live_error(
-        &call(&app, Method::POST, "/api/payment/process_recharge/", &[("authorization", &bearer(&token))], Some(json!({"user_id": "six"}))).await,
+        &call(
+            &app,
+            Method::POST,
+            "/api/payment/process_recharge/",
+            &[("authorization", &bearer(&token))],
+            Some(json!({"user_id": "six"})),
+        )
+        .await,
         StatusCode::BAD_REQUEST,
     );
-    live_error(&status_of(&app, &other_token, &order).await, StatusCode::FORBIDDEN);
-    live_error(&status_of(&app, &token, "not-an-order").await, StatusCode::NOT_FOUND);
-    live_error(&status_of(&app, &token, &uuid::Uuid::new_v4().to_string()).await, StatusCode::NOT_FOUND);
+    live_error(
+        &status_of(&app, &other_token, &order).await,
+        StatusCode::FORBIDDEN,
+    );
+    live_error(
+        &status_of(&app, &token, "not-an-order").await,
+        StatusCode::NOT_FOUND,
+    );
+    live_error(
+        &status_of(&app, &token, &uuid::Uuid::new_v4().to_string()).await,
+        StatusCode::NOT_FOUND,
+    );
     let stranger = json!({"payment_id": 1, "payment_status": "finished", "order_id": uuid::Uuid::new_v4().to_string()});
-    live_error(&ipn(&app, &stranger, &provider::sign(&stranger)).await, StatusCode::NOT_FOUND);
+    live_error(
+        &ipn(&app, &stranger, &provider::sign(&stranger)).await,
+        StatusCode::NOT_FOUND,
+    );
     let wrong_payment = json!({"payment_id": 1, "payment_status": "finished", "order_id": order3});
-    live_error(&ipn(&app, &wrong_payment, &provider::sign(&wrong_payment)).await, StatusCode::BAD_REQUEST);
+    live_error(
+        &ipn(&app, &wrong_payment, &provider::sign(&wrong_payment)).await,
+        StatusCode::BAD_REQUEST,
+    );
     let bad_status = json!({"payment_id": 1, "payment_status": "paid-ish", "order_id": order3});
-    live_error(&ipn(&app, &bad_status, &provider::sign(&bad_status)).await, StatusCode::BAD_REQUEST);
-    assert_eq!(count(&app.pool, "SELECT count(*) FROM events").await, before);
+    live_error(
+        &ipn(&app, &bad_status, &provider::sign(&bad_status)).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM events").await,
+        before
+    );
 
     // the provider fails: an error answer, the order recorded as failed
     fake.state.lock().unwrap().down = true;
-    live_error(&recharge(&app, &token, number, json!(20)).await, StatusCode::BAD_GATEWAY);
-    let failed_orders = count(&app.pool, "SELECT count(*) FROM payment_orders WHERE status = 'failed'").await;
+    live_error(
+        &recharge(&app, &token, number, json!(20)).await,
+        StatusCode::BAD_GATEWAY,
+    );
+    let failed_orders = count(
+        &app.pool,
+        "SELECT count(*) FROM payment_orders WHERE status = 'failed'",
+    )
+    .await;
     assert_eq!(failed_orders, 1);
     assert_eq!(coins(&app, &token).await, 255);
 
     let out = tidelog(&url_of(&app.db), &["audit", "verify"]);
-    assert!(ok(&out).contains("OK"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        ok(&out).contains("OK"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     app.stop().await;
 }
 
@@ -617,11 +917,21 @@ async fn auditors_see_every_movement_verify_catches_tampering_and_a_replay_is_id
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(adjust(&app, alice, "debit", 20, "a1").await.0, StatusCode::OK);
+    assert_eq!(
+        adjust(&app, alice, "debit", 20, "a1").await.0,
+        StatusCode::OK
+    );
     assert_eq!(adjust(&app, bob, "credit", 7, "b1").await.0, StatusCode::OK);
 
     // the auditors' API with the read-only token
-    let (s, v) = admin(&app, AUDIT_TOKEN, Method::GET, "/admin/ledger/entries?account=alice", None).await;
+    let (s, v) = admin(
+        &app,
+        AUDIT_TOKEN,
+        Method::GET,
+        "/admin/ledger/entries?account=alice",
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let entries = v["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 2);
@@ -634,28 +944,64 @@ async fn auditors_see_every_movement_verify_catches_tampering_and_a_replay_is_id
     assert!(first["actor"].as_str().unwrap().starts_with("user:"));
     assert_eq!(first["counter"], "external:cards");
     assert_eq!(first["event_hash"].as_str().unwrap().len(), 64);
-    let hash: String = sqlx::query_scalar("SELECT encode(hash, 'hex') FROM events WHERE global_position = $1")
-        .bind(first["position"].as_i64().unwrap())
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let hash: String =
+        sqlx::query_scalar("SELECT encode(hash, 'hex') FROM events WHERE global_position = $1")
+            .bind(first["position"].as_i64().unwrap())
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(first["event_hash"], hash.as_str());
     assert_eq!(entries[1]["balance_before"], 50);
     assert_eq!(entries[1]["balance_after"], 30);
     assert_eq!(entries[1]["actor"], "admin");
-    let (s, v) = admin(&app, AUDIT_TOKEN, Method::GET, &format!("/admin/ledger/wallets/{alice}"), None).await;
+    let (s, v) = admin(
+        &app,
+        AUDIT_TOKEN,
+        Method::GET,
+        &format!("/admin/ledger/wallets/{alice}"),
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["wallets"][0]["balance"], 30);
-    admin_error(&admin(&app, AUDIT_TOKEN, Method::GET, "/admin/ledger/entries?currency=gold", None).await, StatusCode::BAD_REQUEST);
-    admin_error(&admin(&app, AUDIT_TOKEN, Method::GET, "/admin/ledger/entries?account=nobody", None).await, StatusCode::NOT_FOUND);
-    admin_error(&call(&app, Method::GET, "/admin/ledger/entries", &[], None).await, StatusCode::UNAUTHORIZED);
+    admin_error(
+        &admin(
+            &app,
+            AUDIT_TOKEN,
+            Method::GET,
+            "/admin/ledger/entries?currency=gold",
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    admin_error(
+        &admin(
+            &app,
+            AUDIT_TOKEN,
+            Method::GET,
+            "/admin/ledger/entries?account=nobody",
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    );
+    admin_error(
+        &call(&app, Method::GET, "/admin/ledger/entries", &[], None).await,
+        StatusCode::UNAUTHORIZED,
+    );
     // per currency, the postings sum to zero
-    let sums = dump(&app.pool, "SELECT currency, sum(amount)::bigint AS s FROM ledger_postings GROUP BY 1").await;
+    let sums = dump(
+        &app.pool,
+        "SELECT currency, sum(amount)::bigint AS s FROM ledger_postings GROUP BY 1",
+    )
+    .await;
     assert!(sums.iter().all(|r| r["s"] == 0), "{sums:?}");
 
     // verify passes; export has every entry
     let url = url_of(&app.db);
-    let report: Value = serde_json::from_str(&ok(&tidelog(&url, &["audit", "verify", "--json"]))).unwrap();
+    let report: Value =
+        serde_json::from_str(&ok(&tidelog(&url, &["audit", "verify", "--json"]))).unwrap();
     assert_eq!(report["discrepancies"], json!([]));
     assert_eq!(report["wallet_events"], 3);
     assert_eq!(report["cards_redeemed"], 1);
@@ -664,11 +1010,20 @@ async fn auditors_see_every_movement_verify_catches_tampering_and_a_replay_is_id
     assert_eq!(lines.len(), 4, "{csv}");
     assert!(lines[0].starts_with("position,created_at,account_id"));
     assert!(lines[1].contains("audit-trail-1") && lines[1].contains(&hash));
-    let jsonl = ok(&tidelog(&url, &["audit", "export", "--format", "jsonl", "--account", "bob"]));
-    let rows: Vec<Value> = jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let jsonl = ok(&tidelog(
+        &url,
+        &["audit", "export", "--format", "jsonl", "--account", "bob"],
+    ));
+    let rows: Vec<Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["amount"], 7);
-    let future = ok(&tidelog(&url, &["audit", "export", "--from", "2999-01-01T00:00:00Z"]));
+    let future = ok(&tidelog(
+        &url,
+        &["audit", "export", "--from", "2999-01-01T00:00:00Z"],
+    ));
     assert_eq!(future.lines().count(), 1, "only the header");
 
     // a replay into fresh tables gives identical balances and histories
@@ -695,7 +1050,8 @@ async fn auditors_see_every_movement_verify_catches_tampering_and_a_replay_is_id
         .unwrap();
     let out = tidelog(&url, &["audit", "verify"]);
     assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("projected balance 8"), "{text}");
     sqlx::query("UPDATE wallets SET balance = balance - 1 WHERE balance = 8")
         .execute(&app.pool)
@@ -705,7 +1061,10 @@ async fn auditors_see_every_movement_verify_catches_tampering_and_a_replay_is_id
 
     // a superuser edits an event behind the trigger's back: caught
     let mut conn = app.pool.acquire().await.unwrap();
-    sqlx::query("SET session_replication_role = replica").execute(&mut *conn).await.unwrap();
+    sqlx::query("SET session_replication_role = replica")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     let changed = sqlx::query(
         "UPDATE events SET payload = replace(payload::text, '\"amount\": 7,', '\"amount\": 700,')::json
           WHERE aggregate_type = 'Wallet' AND payload::text LIKE '%\"amount\": 7,%'",
@@ -714,12 +1073,19 @@ async fn auditors_see_every_movement_verify_catches_tampering_and_a_replay_is_id
     .await
     .unwrap();
     assert_eq!(changed.rows_affected(), 1);
-    sqlx::query("SET session_replication_role = origin").execute(&mut *conn).await.unwrap();
+    sqlx::query("SET session_replication_role = origin")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     drop(conn);
     let out = tidelog(&url, &["audit", "verify"]);
     assert!(!out.status.success(), "tampering must fail the audit");
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("hash chain") && text.contains("Wallet/"), "{text}");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("hash chain") && text.contains("Wallet/"),
+        "{text}"
+    );
     app.stop().await;
 }
 
@@ -751,18 +1117,41 @@ async fn an_ocean1_user_sees_redeemed_points_at_login_as_the_frontend_calls_it()
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let login = || send("/api/auth/login", ocean(&[]), json!({"email": email, "password": "secret-1", "device_id": "browser-1", "version": "1.0.0"}));
+    let login = || {
+        send(
+            "/api/auth/login",
+            ocean(&[]),
+            json!({"email": email, "password": "secret-1", "device_id": "browser-1", "version": "1.0.0"}),
+        )
+    };
     let (s, v) = login().await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["points"], 0);
     let token = v["data"]["token"].as_str().unwrap().to_owned();
 
     let cards = issue_cards(&app, 120, 1).await;
-    let headers = ocean(&[("x-user-email", email.to_string()), ("authorization", bearer(&token))]);
-    let (s, v) = send("/api/pay/redeem", headers.clone(), json!({"email": email, "card_key": cards[0]})).await;
-    assert_eq!((s, v["new_points"].clone()), (StatusCode::OK, json!(120)), "{v}");
+    let headers = ocean(&[
+        ("x-user-email", email.to_string()),
+        ("authorization", bearer(&token)),
+    ]);
+    let (s, v) = send(
+        "/api/pay/redeem",
+        headers.clone(),
+        json!({"email": email, "card_key": cards[0]}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["new_points"].clone()),
+        (StatusCode::OK, json!(120)),
+        "{v}"
+    );
     // the body's email must be the session's
-    let (s, v) = send("/api/pay/redeem", headers, json!({"email": "else@example.com", "card_key": cards[0]})).await;
+    let (s, v) = send(
+        "/api/pay/redeem",
+        headers,
+        json!({"email": "else@example.com", "card_key": cards[0]}),
+    )
+    .await;
     failed(&(s, v), StatusCode::FORBIDDEN);
 
     let (s, v) = login().await;

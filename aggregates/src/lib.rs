@@ -11,12 +11,12 @@ pub mod values;
 pub mod wallet;
 
 pub use account::{Account, AccountCommand, AccountError, AccountEvent, DeviceCheck};
+pub use card_key::{CardKey, CardKeyCommand, CardKeyError, CardKeyEvent, NotRedeemable};
 pub use chat_room::{ChatRoom, ChatRoomCommand, ChatRoomError, ChatRoomEvent, Member};
 pub use email_code::{EmailCode, EmailCodeCommand, EmailCodeError, EmailCodeEvent};
 pub use monitored_room::{
     MonitoredRoom, MonitoredRoomCommand, MonitoredRoomError, MonitoredRoomEvent, Observation,
 };
-pub use card_key::{CardKey, CardKeyCommand, CardKeyError, CardKeyEvent, NotRedeemable};
 pub use payment_order::{
     PaymentOrder, PaymentOrderCommand, PaymentOrderError, PaymentOrderEvent, PaymentStatus,
     ReportSource,

@@ -37,7 +37,8 @@ pub enum PaymentStatus {
 
 impl PaymentStatus {
     pub fn parse(s: &str) -> Option<Self> {
-        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+        serde_json::from_value(serde_json::Value::String(s.to_owned()))
+            .ok()
             .filter(|s| *s != Self::Created)
     }
 
@@ -441,7 +442,10 @@ mod tests {
     #[test]
     fn a_partial_payment_can_still_finish_and_only_finished_is_creditable() {
         let mut given = opened();
-        given.push(reported(PaymentStatus::PartiallyPaid, PaymentStatus::Waiting));
+        given.push(reported(
+            PaymentStatus::PartiallyPaid,
+            PaymentStatus::Waiting,
+        ));
         TestFramework::<PaymentOrder>::with(())
             .given(given.clone())
             .when(report(PaymentStatus::Finished))
@@ -454,7 +458,10 @@ mod tests {
             order.apply(e);
         }
         assert_eq!(order.creditable(), None);
-        order.apply(reported(PaymentStatus::Finished, PaymentStatus::PartiallyPaid));
+        order.apply(reported(
+            PaymentStatus::Finished,
+            PaymentStatus::PartiallyPaid,
+        ));
         assert_eq!(order.creditable().map(|(_, c)| c.get()), Some(200));
     }
 

@@ -142,7 +142,11 @@ impl FromStr for Counterparty {
             "platform:adjustments" => Self::PlatformAdjustments,
             other => match other.strip_prefix("anchor:").map(Uuid::parse_str) {
                 Some(Ok(id)) => Self::Anchor(id),
-                _ => return Err(WalletError::Invalid(format!("unknown counter-account {s:?}"))),
+                _ => {
+                    return Err(WalletError::Invalid(format!(
+                        "unknown counter-account {s:?}"
+                    )))
+                }
             },
         })
     }
@@ -238,14 +242,19 @@ pub enum WalletCommand {
     },
     /// Pays `amount` (≤ held) of a hold to the movement's counter-account
     /// and returns the rest to the wallet.
-    SettleHold { movement: Movement, hold_id: String },
+    SettleHold {
+        movement: Movement,
+        hold_id: String,
+    },
     ReleaseHold {
         operation_id: String,
         hold_id: String,
         at: DateTime<Utc>,
     },
     /// Returns every hold whose expiry has passed at `at`.
-    ExpireHolds { at: DateTime<Utc> },
+    ExpireHolds {
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -444,12 +453,16 @@ impl Fingerprint {
         let (op, kind, amount) = match command {
             WalletCommand::Credit(m) => (&m.operation_id, "credit".to_string(), m.amount.get()),
             WalletCommand::Debit(m) => (&m.operation_id, "debit".to_string(), m.amount.get()),
-            WalletCommand::Hold { movement, .. } => {
-                (&movement.operation_id, "hold".to_string(), movement.amount.get())
-            }
-            WalletCommand::SettleHold { movement, .. } => {
-                (&movement.operation_id, "settle".to_string(), movement.amount.get())
-            }
+            WalletCommand::Hold { movement, .. } => (
+                &movement.operation_id,
+                "hold".to_string(),
+                movement.amount.get(),
+            ),
+            WalletCommand::SettleHold { movement, .. } => (
+                &movement.operation_id,
+                "settle".to_string(),
+                movement.amount.get(),
+            ),
             WalletCommand::ReleaseHold {
                 operation_id,
                 hold_id,
@@ -489,8 +502,10 @@ impl Wallet {
         if self.recent.len() == RECENT_OPERATIONS {
             self.recent.pop_front();
         }
-        self.recent
-            .push_back((event.operation_id().to_owned(), Fingerprint::of_event(event)));
+        self.recent.push_back((
+            event.operation_id().to_owned(),
+            Fingerprint::of_event(event),
+        ));
     }
 
     fn check_operation(id: &str) -> Result<(), WalletError> {
@@ -680,7 +695,8 @@ impl Aggregate for Wallet {
             } => {
                 self.holds.insert(hold_id, OpenHold { amount, expires_at });
             }
-            WalletEvent::HoldSettled { hold_id, .. } | WalletEvent::HoldReleased { hold_id, .. } => {
+            WalletEvent::HoldSettled { hold_id, .. }
+            | WalletEvent::HoldReleased { hold_id, .. } => {
                 self.holds.remove(&hold_id);
             }
             WalletEvent::WalletCredited { .. } | WalletEvent::WalletDebited { .. } => {}

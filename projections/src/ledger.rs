@@ -14,7 +14,11 @@ use crate::{ProjectionError, Projector, StoredEvent};
 pub struct LedgerProjector;
 
 fn meta<'a>(event: &'a StoredEvent, key: &str) -> &'a str {
-    event.metadata.get(key).and_then(|v| v.as_str()).unwrap_or("")
+    event
+        .metadata
+        .get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
 }
 
 /// What a wallet event looks like as an entry (type, description, counter).
@@ -31,7 +35,11 @@ fn entry_parts(event: &WalletEvent) -> (&'static str, String, Option<String>) {
             description,
             counter,
             ..
-        } => (reason.as_str(), description.clone(), Some(counter.to_string())),
+        } => (
+            reason.as_str(),
+            description.clone(),
+            Some(counter.to_string()),
+        ),
         WalletEvent::HoldPlaced { description, .. } => ("consume", description.clone(), None),
         WalletEvent::HoldSettled {
             reason,
@@ -40,7 +48,11 @@ fn entry_parts(event: &WalletEvent) -> (&'static str, String, Option<String>) {
             returned,
             ..
         } => {
-            let kind = if *returned > 0 { "refund" } else { reason.as_str() };
+            let kind = if *returned > 0 {
+                "refund"
+            } else {
+                reason.as_str()
+            };
             (kind, description.clone(), Some(counter.to_string()))
         }
         WalletEvent::HoldReleased {
@@ -337,7 +349,8 @@ pub struct EntryRow {
     pub client_ip: String,
 }
 
-const ENTRY_COLUMNS: &str = "position, account_id, currency, sequence, operation_id, event_type, reason,
+const ENTRY_COLUMNS: &str =
+    "position, account_id, currency, sequence, operation_id, event_type, reason,
      amount, balance_before, balance_after, counter, reference, description, created_at, actor,
      surface, request_id, client_ip";
 

@@ -105,17 +105,21 @@ pub async fn verify(pool: &PgPool, mut tick: impl FnMut(u64)) -> anyhow::Result<
         let payload: serde_json::Value = row.get("payload");
         report.wallet_events += 1;
         seen += 1;
-        if seen % 50_000 == 0 {
+        if seen.is_multiple_of(50_000) {
             tick(50_000 / 2);
         }
         let Some((_, currency)) = parse_wallet_id(&wallet) else {
-            report.fail(format!("wallet stream {wallet:?} has no account/currency id"));
+            report.fail(format!(
+                "wallet stream {wallet:?} has no account/currency id"
+            ));
             continue;
         };
         let event: WalletEvent = match serde_json::from_value(payload) {
             Ok(e) => e,
             Err(e) => {
-                report.fail(format!("wallet {wallet} #{sequence} (position {position}) does not decode: {e}"));
+                report.fail(format!(
+                    "wallet {wallet} #{sequence} (position {position}) does not decode: {e}"
+                ));
                 continue;
             }
         };
@@ -130,7 +134,9 @@ pub async fn verify(pool: &PgPool, mut tick: impl FnMut(u64)) -> anyhow::Result<
         fold.balance = expected;
         fold.held += match &event {
             WalletEvent::HoldPlaced { amount, .. } => *amount,
-            WalletEvent::HoldSettled { amount, returned, .. } => -(amount + returned),
+            WalletEvent::HoldSettled {
+                amount, returned, ..
+            } => -(amount + returned),
             WalletEvent::HoldReleased { amount, .. } => -amount,
             _ => 0,
         };
@@ -159,9 +165,11 @@ pub async fn verify(pool: &PgPool, mut tick: impl FnMut(u64)) -> anyhow::Result<
         } = &event
         {
             if r.exclusive {
-                let e = credited
-                    .entry(format!("{}:{}", r.kind, r.id))
-                    .or_insert((wallet.clone(), *amount, 0));
+                let e = credited.entry(format!("{}:{}", r.kind, r.id)).or_insert((
+                    wallet.clone(),
+                    *amount,
+                    0,
+                ));
                 e.2 += 1;
             }
         }
@@ -175,11 +183,10 @@ pub async fn verify(pool: &PgPool, mut tick: impl FnMut(u64)) -> anyhow::Result<
     }
 
     // 3. the projected balances, postings and entry counts equal the recomputed ones
-    let projected: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT account_id::text, currency, balance, held, entries FROM wallets",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let projected: Vec<(String, String, i64, i64, i64)> =
+        sqlx::query_as("SELECT account_id::text, currency, balance, held, entries FROM wallets")
+            .fetch_all(&mut *tx)
+            .await?;
     let mut projected_ids = std::collections::HashSet::new();
     for (account, currency, balance, held, entries) in projected {
         let wallet = format!("{account}:{currency}");
@@ -293,7 +300,9 @@ pub async fn verify(pool: &PgPool, mut tick: impl FnMut(u64)) -> anyhow::Result<
         if let Some(card) = reference.strip_prefix("card:") {
             report.cards_redeemed += 1;
             match cards.get(card) {
-                None => report.fail(format!("card {card} was credited to {wallet} but never issued")),
+                None => report.fail(format!(
+                    "card {card} was credited to {wallet} but never issued"
+                )),
                 Some(points) if points != amount || *n != 1 => report.fail(format!(
                     "card {card}: credited {n} time(s) with {amount}; expected once with {points}"
                 )),
@@ -301,7 +310,9 @@ pub async fn verify(pool: &PgPool, mut tick: impl FnMut(u64)) -> anyhow::Result<
             }
         } else if let Some(order) = reference.strip_prefix("payment:") {
             if !orders.contains_key(order) {
-                report.fail(format!("credit for unknown payment order {order} to {wallet}"));
+                report.fail(format!(
+                    "credit for unknown payment order {order} to {wallet}"
+                ));
             }
         }
     }
@@ -340,7 +351,8 @@ pub fn csv_record(r: &ExportRow) -> [String; 19] {
     let e = &r.entry;
     [
         e.position.to_string(),
-        e.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        e.created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         e.account_id.to_string(),
         e.currency.clone(),
         e.event_type.clone(),

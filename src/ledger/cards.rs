@@ -56,22 +56,37 @@ pub fn card_id(secret: &Secret, canonical: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Issues `count` cards worth `points` each; returns the codes (the only
-/// time they exist in clear).
+/// What `tidelog cards issue` asks for.
+pub struct Batch {
+    pub batch_id: String,
+    pub points: Amount,
+    pub count: usize,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Issues the batch's cards; returns the codes (the only time they exist in
+/// clear).
 pub async fn issue(
     store: &Store,
     secret: &Secret,
     meta: &CommandMeta,
-    batch_id: &str,
-    points: Amount,
-    count: usize,
-    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    batch: &Batch,
     mut progress: impl FnMut(),
 ) -> anyhow::Result<Vec<String>> {
+    let Batch {
+        batch_id,
+        points,
+        count,
+        expires_at,
+    } = batch;
+    let (points, count, expires_at) = (*points, *count, *expires_at);
     let mut codes = Vec::with_capacity(count);
     while codes.len() < count {
         let code = new_code();
-        let id = card_id(secret, &normalize(&code).expect("generated codes are canonical"));
+        let id = card_id(
+            secret,
+            &normalize(&code).expect("generated codes are canonical"),
+        );
         let at = now();
         match store
             .execute_only(&store.card_keys, &id, meta, || CardKeyCommand::Issue {
@@ -128,7 +143,10 @@ pub async fn redeem(
     input: &str,
 ) -> Result<Moved, RedeemError> {
     let buckets = [
-        (format!("redeem_fail:account:{account_id}"), limits_.per_account),
+        (
+            format!("redeem_fail:account:{account_id}"),
+            limits_.per_account,
+        ),
         (format!("redeem_fail:ip:{}", meta.client_ip), limits_.per_ip),
     ];
     for (bucket, max) in &buckets {
@@ -196,8 +214,16 @@ mod tests {
         let canonical = normalize(&code).unwrap();
         assert_eq!(normalize(&code.to_lowercase()), Some(canonical.clone()));
         assert_eq!(normalize(&canonical), Some(canonical.clone()));
-        assert_eq!(normalize(&format!(" {} ", code.replace('-', " "))), Some(canonical));
-        for bad in ["", "XXXX-XXXX-XXXX", "0000-0000-0000-0000", "ÄAAA-AAAA-AAAA-AAAA"] {
+        assert_eq!(
+            normalize(&format!(" {} ", code.replace('-', " "))),
+            Some(canonical)
+        );
+        for bad in [
+            "",
+            "XXXX-XXXX-XXXX",
+            "0000-0000-0000-0000",
+            "ÄAAA-AAAA-AAAA-AAAA",
+        ] {
             assert_eq!(normalize(bad), None, "{bad}");
         }
     }

@@ -80,7 +80,10 @@ pub async fn operate(
     let Some((operation_id, fingerprint)) = Fingerprint::of_command(&make()) else {
         return Err(LedgerError::Invalid("not an operation".into()));
     };
-    match store.execute_only(&store.wallets, &wallet, meta, &make).await {
+    match store
+        .execute_only(&store.wallets, &wallet, meta, &make)
+        .await
+    {
         Ok(()) => {}
         // claimed long ago, beyond the wallet's memory: answer from the event
         Err(CommandError::UniqueKeyTaken(kind)) if kind == "wallet_op" => {}

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use aggregates::{
-    Amount, Counterparty, Currency, Movement, PaymentOrder, PaymentOrderCommand,
-    PaymentOrderError, PaymentStatus, Reason, Reference, ReportSource, WalletCommand,
+    Amount, Counterparty, Currency, Movement, PaymentOrder, PaymentOrderCommand, PaymentOrderError,
+    PaymentStatus, Reason, Reference, ReportSource, WalletCommand,
 };
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -157,7 +157,11 @@ impl Provider {
     }
 
     /// `POST /v1/payment`.
-    pub async fn create(&self, order_id: Uuid, price: Price) -> Result<ProviderPayment, PaymentError> {
+    pub async fn create(
+        &self,
+        order_id: Uuid,
+        price: Price,
+    ) -> Result<ProviderPayment, PaymentError> {
         let price_amount = serde_json::Number::from_f64(price.minor() as f64 / 100.0)
             .ok_or_else(|| PaymentError::Invalid("price".into()))?;
         let mut body = serde_json::json!({
@@ -171,7 +175,11 @@ impl Provider {
             body["ipn_callback_url"] = Value::String(url.clone());
         }
         let answer = self
-            .call(self.http.post(format!("{}/v1/payment", self.cfg.api_url)).json(&body))
+            .call(
+                self.http
+                    .post(format!("{}/v1/payment", self.cfg.api_url))
+                    .json(&body),
+            )
             .await?;
         let field = |name: &str| {
             text_of(answer.get(name))
@@ -189,7 +197,10 @@ impl Provider {
     /// `GET /v1/payment/{id}`: the status and what was actually paid.
     pub async fn status(&self, payment_id: &str) -> Result<(String, Option<String>), PaymentError> {
         let answer = self
-            .call(self.http.get(format!("{}/v1/payment/{payment_id}", self.cfg.api_url)))
+            .call(
+                self.http
+                    .get(format!("{}/v1/payment/{payment_id}", self.cfg.api_url)),
+            )
             .await?;
         let status = text_of(answer.get("payment_status"))
             .ok_or_else(|| PaymentError::Provider("answer lacks payment_status".into()))?;
@@ -200,7 +211,11 @@ impl Provider {
 /// Checks `x-nowpayments-sig`: HMAC-SHA512 (hex) with the IPN secret over
 /// the body re-serialised with keys sorted at every level, compared in
 /// constant time. Returns the parsed body.
-pub fn verify_ipn(secret: &str, body: &[u8], signature: Option<&str>) -> Result<Value, PaymentError> {
+pub fn verify_ipn(
+    secret: &str,
+    body: &[u8],
+    signature: Option<&str>,
+) -> Result<Value, PaymentError> {
     let signature = signature.ok_or(PaymentError::BadSignature)?;
     let value: Value =
         serde_json::from_slice(body).map_err(|_| PaymentError::Invalid("malformed JSON".into()))?;
@@ -273,14 +288,16 @@ pub async fn open_recharge(
     let store = &state.store;
     let at = now();
     store
-        .execute_only(&store.payment_orders, &id, meta, || PaymentOrderCommand::Open {
-            account_id,
-            account_number,
-            price_minor: Amount::new(price.minor()).expect("a price is positive"),
-            price_currency: cfg.price_currency.clone(),
-            pay_currency: cfg.pay_currency.clone(),
-            coins,
-            at,
+        .execute_only(&store.payment_orders, &id, meta, || {
+            PaymentOrderCommand::Open {
+                account_id,
+                account_number,
+                price_minor: Amount::new(price.minor()).expect("a price is positive"),
+                price_currency: cfg.price_currency.clone(),
+                pay_currency: cfg.pay_currency.clone(),
+                coins,
+                at,
+            }
         })
         .await?;
     let payment = match provider.create(order_id, price).await {
@@ -412,7 +429,10 @@ pub async fn check(
     }
     let quiet = order
         .last_heard()
-        .map(|t| now() - t >= chrono::Duration::from_std(state.config.payments.poll_after).unwrap_or_default())
+        .map(|t| {
+            now() - t
+                >= chrono::Duration::from_std(state.config.payments.poll_after).unwrap_or_default()
+        })
         .unwrap_or(false);
     if status.is_final() {
         // a crash between status and credit is mended here too
@@ -430,7 +450,16 @@ pub async fn check(
     match provider.status(&payment_id).await {
         Ok((reported, actually_paid)) => match PaymentStatus::parse(&reported) {
             Some(s) => {
-                report(state, meta, order_id, &payment_id, s, actually_paid, ReportSource::Poll).await
+                report(
+                    state,
+                    meta,
+                    order_id,
+                    &payment_id,
+                    s,
+                    actually_paid,
+                    ReportSource::Poll,
+                )
+                .await
             }
             None => {
                 tracing::warn!(%order_id, status = reported, "provider reported an unknown status");
@@ -536,7 +565,11 @@ mod tests {
 
     #[test]
     fn the_qr_code_is_an_svg_data_uri() {
-        let qr = qr_code("usdttrc20", "TVPw1vYm71owVoB6NXfV4AUxRcrHPbNB86", "19.916393");
+        let qr = qr_code(
+            "usdttrc20",
+            "TVPw1vYm71owVoB6NXfV4AUxRcrHPbNB86",
+            "19.916393",
+        );
         assert!(qr.starts_with("data:image/svg+xml;base64,"), "{qr}");
     }
 }

@@ -44,11 +44,17 @@ async fn create(
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
     if !authorized(&headers) {
-        return (StatusCode::FORBIDDEN, Json(json!({"message": "Invalid api key"})));
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"message": "Invalid api key"})),
+        );
     }
     let mut s = state.lock().unwrap();
     if s.down {
-        return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"message": "down"})));
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"message": "down"})),
+        );
     }
     s.next_id += 1;
     let id = 6_422_917_700 + s.next_id;
@@ -76,14 +82,19 @@ async fn status(
     Path(id): Path<String>,
 ) -> (StatusCode, Json<Value>) {
     if !authorized(&headers) {
-        return (StatusCode::FORBIDDEN, Json(json!({"message": "Invalid api key"})));
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"message": "Invalid api key"})),
+        );
     }
     let mut s = state.lock().unwrap();
     s.status_calls += 1;
     match s.statuses.get(&id) {
         Some(st) => (
             StatusCode::OK,
-            Json(json!({"payment_id": id.parse::<u64>().unwrap(), "payment_status": st, "actually_paid": 19.916393})),
+            Json(
+                json!({"payment_id": id.parse::<u64>().unwrap(), "payment_status": st, "actually_paid": 19.916393}),
+            ),
         ),
         None => (StatusCode::NOT_FOUND, Json(json!({"message": "not found"}))),
     }

@@ -66,7 +66,9 @@ async fn entries(
         None => None,
         Some(c) => Some(
             c.parse::<Currency>()
-                .map_err(|_| AdminError::new(StatusCode::BAD_REQUEST, "currency is coins or points"))?
+                .map_err(|_| {
+                    AdminError::new(StatusCode::BAD_REQUEST, "currency is coins or points")
+                })?
                 .as_str()
                 .to_owned(),
         ),
@@ -117,9 +119,7 @@ async fn payment(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
 ) -> Result<Response, AdminError> {
-    let id: Uuid = order_id
-        .parse()
-        .map_err(|_| AdminError::not_found())?;
+    let id: Uuid = order_id.parse().map_err(|_| AdminError::not_found())?;
     let row = projections::ledger::payment_order(&state.pool, id)
         .await
         .map_err(unavailable)?
@@ -163,7 +163,10 @@ async fn adjust(
 ) -> Result<Response, AdminError> {
     let body: AdjustmentRequest = body::json(req, &state).await.map_err(body_error)?;
     let bad = |m: &'static str| AdminError::new(StatusCode::BAD_REQUEST, m);
-    let currency: Currency = body.currency.parse().map_err(|_| bad("currency is coins or points"))?;
+    let currency: Currency = body
+        .currency
+        .parse()
+        .map_err(|_| bad("currency is coins or points"))?;
     let amount = Amount::new(body.amount).map_err(|_| bad("amount must be a positive integer"))?;
     let credit = match body.direction.as_str() {
         "credit" => true,

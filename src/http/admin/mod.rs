@@ -60,8 +60,16 @@ fn role_of(parts: &Parts, state: &AppState) -> Result<Role, AdminError> {
         .and_then(token_from_header)
         .ok_or(AdminError(StatusCode::UNAUTHORIZED, "admin token required"))?;
     // both compared in full, in constant time
-    let admin = bool::from(given.as_bytes().ct_eq(state.admin_token.expose().as_bytes()));
-    let auditor = bool::from(given.as_bytes().ct_eq(state.audit_token.expose().as_bytes()));
+    let admin = bool::from(
+        given
+            .as_bytes()
+            .ct_eq(state.admin_token.expose().as_bytes()),
+    );
+    let auditor = bool::from(
+        given
+            .as_bytes()
+            .ct_eq(state.audit_token.expose().as_bytes()),
+    );
     match (admin, auditor) {
         (true, _) => Ok(Role::Admin),
         (false, true) => Ok(Role::Auditor),

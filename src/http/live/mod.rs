@@ -22,8 +22,14 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/users/is_logged_in", get(handlers::is_logged_in))
         .route("/api/users/login_out", get(handlers::login_out))
-        .route("/api/payment/process_recharge/", post(payment::process_recharge))
-        .route("/api/payment/process_recharge", post(payment::process_recharge))
+        .route(
+            "/api/payment/process_recharge/",
+            post(payment::process_recharge),
+        )
+        .route(
+            "/api/payment/process_recharge",
+            post(payment::process_recharge),
+        )
         .route(
             "/api/payment/check_payment_status/{order_id}",
             get(payment::check_payment_status),

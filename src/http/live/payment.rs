@@ -80,7 +80,10 @@ pub async fn process_recharge(
 ) -> Result<impl IntoResponse> {
     let caller = session(&state, &headers).await?;
     if body.user_id != caller.number {
-        return Err(LiveError::new(StatusCode::FORBIDDEN, "user_id 与登录用户不一致"));
+        return Err(LiveError::new(
+            StatusCode::FORBIDDEN,
+            "user_id 与登录用户不一致",
+        ));
     }
     let price = Price::parse(&body.crypto_amount, &state.config.payments)?;
     let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
@@ -129,8 +132,14 @@ pub async fn check_payment_status(
     let caller = session(&state, &headers).await?;
     let order_id = order_id(&raw)?;
     let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
-    let status = payments::check(&state, &state.payment_provider, &meta, caller.account_id, order_id)
-        .await?;
+    let status = payments::check(
+        &state,
+        &state.payment_provider,
+        &meta,
+        caller.account_id,
+        order_id,
+    )
+    .await?;
     let shown = match status {
         PaymentStatus::Created => PaymentStatus::Waiting,
         s => s,
@@ -145,7 +154,11 @@ pub async fn check_payment_status(
 /// The provider's callback. A bad or missing signature changes nothing
 /// (401); an unknown order 404; a known status of an order is applied
 /// forward only and credits a finished payment once.
-pub async fn ipn(State(state): State<AppState>, ctx: RequestContext, req: Request) -> Result<impl IntoResponse> {
+pub async fn ipn(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    req: Request,
+) -> Result<impl IntoResponse> {
     let signature = req
         .headers()
         .get("x-nowpayments-sig")
@@ -156,10 +169,11 @@ pub async fn ipn(State(state): State<AppState>, ctx: RequestContext, req: Reques
         tracing::warn!("IPN received but PAYMENT_IPN_SECRET is not set; refused");
         return Err(PaymentError::BadSignature.into());
     };
-    let value = payments::verify_ipn(secret.expose(), &bytes, signature.as_deref()).map_err(|e| {
-        tracing::warn!(error = %e, client_ip = ctx.client_ip, "IPN refused");
-        LiveError::from(e)
-    })?;
+    let value =
+        payments::verify_ipn(secret.expose(), &bytes, signature.as_deref()).map_err(|e| {
+            tracing::warn!(error = %e, client_ip = ctx.client_ip, "IPN refused");
+            LiveError::from(e)
+        })?;
     let text = |name: &str| match value.get(name) {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),

@@ -54,7 +54,9 @@ impl From<LedgerError> for OceanError {
     fn from(e: LedgerError) -> Self {
         match e {
             LedgerError::Insufficient { .. } => Self::new(StatusCode::PAYMENT_REQUIRED, "积分不足"),
-            LedgerError::Contended => Self::new(StatusCode::SERVICE_UNAVAILABLE, "系统繁忙，请重试"),
+            LedgerError::Contended => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "系统繁忙，请重试")
+            }
             LedgerError::Invalid(m) => Self::bad_request(format!("参数错误: {m}")),
             LedgerError::OperationConflict | LedgerError::ReferenceUsed(_) => {
                 Self::new(StatusCode::CONFLICT, "重复的操作")
@@ -73,7 +75,10 @@ pub async fn redeem(
     let caller = caller(&state, &headers).await?;
     if let Some(claimed) = body.email.as_deref().filter(|e| !e.is_empty()) {
         if Email::key_of(claimed) != Email::key_of(caller.email.as_deref().unwrap_or_default()) {
-            return Err(OceanError::new(StatusCode::FORBIDDEN, "身份信息与登录会话不一致"));
+            return Err(OceanError::new(
+                StatusCode::FORBIDDEN,
+                "身份信息与登录会话不一致",
+            ));
         }
     }
     let l = &state.config.rate_limits;
