@@ -30,6 +30,7 @@ use tidelog::store::LogPosition;
 
 const API_KEY: &str = "bench-api-secret-0123456789abcdef";
 const JWT: &str = "bench-jwt-secret-0123456789abcdef0123456789";
+const ADMIN: &str = "bench-admin-token-0123456789abcdef";
 
 #[derive(Parser)]
 #[command(about = "tidelog's benchmark harness (see scripts/bench.sh)")]
@@ -111,6 +112,7 @@ fn start_server(url: &str, out: &std::path::Path) -> anyhow::Result<ServerChild>
         .env("TIDELOG_BIND", "127.0.0.1:0")
         .env("TIDELOG_JWT_SECRET", JWT)
         .env("API_SECRET", API_KEY)
+        .env("TIDELOG_ADMIN_TOKEN", ADMIN)
         .env("RUST_LOG", "warn,tidelog::app=info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -167,6 +169,10 @@ struct Fixture {
     http: reqwest::Client,
     base: String,
     tokens: Vec<String>,
+    /// account numbers, funded with points for the wallet scenarios
+    numbers: Vec<i64>,
+    /// a user kept out of the write scenarios: its wallet history is seeded
+    reader_token: String,
     rooms: Vec<i64>,
     hot_room: i64,
     gift_rooms: Vec<i64>,
@@ -227,6 +233,36 @@ async fn fixture(base: &str, users: usize) -> anyhow::Result<Fixture> {
         )
         .await?;
     }
+    for n in &numbers {
+        check(
+            http.post(format!("{base}/admin/ledger/adjustments"))
+                .bearer_auth(ADMIN)
+                .json(
+                    &json!({"account": n.to_string(), "currency": "points", "direction": "credit",
+                              "amount": 1_000_000_000i64, "description": "bench funds",
+                              "operation_id": format!("fund-{n}")}),
+                )
+                .send()
+                .await?,
+        )
+        .await?;
+    }
+    let creds = json!({"username": "reader", "password": "bench-password"});
+    check(
+        http.post(format!("{base}/register"))
+            .json(&creds)
+            .send()
+            .await?,
+    )
+    .await?;
+    let v = check(
+        http.post(format!("{base}/login"))
+            .json(&creds)
+            .send()
+            .await?,
+    )
+    .await?;
+    let reader_token = v["data"]["token"].as_str().context("token")?.to_owned();
     let mut gift_rooms = Vec::new();
     for u in 0..users as i64 {
         let room = 500_000 + u;
@@ -244,6 +280,8 @@ async fn fixture(base: &str, users: usize) -> anyhow::Result<Fixture> {
         http,
         base: base.to_owned(),
         tokens,
+        numbers,
+        reader_token,
         rooms,
         hot_room,
         gift_rooms,
@@ -502,6 +540,45 @@ async fn scenarios(
             .await?;
         }
     }
+    // wallet debit/credit: many wallets (one per worker's user), one hot wallet
+    for &c in &plan.levels {
+        for hot in [false, true] {
+            let name = if hot {
+                "http_wallet_hot_c"
+            } else {
+                "http_wallet_many_c"
+            };
+            repeat(plan, &format!("{name}{c}"), &mut results, |r| {
+                let fx = fx.clone();
+                let tag = format!("{name}{c}r{r}");
+                closed_loop(c, plan.warmup, plan.measure, 1, move |w, i| {
+                    let fx = fx.clone();
+                    let account = if hot {
+                        fx.numbers[0]
+                    } else {
+                        fx.numbers[w % fx.numbers.len()]
+                    };
+                    let body = json!({"account": account.to_string(), "currency": "points",
+                        "direction": if i % 2 == 0 { "debit" } else { "credit" }, "amount": 1,
+                        "description": "bench", "operation_id": format!("{tag}-{w}-{i}")});
+                    async move {
+                        check(
+                            fx.http
+                                .post(format!("{}/admin/ledger/adjustments", fx.base))
+                                .bearer_auth(ADMIN)
+                                .json(&body)
+                                .send()
+                                .await?,
+                        )
+                        .await?;
+                        Ok(())
+                    }
+                })
+                .map_ok()
+            })
+            .await?;
+        }
+    }
     let (hwm, _) = rss_mb(pid);
     results
         .notes
@@ -537,7 +614,11 @@ async fn scenarios(
     bar.set_style(
         indicatif::ProgressStyle::with_template("loading {pos}/{len} events ({per_sec})").unwrap(),
     );
-    let loaded = seed::load(pool, plan.events, &bar).await?;
+    let reader: uuid::Uuid =
+        sqlx::query_scalar("SELECT account_id FROM accounts WHERE username = 'reader'")
+            .fetch_one(pool)
+            .await?;
+    let loaded = seed::load(pool, plan.events, reader, &bar).await?;
     bar.finish_and_clear();
     results
         .notes
@@ -572,6 +653,10 @@ async fn scenarios(
             format!("/gift/by_month?month={month}"),
         ),
         (
+            "read_wallet_history",
+            "/api/user/history?limit=20".to_owned(),
+        ),
+        (
             "read_gift_live_sessions",
             format!(
                 "/gift/live_sessions?room_id={}&month={month}",
@@ -579,12 +664,16 @@ async fn scenarios(
             ),
         ),
     ];
-    let token = fx.tokens[0].clone();
     let max_id: i64 = sqlx::query_scalar("SELECT coalesce(max(message_id), 0) FROM chat_messages")
         .fetch_one(pool)
         .await?;
     let span = (max_id - 1_000_000_000).max(1);
     for (name, path) in reads {
+        let token = if name == "read_wallet_history" {
+            fx.reader_token.clone()
+        } else {
+            fx.tokens[0].clone()
+        };
         repeat(plan, name, &mut results, |_| {
             let (fx, path, token) = (fx.clone(), path.clone(), token.clone());
             closed_loop(16, plan.warmup, plan.measure, 1, move |_, i| {
@@ -640,7 +729,7 @@ async fn scenarios(
     let mut rebuild_runs = Vec::new();
     for _ in 0..plan.repeats {
         let (mut events, mut secs) = (0u64, 0f64);
-        for name in ["gifts", "roomchat"] {
+        for name in ["gifts", "roomchat", "ledger"] {
             let p = projector::find(name, tz).context("projection")?;
             let report = projector::rebuild(pool, &*p, 1000, false).await?;
             tracing::info!(
@@ -657,6 +746,24 @@ async fn scenarios(
     results
         .notes
         .insert("rebuild_events_per_s".into(), json!(median(rebuild_runs)));
+
+    // 6b. The auditors' full verification over the same store.
+    let mut verify_runs = Vec::new();
+    let mut wallet_events = 0;
+    for _ in 0..plan.repeats {
+        let report = tidelog::ledger::audit::verify(pool, |_| {}).await?;
+        if let Some(d) = report.discrepancies.first() {
+            bail!("audit verify found a discrepancy in the benchmark store: {d}");
+        }
+        wallet_events = report.wallet_events;
+        verify_runs.push(report.seconds);
+    }
+    results
+        .notes
+        .insert("audit_verify_seconds".into(), json!(median(verify_runs)));
+    results
+        .notes
+        .insert("audit_verify_wallet_events".into(), json!(wallet_events));
     Ok(results)
 }
 
@@ -673,7 +780,7 @@ async fn wait_caught_up(pool: &PgPool) -> anyhow::Result<()> {
         // each projection against the head of its own aggregate type
         let behind: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM projection_checkpoints c
-               JOIN (VALUES ('roomchat', 'ChatRoom'), ('gifts', 'MonitoredRoom')) AS p(name, t) ON p.name = c.name
+               JOIN (VALUES ('roomchat', 'ChatRoom'), ('gifts', 'MonitoredRoom'), ('ledger', 'Wallet')) AS p(name, t) ON p.name = c.name
               WHERE (c.last_txid, c.last_position) < (SELECT transaction_id, global_position FROM events
                        WHERE aggregate_type = p.t ORDER BY transaction_id DESC, global_position DESC LIMIT 1)",
         )
@@ -807,6 +914,7 @@ fn report(
         .unwrap_or(f64::NAN);
     let read_p99 = [
         "read_message_list",
+        "read_wallet_history",
         "read_gift_month_summary",
         "read_gift_live_sessions",
     ]

@@ -1,11 +1,11 @@
-//! Bulk-loads a store of N events (half room-chat messages, half gifts) for
-//! the read and rebuild scenarios: real event payloads (serialised from the
+//! Bulk-loads a store of N events (a third each: room-chat messages, gifts,
+//! wallet movements) for the read, rebuild and audit scenarios: real event payloads (serialised from the
 //! domain's own types), appended through the same triggers (hash chain,
 //! unique keys), in chunks of one multi-row INSERT each.
 
 use aggregates::monitored_room::{GiftObservation, MonitoredRoomEvent};
 use aggregates::values::MemberRole;
-use aggregates::ChatRoomEvent;
+use aggregates::{ChatRoomEvent, Counterparty, Reason, WalletEvent};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use cqrs_es::DomainEvent;
 use serde_json::Value;
@@ -16,6 +16,8 @@ pub const GIFT_ROOMS: i64 = 10;
 /// The month the gifts fall in (a past one, so summaries are historical).
 pub const GIFT_MONTH: (i32, u32) = (2026, 8);
 pub const FIRST_ROOM: i64 = 900_000;
+/// Wallets the movements spread over; the first is the reader's points.
+const WALLETS: usize = 100;
 const FIRST_MESSAGE: i64 = 1_000_000_000;
 const CHUNK: usize = 5000;
 
@@ -76,8 +78,15 @@ pub struct Loaded {
 pub async fn load(
     pool: &PgPool,
     total: u64,
+    reader: uuid::Uuid,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<Loaded> {
+    let wallets: Vec<String> = std::iter::once(reader)
+        .chain((1..WALLETS).map(|_| uuid::Uuid::new_v4()))
+        .map(|a| aggregates::wallet::wallet_id(a, aggregates::Currency::Points))
+        .collect();
+    let mut wallet_seq = vec![0i64; WALLETS];
+    let mut balances = vec![0i64; WALLETS];
     let started = std::time::Instant::now();
     let at0: DateTime<Utc> = chrono_tz::Asia::Shanghai
         .with_ymd_and_hms(GIFT_MONTH.0, GIFT_MONTH.1, 1, 0, 0, 0)
@@ -137,7 +146,46 @@ pub async fn load(
         while rows.len() < CHUNK && written + (rows.len() as u64) < total {
             let k = (n as usize) % chat_rooms.len();
             n += 1;
-            if n % 2 == 0 {
+            if n % 3 == 2 {
+                let wk = (n as usize / 3) % WALLETS;
+                wallet_seq[wk] += 1;
+                let at = at0 + Duration::milliseconds(n);
+                let credit = wallet_seq[wk] % 2 == 1;
+                let event = if credit {
+                    balances[wk] += 100;
+                    WalletEvent::WalletCredited {
+                        operation_id: format!("seed-{n}"),
+                        amount: 100,
+                        counter: Counterparty::ExternalCards,
+                        reason: Reason::Redeem,
+                        reference: None,
+                        description: "bench card".into(),
+                        balance_after: balances[wk],
+                        at,
+                    }
+                } else {
+                    balances[wk] -= 30;
+                    WalletEvent::WalletDebited {
+                        operation_id: format!("seed-{n}"),
+                        amount: 30,
+                        counter: Counterparty::PlatformRevenue,
+                        reason: Reason::Consume,
+                        reference: None,
+                        description: "bench job".into(),
+                        balance_after: balances[wk],
+                        at,
+                    }
+                };
+                rows.push(Row {
+                    aggregate_type: "Wallet",
+                    aggregate_id: wallets[wk].clone(),
+                    sequence: wallet_seq[wk],
+                    event_type: event.event_type(),
+                    payload: serde_json::to_value(event).expect("serialisable"),
+                });
+                continue;
+            }
+            if n % 3 == 0 {
                 chat_seq[k] += 1;
                 let room = chat_rooms[k];
                 rows.push(chat(
