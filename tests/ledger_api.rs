@@ -501,6 +501,38 @@ async fn concurrent_spends_on_one_wallet_never_overdraw_across_two_processes() {
         StatusCode::CONFLICT,
     );
 
+    // an old debit retried after the balance no longer covers it: still the
+    // original answer, not "insufficient"
+    let (first_spend, first_after): (String, i64) = sqlx::query_as(
+        "SELECT payload::jsonb -> 'WalletDebited' ->> 'operation_id',
+                (payload::jsonb -> 'WalletDebited' ->> 'balance_after')::bigint
+           FROM events WHERE event_type = 'WalletDebited' ORDER BY global_position LIMIT 1",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let (s, v) = adjust(&app, number, "debit", 135, "drain").await;
+    assert_eq!(
+        (s, v["balance_after"].clone()),
+        (StatusCode::OK, json!(0)),
+        "{v}"
+    );
+    let spend = first_spend.strip_prefix("adjust:").unwrap();
+    let (s, v) = adjust(&second, number, "debit", 70, spend).await;
+    assert_eq!(
+        (s, v["balance_after"].clone()),
+        (StatusCode::OK, json!(first_after)),
+        "{v}"
+    );
+    admin_error(
+        &adjust(&app, number, "debit", 71, spend).await,
+        StatusCode::CONFLICT,
+    );
+    admin_error(
+        &adjust(&app, number, "debit", 1, "fresh").await,
+        StatusCode::CONFLICT,
+    );
+
     // bad input writes nothing
     let before = wallet_events(&app).await;
     let bad_bodies = [

@@ -90,6 +90,20 @@ pub async fn operate(
         Err(CommandError::UniqueKeyTaken(_)) => {
             return Err(LedgerError::ReferenceUsed(reference_of(&make())));
         }
+        // a retry the wallet no longer remembers may fail on today's state
+        // (a debit the balance no longer covers): the original answers it
+        Err(e @ CommandError::Domain(_)) => {
+            let original = find_operation(store, &wallet, &operation_id)
+                .await
+                .map_err(|e| {
+                    LedgerError::Store(format!("reading operation {operation_id}: {e}"))
+                })?;
+            return match original {
+                Some(moved) if Fingerprint::of_event(&moved.event) == fingerprint => Ok(moved),
+                Some(_) => Err(LedgerError::OperationConflict),
+                None => Err(e.into()),
+            };
+        }
         Err(e) => return Err(e.into()),
     }
     let moved = find_operation(store, &wallet, &operation_id)
