@@ -80,13 +80,34 @@ fn held_change(event: &WalletEvent) -> i64 {
     }
 }
 
-async fn apply_wallet(conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+/// Everything one wallet event writes.
+struct WalletRow {
+    position: i64,
+    account_id: Uuid,
+    currency: &'static str,
+    sequence: i64,
+    operation_id: String,
+    event_type: String,
+    kind: &'static str,
+    change: i64,
+    balance_after: i64,
+    counter: Option<String>,
+    reference: Option<aggregates::Reference>,
+    credit: bool,
+    description: String,
+    at: DateTime<Utc>,
+    actor: String,
+    surface: String,
+    request_id: String,
+    client_ip: String,
+    held_change: i64,
+    legs: Vec<aggregates::wallet::Posting>,
+}
+
+fn wallet_row(event: &StoredEvent) -> Result<WalletRow, ProjectionError> {
     let (account_id, currency) = parse_wallet_id(&event.aggregate_id)
         .ok_or_else(|| ProjectionError::Payload(format!("wallet id {}", event.aggregate_id)))?;
-    let currency = currency.as_str();
     let wallet_event: WalletEvent = event.decode()?;
-    let after = wallet_event.balance_after();
-    let change = wallet_event.wallet_change();
     let (kind, description, counter) = entry_parts(&wallet_event);
     let (reference, at) = match &wallet_event {
         WalletEvent::WalletCredited { reference, at, .. }
@@ -95,66 +116,127 @@ async fn apply_wallet(conn: &mut PgConnection, event: &StoredEvent) -> Result<()
         | WalletEvent::HoldSettled { at, .. }
         | WalletEvent::HoldReleased { at, .. } => (None, *at),
     };
+    Ok(WalletRow {
+        position: event.global_position,
+        account_id,
+        currency: currency.as_str(),
+        sequence: event.sequence,
+        operation_id: wallet_event.operation_id().to_owned(),
+        event_type: event.event_type.clone(),
+        kind,
+        change: wallet_event.wallet_change(),
+        balance_after: wallet_event.balance_after(),
+        counter,
+        reference,
+        credit: matches!(wallet_event, WalletEvent::WalletCredited { .. }),
+        description,
+        at,
+        actor: meta(event, "actor").to_owned(),
+        surface: meta(event, "surface").to_owned(),
+        request_id: meta(event, "request_id").to_owned(),
+        client_ip: meta(event, "client_ip").to_owned(),
+        held_change: held_change(&wallet_event),
+        legs: wallet_event.postings(&event.aggregate_id),
+    })
+}
+
+/// Writes wallet events (in log order) with a fixed number of multi-row
+/// statements, whatever their count: entries, postings, one upsert per
+/// wallet, and the cards and payments they credit.
+async fn write_wallet_rows(
+    conn: &mut PgConnection,
+    rows: &[WalletRow],
+) -> Result<(), ProjectionError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let col = |f: &dyn Fn(&WalletRow) -> String| rows.iter().map(f).collect::<Vec<String>>();
     sqlx::query(
         "INSERT INTO ledger_entries (position, account_id, currency, sequence, operation_id, event_type,
                                      reason, amount, balance_before, balance_after, counter, reference,
                                      description, created_at, actor, surface, request_id, client_ip)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+         SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[],
+                              $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[],
+                              $13::text[], $14::timestamptz[], $15::text[], $16::text[], $17::text[], $18::text[])",
     )
-    .bind(event.global_position)
-    .bind(account_id)
-    .bind(currency)
-    .bind(event.sequence)
-    .bind(wallet_event.operation_id())
-    .bind(&event.event_type)
-    .bind(kind)
-    .bind(change)
-    .bind(after - change)
-    .bind(after)
-    .bind(counter)
-    .bind(reference.as_ref().map(|r| format!("{}:{}", r.kind, r.id)))
-    .bind(description)
-    .bind(at)
-    .bind(meta(event, "actor"))
-    .bind(meta(event, "surface"))
-    .bind(meta(event, "request_id"))
-    .bind(meta(event, "client_ip"))
+    .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.account_id).collect::<Vec<_>>())
+    .bind(col(&|r| r.currency.to_owned()))
+    .bind(rows.iter().map(|r| r.sequence).collect::<Vec<_>>())
+    .bind(col(&|r| r.operation_id.clone()))
+    .bind(col(&|r| r.event_type.clone()))
+    .bind(col(&|r| r.kind.to_owned()))
+    .bind(rows.iter().map(|r| r.change).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.balance_after - r.change).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.balance_after).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.counter.clone()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.reference.as_ref().map(|x| format!("{}:{}", x.kind, x.id)))
+            .collect::<Vec<_>>(),
+    )
+    .bind(col(&|r| r.description.clone()))
+    .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+    .bind(col(&|r| r.actor.clone()))
+    .bind(col(&|r| r.surface.clone()))
+    .bind(col(&|r| r.request_id.clone()))
+    .bind(col(&|r| r.client_ip.clone()))
     .execute(&mut *conn)
     .await?;
 
-    let legs = wallet_event.postings(&event.aggregate_id);
-    let leg_no: Vec<i16> = (0..legs.len() as i16).collect();
-    let accounts: Vec<&str> = legs.iter().map(|l| l.ledger_account.as_str()).collect();
-    let amounts: Vec<i64> = legs.iter().map(|l| l.amount).collect();
+    let (mut positions, mut legs, mut accounts, mut currencies, mut amounts) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for r in rows {
+        for (i, leg) in r.legs.iter().enumerate() {
+            positions.push(r.position);
+            legs.push(i as i16);
+            accounts.push(leg.ledger_account.clone());
+            currencies.push(r.currency);
+            amounts.push(leg.amount);
+        }
+    }
     sqlx::query(
         "INSERT INTO ledger_postings (position, leg, ledger_account, currency, amount)
-         SELECT $1, leg, account, $2, amount FROM UNNEST($3::smallint[], $4::text[], $5::bigint[])
-                AS t(leg, account, amount)",
+         SELECT * FROM UNNEST($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::bigint[])",
     )
-    .bind(event.global_position)
-    .bind(currency)
-    .bind(&leg_no)
+    .bind(&positions)
+    .bind(&legs)
     .bind(&accounts)
+    .bind(&currencies)
     .bind(&amounts)
     .execute(&mut *conn)
     .await?;
 
+    // per wallet: the last balance, the sum of hold changes, the count
+    let mut wallets: std::collections::BTreeMap<(Uuid, &str), (i64, i64, i64, DateTime<Utc>)> =
+        std::collections::BTreeMap::new();
+    for r in rows {
+        let w = wallets
+            .entry((r.account_id, r.currency))
+            .or_insert((0, 0, 0, r.at));
+        *w = (r.balance_after, w.1 + r.held_change, w.2 + 1, r.at);
+    }
     sqlx::query(
         "INSERT INTO wallets (account_id, currency, balance, held, entries, updated_at)
-         VALUES ($1, $2, $3, $4, 1, $5)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::timestamptz[])
          ON CONFLICT (account_id, currency) DO UPDATE
             SET balance = EXCLUDED.balance, held = wallets.held + EXCLUDED.held,
-                entries = wallets.entries + 1, updated_at = EXCLUDED.updated_at",
+                entries = wallets.entries + EXCLUDED.entries, updated_at = EXCLUDED.updated_at",
     )
-    .bind(account_id)
-    .bind(currency)
-    .bind(after)
-    .bind(held_change(&wallet_event))
-    .bind(at)
+    .bind(wallets.keys().map(|k| k.0).collect::<Vec<_>>())
+    .bind(wallets.keys().map(|k| k.1).collect::<Vec<_>>())
+    .bind(wallets.values().map(|v| v.0).collect::<Vec<_>>())
+    .bind(wallets.values().map(|v| v.1).collect::<Vec<_>>())
+    .bind(wallets.values().map(|v| v.2).collect::<Vec<_>>())
+    .bind(wallets.values().map(|v| v.3).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
 
-    if let (Some(reference), WalletEvent::WalletCredited { .. }) = (&reference, &wallet_event) {
+    // what credited cards and payments
+    for r in rows.iter().filter(|r| r.credit) {
+        let Some(reference) = &r.reference else {
+            continue;
+        };
         match reference.kind.as_str() {
             "card" => {
                 sqlx::query(
@@ -162,9 +244,9 @@ async fn apply_wallet(conn: &mut PgConnection, event: &StoredEvent) -> Result<()
                       WHERE card_id = $1",
                 )
                 .bind(&reference.id)
-                .bind(account_id)
-                .bind(at)
-                .bind(event.global_position)
+                .bind(r.account_id)
+                .bind(r.at)
+                .bind(r.position)
                 .execute(&mut *conn)
                 .await?;
             }
@@ -175,8 +257,8 @@ async fn apply_wallet(conn: &mut PgConnection, event: &StoredEvent) -> Result<()
                           WHERE order_id = $1",
                     )
                     .bind(order_id)
-                    .bind(at)
-                    .bind(event.global_position)
+                    .bind(r.at)
+                    .bind(r.position)
                     .execute(&mut *conn)
                     .await?;
                 }
@@ -306,11 +388,33 @@ impl Projector for LedgerProjector {
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
         match event.aggregate_type.as_str() {
-            "Wallet" => apply_wallet(conn, event).await,
+            "Wallet" => write_wallet_rows(conn, &[wallet_row(event)?]).await,
             "CardKey" => apply_card(conn, event).await,
             "PaymentOrder" => apply_order(conn, event).await,
             _ => Ok(()),
         }
+    }
+
+    fn folds_batches(&self) -> bool {
+        true
+    }
+
+    /// Cards and orders one by one in log order, then every wallet event of
+    /// the batch in a few multi-row statements (their card and payment
+    /// updates last, after the rows they update exist).
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut wallet_rows = Vec::new();
+        for event in events {
+            match event.aggregate_type.as_str() {
+                "Wallet" => wallet_rows.push(wallet_row(event)?),
+                _ => self.apply(conn, event).await?,
+            }
+        }
+        write_wallet_rows(conn, &wallet_rows).await
     }
 }
 

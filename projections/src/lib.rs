@@ -62,6 +62,26 @@ pub trait Projector: Send + Sync {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError>;
+
+    /// Whether `apply_batch` folds a batch into a few multi-row statements
+    /// (the runtime then applies whole batches, falling back to `apply`
+    /// event by event to name the one that fails).
+    fn folds_batches(&self) -> bool {
+        false
+    }
+
+    /// Applies consecutive events (in log order) with the same effect as
+    /// `apply` on each in turn.
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        for event in events {
+            self.apply(conn, event).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Every projection the server runs; days and months in `tz`.

@@ -70,25 +70,96 @@ impl Projector for RoomChatProjector {
                 content,
                 sent_at,
             } => {
-                sqlx::query(
-                    "WITH m AS (
-                        INSERT INTO chat_messages (message_id, room_id, sender_id, sender_name, type, content, sent_at)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7))
-                     UPDATE chat_rooms SET message_count = message_count + 1 WHERE room_id = $2",
-                )
-                .bind(message_id)
-                .bind(room_id)
-                .bind(sender_id)
-                .bind(sender_name)
-                .bind(kind)
-                .bind(content)
-                .bind(sent_at)
-                .execute(conn)
-                .await?;
+                let message = Message {
+                    message_id,
+                    room_id,
+                    sender_id,
+                    sender_name,
+                    kind,
+                    content,
+                    sent_at,
+                };
+                write_messages(conn, &[message]).await?;
             }
         }
         Ok(())
     }
+
+    fn folds_batches(&self) -> bool {
+        true
+    }
+
+    /// Rooms and members one by one in log order, then the batch's messages
+    /// in one insert and one count update per room.
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut messages = Vec::new();
+        for event in events {
+            if event.event_type == "MessagePosted" {
+                if let ChatRoomEvent::MessagePosted {
+                    room_id,
+                    message_id,
+                    sender_id,
+                    sender_name,
+                    kind,
+                    content,
+                    sent_at,
+                } = event.decode::<ChatRoomEvent>()?
+                {
+                    messages.push(Message {
+                        message_id,
+                        room_id,
+                        sender_id,
+                        sender_name,
+                        kind,
+                        content,
+                        sent_at,
+                    });
+                    continue;
+                }
+            }
+            self.apply(conn, event).await?;
+        }
+        write_messages(conn, &messages).await
+    }
+}
+
+struct Message {
+    message_id: i64,
+    room_id: i64,
+    sender_id: i64,
+    sender_name: String,
+    kind: String,
+    content: String,
+    sent_at: DateTime<Utc>,
+}
+
+async fn write_messages(conn: &mut PgConnection, messages: &[Message]) -> Result<(), ProjectionError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "WITH m AS (
+            INSERT INTO chat_messages (message_id, room_id, sender_id, sender_name, type, content, sent_at)
+            SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                                 $7::timestamptz[]))
+         UPDATE chat_rooms r SET message_count = r.message_count + c.n
+           FROM (SELECT room_id, count(*) AS n FROM UNNEST($2::bigint[]) AS t(room_id) GROUP BY room_id) c
+          WHERE r.room_id = c.room_id",
+    )
+    .bind(messages.iter().map(|m| m.message_id).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.room_id).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.sender_id).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.sender_name.clone()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.kind.clone()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.content.clone()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.sent_at).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
