@@ -99,6 +99,103 @@ async fn add_money(
     Ok(())
 }
 
+/// Money and danmaku of consecutive events, applied in two statements: per
+/// local day, and per session found by time (as `add_money` and the
+/// danmaku update do one event at a time). Flushed before any event that
+/// changes sessions or rooms, so attribution is what it would be event by
+/// event.
+#[derive(Default)]
+struct PendingMoney {
+    rooms: Vec<i64>,
+    ats: Vec<DateTime<Utc>>,
+    money: Vec<[i64; 6]>,
+    days: std::collections::BTreeMap<(i64, NaiveDate), [i64; 5]>,
+}
+
+impl PendingMoney {
+    /// `m` with `with_day`: counts for the day too (danmaku does not).
+    fn push(&mut self, room: i64, at: DateTime<Utc>, m: &Money, danmaku: i64, with_day: bool, tz: Tz) {
+        let v = [m.gift_gold, m.guard_gold, m.sc_yuan, m.blind_box_count, m.blind_profit_gold, danmaku];
+        self.rooms.push(room);
+        self.ats.push(at);
+        self.money.push(v);
+        if with_day {
+            let d = self.days.entry((room, local_day(at, tz))).or_default();
+            for (acc, x) in d.iter_mut().zip(v) {
+                *acc += x;
+            }
+        }
+    }
+
+    async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        if self.rooms.is_empty() {
+            return Ok(());
+        }
+        let col = |i: usize| self.money.iter().map(|m| m[i]).collect::<Vec<i64>>();
+        sqlx::query(
+            "UPDATE bili_sessions s SET
+                gift_gold = s.gift_gold + c.g, guard_gold = s.guard_gold + c.gd, sc_yuan = s.sc_yuan + c.sc,
+                blind_box_count = s.blind_box_count + c.bc, blind_profit_gold = s.blind_profit_gold + c.bp,
+                danmaku_count = s.danmaku_count + c.dm
+               FROM (SELECT x.room_id, x.session_no, sum(u.g) AS g, sum(u.gd) AS gd, sum(u.sc) AS sc,
+                            sum(u.bc) AS bc, sum(u.bp) AS bp, sum(u.dm) AS dm
+                       FROM UNNEST($1::bigint[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::bigint[],
+                                   $6::bigint[], $7::bigint[], $8::bigint[]) AS u(room_id, at, g, gd, sc, bc, bp, dm)
+                       CROSS JOIN LATERAL (
+                            SELECT b.room_id, b.session_no, b.ended_at FROM bili_sessions b
+                             WHERE b.room_id = u.room_id AND b.started_at <= u.at
+                             ORDER BY b.started_at DESC LIMIT 1) x
+                      WHERE x.ended_at IS NULL OR x.ended_at > u.at
+                      GROUP BY x.room_id, x.session_no) c
+              WHERE s.room_id = c.room_id AND s.session_no = c.session_no",
+        )
+        .bind(&self.rooms)
+        .bind(&self.ats)
+        .bind(col(0))
+        .bind(col(1))
+        .bind(col(2))
+        .bind(col(3))
+        .bind(col(4))
+        .bind(col(5))
+        .execute(&mut *conn)
+        .await?;
+        if !self.days.is_empty() {
+            let dcol = |i: usize| self.days.values().map(|d| d[i]).collect::<Vec<i64>>();
+            sqlx::query(
+                "INSERT INTO bili_days (room_id, day, gift_gold, guard_gold, sc_yuan, blind_box_count, blind_profit_gold)
+                 SELECT * FROM UNNEST($1::bigint[], $2::date[], $3::bigint[], $4::bigint[], $5::bigint[],
+                                      $6::bigint[], $7::bigint[])
+                 ON CONFLICT (room_id, day) DO UPDATE SET
+                    gift_gold = bili_days.gift_gold + EXCLUDED.gift_gold,
+                    guard_gold = bili_days.guard_gold + EXCLUDED.guard_gold,
+                    sc_yuan = bili_days.sc_yuan + EXCLUDED.sc_yuan,
+                    blind_box_count = bili_days.blind_box_count + EXCLUDED.blind_box_count,
+                    blind_profit_gold = bili_days.blind_profit_gold + EXCLUDED.blind_profit_gold",
+            )
+            .bind(self.days.keys().map(|k| k.0).collect::<Vec<_>>())
+            .bind(self.days.keys().map(|k| k.1).collect::<Vec<_>>())
+            .bind(dcol(0))
+            .bind(dcol(1))
+            .bind(dcol(2))
+            .bind(dcol(3))
+            .bind(dcol(4))
+            .execute(&mut *conn)
+            .await?;
+        }
+        *self = Self::default();
+        Ok(())
+    }
+}
+
+fn gift_money(g: &aggregates::monitored_room::GiftObservation) -> Money {
+    Money {
+        gift_gold: g.income_gold(),
+        blind_box_count: if g.blind_box.is_some() && g.gold { g.num } else { 0 },
+        blind_profit_gold: g.blind_box_profit_gold(),
+        ..Money::default()
+    }
+}
+
 #[async_trait]
 impl Projector for GiftsProjector {
     fn name(&self) -> &'static str {
@@ -198,16 +295,7 @@ impl Projector for GiftsProjector {
                 }
             }
             MonitoredRoomEvent::GiftReceived(g) => {
-                let m = Money {
-                    gift_gold: g.income_gold(),
-                    blind_box_count: if g.blind_box.is_some() && g.gold {
-                        g.num
-                    } else {
-                        0
-                    },
-                    blind_profit_gold: g.blind_box_profit_gold(),
-                    ..Money::default()
-                };
+                let m = gift_money(&g);
                 if m.gift_gold != 0 || m.blind_box_count != 0 {
                     add_money(conn, room_id, g.at, tz, &m).await?;
                 }
@@ -317,6 +405,58 @@ impl Projector for GiftsProjector {
             }
         }
         Ok(())
+    }
+
+    fn folds_batches(&self) -> bool {
+        true
+    }
+
+    /// Gifts, guards and danmaku fold into two statements per run of them;
+    /// everything else applies one by one, after the run before it.
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut pending = PendingMoney::default();
+        for event in events {
+            let foldable = matches!(
+                event.event_type.as_str(),
+                "GiftReceived" | "GuardBought" | "DanmakuReceived"
+            );
+            if !foldable {
+                pending.flush(conn).await?;
+                self.apply(conn, event).await?;
+                continue;
+            }
+            let room_id: i64 = event
+                .aggregate_id
+                .parse()
+                .map_err(|e| ProjectionError::Payload(format!("room id: {e}")))?;
+            match event.decode::<MonitoredRoomEvent>()? {
+                MonitoredRoomEvent::GiftReceived(g) => {
+                    let m = gift_money(&g);
+                    if m.gift_gold != 0 || m.blind_box_count != 0 {
+                        pending.push(room_id, g.at, &m, 0, true, self.tz);
+                    }
+                }
+                MonitoredRoomEvent::GuardBought(g) => {
+                    let m = Money {
+                        guard_gold: g.price * g.num,
+                        ..Money::default()
+                    };
+                    pending.push(room_id, g.at, &m, 0, true, self.tz);
+                }
+                MonitoredRoomEvent::DanmakuReceived { at, .. } => {
+                    pending.push(room_id, at, &Money::default(), 1, false, self.tz);
+                }
+                _ => {
+                    pending.flush(conn).await?;
+                    self.apply(conn, event).await?;
+                }
+            }
+        }
+        pending.flush(conn).await
     }
 }
 
