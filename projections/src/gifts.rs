@@ -114,8 +114,23 @@ struct PendingMoney {
 
 impl PendingMoney {
     /// `m` with `with_day`: counts for the day too (danmaku does not).
-    fn push(&mut self, room: i64, at: DateTime<Utc>, m: &Money, danmaku: i64, with_day: bool, tz: Tz) {
-        let v = [m.gift_gold, m.guard_gold, m.sc_yuan, m.blind_box_count, m.blind_profit_gold, danmaku];
+    fn push(
+        &mut self,
+        room: i64,
+        at: DateTime<Utc>,
+        m: &Money,
+        danmaku: i64,
+        with_day: bool,
+        tz: Tz,
+    ) {
+        let v = [
+            m.gift_gold,
+            m.guard_gold,
+            m.sc_yuan,
+            m.blind_box_count,
+            m.blind_profit_gold,
+            danmaku,
+        ];
         self.rooms.push(room);
         self.ats.push(at);
         self.money.push(v);
@@ -190,7 +205,11 @@ impl PendingMoney {
 fn gift_money(g: &aggregates::monitored_room::GiftObservation) -> Money {
     Money {
         gift_gold: g.income_gold(),
-        blind_box_count: if g.blind_box.is_some() && g.gold { g.num } else { 0 },
+        blind_box_count: if g.blind_box.is_some() && g.gold {
+            g.num
+        } else {
+            0
+        },
         blind_profit_gold: g.blind_box_profit_gold(),
         ..Money::default()
     }

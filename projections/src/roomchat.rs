@@ -137,7 +137,10 @@ struct Message {
     sent_at: DateTime<Utc>,
 }
 
-async fn write_messages(conn: &mut PgConnection, messages: &[Message]) -> Result<(), ProjectionError> {
+async fn write_messages(
+    conn: &mut PgConnection,
+    messages: &[Message],
+) -> Result<(), ProjectionError> {
     if messages.is_empty() {
         return Ok(());
     }

@@ -556,13 +556,20 @@ pub(crate) async fn apply_batch(
         .fetch_all(&mut *conn)
         .await?;
     if projector.folds_batches() && rows.len() > 1 {
-        let events = rows.iter().map(row_to_event).collect::<Result<Vec<_>, _>>()?;
+        let events = rows
+            .iter()
+            .map(row_to_event)
+            .collect::<Result<Vec<_>, _>>()?;
         // one savepoint per batch: if the folded apply fails, redo it event
         // by event below to name the culprit
-        sqlx::query("SAVEPOINT folded_batch").execute(&mut *conn).await?;
+        sqlx::query("SAVEPOINT folded_batch")
+            .execute(&mut *conn)
+            .await?;
         match projector.apply_batch(conn, &events).await {
             Ok(()) => {
-                sqlx::query("RELEASE SAVEPOINT folded_batch").execute(&mut *conn).await?;
+                sqlx::query("RELEASE SAVEPOINT folded_batch")
+                    .execute(&mut *conn)
+                    .await?;
                 let last = events.last().expect("more than one");
                 *cp = LogPosition {
                     txid: last.transaction_id,
@@ -572,7 +579,9 @@ pub(crate) async fn apply_batch(
             }
             Err(e) => {
                 tracing::warn!(projection = projector.name(), error = %e, "folded batch failed; applying one by one");
-                sqlx::query("ROLLBACK TO SAVEPOINT folded_batch").execute(&mut *conn).await?;
+                sqlx::query("ROLLBACK TO SAVEPOINT folded_batch")
+                    .execute(&mut *conn)
+                    .await?;
             }
         }
     }

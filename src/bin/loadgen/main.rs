@@ -58,9 +58,15 @@ struct Args {
     /// parts (for profiling)
     #[arg(long)]
     only: Option<String>,
+    /// Before the audit figure, add wallet movements until the ledger holds
+    /// this many (default: the store's third; `1000000` for the issue's
+    /// figure)
+    #[arg(long)]
+    audit_events: Option<u64>,
 }
 
 struct Plan {
+    audit_events: u64,
     users: usize,
     only: Option<String>,
     repeats: usize,
@@ -367,6 +373,7 @@ async fn ceiling_append(pool: &PgPool, plan: &Plan, c: usize, tag: String) -> Fi
 async fn run(args: Args) -> anyhow::Result<()> {
     let plan = if args.quick {
         Plan {
+            audit_events: args.audit_events.unwrap_or(0),
             users: args.users.max(1),
             only: args.only.clone(),
             repeats: args.repeats.unwrap_or(1),
@@ -377,6 +384,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     } else {
         Plan {
+            audit_events: args.audit_events.unwrap_or(0),
             users: args.users.max(1),
             only: args.only.clone(),
             repeats: args.repeats.unwrap_or(3),
@@ -747,7 +755,23 @@ async fn scenarios(
         .notes
         .insert("rebuild_events_per_s".into(), json!(median(rebuild_runs)));
 
-    // 6b. The auditors' full verification over the same store.
+    // 6b. The auditors' full verification over the same store (grown to
+    // --audit-events wallet movements first, if asked).
+    let have: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Wallet'")
+            .fetch_one(pool)
+            .await?;
+    if plan.audit_events > have as u64 {
+        let more = plan.audit_events - have as u64;
+        let bar = indicatif::ProgressBar::new(more);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("ledger {pos}/{len} events ({per_sec})")
+                .unwrap(),
+        );
+        seed::load_wallet_events(pool, more, &bar).await?;
+        bar.finish_and_clear();
+        wait_caught_up(pool).await?;
+    }
     let mut verify_runs = Vec::new();
     let mut wallet_events = 0;
     for _ in 0..plan.repeats {

@@ -67,6 +67,98 @@ async fn insert(pool: &PgPool, rows: &[Row]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Movements over `WALLETS` fresh wallets (the first may be a given
+/// account's): credits of 100 and debits of 30 in turn, never negative.
+struct WalletSeeder {
+    wallets: Vec<String>,
+    seq: Vec<i64>,
+    balances: Vec<i64>,
+    n: usize,
+}
+
+impl WalletSeeder {
+    fn new(first: Option<uuid::Uuid>) -> Self {
+        let wallets = first
+            .into_iter()
+            .chain(std::iter::repeat_with(uuid::Uuid::new_v4))
+            .take(WALLETS)
+            .map(|a| aggregates::wallet::wallet_id(a, aggregates::Currency::Points))
+            .collect();
+        Self {
+            wallets,
+            seq: vec![0; WALLETS],
+            balances: vec![0; WALLETS],
+            n: 0,
+        }
+    }
+
+    fn next(&mut self, tag: i64, at0: DateTime<Utc>) -> Row {
+        let wk = self.n % WALLETS;
+        self.n += 1;
+        self.seq[wk] += 1;
+        let at = at0 + Duration::milliseconds(tag);
+        let operation_id = format!("seed-{tag}");
+        let event = if self.seq[wk] % 2 == 1 {
+            self.balances[wk] += 100;
+            WalletEvent::WalletCredited {
+                operation_id,
+                amount: 100,
+                counter: Counterparty::ExternalCards,
+                reason: Reason::Redeem,
+                reference: None,
+                description: "bench card".into(),
+                balance_after: self.balances[wk],
+                at,
+            }
+        } else {
+            self.balances[wk] -= 30;
+            WalletEvent::WalletDebited {
+                operation_id,
+                amount: 30,
+                counter: Counterparty::PlatformRevenue,
+                reason: Reason::Consume,
+                description: "bench job".into(),
+                reference: None,
+                balance_after: self.balances[wk],
+                at,
+            }
+        };
+        Row {
+            aggregate_type: "Wallet",
+            aggregate_id: self.wallets[wk].clone(),
+            sequence: self.seq[wk],
+            event_type: event.event_type(),
+            payload: serde_json::to_value(event).expect("serialisable"),
+        }
+    }
+}
+
+/// Appends `count` wallet movements over fresh wallets (for the audit
+/// figure at a given ledger size).
+pub async fn load_wallet_events(
+    pool: &PgPool,
+    count: u64,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<()> {
+    let at0 = Utc::now() - Duration::days(30);
+    let mut seeder = WalletSeeder::new(None);
+    let mut written = 0u64;
+    let mut tag = 10_000_000_000i64;
+    while written < count {
+        let n = (count - written).min(CHUNK as u64) as usize;
+        let rows: Vec<Row> = (0..n)
+            .map(|_| {
+                tag += 1;
+                seeder.next(tag, at0)
+            })
+            .collect();
+        insert(pool, &rows).await?;
+        written += n as u64;
+        bar.inc(n as u64);
+    }
+    Ok(())
+}
+
 pub struct Loaded {
     pub events: u64,
     pub seconds: f64,
@@ -81,12 +173,7 @@ pub async fn load(
     reader: uuid::Uuid,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<Loaded> {
-    let wallets: Vec<String> = std::iter::once(reader)
-        .chain((1..WALLETS).map(|_| uuid::Uuid::new_v4()))
-        .map(|a| aggregates::wallet::wallet_id(a, aggregates::Currency::Points))
-        .collect();
-    let mut wallet_seq = vec![0i64; WALLETS];
-    let mut balances = vec![0i64; WALLETS];
+    let mut wallets = WalletSeeder::new(Some(reader));
     let started = std::time::Instant::now();
     let at0: DateTime<Utc> = chrono_tz::Asia::Shanghai
         .with_ymd_and_hms(GIFT_MONTH.0, GIFT_MONTH.1, 1, 0, 0, 0)
@@ -147,42 +234,7 @@ pub async fn load(
             let k = (n as usize) % chat_rooms.len();
             n += 1;
             if n % 3 == 2 {
-                let wk = (n as usize / 3) % WALLETS;
-                wallet_seq[wk] += 1;
-                let at = at0 + Duration::milliseconds(n);
-                let credit = wallet_seq[wk] % 2 == 1;
-                let event = if credit {
-                    balances[wk] += 100;
-                    WalletEvent::WalletCredited {
-                        operation_id: format!("seed-{n}"),
-                        amount: 100,
-                        counter: Counterparty::ExternalCards,
-                        reason: Reason::Redeem,
-                        reference: None,
-                        description: "bench card".into(),
-                        balance_after: balances[wk],
-                        at,
-                    }
-                } else {
-                    balances[wk] -= 30;
-                    WalletEvent::WalletDebited {
-                        operation_id: format!("seed-{n}"),
-                        amount: 30,
-                        counter: Counterparty::PlatformRevenue,
-                        reason: Reason::Consume,
-                        reference: None,
-                        description: "bench job".into(),
-                        balance_after: balances[wk],
-                        at,
-                    }
-                };
-                rows.push(Row {
-                    aggregate_type: "Wallet",
-                    aggregate_id: wallets[wk].clone(),
-                    sequence: wallet_seq[wk],
-                    event_type: event.event_type(),
-                    payload: serde_json::to_value(event).expect("serialisable"),
-                });
+                rows.push(wallets.next(n, at0));
                 continue;
             }
             if n % 3 == 0 {
