@@ -21,12 +21,32 @@ pub fn go_rfc3339(t: DateTime<Utc>, tz: Tz) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS` in the configured zone.
 pub fn local_seconds(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string()
+    // by hand: strftime's pattern parsing showed in read profiles
+    use chrono::{Datelike, Timelike};
+    let l = t.with_timezone(&tz);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        l.year(),
+        l.month(),
+        l.day(),
+        l.hour(),
+        l.minute(),
+        l.second()
+    )
 }
 
 /// RFC 3339 in UTC to the second, as seed 002 shows (`2026-02-12T10:00:00Z`).
 pub fn rfc3339_utc(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 #[cfg(test)]

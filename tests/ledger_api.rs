@@ -532,6 +532,18 @@ async fn concurrent_spends_on_one_wallet_never_overdraw_across_two_processes() {
         &adjust(&app, number, "debit", 1, "fresh").await,
         StatusCode::CONFLICT,
     );
+    // each process keeps the wallet's last state in memory: a credit on the
+    // other process must not leave this one refusing on its stale balance
+    assert_eq!(
+        adjust(&second, number, "credit", 50, "topup").await.0,
+        StatusCode::OK
+    );
+    let (s, v) = adjust(&app, number, "debit", 50, "after-topup").await;
+    assert_eq!(
+        (s, v["balance_after"].clone()),
+        (StatusCode::OK, json!(0)),
+        "{v}"
+    );
 
     // bad input writes nothing
     let before = wallet_events(&app).await;

@@ -300,41 +300,79 @@ pub async fn live_sessions(State(state): State<AppState>, uri: Uri) -> Result<im
     let tz = state.config.timezone;
     let (from, to) = month.span(tz);
     let rows = gifts::sessions(&state.pool, Some(room_id), from, to).await?;
-    let sessions: Vec<Value> = rows
+    let now = chrono::Utc::now();
+    let sessions: Vec<SessionDto> = rows
         .into_iter()
-        .map(|s| {
-            let avg = (s.concurrency_samples > 0).then(|| {
+        .map(|s| SessionDto {
+            start_time: local_seconds(s.started_at, tz),
+            end_time: s.ended_at.map(|t| local_seconds(t, tz)),
+            gift: yuan_of_gold(s.gift_gold),
+            guard: yuan_of_gold(s.guard_gold),
+            super_chat: s.sc_yuan as f64,
+            blind_box_count: s.blind_box_count,
+            blind_box_profit: profit_yuan(s.blind_profit_gold),
+            danmaku_count: s.danmaku_count,
+            start_guard_1: s.start_guard_1,
+            start_guard_2: s.start_guard_2,
+            start_guard_3: s.start_guard_3,
+            start_fans_count: s.start_fans_count,
+            end_guard_1: s.end_guard_1,
+            end_guard_2: s.end_guard_2,
+            end_guard_3: s.end_guard_3,
+            end_fans_count: s.end_fans_count,
+            avg_concurrency: (s.concurrency_samples > 0).then(|| {
                 let avg = s.concurrency_sum as f64 / s.concurrency_samples as f64;
                 (avg * 10.0).round() / 10.0
-            });
-            json!({
-                "start_time": local_seconds(s.started_at, tz),
-                "end_time": s.ended_at.map(|t| local_seconds(t, tz)),
-                "title": s.title,
-                "gift": yuan_of_gold(s.gift_gold),
-                "guard": yuan_of_gold(s.guard_gold),
-                "super_chat": s.sc_yuan as f64,
-                "blind_box_count": s.blind_box_count,
-                "blind_box_profit": profit_yuan(s.blind_profit_gold),
-                "danmaku_count": s.danmaku_count,
-                "start_guard_1": s.start_guard_1,
-                "start_guard_2": s.start_guard_2,
-                "start_guard_3": s.start_guard_3,
-                "start_fans_count": s.start_fans_count,
-                "end_guard_1": s.end_guard_1,
-                "end_guard_2": s.end_guard_2,
-                "end_guard_3": s.end_guard_3,
-                "end_fans_count": s.end_fans_count,
-                "avg_concurrency": avg,
-                "max_concurrency": s.concurrency_max,
-                "current_concurrency": if s.ended_at.is_none() { s.current_concurrency } else { None },
-                "live_duration": hms((s.ended_at.unwrap_or_else(chrono::Utc::now) - s.started_at).num_seconds()),
-            })
+            }),
+            max_concurrency: s.concurrency_max,
+            current_concurrency: if s.ended_at.is_none() {
+                s.current_concurrency
+            } else {
+                None
+            },
+            live_duration: hms((s.ended_at.unwrap_or(now) - s.started_at).num_seconds()),
+            title: s.title,
         })
         .collect();
-    Ok(axum::Json(
-        json!({"room_id": room_id, "month": month.label(), "sessions": sessions}),
-    ))
+    Ok(axum::Json(LiveSessions {
+        room_id,
+        month: month.label(),
+        sessions,
+    }))
+}
+
+/// One `/gift/live_sessions` row (serialised directly: building a
+/// `serde_json::Value` per field dominated this read's profile).
+#[derive(serde::Serialize)]
+struct SessionDto {
+    start_time: String,
+    end_time: Option<String>,
+    title: String,
+    gift: f64,
+    guard: f64,
+    super_chat: f64,
+    blind_box_count: i64,
+    blind_box_profit: f64,
+    danmaku_count: i64,
+    start_guard_1: Option<i64>,
+    start_guard_2: Option<i64>,
+    start_guard_3: Option<i64>,
+    start_fans_count: Option<i64>,
+    end_guard_1: Option<i64>,
+    end_guard_2: Option<i64>,
+    end_guard_3: Option<i64>,
+    end_fans_count: Option<i64>,
+    avg_concurrency: Option<f64>,
+    max_concurrency: Option<i64>,
+    current_concurrency: Option<i64>,
+    live_duration: String,
+}
+
+#[derive(serde::Serialize)]
+struct LiveSessions {
+    room_id: i64,
+    month: String,
+    sessions: Vec<SessionDto>,
 }
 
 pub async fn super_chats(State(state): State<AppState>, uri: Uri) -> Result<impl IntoResponse> {

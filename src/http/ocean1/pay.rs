@@ -126,18 +126,36 @@ pub async fn history(
         limit,
     )
     .await?;
-    let data: Vec<_> = rows
+    let data: Vec<HistoryEntry> = rows
         .into_iter()
-        .map(|r| {
-            json!({
-                "id": r.position,
-                "type": r.reason,
-                "amount": r.amount,
-                "balance_after": r.balance_after,
-                "description": r.description,
-                "created_at": timefmt::rfc3339_utc(r.created_at),
-            })
+        .map(|r| HistoryEntry {
+            id: r.position,
+            kind: r.reason,
+            amount: r.amount,
+            balance_after: r.balance_after,
+            description: r.description,
+            created_at: timefmt::rfc3339_utc(r.created_at),
         })
         .collect();
-    Ok(axum::Json(json!({ "status": "success", "data": data })))
+    Ok(axum::Json(History {
+        status: "success",
+        data,
+    }))
+}
+
+#[derive(serde::Serialize)]
+struct HistoryEntry {
+    id: i64,
+    #[serde(rename = "type")]
+    kind: String,
+    amount: i64,
+    balance_after: i64,
+    description: String,
+    created_at: String,
+}
+
+#[derive(serde::Serialize)]
+struct History {
+    status: &'static str,
+    data: Vec<HistoryEntry>,
 }

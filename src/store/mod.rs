@@ -6,8 +6,23 @@ use std::time::Duration;
 
 use aggregates::{Account, CardKey, ChatRoom, EmailCode, MonitoredRoom, PaymentOrder, Wallet};
 use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::CqrsFramework;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
-use postgres_es::{postgres_cqrs, postgres_snapshot_cqrs, PostgresCqrs, PostgresEventRepository};
+use postgres_es::PostgresEventRepository;
+
+mod cache;
+pub use cache::CachingEventStore;
+
+/// A command framework over the caching event store.
+pub type Cqrs<A> = CqrsFramework<A, CachingEventStore<A>>;
+
+fn cqrs<A: Aggregate<Services = ()> + Clone>(pool: &PgPool, snapshot_size: usize) -> Cqrs<A> {
+    CqrsFramework::new(
+        CachingEventStore::new(pool.clone(), snapshot_size),
+        vec![],
+        (),
+    )
+}
 use sqlx::PgPool;
 
 /// The time a command happens, at the precision PostgreSQL stores, so an
@@ -103,25 +118,25 @@ pub struct Store {
     locks: StreamLocks,
     /// Bumped after every successful append (see `projector::run_announcer`).
     appends: tokio::sync::watch::Sender<u64>,
-    pub accounts: PostgresCqrs<Account>,
-    pub rooms: PostgresCqrs<ChatRoom>,
-    pub email_codes: PostgresCqrs<EmailCode>,
-    pub monitored_rooms: PostgresCqrs<MonitoredRoom>,
-    pub wallets: PostgresCqrs<Wallet>,
-    pub card_keys: PostgresCqrs<CardKey>,
-    pub payment_orders: PostgresCqrs<PaymentOrder>,
+    pub accounts: Cqrs<Account>,
+    pub rooms: Cqrs<ChatRoom>,
+    pub email_codes: Cqrs<EmailCode>,
+    pub monitored_rooms: Cqrs<MonitoredRoom>,
+    pub wallets: Cqrs<Wallet>,
+    pub card_keys: Cqrs<CardKey>,
+    pub payment_orders: Cqrs<PaymentOrder>,
 }
 
 impl Store {
     pub fn new(pool: PgPool) -> Self {
         Self {
-            accounts: postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, ()),
-            rooms: postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, ()),
-            email_codes: postgres_cqrs(pool.clone(), vec![], ()),
-            monitored_rooms: postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, ()),
-            wallets: postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, ()),
-            card_keys: postgres_cqrs(pool.clone(), vec![], ()),
-            payment_orders: postgres_cqrs(pool.clone(), vec![], ()),
+            accounts: cqrs(&pool, SNAPSHOT_EVERY),
+            rooms: cqrs(&pool, SNAPSHOT_EVERY),
+            email_codes: cqrs(&pool, 0),
+            monitored_rooms: cqrs(&pool, SNAPSHOT_EVERY),
+            wallets: cqrs(&pool, SNAPSHOT_EVERY),
+            card_keys: cqrs(&pool, 0),
+            payment_orders: cqrs(&pool, 0),
             pool,
             locks: StreamLocks::default(),
             appends: tokio::sync::watch::channel(0).0,
@@ -136,9 +151,9 @@ impl Store {
     /// Runs a command, retrying on optimistic-lock conflicts (the command is
     /// rebuilt each time by `make`), and returns the log position of the
     /// stream's newest event afterwards.
-    pub async fn execute<A: Aggregate>(
+    pub async fn execute<A: Aggregate + Clone>(
         &self,
-        cqrs: &PostgresCqrs<A>,
+        cqrs: &Cqrs<A>,
         aggregate_id: &str,
         meta: &CommandMeta,
         make: impl FnMut() -> A::Command,
@@ -151,9 +166,9 @@ impl Store {
 
     /// `execute` without learning the position (for callers that find their
     /// event another way).
-    pub async fn execute_only<A: Aggregate>(
+    pub async fn execute_only<A: Aggregate + Clone>(
         &self,
-        cqrs: &PostgresCqrs<A>,
+        cqrs: &Cqrs<A>,
         aggregate_id: &str,
         meta: &CommandMeta,
         mut make: impl FnMut() -> A::Command,
