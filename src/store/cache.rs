@@ -10,8 +10,9 @@ use std::sync::Mutex;
 
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
-use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
+
+use super::repo::{Positions, Repository};
 
 /// Streams kept per aggregate type; past it, half are dropped.
 const CAPACITY: usize = 4096;
@@ -23,7 +24,7 @@ struct Cached<A> {
 }
 
 pub struct CachingEventStore<A: Aggregate> {
-    inner: PersistedEventStore<PostgresEventRepository, A>,
+    inner: PersistedEventStore<Repository, A>,
     pool: PgPool,
     /// 0: no snapshots
     snapshot_size: usize,
@@ -31,8 +32,8 @@ pub struct CachingEventStore<A: Aggregate> {
 }
 
 impl<A: Aggregate + Clone> CachingEventStore<A> {
-    pub fn new(pool: PgPool, snapshot_size: usize) -> Self {
-        let repo = PostgresEventRepository::new(pool.clone());
+    pub fn new(pool: PgPool, snapshot_size: usize, positions: Positions) -> Self {
+        let repo = Repository::new(pool.clone(), positions);
         let inner = if snapshot_size == 0 {
             PersistedEventStore::new_event_store(repo)
         } else {

@@ -10,20 +10,27 @@ use cqrs_es::CqrsFramework;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
 use postgres_es::PostgresEventRepository;
 
+use sqlx::PgPool;
+
 mod cache;
+mod repo;
 pub use cache::CachingEventStore;
+use repo::Positions;
 
 /// A command framework over the caching event store.
 pub type Cqrs<A> = CqrsFramework<A, CachingEventStore<A>>;
 
-fn cqrs<A: Aggregate<Services = ()> + Clone>(pool: &PgPool, snapshot_size: usize) -> Cqrs<A> {
+fn cqrs<A: Aggregate<Services = ()> + Clone>(
+    pool: &PgPool,
+    snapshot_size: usize,
+    positions: &Positions,
+) -> Cqrs<A> {
     CqrsFramework::new(
-        CachingEventStore::new(pool.clone(), snapshot_size),
+        CachingEventStore::new(pool.clone(), snapshot_size, positions.clone()),
         vec![],
         (),
     )
 }
-use sqlx::PgPool;
 
 /// The time a command happens, at the precision PostgreSQL stores, so an
 /// answer built from the command equals what later reads return.
@@ -116,6 +123,7 @@ impl StreamLocks {
 pub struct Store {
     pub pool: PgPool,
     locks: StreamLocks,
+    positions: Positions,
     /// Bumped after every successful append (see `projector::run_announcer`).
     appends: tokio::sync::watch::Sender<u64>,
     pub accounts: Cqrs<Account>,
@@ -129,16 +137,18 @@ pub struct Store {
 
 impl Store {
     pub fn new(pool: PgPool) -> Self {
+        let positions = Positions::default();
         Self {
-            accounts: cqrs(&pool, SNAPSHOT_EVERY),
-            rooms: cqrs(&pool, SNAPSHOT_EVERY),
-            email_codes: cqrs(&pool, 0),
-            monitored_rooms: cqrs(&pool, SNAPSHOT_EVERY),
-            wallets: cqrs(&pool, SNAPSHOT_EVERY),
-            card_keys: cqrs(&pool, 0),
-            payment_orders: cqrs(&pool, 0),
+            accounts: cqrs(&pool, SNAPSHOT_EVERY, &positions),
+            rooms: cqrs(&pool, SNAPSHOT_EVERY, &positions),
+            email_codes: cqrs(&pool, 0, &positions),
+            monitored_rooms: cqrs(&pool, SNAPSHOT_EVERY, &positions),
+            wallets: cqrs(&pool, SNAPSHOT_EVERY, &positions),
+            card_keys: cqrs(&pool, 0, &positions),
+            payment_orders: cqrs(&pool, 0, &positions),
             pool,
             locks: StreamLocks::default(),
+            positions,
             appends: tokio::sync::watch::channel(0).0,
         }
     }
@@ -158,10 +168,14 @@ impl Store {
         meta: &CommandMeta,
         make: impl FnMut() -> A::Command,
     ) -> Result<Option<LogPosition>, CommandError<A::Error>> {
-        self.execute_only(cqrs, aggregate_id, meta, make).await?;
-        self.stream_head(A::TYPE, aggregate_id)
-            .await
-            .map_err(|e| CommandError::Store(format!("reading the appended position: {e}")))
+        match self.run(cqrs, aggregate_id, meta, make).await? {
+            Some(appended) => Ok(Some(appended)),
+            // the command appended nothing: the stream's head is its answer
+            None => self
+                .stream_head(A::TYPE, aggregate_id)
+                .await
+                .map_err(|e| CommandError::Store(format!("reading the stream head: {e}"))),
+        }
     }
 
     /// `execute` without learning the position (for callers that find their
@@ -171,11 +185,25 @@ impl Store {
         cqrs: &Cqrs<A>,
         aggregate_id: &str,
         meta: &CommandMeta,
-        mut make: impl FnMut() -> A::Command,
+        make: impl FnMut() -> A::Command,
     ) -> Result<(), CommandError<A::Error>> {
+        self.run(cqrs, aggregate_id, meta, make).await.map(|_| ())
+    }
+
+    /// Under the stream's lock: the command, and where its events landed
+    /// (`None` when it appended nothing).
+    async fn run<A: Aggregate + Clone>(
+        &self,
+        cqrs: &Cqrs<A>,
+        aggregate_id: &str,
+        meta: &CommandMeta,
+        mut make: impl FnMut() -> A::Command,
+    ) -> Result<Option<LogPosition>, CommandError<A::Error>> {
         let metadata = meta.to_map();
         let stream = self.locks.get(A::TYPE, aggregate_id);
         let _turn = stream.lock().await;
+        let key = (A::TYPE.to_owned(), aggregate_id.to_owned());
+        self.positions.lock().unwrap().remove(&key);
         let mut attempt = 0;
         loop {
             match cqrs
@@ -183,8 +211,11 @@ impl Store {
                 .await
             {
                 Ok(()) => {
-                    self.appends.send_modify(|n| *n = n.wrapping_add(1));
-                    return Ok(());
+                    let appended = self.positions.lock().unwrap().remove(&key);
+                    if appended.is_some() {
+                        self.appends.send_modify(|n| *n = n.wrapping_add(1));
+                    }
+                    return Ok(appended);
                 }
                 Err(AggregateError::AggregateConflict) if attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
