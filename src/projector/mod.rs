@@ -30,6 +30,8 @@ const LOCK_RETRY_EVERY: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(2);
 const TARGET_BATCH_TIME: Duration = Duration::from_millis(20);
+/// Batches at least this long are folded by projections that can.
+const FOLD_FROM: usize = 8;
 
 /// The rows of a batch, selected in log order below the horizon.
 pub(crate) const SELECT_BATCH: &str = "
@@ -555,7 +557,9 @@ pub(crate) async fn apply_batch(
         .bind(until)
         .fetch_all(&mut *conn)
         .await?;
-    if projector.folds_batches() && rows.len() > 1 {
+    // a savepoint costs two round trips: worth it for real batches, not for
+    // the one or two events of a live trickle
+    if projector.folds_batches() && rows.len() >= FOLD_FROM {
         let events = rows
             .iter()
             .map(row_to_event)
