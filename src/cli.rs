@@ -350,12 +350,7 @@ async fn gifts_as_of(
 }
 
 async fn account_history(pool: &PgPool, who: &str) -> anyhow::Result<()> {
-    let key = aggregates::values::Username::key_of(who.trim());
-    let account = match who.trim().parse::<i64>() {
-        Ok(n) => projections::accounts::by_number(pool, n).await?,
-        Err(_) => projections::accounts::by_login(pool, &key).await?,
-    };
-    let Some(account) = account else {
+    let Some(account) = projections::accounts::by_any(pool, who).await? else {
         anyhow::bail!("no account with username, email or number {who:?}");
     };
     let rows: Vec<TailRow> = sqlx::query_as(&format!(
@@ -453,22 +448,6 @@ async fn tail(pool: &PgPool, count: i64, follow: bool) -> anyhow::Result<()> {
             writeln!(out, "{}", tail_line(r))?;
         }
     }
-}
-
-/// An account by username, email, number or UUID.
-pub async fn find_account(
-    pool: &PgPool,
-    who: &str,
-) -> anyhow::Result<Option<projections::accounts::AccountRow>> {
-    let who = who.trim();
-    if let Ok(id) = who.parse::<uuid::Uuid>() {
-        return Ok(projections::accounts::by_id(pool, id).await?);
-    }
-    if let Ok(n) = who.parse::<i64>() {
-        return Ok(projections::accounts::by_number(pool, n).await?);
-    }
-    let key = aggregates::values::Username::key_of(who);
-    Ok(projections::accounts::by_login(pool, &key).await?)
 }
 
 async fn issue_cards(
@@ -619,7 +598,7 @@ async fn audit_export(
         ..Default::default()
     };
     if let Some(who) = account {
-        let row = find_account(pool, &who)
+        let row = projections::accounts::by_any(pool, &who)
             .await?
             .ok_or_else(|| anyhow!("no account {who:?}"))?;
         filter.account_id = Some(row.account_id);

@@ -264,6 +264,19 @@ pub async fn by_login(pool: &PgPool, key: &str) -> sqlx::Result<Option<AccountRo
     .await
 }
 
+/// An account by UUID, number, or username/email (as `by_login`) — how
+/// operators and auditors name one.
+pub async fn by_any(pool: &PgPool, who: &str) -> sqlx::Result<Option<AccountRow>> {
+    let who = who.trim();
+    if let Ok(id) = who.parse::<Uuid>() {
+        return by_id(pool, id).await;
+    }
+    if let Ok(n) = who.parse::<i64>() {
+        return by_number(pool, n).await;
+    }
+    by_login(pool, &aggregates::values::Username::key_of(who)).await
+}
+
 pub async fn by_number(pool: &PgPool, number: i64) -> sqlx::Result<Option<AccountRow>> {
     sqlx::query_as(&format!("{SELECT} WHERE number = $1"))
         .bind(number)

@@ -207,8 +207,9 @@ async fn write_wallet_rows(
     .execute(&mut *conn)
     .await?;
 
-    // per wallet: the last balance, the sum of hold changes, the count
-    let mut wallets: std::collections::BTreeMap<(Uuid, &str), (i64, i64, i64, DateTime<Utc>)> =
+    // per wallet: the last balance, the sum of hold changes, the count, the time
+    type Fold = (i64, i64, i64, DateTime<Utc>);
+    let mut wallets: std::collections::BTreeMap<(Uuid, &str), Fold> =
         std::collections::BTreeMap::new();
     for r in rows {
         let w = wallets

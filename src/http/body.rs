@@ -18,6 +18,18 @@ pub enum BodyError {
 }
 
 impl BodyError {
+    /// The Chinese message the seeds' surfaces answer with; `param` starts
+    /// the messages about the body's content, `shape` those about its fields.
+    pub fn zh_message(&self, param: &str, shape: &str) -> String {
+        match self {
+            Self::TooLarge => "请求体过大".to_owned(),
+            Self::Unreadable(_) => "无法读取请求体".to_owned(),
+            Self::Empty => format!("{param}请求体为空"),
+            Self::Syntax => format!("{param}JSON 格式不正确"),
+            Self::Shape(detail) => format!("{shape}{detail}"),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -33,7 +33,7 @@ fn unavailable(e: impl std::fmt::Display) -> AdminError {
 }
 
 async fn account_id(state: &AppState, who: &str) -> Result<Uuid, AdminError> {
-    crate::cli::find_account(&state.pool, who)
+    projections::accounts::by_any(&state.pool, who)
         .await
         .map_err(unavailable)?
         .map(|a| a.account_id)

@@ -61,15 +61,7 @@ impl From<sqlx::Error> for GiftError {
 
 impl From<BodyError> for GiftError {
     fn from(e: BodyError) -> Self {
-        let status = e.status();
-        let msg = match e {
-            BodyError::TooLarge => "请求体过大".to_owned(),
-            BodyError::Unreadable(_) => "无法读取请求体".to_owned(),
-            BodyError::Empty => "请求体为空".to_owned(),
-            BodyError::Syntax => "JSON 格式不正确".to_owned(),
-            BodyError::Shape(detail) => format!("参数校验失败: {detail}"),
-        };
-        Self::new(status, msg)
+        Self::new(e.status(), e.zh_message("", "参数校验失败: "))
     }
 }
 

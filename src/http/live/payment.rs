@@ -35,15 +35,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for LJson<T>
 
 impl From<BodyError> for LiveError {
     fn from(e: BodyError) -> Self {
-        let status = e.status();
-        let msg = match e {
-            BodyError::TooLarge => "请求体过大".to_owned(),
-            BodyError::Unreadable(_) => "无法读取请求体".to_owned(),
-            BodyError::Empty => "参数错误: 请求体为空".to_owned(),
-            BodyError::Syntax => "参数错误: JSON 格式不正确".to_owned(),
-            BodyError::Shape(detail) => format!("参数错误: {detail}"),
-        };
-        Self::new(status, msg)
+        Self::new(e.status(), e.zh_message("参数错误: ", "参数错误: "))
     }
 }
 
