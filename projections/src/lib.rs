@@ -29,7 +29,8 @@ pub struct StoredEvent {
 
 impl StoredEvent {
     pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, ProjectionError> {
-        serde_json::from_value(self.payload.clone()).map_err(|e| {
+        // from a borrowed Value: no copy of the payload per event
+        E::deserialize(&self.payload).map_err(|e| {
             ProjectionError::Payload(format!(
                 "{} v{} at position {}: {e}",
                 self.event_type, self.event_version, self.global_position

@@ -72,7 +72,7 @@ pub async fn verify(pool: &PgPool, mut tick: impl FnMut(u64)) -> anyhow::Result<
     let mut credited: HashMap<String, (String, i64, u32)> = HashMap::new();
     let mut rows = sqlx::query(
         "SELECT aggregate_id, sequence, global_position, transaction_id::text::bigint AS txid,
-                payload::jsonb AS payload
+                payload::text AS payload
            FROM events WHERE aggregate_type = 'Wallet' ORDER BY aggregate_id, sequence",
     )
     .fetch(&mut *tx);
@@ -82,7 +82,7 @@ pub async fn verify(pool: &PgPool, mut tick: impl FnMut(u64)) -> anyhow::Result<
         let sequence: i64 = row.get("sequence");
         let position: i64 = row.get("global_position");
         let txid: i64 = row.get("txid");
-        let payload: serde_json::Value = row.get("payload");
+        let payload: &str = row.get("payload");
         report.wallet_events += 1;
         seen += 1;
         if seen.is_multiple_of(50_000) {
@@ -94,7 +94,7 @@ pub async fn verify(pool: &PgPool, mut tick: impl FnMut(u64)) -> anyhow::Result<
             ));
             continue;
         };
-        let event: WalletEvent = match serde_json::from_value(payload) {
+        let event: WalletEvent = match serde_json::from_str(payload) {
             Ok(e) => e,
             Err(e) => {
                 report.fail(format!(

@@ -36,7 +36,7 @@ const FOLD_FROM: usize = 8;
 /// The rows of a batch, selected in log order below the horizon.
 pub(crate) const SELECT_BATCH: &str = "
 SELECT global_position, transaction_id::text::bigint AS txid, aggregate_type, aggregate_id, sequence,
-       event_type, event_version, payload::jsonb AS payload, metadata::jsonb AS metadata, recorded_at
+       event_type, event_version, payload, metadata, recorded_at
   FROM events
  WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
@@ -51,7 +51,7 @@ SELECT global_position, transaction_id::text::bigint AS txid, aggregate_type, ag
 /// 500 with other types interleaved).
 const SELECT_BATCH_ONE_TYPE: &str = "
 SELECT global_position, transaction_id::text::bigint AS txid, aggregate_type, aggregate_id, sequence,
-       event_type, event_version, payload::jsonb AS payload, metadata::jsonb AS metadata, recorded_at
+       event_type, event_version, payload, metadata, recorded_at
   FROM events
  WHERE aggregate_type = ($3::text[])[1]
    AND (transaction_id, global_position) > ($1::text::xid8, $2)
