@@ -132,7 +132,7 @@ impl Server {
         background.push(tokio::spawn(projector::run_announcer(
             pool.clone(),
             progress.clone(),
-            store.appends(),
+            store.appended(),
             shutdown_rx.clone(),
         )));
 

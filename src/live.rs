@@ -121,6 +121,11 @@ pub async fn run_roomchat_feed(
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let cp = progress.checkpoint(PROJECTION);
+        if hub.is_empty() {
+            // nobody connected here: nothing to read
+            last = last.max(cp);
+            continue;
+        }
         while cp > last {
             match push_batch(&pool, &hub, tz, last, cp).await {
                 Ok(next) => last = next,

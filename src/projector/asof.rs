@@ -6,7 +6,7 @@ use projections::Projector;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 
-use super::apply_batch_until;
+use super::replay;
 use crate::store::LogPosition;
 
 /// Replays `projector` into a fresh schema and hands `read` a pool whose
@@ -65,20 +65,19 @@ where
         );
         bar.set_message(format!("replaying {} as of {until}", projector.name()));
         let mut cp = LogPosition::default();
-        loop {
-            let mut tx = pool.begin().await?;
-            sqlx::query(&format!("SET LOCAL search_path TO {schema}, public"))
-                .execute(&mut *tx)
-                .await?;
-            let n = apply_batch_until(&mut tx, projector, &mut cp, 1000, Some(until))
-                .await
-                .map_err(|e| e.error)?;
-            tx.commit().await?;
-            bar.inc(n as u64);
-            if n < 1000 {
-                break;
-            }
-        }
+        // one connection with a session-wide search_path (see rebuild)
+        let mut conn = pool.acquire().await?;
+        sqlx::query(&format!("SET search_path TO {schema}, public"))
+            .execute(&mut *conn)
+            .await?;
+        let replayed = replay(&mut conn, projector, &mut cp, 1000, Some(until), |n| {
+            bar.inc(n as u64)
+        })
+        .await
+        .map_err(|e| e.error);
+        conn.close_on_drop();
+        drop(conn);
+        replayed?;
         bar.finish_and_clear();
         let scoped = crate::db::connect_pool(
             connect

@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use projections::Projector;
 use sqlx::PgPool;
 
-use super::{announce, apply_next_batch};
+use super::{announce, read_batch, replay};
 use crate::store::LogPosition;
 
 #[derive(Debug, serde::Serialize)]
@@ -65,24 +65,14 @@ pub async fn rebuild(
         // PostgreSQL re-plan every statement: ~3x slower).
         let mut conn = pool.acquire().await?;
         sqlx::query(&format!("SET search_path TO {shadow}, public")).execute(&mut *conn).await?;
-        let caught_up = async {
-            loop {
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                let n = apply_next_batch(&mut tx, projector, &mut cp, batch).await.map_err(|e| e.error)?;
-                tx.commit().await?;
-                applied += n as u64;
-                bar.inc(n as u64);
-                if (n as i64) < batch {
-                    return Ok::<_, anyhow::Error>(());
-                }
-            }
-        }
-        .await;
+        let caught_up = replay(&mut conn, projector, &mut cp, batch, None, |n| bar.inc(n as u64))
+            .await
+            .map_err(|e| e.error);
         // its statements were prepared against the shadow tables: it does
         // not go back to the pool
         conn.close_on_drop();
         drop(conn);
-        caught_up?;
+        applied += caught_up?;
         // Swap: hold the live checkpoint row, apply the rest, move the tables.
         let mut tx = pool.begin().await?;
         sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
@@ -90,11 +80,15 @@ pub async fn rebuild(
             .execute(&mut *tx)
             .await?;
         sqlx::query(&format!("SET LOCAL search_path TO {shadow}, public")).execute(&mut *tx).await?;
+        // the tail since the catch-up, folded (a failure fails the rebuild)
         loop {
-            let n = apply_next_batch(&mut tx, projector, &mut cp, batch).await.map_err(|e| e.error)?;
-            applied += n as u64;
-            bar.inc(n as u64);
-            if (n as i64) < batch {
+            let next = read_batch(&mut tx, projector, cp, batch, None).await?;
+            let Some(end) = next.end() else { break };
+            projector.apply_batch(&mut tx, &next.events).await?;
+            cp = end;
+            applied += next.events.len() as u64;
+            bar.inc(next.events.len() as u64);
+            if (next.events.len() as i64) < batch {
                 break;
             }
         }

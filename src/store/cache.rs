@@ -1,12 +1,15 @@
-//! An event store that keeps each stream's last state in memory. Loading a
-//! stream then costs one index probe (is the stream still at the sequence
-//! we know?) instead of its snapshot plus up to 99 events decoded from
-//! JSON — the cost that bounded hot rooms and wallets. Anything another
-//! process appended makes the probe miss and the stream load as before; a
-//! failed commit forgets the stream, so a conflict's retry reloads it.
+//! An event store that keeps each stream's last state in memory: loading a
+//! stream this process wrote last costs nothing instead of its snapshot
+//! plus up to 99 events decoded from JSON — the cost that bounded hot rooms
+//! and wallets. Whether another process appended meanwhile is found out by
+//! the optimistic lock itself: the next sequence number is then taken, the
+//! commit fails, the stream is forgotten and the conflict's retry reloads
+//! it. A command that appends nothing (refused, or nothing to do) cannot be
+//! caught that way, so `Freshness::confirm` asks the store once for those
+//! (one index probe), and the command runs again if the state was stale.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
@@ -21,6 +24,57 @@ struct Cached<A> {
     aggregate: A,
     sequence: usize,
     snapshot: Option<usize>,
+    /// handed to a command without asking the store
+    served: bool,
+}
+
+type Streams<A> = Arc<Mutex<HashMap<String, Cached<A>>>>;
+
+/// The newest sequence number of a stream in the store (0: none).
+async fn head(pool: &PgPool, aggregate_type: &str, aggregate_id: &str) -> sqlx::Result<usize> {
+    let head: Option<i64> = sqlx::query_scalar(
+        "SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_one(pool)
+    .await?;
+    Ok(head.unwrap_or(0) as usize)
+}
+
+/// Checks a cached stream against the store after a command that appended
+/// nothing.
+pub struct Freshness<A> {
+    pool: PgPool,
+    cache: Streams<A>,
+}
+
+impl<A: Aggregate> Freshness<A> {
+    /// Whether the state the last command on this stream decided on was
+    /// the stream's newest; if not, the stream is forgotten (the caller
+    /// runs the command again on the reloaded stream).
+    pub async fn confirm(&self, aggregate_id: &str) -> sqlx::Result<bool> {
+        let served = self
+            .cache
+            .lock()
+            .unwrap()
+            .get(aggregate_id)
+            .filter(|c| c.served)
+            .map(|c| c.sequence);
+        let Some(sequence) = served else {
+            return Ok(true);
+        };
+        let fresh = head(&self.pool, A::TYPE, aggregate_id).await? == sequence;
+        let mut cache = self.cache.lock().unwrap();
+        if fresh {
+            if let Some(c) = cache.get_mut(aggregate_id) {
+                c.served = false;
+            }
+        } else {
+            cache.remove(aggregate_id);
+        }
+        Ok(fresh)
+    }
 }
 
 pub struct CachingEventStore<A: Aggregate> {
@@ -28,7 +82,7 @@ pub struct CachingEventStore<A: Aggregate> {
     pool: PgPool,
     /// 0: no snapshots
     snapshot_size: usize,
-    cache: Mutex<HashMap<String, Cached<A>>>,
+    cache: Streams<A>,
 }
 
 impl<A: Aggregate + Clone> CachingEventStore<A> {
@@ -43,7 +97,14 @@ impl<A: Aggregate + Clone> CachingEventStore<A> {
             inner,
             pool,
             snapshot_size,
-            cache: Mutex::new(HashMap::new()),
+            cache: Streams::default(),
+        }
+    }
+
+    pub fn freshness(&self) -> Freshness<A> {
+        Freshness {
+            pool: self.pool.clone(),
+            cache: self.cache.clone(),
         }
     }
 
@@ -56,18 +117,6 @@ impl<A: Aggregate + Clone> CachingEventStore<A> {
     fn snapshots(&self, current_sequence: usize, num_events: usize) -> bool {
         self.snapshot_size > 0
             && num_events >= self.snapshot_size - (current_sequence % self.snapshot_size)
-    }
-
-    async fn head(&self, aggregate_id: &str) -> Result<usize, AggregateError<A::Error>> {
-        let head: Option<i64> = sqlx::query_scalar(
-            "SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
-        )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
-        Ok(head.unwrap_or(0) as usize)
     }
 }
 
@@ -85,24 +134,14 @@ impl<A: Aggregate + Clone> EventStore<A> for CachingEventStore<A> {
         &self,
         aggregate_id: &str,
     ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
-        let known = self
-            .cache
-            .lock()
-            .unwrap()
-            .get(aggregate_id)
-            .map(|c| c.sequence);
-        if let Some(sequence) = known {
-            if self.head(aggregate_id).await? == sequence {
-                let cache = self.cache.lock().unwrap();
-                if let Some(c) = cache.get(aggregate_id).filter(|c| c.sequence == sequence) {
-                    return Ok(EventStoreAggregateContext {
-                        aggregate_id: aggregate_id.to_owned(),
-                        aggregate: c.aggregate.clone(),
-                        current_sequence: c.sequence,
-                        current_snapshot: c.snapshot,
-                    });
-                }
-            }
+        if let Some(c) = self.cache.lock().unwrap().get_mut(aggregate_id) {
+            c.served = true;
+            return Ok(EventStoreAggregateContext {
+                aggregate_id: aggregate_id.to_owned(),
+                aggregate: c.aggregate.clone(),
+                current_sequence: c.sequence,
+                current_snapshot: c.snapshot,
+            });
         }
         self.inner.load_aggregate(aggregate_id).await
     }
@@ -118,6 +157,7 @@ impl<A: Aggregate + Clone> EventStore<A> for CachingEventStore<A> {
             aggregate: context.aggregate.clone(),
             sequence: context.current_sequence,
             snapshot: context.current_snapshot,
+            served: false,
         };
         if self.snapshots(context.current_sequence, events.len()) {
             next.snapshot = Some(next.snapshot.map_or(1, |s| s + 1));

@@ -15,21 +15,25 @@ use sqlx::PgPool;
 mod cache;
 mod repo;
 pub use cache::CachingEventStore;
+use cache::Freshness;
 use repo::Positions;
 
 /// A command framework over the caching event store.
-pub type Cqrs<A> = CqrsFramework<A, CachingEventStore<A>>;
+pub struct Cqrs<A: Aggregate + Clone> {
+    framework: CqrsFramework<A, CachingEventStore<A>>,
+    freshness: Freshness<A>,
+}
 
 fn cqrs<A: Aggregate<Services = ()> + Clone>(
     pool: &PgPool,
     snapshot_size: usize,
     positions: &Positions,
 ) -> Cqrs<A> {
-    CqrsFramework::new(
-        CachingEventStore::new(pool.clone(), snapshot_size, positions.clone()),
-        vec![],
-        (),
-    )
+    let store = CachingEventStore::new(pool.clone(), snapshot_size, positions.clone());
+    Cqrs {
+        freshness: store.freshness(),
+        framework: CqrsFramework::new(store, vec![], ()),
+    }
 }
 
 /// The time a command happens, at the precision PostgreSQL stores, so an
@@ -120,12 +124,41 @@ impl StreamLocks {
     }
 }
 
+/// The aggregate types appended since the announcer last looked.
+#[derive(Default)]
+pub struct Appended {
+    types: std::sync::Mutex<Vec<&'static str>>,
+    bell: tokio::sync::Notify,
+}
+
+impl Appended {
+    fn push(&self, aggregate_type: &'static str) {
+        let mut types = self.types.lock().unwrap();
+        if !types.contains(&aggregate_type) {
+            types.push(aggregate_type);
+        }
+        drop(types);
+        self.bell.notify_one();
+    }
+
+    /// Waits for appends and takes their types (each once).
+    pub async fn next(&self) -> Vec<&'static str> {
+        loop {
+            self.bell.notified().await;
+            let types = std::mem::take(&mut *self.types.lock().unwrap());
+            if !types.is_empty() {
+                return types;
+            }
+        }
+    }
+}
+
 pub struct Store {
     pub pool: PgPool,
     locks: StreamLocks,
     positions: Positions,
-    /// Bumped after every successful append (see `projector::run_announcer`).
-    appends: tokio::sync::watch::Sender<u64>,
+    /// What this process appended (see `projector::run_announcer`).
+    appended: std::sync::Arc<Appended>,
     pub accounts: Cqrs<Account>,
     pub rooms: Cqrs<ChatRoom>,
     pub email_codes: Cqrs<EmailCode>,
@@ -149,13 +182,13 @@ impl Store {
             pool,
             locks: StreamLocks::default(),
             positions,
-            appends: tokio::sync::watch::channel(0).0,
+            appended: std::sync::Arc::default(),
         }
     }
 
-    /// Changes after each append this process makes.
-    pub fn appends(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.appends.subscribe()
+    /// The aggregate types of this process's appends, as they happen.
+    pub fn appended(&self) -> std::sync::Arc<Appended> {
+        self.appended.clone()
     }
 
     /// Runs a command, retrying on optimistic-lock conflicts (the command is
@@ -206,14 +239,26 @@ impl Store {
         self.positions.lock().unwrap().remove(&key);
         let mut attempt = 0;
         loop {
-            match cqrs
+            let outcome = cqrs
+                .framework
                 .execute_with_metadata(aggregate_id, make(), metadata.clone())
-                .await
-            {
+                .await;
+            let appended = self.positions.lock().unwrap().remove(&key);
+            if appended.is_none() && matches!(outcome, Ok(()) | Err(AggregateError::UserError(_))) {
+                // decided without appending, perhaps on a cached state that
+                // another process has moved past: then decide again
+                let fresh =
+                    cqrs.freshness.confirm(aggregate_id).await.map_err(|e| {
+                        CommandError::Store(format!("checking the stream head: {e}"))
+                    })?;
+                if !fresh {
+                    continue;
+                }
+            }
+            match outcome {
                 Ok(()) => {
-                    let appended = self.positions.lock().unwrap().remove(&key);
                     if appended.is_some() {
-                        self.appends.send_modify(|n| *n = n.wrapping_add(1));
+                        self.appended.push(A::TYPE);
                     }
                     return Ok(appended);
                 }
