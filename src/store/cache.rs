@@ -32,12 +32,15 @@ type Streams<A> = Arc<Mutex<HashMap<String, Cached<A>>>>;
 
 /// The newest sequence number of a stream in the store (0: none).
 async fn head(pool: &PgPool, aggregate_type: &str, aggregate_id: &str) -> sqlx::Result<usize> {
+    // in primary-key order: `max(sequence)` let a small table's plan walk
+    // `events_type_log_order` and filter the type's events
     let head: Option<i64> = sqlx::query_scalar(
-        "SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+        "SELECT sequence FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+          ORDER BY sequence DESC LIMIT 1",
     )
     .bind(aggregate_type)
     .bind(aggregate_id)
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await?;
     Ok(head.unwrap_or(0) as usize)
 }
