@@ -104,6 +104,7 @@ pub(crate) fn row_to_event(row: &sqlx::postgres::PgRow) -> sqlx::Result<StoredEv
 /// One projector worker as the rest of the process sees it: what wakes it
 /// and what it is doing.
 pub(crate) struct Waker {
+    name: &'static str,
     types: &'static [&'static str],
     notify: Notify,
     /// This process holds the projection's lock (works it).
@@ -158,9 +159,10 @@ impl Progress {
         self.tick.subscribe()
     }
 
-    pub(crate) fn waker(&self, types: &'static [&'static str]) -> Arc<Waker> {
+    pub(crate) fn waker(&self, projector: &dyn Projector) -> Arc<Waker> {
         let w = Arc::new(Waker {
-            types,
+            name: projector.name(),
+            types: projector.aggregate_types(),
             notify: Notify::new(),
             working: AtomicBool::new(false),
             held_back: AtomicBool::new(false),
@@ -193,6 +195,15 @@ impl Progress {
         for w in self.wakers.lock().unwrap().iter() {
             w.notify.notify_one();
         }
+    }
+
+    /// Whether this process works (holds the lock of) the projection.
+    pub fn works(&self, name: &str) -> bool {
+        self.wakers
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|w| w.name == name && w.working.load(Ordering::Relaxed))
     }
 
     /// Whether some projection of these types is worked by another process
@@ -362,7 +373,7 @@ pub fn spawn_workers(
         .map(|p| {
             let worker = Worker {
                 settings: settings.clone(),
-                wake: progress.waker(p.aggregate_types()),
+                wake: progress.waker(&*p),
                 projector: p,
                 progress: progress.clone(),
             };
@@ -441,10 +452,13 @@ impl Worker {
         .bind(&self.settings.node)
         .execute(&self.settings.pool)
         .await?;
+        let mut cp = self.stored_checkpoint().await?;
+        // what this process knows of the projection is at least what is
+        // stored before it counts as working it (the session cache relies on it)
+        self.progress.advance(name, cp);
         self.wake.working.store(true, Ordering::Relaxed);
         tracing::info!(projection = name, node = %self.settings.node, "projector acquired its lock");
 
-        let mut cp = self.stored_checkpoint().await?;
         let mut backoff = Duration::from_millis(250);
         let mut held_back_retry = HELD_BACK_FIRST_RETRY;
         let mut last_liveness = tokio::time::Instant::now();
