@@ -672,3 +672,89 @@ async fn usernames_are_unique_under_unicode_case_folding_and_sign_in_in_any_case
     assert_eq!(v["data"]["user"], json!({"ID": id, "username": "Ärger"}));
     app.stop().await;
 }
+
+/// Concurrent appends share one INSERT (group commit); one that the store
+/// refuses (a name already claimed) must fail alone, and every other append
+/// of its group still land exactly once.
+#[tokio::test]
+async fn appends_committed_together_succeed_or_fail_each_on_its_own() {
+    let app = TestApp::start().await;
+    let api = app.api();
+    let mut senders = Vec::new();
+    for i in 0..16 {
+        let (_, token) = api.user(&format!("group{i}")).await;
+        let room = api.room(&token, &format!("room{i}")).await;
+        senders.push((token, room));
+    }
+    let sends = senders.iter().flat_map(|(token, room)| {
+        let api = &api;
+        (0..4).map(move |k| async move {
+            api.post(
+                "/api/message/send",
+                Some(token),
+                json!({"room_id": room, "content": format!("m{k}")}),
+            )
+            .await
+        })
+    });
+    let registrations = (0..8).map(|_| {
+        api.post(
+            "/register",
+            None,
+            json!({"username": "contested", "password": "password123"}),
+        )
+    });
+    let (sent, registered) = tokio::join!(
+        futures::future::join_all(sends),
+        futures::future::join_all(registrations)
+    );
+    for r in &sent {
+        assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+    }
+    assert_eq!(
+        registered.iter().filter(|r| r.0 == StatusCode::OK).count(),
+        1,
+        "{registered:?}"
+    );
+    for r in registered.iter().filter(|r| r.0 != StatusCode::OK) {
+        assert_error(r, StatusCode::CONFLICT);
+    }
+    for (token, room) in &senders {
+        let mut contents: Vec<String> = api
+            .messages(token, *room, "&limit=100")
+            .await
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().to_owned())
+            .collect();
+        contents.sort();
+        assert_eq!(contents, ["m0", "m1", "m2", "m3"], "room {room}");
+    }
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM events WHERE event_type = 'MessagePosted'"
+        )
+        .await,
+        64
+    );
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM events WHERE event_type = 'AccountRegistered'"
+        )
+        .await,
+        17
+    );
+    // 64 sends at once on 16 streams: some went in together
+    assert!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM (SELECT transaction_id FROM events WHERE event_type = 'MessagePosted'
+               GROUP BY transaction_id HAVING count(DISTINCT aggregate_id) > 1) t"
+        )
+        .await
+            > 0,
+        "no two streams were appended in one transaction"
+    );
+    app.stop().await;
+}

@@ -15,6 +15,7 @@ use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use sqlx::PgPool;
 
+use super::append::Appender;
 use super::repo::{Positions, Repository};
 
 /// Streams kept per aggregate type; past it, half are dropped.
@@ -89,8 +90,13 @@ pub struct CachingEventStore<A: Aggregate> {
 }
 
 impl<A: Aggregate + Clone> CachingEventStore<A> {
-    pub fn new(pool: PgPool, snapshot_size: usize, positions: Positions) -> Self {
-        let repo = Repository::new(pool.clone(), positions);
+    pub fn new(
+        pool: PgPool,
+        snapshot_size: usize,
+        positions: Positions,
+        appender: Arc<Appender>,
+    ) -> Self {
+        let repo = Repository::new(pool.clone(), positions, appender);
         let inner = if snapshot_size == 0 {
             PersistedEventStore::new_event_store(repo)
         } else {

@@ -12,11 +12,14 @@ use postgres_es::PostgresEventRepository;
 
 use sqlx::PgPool;
 
+mod append;
 mod cache;
 mod repo;
+use append::Appender;
 pub use cache::CachingEventStore;
 use cache::Freshness;
 use repo::Positions;
+use std::sync::Arc;
 
 /// A command framework over the caching event store.
 pub struct Cqrs<A: Aggregate + Clone> {
@@ -28,8 +31,14 @@ fn cqrs<A: Aggregate<Services = ()> + Clone>(
     pool: &PgPool,
     snapshot_size: usize,
     positions: &Positions,
+    appender: &Arc<Appender>,
 ) -> Cqrs<A> {
-    let store = CachingEventStore::new(pool.clone(), snapshot_size, positions.clone());
+    let store = CachingEventStore::new(
+        pool.clone(),
+        snapshot_size,
+        positions.clone(),
+        appender.clone(),
+    );
     Cqrs {
         freshness: store.freshness(),
         framework: CqrsFramework::new(store, vec![], ()),
@@ -171,14 +180,15 @@ pub struct Store {
 impl Store {
     pub fn new(pool: PgPool) -> Self {
         let positions = Positions::default();
+        let appender = Appender::new(pool.clone());
         Self {
-            accounts: cqrs(&pool, SNAPSHOT_EVERY, &positions),
-            rooms: cqrs(&pool, SNAPSHOT_EVERY, &positions),
-            email_codes: cqrs(&pool, 0, &positions),
-            monitored_rooms: cqrs(&pool, SNAPSHOT_EVERY, &positions),
-            wallets: cqrs(&pool, SNAPSHOT_EVERY, &positions),
-            card_keys: cqrs(&pool, 0, &positions),
-            payment_orders: cqrs(&pool, 0, &positions),
+            accounts: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
+            rooms: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
+            email_codes: cqrs(&pool, 0, &positions, &appender),
+            monitored_rooms: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
+            wallets: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
+            card_keys: cqrs(&pool, 0, &positions, &appender),
+            payment_orders: cqrs(&pool, 0, &positions, &appender),
             pool,
             locks: StreamLocks::default(),
             positions,

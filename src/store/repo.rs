@@ -19,6 +19,7 @@ use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlx::PgPool;
 
+use super::append::{Appender, Rows};
 use super::LogPosition;
 
 /// Where each stream's latest append (by this process) landed, keyed by
@@ -26,28 +27,20 @@ use super::LogPosition;
 /// stream's lock.
 pub type Positions = Arc<Mutex<HashMap<(String, String), LogPosition>>>;
 
-const INSERT_EVENTS: &str = "
-WITH ins AS (
-    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-    SELECT t, i, s, e, v, p, m
-      FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::json[], $7::json[])
-           WITH ORDINALITY AS u(t, i, s, e, v, p, m, n)
-     ORDER BY n
-    RETURNING transaction_id::text::bigint AS txid, global_position, sequence)
-SELECT txid, global_position FROM ins ORDER BY sequence DESC LIMIT 1";
-
 pub struct Repository {
     inner: PostgresEventRepository,
     pool: PgPool,
     positions: Positions,
+    appender: Arc<Appender>,
 }
 
 impl Repository {
-    pub fn new(pool: PgPool, positions: Positions) -> Self {
+    pub fn new(pool: PgPool, positions: Positions, appender: Arc<Appender>) -> Self {
         Self {
             inner: PostgresEventRepository::new(pool.clone()),
             pool,
             positions,
+            appender,
         }
     }
 }
@@ -102,51 +95,32 @@ impl PersistedEventRepository for Repository {
             return Ok(());
         };
         let aggregate_id = first.aggregate_id.clone();
-        let insert = sqlx::query_as::<_, (i64, i64)>(INSERT_EVENTS)
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.aggregate_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.aggregate_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(events.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.event_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.event_version.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.metadata.clone())
-                    .collect::<Vec<_>>(),
-            );
+        let stream = (A::TYPE.to_owned(), aggregate_id.clone());
+        let rows = Rows {
+            aggregate_types: events.iter().map(|e| e.aggregate_type.clone()).collect(),
+            aggregate_ids: events.iter().map(|e| e.aggregate_id.clone()).collect(),
+            sequences: events.iter().map(|e| e.sequence as i64).collect(),
+            event_types: events.iter().map(|e| e.event_type.clone()).collect(),
+            event_versions: events.iter().map(|e| e.event_version.clone()).collect(),
+            payloads: events.iter().map(|e| e.payload.clone()).collect(),
+            metadata: events.iter().map(|e| e.metadata.clone()).collect(),
+        };
         let last_sequence = events.last().map_or(0, |e| e.sequence) as i64;
-        let (txid, position) = match snapshot_update {
-            None => insert
-                .fetch_one(&self.pool)
+        let at = match snapshot_update {
+            None => self
+                .appender
+                .append(rows)
                 .await
                 .map_err(persistence_error)?,
             Some((snapshot_id, payload, current_snapshot)) => {
                 let mut tx = self.pool.begin().await.map_err(persistence_error)?;
-                let at = insert
-                    .fetch_one(&mut *tx)
+                let at = rows
+                    .insert(&mut *tx)
                     .await
-                    .map_err(persistence_error)?;
+                    .map_err(persistence_error)?
+                    .get(&stream)
+                    .copied()
+                    .ok_or(PersistenceError::OptimisticLockError)?;
                 let written = if current_snapshot == 1 {
                     sqlx::query(
                         "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
@@ -182,10 +156,7 @@ impl PersistedEventRepository for Repository {
                 at
             }
         };
-        self.positions.lock().unwrap().insert(
-            (A::TYPE.to_owned(), aggregate_id),
-            LogPosition { txid, position },
-        );
+        self.positions.lock().unwrap().insert(stream, at);
         Ok(())
     }
 
