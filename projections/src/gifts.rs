@@ -232,6 +232,10 @@ impl Projector for GiftsProjector {
         &["MonitoredRoom"]
     }
 
+    fn insert_only_tables(&self) -> &'static [&'static str] {
+        &["bili_super_chats"]
+    }
+
     async fn apply(
         &self,
         conn: &mut PgConnection,

@@ -383,6 +383,10 @@ impl Projector for LedgerProjector {
         &["Wallet", "CardKey", "PaymentOrder"]
     }
 
+    fn insert_only_tables(&self) -> &'static [&'static str] {
+        &["ledger_entries", "ledger_postings"]
+    }
+
     async fn apply(
         &self,
         conn: &mut PgConnection,

@@ -58,6 +58,11 @@ pub trait Projector: Send + Sync {
     fn tables(&self) -> &'static [&'static str];
     /// Aggregate types whose events this projection reads.
     fn aggregate_types(&self) -> &'static [&'static str];
+    /// Tables `apply` only inserts into (never reads or updates): a rebuild
+    /// fills them without their non-unique indexes and builds those after.
+    fn insert_only_tables(&self) -> &'static [&'static str] {
+        &[]
+    }
     async fn apply(
         &self,
         conn: &mut PgConnection,

@@ -21,6 +21,10 @@ impl Projector for RoomChatProjector {
         &["ChatRoom"]
     }
 
+    fn insert_only_tables(&self) -> &'static [&'static str] {
+        &["chat_messages"]
+    }
+
     async fn apply(
         &self,
         conn: &mut PgConnection,

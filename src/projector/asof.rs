@@ -70,9 +70,15 @@ where
         sqlx::query(&format!("SET search_path TO {schema}, public"))
             .execute(&mut *conn)
             .await?;
-        let replayed = replay(&mut conn, projector, &mut cp, 1000, Some(until), |n| {
-            bar.inc(n as u64)
-        })
+        let replayed = replay(
+            pool,
+            &mut conn,
+            projector,
+            &mut cp,
+            1000,
+            Some(until),
+            |n| bar.inc(n as u64),
+        )
         .await
         .map_err(|e| e.error);
         conn.close_on_drop();

@@ -819,8 +819,13 @@ pub(crate) async fn apply_each(
 /// Replays the projection's events after `cp` (those recorded up to
 /// `until`, if given) on `conn`, whose `search_path` leads to the tables to
 /// fill, a batch per transaction, until no more are readable; `advanced`
-/// hears each batch's size. Returns the number applied.
+/// hears each batch's size. Returns the number applied. The next batch is
+/// read on another connection while one is applied, so reading the log
+/// and writing the tables keep two backends busy instead of taking turns
+/// on one (a rebuild is otherwise bound by a single backend: measured ~50 %
+/// idle on 2 cores).
 pub(crate) async fn replay(
+    pool: &PgPool,
     conn: &mut PgConnection,
     projector: &dyn Projector,
     cp: &mut LogPosition,
@@ -828,22 +833,43 @@ pub(crate) async fn replay(
     until: Option<chrono::DateTime<chrono::Utc>>,
     mut advanced: impl FnMut(usize),
 ) -> Result<u64, BatchError> {
-    let mut applied = 0u64;
-    loop {
-        let next = read_batch(conn, projector, *cp, batch, until).await?;
-        let Some(end) = next.end() else {
-            return Ok(applied);
-        };
-        let n = apply_and_commit(conn, projector, &next.events, None, None)
-            .await?
-            .unwrap_or_default();
-        *cp = end;
-        applied += n as u64;
-        advanced(n);
-        if (next.events.len() as i64) < batch {
-            return Ok(applied);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(2);
+    let from = *cp;
+    let reader = async move {
+        let mut reading = pool.acquire().await?;
+        let mut at = from;
+        loop {
+            let next = read_batch(&mut reading, projector, at, batch, until).await?;
+            let Some(end) = next.end() else { break };
+            at = end;
+            let last = (next.events.len() as i64) < batch;
+            if tx.send(next).await.is_err() || last {
+                // the applier stopped (its error is the one to report), or done
+                break;
+            }
         }
-    }
+        Ok::<_, BatchError>(())
+    };
+    let applier = async {
+        // owned here: when applying stops, the reader's next send fails
+        let mut rx = rx;
+        let mut applied = 0u64;
+        while let Some(next) = rx.recv().await {
+            let n = apply_and_commit(conn, projector, &next.events, None, None)
+                .await?
+                .unwrap_or_default();
+            if let Some(end) = next.end() {
+                *cp = end;
+            }
+            applied += n as u64;
+            advanced(n);
+        }
+        Ok::<_, BatchError>(applied)
+    };
+    let (read, applied) = tokio::join!(reader, applier);
+    let applied = applied?;
+    read?;
+    Ok(applied)
 }
 
 /// Tells every process's waiters and live feeds, at commit.
