@@ -35,6 +35,8 @@ pub struct AppState {
     /// The auditors' read-only token.
     pub audit_token: Secret,
     pub payment_provider: Arc<Provider>,
+    /// Answers of ended months (`/gift/by_month`, `/gift/live_sessions`).
+    pub gift_months: Arc<crate::http::gift::MonthCache>,
 }
 
 impl AppState {
@@ -153,6 +155,7 @@ impl Server {
             card_secret,
             audit_token,
             payment_provider,
+            gift_months: Arc::default(),
         };
         background.push(tokio::spawn(payments::run_reconciler(
             state.clone(),

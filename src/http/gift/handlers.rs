@@ -7,11 +7,12 @@ use aggregates::values::{AnchorName, RoomId};
 use aggregates::{MonitoredRoomCommand, Observation};
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, Uri};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use projections::gifts;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use super::cache;
 use super::error::{from_command, GiftError};
 use super::month::Month;
 use super::summary::{self, hms, month_summary, profit_yuan, yuan_of_gold, SummaryRequest};
@@ -251,15 +252,14 @@ fn query_map(uri: &Uri) -> HashMap<String, String> {
 
 async fn summaries(
     state: &AppState,
-    month: Option<&str>,
+    month: Month,
+    now: chrono::DateTime<chrono::Utc>,
     with_concurrency: bool,
 ) -> Result<Vec<summary::RoomSummary>> {
-    let tz = state.config.timezone;
-    let now = chrono::Utc::now();
     let req = SummaryRequest {
-        month: Month::parse_or_current(month, now, tz)?,
+        month,
         now,
-        tz,
+        tz: state.config.timezone,
         effective_day_secs: state.config.effective_day_minutes * 60,
         with_concurrency,
     };
@@ -267,18 +267,32 @@ async fn summaries(
 }
 
 pub async fn current_month(State(state): State<AppState>) -> Result<impl IntoResponse> {
-    Ok(axum::Json(summaries(&state, None, true).await?))
+    let now = chrono::Utc::now();
+    let month = Month::of(now, state.config.timezone);
+    Ok(axum::Json(summaries(&state, month, now, true).await?))
 }
 
-pub async fn by_month(State(state): State<AppState>, uri: Uri) -> Result<impl IntoResponse> {
+pub async fn by_month(State(state): State<AppState>, uri: Uri) -> Result<Response> {
     let q = query_map(&uri);
-    Ok(axum::Json(
-        summaries(&state, q.get("month").map(String::as_str), false).await?,
-    ))
+    let tz = state.config.timezone;
+    let now = chrono::Utc::now();
+    let month = Month::parse_or_current(q.get("month").map(String::as_str), now, tz)?;
+    // an ended month's live durations no longer depend on the clock
+    let closed = month.span(tz).1 <= now;
+    let key = format!("by_month:{}", month.label());
+    let at = cache::stand(&state);
+    if let Some(kept) = state.gift_months.get(&key, at) {
+        return Ok(kept);
+    }
+    let rows = summaries(&state, month, now, false).await?;
+    state
+        .gift_months
+        .keep(key, at, closed, &rows)
+        .map_err(GiftError::internal)
 }
 
-/// `room_id` (required, positive, a room the monitor knows) and `month`.
-async fn room_and_month(state: &AppState, uri: &Uri) -> Result<(i64, Month)> {
+/// `room_id` (required, positive) and `month`.
+fn room_and_month(state: &AppState, uri: &Uri) -> Result<(i64, Month)> {
     let q = query_map(uri);
     let raw = q
         .get("room_id")
@@ -289,14 +303,24 @@ async fn room_and_month(state: &AppState, uri: &Uri) -> Result<(i64, Month)> {
         chrono::Utc::now(),
         state.config.timezone,
     )?;
-    if gifts::room(&state.pool, room_id).await?.is_none() {
-        return Err(GiftError::no_room(room_id));
-    }
     Ok((room_id, month))
 }
 
-pub async fn live_sessions(State(state): State<AppState>, uri: Uri) -> Result<impl IntoResponse> {
-    let (room_id, month) = room_and_month(&state, &uri).await?;
+async fn require_room(state: &AppState, room_id: i64) -> Result<()> {
+    if gifts::room(&state.pool, room_id).await?.is_none() {
+        return Err(GiftError::no_room(room_id));
+    }
+    Ok(())
+}
+
+pub async fn live_sessions(State(state): State<AppState>, uri: Uri) -> Result<Response> {
+    let (room_id, month) = room_and_month(&state, &uri)?;
+    let key = format!("live_sessions:{room_id}:{}", month.label());
+    let at = cache::stand(&state);
+    if let Some(kept) = state.gift_months.get(&key, at) {
+        return Ok(kept);
+    }
+    require_room(&state, room_id).await?;
     let tz = state.config.timezone;
     let (from, to) = month.span(tz);
     let rows = gifts::sessions(&state.pool, Some(room_id), from, to).await?;
@@ -334,11 +358,17 @@ pub async fn live_sessions(State(state): State<AppState>, uri: Uri) -> Result<im
             title: s.title,
         })
         .collect();
-    Ok(axum::Json(LiveSessions {
+    // a running session's duration grows with the clock
+    let closed = sessions.iter().all(|s| s.end_time.is_some());
+    let answer = LiveSessions {
         room_id,
         month: month.label(),
         sessions,
-    }))
+    };
+    state
+        .gift_months
+        .keep(key, at, closed, &answer)
+        .map_err(GiftError::internal)
 }
 
 /// One `/gift/live_sessions` row (serialised directly: building a
@@ -376,7 +406,8 @@ struct LiveSessions {
 }
 
 pub async fn super_chats(State(state): State<AppState>, uri: Uri) -> Result<impl IntoResponse> {
-    let (room_id, month) = room_and_month(&state, &uri).await?;
+    let (room_id, month) = room_and_month(&state, &uri)?;
+    require_room(&state, room_id).await?;
     let tz = state.config.timezone;
     let (from, to) = month.span(tz);
     let list: Vec<Value> = gifts::super_chats(&state.pool, room_id, from, to)

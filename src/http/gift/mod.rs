@@ -2,6 +2,7 @@
 //! ingestion endpoint `/ingest/bilibili/{room_id}` and the `/gift*` reads.
 //! Bare JSON bodies; errors `{"error": "..."}`.
 
+mod cache;
 mod error;
 mod handlers;
 pub mod month;
@@ -12,6 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use cache::MonthCache;
 pub use error::GiftError;
 
 use crate::app::AppState;
