@@ -254,9 +254,13 @@ pub async fn member_ids(pool: &PgPool, room_id: i64) -> sqlx::Result<Vec<i64>> {
 
 /// The newest `limit` messages strictly before `before` (all if `None`),
 /// returned oldest first so a page reads top to bottom.
+/// Only a member of the room sees them: for anyone else the page is empty
+/// (one query for the common case; the caller tells an empty room from a
+/// refused reader).
 pub async fn messages_before(
     pool: &PgPool,
     room_id: i64,
+    member: i64,
     before: Option<i64>,
     limit: i64,
 ) -> sqlx::Result<Vec<MessageRow>> {
@@ -264,12 +268,14 @@ pub async fn messages_before(
         "SELECT message_id, room_id, sender_id, sender_name, type, content, sent_at
            FROM chat_messages
           WHERE room_id = $1 AND ($2::bigint IS NULL OR message_id < $2)
+            AND EXISTS (SELECT 1 FROM chat_members WHERE room_id = $1 AND user_id = $4)
           ORDER BY message_id DESC
           LIMIT $3",
     )
     .bind(room_id)
     .bind(before)
     .bind(limit)
+    .bind(member)
     .fetch_all(pool)
     .await?;
     rows.reverse();
