@@ -313,6 +313,7 @@ impl Results {
 
 async fn repeat<F, Fut>(
     plan: &Plan,
+    pool: &PgPool,
     name: &str,
     results: &mut Results,
     mut run: F,
@@ -330,6 +331,9 @@ where
     }
     let mut runs = Vec::new();
     for r in 0..plan.repeats {
+        // from a quiet system: a backlog an earlier run left (a batch-100
+        // ingestion leaves seconds of projection work) is not this run's
+        wait_caught_up(pool).await?;
         let f = run(r).await?;
         tracing::info!(
             name,
@@ -455,27 +459,37 @@ async fn scenarios(
 
     // 1. Ceiling: plain SQL appends, one row per transaction.
     for &c in &plan.levels {
-        repeat(plan, &format!("ceiling_append_c{c}"), &mut results, |r| {
-            ceiling_append(pool, plan, c, format!("ceil-c{c}-r{r}")).map_ok()
-        })
+        repeat(
+            plan,
+            pool,
+            &format!("ceiling_append_c{c}"),
+            &mut results,
+            |r| ceiling_append(pool, plan, c, format!("ceil-c{c}-r{r}")).map_ok(),
+        )
         .await?;
     }
     // 2. Peer: stock cqrs-es + postgres-es with a synchronous view.
     for &c in &plan.levels {
-        repeat(plan, &format!("peer_cqrs_es_c{c}"), &mut results, |r| {
-            peer::run(
-                pool,
-                c,
-                plan.warmup,
-                plan.measure,
-                format!("peer-c{c}-r{r}"),
-            )
-        })
+        repeat(
+            plan,
+            pool,
+            &format!("peer_cqrs_es_c{c}"),
+            &mut results,
+            |r| {
+                peer::run(
+                    pool,
+                    c,
+                    plan.warmup,
+                    plan.measure,
+                    format!("peer-c{c}-r{r}"),
+                )
+            },
+        )
         .await?;
     }
     // 3. Commands over HTTP.
     for &c in &plan.levels {
-        repeat(plan, &format!("http_roomchat_send_c{c}"), &mut results, |_| {
+        repeat(plan, pool, &format!("http_roomchat_send_c{c}"), &mut results, |_| {
             let fx = fx.clone();
             closed_loop(c, plan.warmup, plan.measure, 1, move |w, i| {
                 let fx = fx.clone();
@@ -491,6 +505,7 @@ async fn scenarios(
         .await?;
         repeat(
             plan,
+            pool,
             &format!("http_roomchat_hot_room_c{c}"),
             &mut results,
             |_| {
@@ -519,6 +534,7 @@ async fn scenarios(
         for batch in [1usize, 100] {
             repeat(
                 plan,
+                pool,
                 &format!("http_gift_ingest_b{batch}_c{c}"),
                 &mut results,
                 |r| {
@@ -556,7 +572,7 @@ async fn scenarios(
             } else {
                 "http_wallet_many_c"
             };
-            repeat(plan, &format!("{name}{c}"), &mut results, |r| {
+            repeat(plan, pool, &format!("{name}{c}"), &mut results, |r| {
                 let fx = fx.clone();
                 let tag = format!("{name}{c}r{r}");
                 closed_loop(c, plan.warmup, plan.measure, 1, move |w, i| {
@@ -682,7 +698,7 @@ async fn scenarios(
         } else {
             fx.tokens[0].clone()
         };
-        repeat(plan, name, &mut results, |_| {
+        repeat(plan, pool, name, &mut results, |_| {
             let (fx, path, token) = (fx.clone(), path.clone(), token.clone());
             closed_loop(16, plan.warmup, plan.measure, 1, move |_, i| {
                 let (fx, token) = (fx.clone(), token.clone());
@@ -716,7 +732,7 @@ async fn scenarios(
         })
         .await?;
     }
-    repeat(plan, "ceiling_read_pk", &mut results, |_| {
+    repeat(plan, pool, "ceiling_read_pk", &mut results, |_| {
         let pool = pool.clone();
         closed_loop(16, plan.warmup, plan.measure, 1, move |_, i| {
             let pool = pool.clone();
