@@ -75,7 +75,7 @@ const SELECT_BATCH: &str = select_batch!("ANY($3)");
 /// 500 with other types interleaved).
 const SELECT_BATCH_ONE_TYPE: &str = select_batch!("($3::text[])[1]");
 
-pub(crate) fn row_to_event(row: &sqlx::postgres::PgRow) -> sqlx::Result<StoredEvent> {
+fn row_to_event(row: &sqlx::postgres::PgRow) -> sqlx::Result<StoredEvent> {
     Ok(StoredEvent {
         global_position: row.try_get("global_position")?,
         transaction_id: row.try_get("txid")?,
@@ -780,7 +780,7 @@ pub(crate) async fn apply_and_commit(
 
 /// Applies events one by one, stopping early once `max_apply_time` passes
 /// (at least one, however slow). Returns the number applied.
-pub(crate) async fn apply_each(
+async fn apply_each(
     conn: &mut PgConnection,
     projector: &dyn Projector,
     events: &[StoredEvent],
