@@ -23,7 +23,8 @@ use crate::auth::{
 };
 use crate::config::Secret;
 use crate::http::context::RequestContext;
-use crate::store::{CommandError, CommandMeta, LogPosition};
+use crate::projector::StandingCache;
+use crate::store::{CommandError, CommandMeta};
 
 pub use mail::Mailer;
 
@@ -37,44 +38,22 @@ pub struct Identity {
     sessions: SessionCache,
 }
 
-/// Sessions as last read from the table, each with the `accounts`
-/// checkpoint this process knew before reading it. An entry serves while
-/// that checkpoint has not moved (anything that ends a session or changes
-/// the account's names moves it) and only while this process works the
-/// `accounts` projection itself: its checkpoint then moves before a
-/// sign-out is answered on any process. Elsewhere every request reads the
-/// table (measured: the read was one of about five statements per send).
-#[derive(Default)]
-struct SessionCache {
-    map: std::sync::Mutex<std::collections::HashMap<Uuid, (LogPosition, accounts::SessionRow)>>,
-}
+/// Sessions as last read from the table, kept while the `accounts`
+/// checkpoint stands (anything that ends a session or changes the
+/// account's names moves it); elsewhere than on the process that works
+/// `accounts`, every request reads the table (measured: the read was one of
+/// about five statements per send).
+type SessionCache = StandingCache<Uuid, accounts::SessionRow>;
 
 /// Sessions kept; past it the cache starts again.
 const SESSION_CACHE_CAPACITY: usize = 16_384;
-
-impl SessionCache {
-    fn get(&self, session_id: Uuid, now: LogPosition) -> Option<accounts::SessionRow> {
-        let map = self.map.lock().unwrap();
-        map.get(&session_id)
-            .filter(|(at, _)| *at == now)
-            .map(|(_, row)| row.clone())
-    }
-
-    fn put(&self, at: LogPosition, row: accounts::SessionRow) {
-        let mut map = self.map.lock().unwrap();
-        if map.len() >= SESSION_CACHE_CAPACITY {
-            map.clear();
-        }
-        map.insert(row.session_id, (at, row));
-    }
-}
 
 impl Identity {
     pub fn new(mailer: Mailer, code_key: Secret) -> Self {
         Self {
             mailer,
             code_key,
-            sessions: SessionCache::default(),
+            sessions: SessionCache::new(READ_MODELS[0], SESSION_CACHE_CAPACITY),
         }
     }
 
@@ -598,16 +577,13 @@ pub fn token_of(
 /// `SessionCache`), else from the table.
 async fn session(state: &AppState, session_id: Uuid) -> sqlx::Result<Option<accounts::SessionRow>> {
     let cache = &state.identity.sessions;
-    let cacheable = state.progress.works(READ_MODELS[0]);
-    let known = state.progress.checkpoint(READ_MODELS[0]);
-    if cacheable {
-        if let Some(row) = cache.get(session_id, known) {
-            return Ok(Some(row));
-        }
+    let at = cache.stand(&state.progress);
+    if let Some(row) = cache.get(&session_id, at) {
+        return Ok(Some(row));
     }
     let row = accounts::session(&state.pool, session_id).await?;
-    if let (true, Some(row)) = (cacheable, &row) {
-        cache.put(known, row.clone());
+    if let Some(row) = &row {
+        cache.put(session_id, at, row.clone());
     }
     Ok(row)
 }

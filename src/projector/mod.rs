@@ -6,10 +6,12 @@
 
 mod asof;
 mod rebuild;
+mod standing;
 mod status;
 
 pub use asof::replay_as_of;
 pub use rebuild::rebuild;
+pub use standing::StandingCache;
 pub use status::{status, ProjectionStatus};
 
 use std::collections::HashMap;

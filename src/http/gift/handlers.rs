@@ -12,7 +12,6 @@ use projections::gifts;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
-use super::cache;
 use super::error::{from_command, GiftError};
 use super::month::Month;
 use super::summary::{self, hms, month_summary, profit_yuan, yuan_of_gold, SummaryRequest};
@@ -280,7 +279,7 @@ pub async fn by_month(State(state): State<AppState>, uri: Uri) -> Result<Respons
     // an ended month's live durations no longer depend on the clock
     let closed = month.span(tz).1 <= now;
     let key = format!("by_month:{}", month.label());
-    let at = cache::stand(&state);
+    let at = state.gift_months.stand(&state.progress);
     if let Some(kept) = state.gift_months.get(&key, at) {
         return Ok(kept);
     }
@@ -316,7 +315,7 @@ async fn require_room(state: &AppState, room_id: i64) -> Result<()> {
 pub async fn live_sessions(State(state): State<AppState>, uri: Uri) -> Result<Response> {
     let (room_id, month) = room_and_month(&state, &uri)?;
     let key = format!("live_sessions:{room_id}:{}", month.label());
-    let at = cache::stand(&state);
+    let at = state.gift_months.stand(&state.progress);
     if let Some(kept) = state.gift_months.get(&key, at) {
         return Ok(kept);
     }
