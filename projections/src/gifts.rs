@@ -152,14 +152,25 @@ impl PendingMoney {
                 gift_gold = s.gift_gold + c.g, guard_gold = s.guard_gold + c.gd, sc_yuan = s.sc_yuan + c.sc,
                 blind_box_count = s.blind_box_count + c.bc, blind_profit_gold = s.blind_profit_gold + c.bp,
                 danmaku_count = s.danmaku_count + c.dm
-               FROM (SELECT x.room_id, x.session_no, sum(u.g) AS g, sum(u.gd) AS gd, sum(u.sc) AS sc,
+               FROM (WITH u AS (
+                        SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::bigint[], $4::bigint[],
+                                             $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
+                                 AS u(room_id, at, g, gd, sc, bc, bp, dm)),
+                     -- per room, the sessions that can hold its events: the
+                     -- latest started by the earliest, and any started since
+                     x AS (
+                        SELECT b.*, lead(b.started_at) OVER (PARTITION BY b.room_id ORDER BY b.started_at) AS next_start
+                          FROM (SELECT room_id, min(at) AS lo, max(at) AS hi FROM u GROUP BY room_id) r
+                          CROSS JOIN LATERAL (
+                               (SELECT room_id, session_no, started_at, ended_at FROM bili_sessions
+                                 WHERE room_id = r.room_id AND started_at <= r.lo ORDER BY started_at DESC LIMIT 1)
+                               UNION ALL
+                               SELECT room_id, session_no, started_at, ended_at FROM bili_sessions
+                                WHERE room_id = r.room_id AND started_at > r.lo AND started_at <= r.hi) b)
+                     SELECT x.room_id, x.session_no, sum(u.g) AS g, sum(u.gd) AS gd, sum(u.sc) AS sc,
                             sum(u.bc) AS bc, sum(u.bp) AS bp, sum(u.dm) AS dm
-                       FROM UNNEST($1::bigint[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::bigint[],
-                                   $6::bigint[], $7::bigint[], $8::bigint[]) AS u(room_id, at, g, gd, sc, bc, bp, dm)
-                       CROSS JOIN LATERAL (
-                            SELECT b.room_id, b.session_no, b.ended_at FROM bili_sessions b
-                             WHERE b.room_id = u.room_id AND b.started_at <= u.at
-                             ORDER BY b.started_at DESC LIMIT 1) x
+                       FROM u JOIN x ON x.room_id = u.room_id AND x.started_at <= u.at
+                                    AND (x.next_start IS NULL OR u.at < x.next_start)
                       WHERE x.ended_at IS NULL OR x.ended_at > u.at
                       GROUP BY x.room_id, x.session_no) c
               WHERE s.room_id = c.room_id AND s.session_no = c.session_no",
