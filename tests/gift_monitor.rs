@@ -527,6 +527,23 @@ async fn the_current_month_shows_the_live_room() {
         (Some(321), true),
         "{v}"
     );
+    // A running session's duration follows the clock, even when the rest
+    // of the answer is served as kept.
+    let seconds = |v: &Value| {
+        let d = v["sessions"][0]["live_duration"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let p: Vec<i64> = d.split(':').map(|x| x.parse().unwrap()).collect();
+        p[0] * 3600 + p[1] * 60 + p[2]
+    };
+    assert!((2 * 3600..2 * 3600 + 60).contains(&seconds(&v)), "{v}");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (_, later) = get(&app, "/gift/live_sessions?room_id=7").await;
+    assert!(seconds(&later) >= seconds(&v) + 2, "{v} then {later}");
+    let mut same = later.clone();
+    same["sessions"][0]["live_duration"] = v["sessions"][0]["live_duration"].clone();
+    assert_eq!(same, v);
 
     // Deleted rooms leave the listing; their history stays in the log.
     let (s, _) = post(

@@ -12,6 +12,7 @@ use projections::gifts;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use super::cache::AnswerBuilder;
 use super::error::{from_command, GiftError};
 use super::month::Month;
 use super::summary::{self, hms, month_summary, profit_yuan, yuan_of_gold, SummaryRequest};
@@ -324,9 +325,22 @@ pub async fn live_sessions(State(state): State<AppState>, uri: Uri) -> Result<Re
     let (from, to) = month.span(tz);
     let rows = gifts::sessions(&state.pool, Some(room_id), from, to).await?;
     let now = chrono::Utc::now();
-    let sessions: Vec<SessionDto> = rows
-        .into_iter()
-        .map(|s| SessionDto {
+    // Kept with a hole where a running session's duration goes: it grows
+    // with the clock, everything else only with the projection.
+    let mut answer = AnswerBuilder::default();
+    answer.text(
+        format!(
+            r#"{{"room_id":{room_id},"month":"{}","sessions":["#,
+            month.label()
+        )
+        .as_bytes(),
+    );
+    for (i, s) in rows.into_iter().enumerate() {
+        if i > 0 {
+            answer.text(b",");
+        }
+        let running = s.ended_at.is_none().then_some(s.started_at);
+        let dto = SessionDto {
             start_time: local_seconds(s.started_at, tz),
             end_time: s.ended_at.map(|t| local_seconds(t, tz)),
             gift: yuan_of_gold(s.gift_gold),
@@ -353,21 +367,26 @@ pub async fn live_sessions(State(state): State<AppState>, uri: Uri) -> Result<Re
             } else {
                 None
             },
-            live_duration: hms((s.ended_at.unwrap_or(now) - s.started_at).num_seconds()),
+            live_duration: s
+                .ended_at
+                .map_or_else(String::new, |end| hms((end - s.started_at).num_seconds())),
             title: s.title,
-        })
-        .collect();
-    // a running session's duration grows with the clock
-    let closed = sessions.iter().all(|s| s.end_time.is_some());
-    let answer = LiveSessions {
-        room_id,
-        month: month.label(),
-        sessions,
-    };
-    state
-        .gift_months
-        .keep(key, at, closed, &answer)
-        .map_err(GiftError::internal)
+        };
+        let bytes = serde_json::to_vec(&dto).map_err(GiftError::internal)?;
+        match running {
+            // `live_duration` is the last field: `…"live_duration":""}`
+            Some(start) => {
+                debug_assert!(bytes.ends_with(br#""live_duration":""}"#));
+                let (head, tail) = bytes.split_at(bytes.len() - 2);
+                answer.text(head);
+                answer.running_since(start);
+                answer.text(tail);
+            }
+            None => answer.text(&bytes),
+        }
+    }
+    answer.text(b"]}");
+    Ok(state.gift_months.keep_answer(key, at, answer.finish(), now))
 }
 
 /// One `/gift/live_sessions` row (serialised directly: building a
@@ -394,14 +413,8 @@ struct SessionDto {
     avg_concurrency: Option<f64>,
     max_concurrency: Option<i64>,
     current_concurrency: Option<i64>,
+    /// last: a running session's is cut out and filled when sent
     live_duration: String,
-}
-
-#[derive(serde::Serialize)]
-struct LiveSessions {
-    room_id: i64,
-    month: String,
-    sessions: Vec<SessionDto>,
 }
 
 pub async fn super_chats(State(state): State<AppState>, uri: Uri) -> Result<impl IntoResponse> {
