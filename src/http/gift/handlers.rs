@@ -169,8 +169,14 @@ async fn drop_recorded(
     let known: HashSet<String> = if keyed.is_empty() {
         HashSet::new()
     } else {
+        // One primary-key probe per key, whatever the statistics say: as
+        // `key = ANY($1)` the planner, with statistics from when the table
+        // was small, scanned every 'ingest' key and filtered (measured:
+        // 23 ms per call and falling throughput as the table grew).
         sqlx::query_scalar(
-            "SELECT key FROM event_store_unique_keys WHERE kind = 'ingest' AND key = ANY($1)",
+            "SELECT k.key FROM UNNEST($1::text[]) AS u(key)
+               CROSS JOIN LATERAL (SELECT key FROM event_store_unique_keys
+                                    WHERE kind = 'ingest' AND key = u.key LIMIT 1) k",
         )
         .bind(&keyed)
         .fetch_all(&state.pool)
