@@ -18,6 +18,9 @@ use crate::live::{self, Hub};
 use crate::projector::{self, Progress, RuntimeSettings};
 use crate::store::{LogPosition, Store};
 
+/// How long a starting server waits for its read models to catch up.
+const STARTUP_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
@@ -116,9 +119,10 @@ impl Server {
             batch_size: config.projector_batch,
             node,
         };
+        let projectors = projections::all(config.timezone);
         background.extend(projector::spawn_workers(
             settings,
-            projections::all(config.timezone),
+            projectors.clone(),
             progress.clone(),
             shutdown_rx.clone(),
         ));
@@ -138,6 +142,12 @@ impl Server {
             shutdown_rx.clone(),
         )));
 
+        // read models as they were before a restart (or a crash) first
+        if !projector::wait_caught_up(&pool, &progress, &projectors, STARTUP_CATCH_UP).await? {
+            tracing::warn!(
+                "projections still catching up after {STARTUP_CATCH_UP:?}; serving anyway"
+            );
+        }
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
