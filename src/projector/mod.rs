@@ -676,7 +676,7 @@ async fn read_batch_of(
     let rows = sqlx::query(sql)
         .bind(cp.txid.to_string())
         .bind(cp.position)
-        .bind(&types)
+        .bind(types)
         .bind(limit)
         .bind(until)
         .fetch_all(conn)
