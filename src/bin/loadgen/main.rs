@@ -820,25 +820,12 @@ trait MapOk: std::future::Future<Output = Figure> + Sized {
 impl<F: std::future::Future<Output = Figure>> MapOk for F {}
 
 async fn wait_caught_up(pool: &PgPool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(3600);
-    loop {
-        // each projection against the head of its own aggregate type
-        let behind: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM projection_checkpoints c
-               JOIN (VALUES ('roomchat', 'ChatRoom'), ('gifts', 'MonitoredRoom'), ('ledger', 'Wallet')) AS p(name, t) ON p.name = c.name
-              WHERE (c.last_txid, c.last_position) < (SELECT transaction_id, global_position FROM events
-                       WHERE aggregate_type = p.t ORDER BY transaction_id DESC, global_position DESC LIMIT 1)",
-        )
-        .fetch_one(pool)
-        .await?;
-        if behind == 0 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("projections did not catch up");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // each projection against the head of its own aggregate types
+    let all = projections::all(chrono_tz::Asia::Shanghai);
+    if !projector::wait_caught_up(pool, &Progress::new(), &all, Duration::from_secs(3600)).await? {
+        bail!("projections did not catch up");
     }
+    Ok(())
 }
 
 /// Open loop at `rate` SC messages per second over 16 workers (a room
