@@ -83,9 +83,6 @@ pub async fn rebuild(
         // PostgreSQL re-plan every statement: ~3x slower).
         let mut conn = pool.acquire().await?;
         sqlx::query(&format!("SET search_path TO {shadow}, public")).execute(&mut *conn).await?;
-        // Its batches need not wait for the WAL flush: a crash loses only
-        // shadow tables nobody reads (the swap below commits durably).
-        sqlx::query("SET synchronous_commit TO off").execute(&mut *conn).await?;
         let caught_up = replay(pool, &mut conn, projector, &mut cp, batch, None, |n| bar.inc(n as u64))
             .await
             .map_err(|e| e.error);
