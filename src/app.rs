@@ -40,6 +40,10 @@ pub struct AppState {
     pub payment_provider: Arc<Provider>,
     /// Answers of ended months (`/gift/by_month`, `/gift/live_sessions`).
     pub gift_months: Arc<crate::http::gift::MonthCache>,
+    /// Room-chat message pages, kept while their room is unchanged.
+    pub room_pages: Arc<crate::http::roomchat::PageCache>,
+    /// Ocean1 point histories, kept while their wallet is unchanged.
+    pub point_histories: Arc<crate::http::ocean1::HistoryCache>,
 }
 
 impl AppState {
@@ -166,6 +170,8 @@ impl Server {
             audit_token,
             payment_provider,
             gift_months: Arc::default(),
+            room_pages: Arc::default(),
+            point_histories: Arc::default(),
         };
         background.push(tokio::spawn(payments::run_reconciler(
             state.clone(),

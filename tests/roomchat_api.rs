@@ -758,3 +758,76 @@ async fn appends_committed_together_succeed_or_fail_each_on_its_own() {
     );
     app.stop().await;
 }
+
+/// Pages are kept while their room is unchanged: every change to the room
+/// shows at once, whoever reads, and a page kept for a member is never
+/// shown to anyone else.
+#[tokio::test]
+async fn a_room_page_read_again_follows_every_change_to_its_room() {
+    let app = TestApp::start().await;
+    let api = app.api();
+    let (_, alice) = api.user("alice").await;
+    let (bob, bob_token) = api.user("bob").await;
+    let (_, carol) = api.user("carol").await;
+    let room = api.room(&alice, "kept").await;
+    let other = api.room(&alice, "elsewhere").await;
+    let content = |page: &[Value]| -> Vec<String> {
+        page.iter()
+            .map(|m| m["content"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    assert!(api.messages(&alice, room, "&limit=5").await.is_empty());
+    assert!(api.messages(&alice, room, "&limit=5").await.is_empty());
+    // alice's kept page is not carol's to read
+    let refused = api
+        .get(
+            &format!("/api/message/list?room_id={room}&limit=5"),
+            Some(&carol),
+        )
+        .await;
+    assert_error(&refused, StatusCode::FORBIDDEN);
+
+    let (s, v) = api
+        .post(
+            "/api/room/add_user",
+            Some(&alice),
+            json!({"room_id": room, "user_id": bob}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let one = api.say(&bob_token, room, "one").await;
+    assert_eq!(
+        content(&api.messages(&alice, room, "&limit=5").await),
+        ["one"]
+    );
+    assert_eq!(
+        content(&api.messages(&bob_token, room, "&limit=5").await),
+        ["one"]
+    );
+
+    // another room's traffic leaves this room's page as it was
+    api.say(&alice, other, "elsewhere").await;
+    assert_eq!(
+        content(&api.messages(&alice, room, "&limit=5").await),
+        ["one"]
+    );
+
+    let two = api.say(&alice, room, "two").await;
+    assert_eq!(
+        content(&api.messages(&bob_token, room, "&limit=5").await),
+        ["one", "two"]
+    );
+    let older = format!("&limit=5&last_message_id={two}");
+    assert_eq!(content(&api.messages(&alice, room, &older).await), ["one"]);
+    assert_eq!(content(&api.messages(&alice, room, &older).await), ["one"]);
+    assert!(two > one);
+    let refused = api
+        .get(
+            &format!("/api/message/list?room_id={room}&limit=5"),
+            Some(&carol),
+        )
+        .await;
+    assert_error(&refused, StatusCode::FORBIDDEN);
+    app.stop().await;
+}

@@ -11,7 +11,7 @@ mod status;
 
 pub use asof::replay_as_of;
 pub use rebuild::rebuild;
-pub use standing::StandingCache;
+pub use standing::{StandingCache, StreamCache};
 pub use status::{status, ProjectionStatus};
 
 use std::collections::HashMap;
@@ -28,11 +28,16 @@ use crate::store::LogPosition;
 
 pub const EVENTS_CHANNEL: &str = "tidelog_events";
 pub const PROGRESS_CHANNEL: &str = "tidelog_progress";
+/// A progress notification `rebuilt:<name>`: the projection's tables were
+/// swapped for rebuilt ones (possibly at the same checkpoint).
+const REBUILT_PREFIX: &str = "rebuilt:";
 const POLL_EVERY: Duration = Duration::from_millis(500);
 const LOCK_RETRY_EVERY: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(2);
 const TARGET_BATCH_TIME: Duration = Duration::from_millis(20);
+/// Streams remembered per projection as touched; past it, a new epoch.
+const MAX_TOUCHED_STREAMS: usize = 65_536;
 /// A batch's transaction does not wait for its WAL flush: it holds only
 /// what the durable event log can give again, and its checkpoint moves
 /// with it — lost in a crash, they are lost together and applied again.
@@ -126,6 +131,27 @@ pub struct Progress {
     tick: watch::Sender<u64>,
     /// One per projector worker; woken by the appends of its types.
     wakers: Mutex<Vec<Arc<Waker>>>,
+    /// Per projection worked here: the streams its batches touched.
+    touched: Mutex<HashMap<String, Touched>>,
+}
+
+/// The streams a projection's batches touched in this process, each with
+/// the checkpoint of the last batch that touched it, since `epoch` began.
+/// An epoch ends whenever what this process saw may be incomplete: the
+/// projection's lock was taken or lost, a batch found its checkpoint moved
+/// (a rebuild's swap, another worker), the announcement of a swap, a lost
+/// listener connection, or too many streams to remember.
+#[derive(Default)]
+struct Touched {
+    epoch: u64,
+    streams: HashMap<String, LogPosition>,
+}
+
+/// Where a projection stood, as seen by this process, when a read began.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stand {
+    epoch: u64,
+    at: LogPosition,
 }
 
 impl Progress {
@@ -134,7 +160,75 @@ impl Progress {
             checkpoints: Mutex::default(),
             tick: watch::channel(0).0,
             wakers: Mutex::default(),
+            touched: Mutex::default(),
         })
+    }
+
+    /// Where the projection stands, if this process works it — only then
+    /// does it see every change to its tables (its own batches), so only
+    /// then may a value read from them after this be kept.
+    pub fn stand(&self, name: &str) -> Option<Stand> {
+        if !self.works(name) {
+            return None;
+        }
+        let epoch = self
+            .touched
+            .lock()
+            .unwrap()
+            .get(name)
+            .map_or(0, |t| t.epoch);
+        Some(Stand {
+            epoch,
+            at: self.checkpoint(name),
+        })
+    }
+
+    /// Whether no batch of the projection touched `stream` since a read
+    /// that began at `since` (and this process still works it, in the same
+    /// epoch).
+    pub fn unchanged(&self, name: &str, stream: &str, since: Stand) -> bool {
+        if !self.works(name) {
+            return false;
+        }
+        let touched = self.touched.lock().unwrap();
+        let Some(t) = touched.get(name) else {
+            return since.epoch == 0;
+        };
+        t.epoch == since.epoch && t.streams.get(stream).is_none_or(|at| *at <= since.at)
+    }
+
+    /// Records the streams of a batch committed up to `at`; before the
+    /// checkpoint moves there, so that a read which stands at `at` or later
+    /// began after the batch, and one which stood before sees the touch.
+    fn touch<'a>(&self, name: &str, at: LogPosition, streams: impl Iterator<Item = &'a str>) {
+        let mut touched = self.touched.lock().unwrap();
+        let t = touched.entry(name.to_owned()).or_default();
+        for stream in streams {
+            if let Some(last) = t.streams.get_mut(stream) {
+                *last = at;
+                continue;
+            }
+            if t.streams.len() >= MAX_TOUCHED_STREAMS {
+                t.epoch += 1;
+                t.streams.clear();
+            }
+            t.streams.insert(stream.to_owned(), at);
+        }
+    }
+
+    /// Ends the projection's epoch: nothing read before is kept.
+    fn forget(&self, name: &str) {
+        let mut touched = self.touched.lock().unwrap();
+        let t = touched.entry(name.to_owned()).or_default();
+        t.epoch += 1;
+        t.streams.clear();
+    }
+
+    fn forget_all(&self) {
+        for t in self.touched.lock().unwrap().values_mut() {
+            t.epoch += 1;
+            t.streams.clear();
+        }
     }
 
     pub fn checkpoint(&self, name: &str) -> LogPosition {
@@ -326,12 +420,15 @@ pub async fn run_listener(
                     }
                 }
                 Ok(Some(n)) => {
-                    if let Some((name, pos)) = parse_progress(n.payload()) {
+                    if let Some(name) = n.payload().strip_prefix(REBUILT_PREFIX) {
+                        progress.forget(name);
+                    } else if let Some((name, pos)) = parse_progress(n.payload()) {
                         progress.advance(name, pos);
                     }
                 }
                 Ok(None) => {
                     // connection lost and re-established: notifications may be lost
+                    progress.forget_all();
                     let _ = progress.refresh_from_db(&pool).await;
                     progress.wake_all();
                 }
@@ -406,6 +503,7 @@ impl Worker {
         loop {
             let result = self.hold_and_work(&mut shutdown).await;
             self.wake.working.store(false, Ordering::Relaxed);
+            self.progress.forget(name);
             match result {
                 Ok(()) => return,
                 Err(e) => {
@@ -457,6 +555,7 @@ impl Worker {
         // what this process knows of the projection is at least what is
         // stored before it counts as working it (the session cache relies on it)
         self.progress.advance(name, cp);
+        self.progress.forget(name);
         self.wake.working.store(true, Ordering::Relaxed);
         tracing::info!(projection = name, node = %self.settings.node, "projector acquired its lock");
 
@@ -564,6 +663,7 @@ impl Worker {
         .await?;
         let Some(applied) = applied else {
             // the checkpoint moved under us: carry on from where it is
+            self.progress.forget(name);
             *cp = self.stored_checkpoint().await?;
             return Ok(Outcome {
                 applied: 0,
@@ -572,6 +672,11 @@ impl Worker {
             });
         };
         *cp = events[applied - 1].position();
+        self.progress.touch(
+            name,
+            *cp,
+            events[..applied].iter().map(|e| e.aggregate_id.as_str()),
+        );
         self.progress.advance(name, *cp);
         self.progress.wake_held_back(&self.wake);
         // after the commit, so the notification queue's lock is never held
@@ -921,6 +1026,16 @@ pub async fn wait_caught_up(
     Ok(true)
 }
 
+/// Tells every process that the projection's tables were swapped, at commit.
+pub(crate) async fn announce_rebuilt(conn: &mut PgConnection, name: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(PROGRESS_CHANNEL)
+        .bind(format!("{REBUILT_PREFIX}{name}"))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
 /// Tells every process's waiters and live feeds, at commit.
 pub(crate) async fn announce(
     conn: &mut PgConnection,
@@ -942,6 +1057,79 @@ pub fn find(name: &str, tz: chrono_tz::Tz) -> Option<Arc<dyn Projector>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(position: i64) -> LogPosition {
+        LogPosition {
+            txid: position,
+            position,
+        }
+    }
+
+    /// A process that works `roomchat` (the worker's lock taken) at 10.
+    fn working_roomchat() -> (Arc<Progress>, Arc<Waker>) {
+        let progress = Progress::new();
+        let w = progress.waker(&*find("roomchat", chrono_tz::UTC).unwrap());
+        progress.advance("roomchat", at(10));
+        progress.forget("roomchat");
+        w.working.store(true, Ordering::Relaxed);
+        (progress, w)
+    }
+
+    #[test]
+    fn a_stream_cache_keeps_a_value_until_its_stream_is_touched() {
+        let (progress, _w) = working_roomchat();
+        let cache = StreamCache::<i64, &str>::new("roomchat", 16);
+        let since = cache.stand(&progress);
+        cache.put(1, "1".into(), since, "room 1 at 10");
+        cache.put(2, "2".into(), since, "room 2 at 10");
+        assert_eq!(cache.get(&progress, &1), Some("room 1 at 10"));
+
+        // a batch touching room 2 only
+        progress.touch("roomchat", at(12), ["2", "2"].into_iter());
+        progress.advance("roomchat", at(12));
+        assert_eq!(cache.get(&progress, &1), Some("room 1 at 10"));
+        assert_eq!(cache.get(&progress, &2), None);
+
+        // a read that stood before a batch is not kept past it, even if
+        // it was put after the batch
+        let before = cache.stand(&progress);
+        progress.touch("roomchat", at(14), ["1"].into_iter());
+        cache.put(1, "1".into(), before, "room 1 read from 12, maybe 14");
+        progress.advance("roomchat", at(14));
+        assert_eq!(cache.get(&progress, &1), None);
+        let now = cache.stand(&progress);
+        cache.put(1, "1".into(), now, "room 1 at 14");
+        assert_eq!(cache.get(&progress, &1), Some("room 1 at 14"));
+    }
+
+    #[test]
+    fn a_stream_cache_keeps_nothing_across_an_epoch_or_without_the_lock() {
+        let (progress, w) = working_roomchat();
+        let cache = StreamCache::<i64, &str>::new("roomchat", 16);
+        cache.put(1, "1".into(), cache.stand(&progress), "kept");
+        // a rebuild's swap (or a moved checkpoint) at the same position
+        progress.forget("roomchat");
+        assert_eq!(cache.get(&progress, &1), None);
+
+        cache.put(1, "1".into(), cache.stand(&progress), "kept");
+        assert_eq!(cache.get(&progress, &1), Some("kept"));
+        w.working.store(false, Ordering::Relaxed);
+        assert_eq!(
+            cache.get(&progress, &1),
+            None,
+            "another process may work it now"
+        );
+        assert_eq!(cache.stand(&progress), None);
+        cache.put(2, "2".into(), cache.stand(&progress), "not kept");
+        w.working.store(true, Ordering::Relaxed);
+        assert_eq!(cache.get(&progress, &2), None);
+
+        // past the streams it can remember, a new epoch
+        cache.put(1, "1".into(), cache.stand(&progress), "kept");
+        let many: Vec<String> = (0..=MAX_TOUCHED_STREAMS).map(|i| format!("x{i}")).collect();
+        progress.touch("roomchat", at(11), many.iter().map(String::as_str));
+        assert_eq!(cache.get(&progress, &1), None);
+    }
 
     #[test]
     fn progress_payloads_round_trip() {

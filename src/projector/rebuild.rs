@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use projections::Projector;
 use sqlx::PgPool;
 
-use super::{announce, read_batch, replay};
+use super::{announce, announce_rebuilt, read_batch, replay};
 use crate::store::LogPosition;
 
 #[derive(Debug, serde::Serialize)]
@@ -133,6 +133,7 @@ pub async fn rebuild(
         .await?;
         sqlx::query(&format!("DROP SCHEMA {retired} CASCADE")).execute(&mut *tx).await?;
         sqlx::query(&format!("DROP SCHEMA {shadow}")).execute(&mut *tx).await?;
+        announce_rebuilt(&mut tx, name).await?;
         announce(&mut tx, name, cp).await?;
         tx.commit().await?;
         bar.finish_with_message(format!("rebuilt {name}"));

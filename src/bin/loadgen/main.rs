@@ -700,14 +700,12 @@ async fn scenarios(
         };
         repeat(plan, pool, name, &mut results, |_| {
             let (fx, path, token) = (fx.clone(), path.clone(), token.clone());
-            closed_loop(16, plan.warmup, plan.measure, 1, move |_, i| {
+            closed_loop(16, plan.warmup, plan.measure, 1, move |w, i| {
                 let (fx, token) = (fx.clone(), token.clone());
-                // vary the message page so reads are not one cached row
+                // every other message page is an older one, a different one
+                // for each client and request (not one cached row)
                 let path = if path.contains("message/list") && i % 2 == 1 {
-                    format!(
-                        "{path}&last_message_id={}",
-                        1_000_000_000 + (i as i64 * 7919) % span
-                    )
+                    format!("{path}&last_message_id={}", message_id_at(w, i, span))
                 } else {
                     path.clone()
                 };
@@ -734,10 +732,10 @@ async fn scenarios(
     }
     repeat(plan, pool, "ceiling_read_pk", &mut results, |_| {
         let pool = pool.clone();
-        closed_loop(16, plan.warmup, plan.measure, 1, move |_, i| {
+        closed_loop(16, plan.warmup, plan.measure, 1, move |w, i| {
             let pool = pool.clone();
             async move {
-                let id = 1_000_000_000 + (i as i64 * 7919) % span;
+                let id = message_id_at(w, i, span);
                 let _: Option<String> =
                     sqlx::query_scalar("SELECT content FROM chat_messages WHERE message_id = $1")
                         .bind(id)
@@ -1089,4 +1087,10 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     run(Args::parse()).await
+}
+
+/// A message id of the bulk-loaded store (they start at 1,000,000,000),
+/// spread over `span` by client `w` and its request `i`.
+fn message_id_at(w: usize, i: u64, span: i64) -> i64 {
+    1_000_000_000 + (w as i64 * 104_729 + i as i64 * 7_919) % span
 }

@@ -14,8 +14,7 @@ use chrono::{DateTime, Utc};
 
 use super::summary::hms;
 use super::READ_MODELS;
-use crate::projector::{Progress, StandingCache};
-use crate::store::LogPosition;
+use crate::projector::{Progress, Stand, StandingCache};
 
 /// Answers kept; past it the cache starts again.
 const CAPACITY: usize = 512;
@@ -93,11 +92,11 @@ impl AnswerBuilder {
 
 impl MonthCache {
     /// Where the projection stood before a read began, if answers may be kept.
-    pub(super) fn stand(&self, progress: &Progress) -> Option<LogPosition> {
+    pub(super) fn stand(&self, progress: &Progress) -> Option<Stand> {
         self.0.stand(progress)
     }
 
-    pub(super) fn get(&self, key: &str, at: Option<LogPosition>) -> Option<Response> {
+    pub(super) fn get(&self, key: &str, at: Option<Stand>) -> Option<Response> {
         self.0
             .get(&key.to_owned(), at)
             .map(|a| json(a.render(Utc::now())))
@@ -108,7 +107,7 @@ impl MonthCache {
     pub(super) fn keep<T: serde::Serialize>(
         &self,
         key: String,
-        at: Option<LogPosition>,
+        at: Option<Stand>,
         closed: bool,
         answer: &T,
     ) -> serde_json::Result<Response> {
@@ -123,7 +122,7 @@ impl MonthCache {
     pub(super) fn keep_answer(
         &self,
         key: String,
-        at: Option<LogPosition>,
+        at: Option<Stand>,
         answer: Answer,
         now: DateTime<Utc>,
     ) -> Response {

@@ -3,6 +3,7 @@
 //! `/api/pay/redeem`. Bodies `{status, ...}`; failures
 //! `{status: "failed", msg}`.
 
+mod cache;
 mod dto;
 mod error;
 mod extract;
@@ -13,6 +14,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use cache::HistoryCache;
 pub use error::OceanError;
 
 use crate::app::AppState;

@@ -4,7 +4,7 @@ use aggregates::values::Email;
 use aggregates::Currency;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -115,10 +115,15 @@ pub async fn history(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: std::result::Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<impl IntoResponse> {
+) -> Result<Response> {
     let caller = caller(&state, &headers).await?;
     let Query(q) = query.map_err(|_| OceanError::bad_request("参数错误: limit"))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let cache = &state.point_histories;
+    if let Some(kept) = cache.get(&state.progress, caller.account_id, limit) {
+        return Ok(kept);
+    }
+    let since = cache.stand(&state.progress);
     let rows = projections::ledger::history(
         &state.pool,
         caller.account_id,
@@ -137,10 +142,12 @@ pub async fn history(
             created_at: timefmt::rfc3339_utc(r.created_at),
         })
         .collect();
-    Ok(axum::Json(History {
+    let body = serde_json::to_vec(&History {
         status: "success",
         data,
-    }))
+    })
+    .map_err(OceanError::internal)?;
+    Ok(cache.keep(caller.account_id, limit, since, body))
 }
 
 #[derive(serde::Serialize)]

@@ -3,7 +3,7 @@
 use aggregates::values::{AccountNumber, DisplayName, MessageId, RoomId};
 use aggregates::{ChatRoomCommand, Member};
 use axum::extract::State;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use projections::{accounts, roomchat};
 use uuid::Uuid;
 
@@ -251,8 +251,13 @@ pub async fn list_messages(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     RcQuery(q): RcQuery<ListMessagesQuery>,
-) -> Result<impl IntoResponse> {
+) -> Result<Response> {
     let page = MessagePage::try_from(q)?;
+    let cache = &state.room_pages;
+    if let Some(kept) = cache.get(&state.progress, &page, caller.number) {
+        return Ok(kept);
+    }
+    let since = cache.stand(&state.progress);
     let rows = roomchat::messages_before(
         &state.pool,
         page.room_id.get(),
@@ -266,10 +271,14 @@ pub async fn list_messages(
         require_member(&state, page.room_id, &caller).await?;
     }
     let tz = state.config.timezone;
-    Ok(ok(
-        "历史消息获取成功",
-        rows.into_iter()
+    let body = serde_json::to_vec(&Envelope {
+        code: 0,
+        msg: "历史消息获取成功",
+        data: rows
+            .into_iter()
             .map(|r| MessageDto::from_row(r, tz))
             .collect::<Vec<_>>(),
-    ))
+    })
+    .map_err(RoomChatError::internal)?;
+    Ok(cache.keep(&page, caller.number, since, body))
 }

@@ -1,6 +1,7 @@
 //! Room chat (seed 004): `/register`, `/login`, `/api/room/*`,
 //! `/api/message/*`, envelope `{code, msg, data}`.
 
+mod cache;
 mod dto;
 mod error;
 mod extract;
@@ -14,6 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono_tz::Tz;
 
+pub use cache::PageCache;
 pub use error::RoomChatError;
 
 use crate::app::AppState;
