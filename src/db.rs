@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 
 use crate::config::Config;
 use crate::embedded_pg::{ClusterOptions, EmbeddedPostgres};
@@ -75,12 +75,27 @@ impl Database {
     }
 }
 
+/// A pooled connection idle longer than this is pinged before use.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 pub async fn connect_pool(options: PgConnectOptions, size: u32) -> anyhow::Result<PgPool> {
     let options = options.application_name("tidelog");
     PgPoolOptions::new()
         .max_connections(size)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(10))
+        // sqlx pings every idle connection it hands out by default: one
+        // more round trip (and backend wake-up) per query. Only those idle
+        // long enough to have gone stale are checked.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
         .context("connecting to PostgreSQL")
