@@ -545,6 +545,26 @@ async fn the_current_month_shows_the_live_room() {
     same["sessions"][0]["live_duration"] = v["sessions"][0]["live_duration"].clone();
     assert_eq!(same, v);
 
+    // A room's kept answer stays through another room's traffic and follows
+    // its own: the next gift here shows at once.
+    post(
+        &app,
+        "/add/room",
+        None,
+        &json!({"room_id": 8, "room_anchors": "主播八", "api_key": KEY}),
+    )
+    .await;
+    ingest(&app, 8, &[json!({"cmd": "LIVE", "received_at": now})]).await;
+    projected(&app).await;
+    let (_, unchanged) = get(&app, "/gift/live_sessions?room_id=7").await;
+    assert_eq!(unchanged["sessions"][0]["gift"], v["sessions"][0]["gift"]);
+    ingest(&app, 7, &[
+        json!({"cmd": "SEND_GIFT", "received_at": now, "data": {"uid": 1, "uname": "a", "giftId": 1, "giftName": "g", "num": 1, "price": 1000, "total_coin": 3000, "coin_type": "gold", "tid": "x2"}}),
+    ]).await;
+    projected(&app).await;
+    let (_, after) = get(&app, "/gift/live_sessions?room_id=7").await;
+    assert_eq!(after["sessions"][0]["gift"].as_f64(), Some(5.0), "{after}");
+
     // Deleted rooms leave the listing; their history stays in the log.
     let (s, _) = post(
         &app,
@@ -554,7 +574,14 @@ async fn the_current_month_shows_the_live_room() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(get(&app, "/gift").await.1, json!([]));
+    let (_, left) = get(&app, "/gift").await;
+    let rooms: Vec<i64> = left
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["room_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(rooms, [8]);
     app.stop().await;
 }
 

@@ -322,8 +322,9 @@ async fn require_room(state: &AppState, room_id: i64) -> Result<()> {
 pub async fn live_sessions(State(state): State<AppState>, uri: Uri) -> Result<Response> {
     let (room_id, month) = room_and_month(&state, &uri)?;
     let key = format!("live_sessions:{room_id}:{}", month.label());
-    let at = state.gift_months.stand(&state.progress);
-    if let Some(kept) = state.gift_months.get(&key, at) {
+    // kept while no batch touched this room, whatever other rooms receive
+    let since = state.gift_months.room_stand(&state.progress);
+    if let Some(kept) = state.gift_months.room_get(&state.progress, &key) {
         return Ok(kept);
     }
     require_room(&state, room_id).await?;
@@ -392,7 +393,9 @@ pub async fn live_sessions(State(state): State<AppState>, uri: Uri) -> Result<Re
         }
     }
     answer.text(b"]}");
-    Ok(state.gift_months.keep_answer(key, at, answer.finish(), now))
+    Ok(state
+        .gift_months
+        .keep_room_answer(key, room_id, since, answer.finish(), now))
 }
 
 /// One `/gift/live_sessions` row (serialised directly: building a
