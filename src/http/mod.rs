@@ -96,3 +96,13 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(context::sanitize_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds))
 }
+
+/// A JSON answer already serialised (a kept answer's bytes).
+pub(crate) fn json_bytes(bytes: axum::body::Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response()
+}

@@ -10,12 +10,12 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 
 use super::summary::hms;
 use super::READ_MODELS;
+use crate::http::json_bytes;
 use crate::projector::{Progress, Stand, StandingCache, StreamCache};
 
 /// Answers kept; past it the cache starts again.
@@ -107,7 +107,7 @@ impl MonthCache {
     pub(super) fn get(&self, key: &str, at: Option<Stand>) -> Option<Response> {
         self.months
             .get(&key.to_owned(), at)
-            .map(|a| json(a.render(Utc::now())))
+            .map(|a| json_bytes(a.render(Utc::now())))
     }
 
     /// Serialises `answer`, keeps it when `closed` (it does not depend on
@@ -123,7 +123,7 @@ impl MonthCache {
         if closed {
             self.months.put(key, at, Answer::whole(bytes.clone()));
         }
-        Ok(json(bytes))
+        Ok(json_bytes(bytes))
     }
 
     /// Where the projection stood before a read of one room's rows began.
@@ -135,7 +135,7 @@ impl MonthCache {
     pub(super) fn room_get(&self, progress: &Progress, key: &str) -> Option<Response> {
         self.rooms
             .get(progress, &key.to_owned())
-            .map(|a| json(a.render(Utc::now())))
+            .map(|a| json_bytes(a.render(Utc::now())))
     }
 
     /// Keeps an answer with holes, read from the rows of room `room_id`
@@ -150,12 +150,8 @@ impl MonthCache {
     ) -> Response {
         let bytes = answer.render(now);
         self.rooms.put(key, room_id.to_string(), since, answer);
-        json(bytes)
+        json_bytes(bytes)
     }
-}
-
-fn json(bytes: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
 #[cfg(test)]

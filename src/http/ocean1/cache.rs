@@ -6,10 +6,10 @@
 use aggregates::wallet::wallet_id;
 use aggregates::Currency;
 use axum::body::Bytes;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use uuid::Uuid;
 
+use crate::http::json_bytes;
 use crate::ledger::PROJECTION;
 use crate::projector::{Progress, Stand, StreamCache};
 
@@ -32,7 +32,7 @@ impl HistoryCache {
     }
 
     pub(super) fn get(&self, progress: &Progress, account: Uuid, limit: i64) -> Option<Response> {
-        self.0.get(progress, &(account, limit)).map(json)
+        self.0.get(progress, &(account, limit)).map(json_bytes)
     }
 
     /// Keeps a history read after `stand` returned `since`, and returns it.
@@ -46,10 +46,6 @@ impl HistoryCache {
         let body = Bytes::from(body);
         let stream = wallet_id(account, Currency::Points);
         self.0.put((account, limit), stream, since, body.clone());
-        json(body)
+        json_bytes(body)
     }
-}
-
-fn json(bytes: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }

@@ -4,10 +4,10 @@
 //! reads are of a room's latest page, read again and again by its members.
 
 use axum::body::Bytes;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::dto::MessagePage;
+use crate::http::json_bytes;
 use crate::projector::{Progress, Stand, StreamCache};
 
 /// Pages (and readers) kept; past it the cache starts again.
@@ -52,7 +52,7 @@ impl PageCache {
         reader: i64,
     ) -> Option<Response> {
         self.members.get(progress, &(page.room_id.get(), reader))?;
-        self.pages.get(progress, &page_key(page)).map(json)
+        self.pages.get(progress, &page_key(page)).map(json_bytes)
     }
 
     /// Keeps a page that `reader`, a member, read after `stand` returned
@@ -69,10 +69,6 @@ impl PageCache {
             .put((page.room_id.get(), reader), stream(page), since, ());
         self.pages
             .put(page_key(page), stream(page), since, body.clone());
-        json(body)
+        json_bytes(body)
     }
-}
-
-fn json(bytes: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
