@@ -13,12 +13,30 @@ use crate::{ProjectionError, Projector, StoredEvent};
 
 pub struct LedgerProjector;
 
-fn meta<'a>(event: &'a StoredEvent, key: &str) -> &'a str {
-    event
-        .metadata
-        .get(key)
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
+/// Who and where from, out of the event's metadata ("" where it names
+/// nothing, or something other than text).
+#[derive(Default, serde::Deserialize)]
+struct Origin {
+    #[serde(default, deserialize_with = "text")]
+    actor: String,
+    #[serde(default, deserialize_with = "text")]
+    surface: String,
+    #[serde(default, deserialize_with = "text")]
+    request_id: String,
+    #[serde(default, deserialize_with = "text")]
+    client_ip: String,
+}
+
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    use serde::Deserialize;
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s,
+        _ => String::new(),
+    })
+}
+
+fn origin(event: &StoredEvent) -> Origin {
+    serde_json::from_str(event.metadata.get()).unwrap_or_default()
 }
 
 /// What a wallet event looks like as an entry (type, description, counter).
@@ -108,6 +126,7 @@ fn wallet_row(event: &StoredEvent) -> Result<WalletRow, ProjectionError> {
     let (account_id, currency) = parse_wallet_id(&event.aggregate_id)
         .ok_or_else(|| ProjectionError::Payload(format!("wallet id {}", event.aggregate_id)))?;
     let wallet_event: WalletEvent = event.decode()?;
+    let origin = origin(event);
     let (kind, description, counter) = entry_parts(&wallet_event);
     let (reference, at) = match &wallet_event {
         WalletEvent::WalletCredited { reference, at, .. }
@@ -131,10 +150,10 @@ fn wallet_row(event: &StoredEvent) -> Result<WalletRow, ProjectionError> {
         credit: matches!(wallet_event, WalletEvent::WalletCredited { .. }),
         description,
         at,
-        actor: meta(event, "actor").to_owned(),
-        surface: meta(event, "surface").to_owned(),
-        request_id: meta(event, "request_id").to_owned(),
-        client_ip: meta(event, "client_ip").to_owned(),
+        actor: origin.actor,
+        surface: origin.surface,
+        request_id: origin.request_id,
+        client_ip: origin.client_ip,
         held_change: held_change(&wallet_event),
         legs: wallet_event.postings(&event.aggregate_id),
     })

@@ -22,15 +22,16 @@ pub struct StoredEvent {
     pub sequence: i64,
     pub event_type: String,
     pub event_version: String,
-    pub payload: serde_json::Value,
-    pub metadata: serde_json::Value,
+    /// The stored JSON text, parsed only by `decode` (straight into the
+    /// event type: no `Value` tree per event).
+    pub payload: Box<serde_json::value::RawValue>,
+    pub metadata: Box<serde_json::value::RawValue>,
     pub recorded_at: DateTime<Utc>,
 }
 
 impl StoredEvent {
     pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, ProjectionError> {
-        // from a borrowed Value: no copy of the payload per event
-        E::deserialize(&self.payload).map_err(|e| {
+        serde_json::from_str(self.payload.get()).map_err(|e| {
             ProjectionError::Payload(format!(
                 "{} v{} at position {}: {e}",
                 self.event_type, self.event_version, self.global_position
@@ -105,6 +106,7 @@ mod tests {
     use super::*;
 
     fn event(payload: serde_json::Value) -> StoredEvent {
+        let raw = |v: serde_json::Value| serde_json::value::to_raw_value(&v).unwrap();
         StoredEvent {
             global_position: 42,
             transaction_id: 7,
@@ -113,8 +115,8 @@ mod tests {
             sequence: 3,
             event_type: "MessagePosted".into(),
             event_version: "1".into(),
-            payload,
-            metadata: serde_json::json!({}),
+            payload: raw(payload),
+            metadata: raw(serde_json::json!({})),
             recorded_at: Utc::now(),
         }
     }
