@@ -101,8 +101,12 @@ fn row_to_event(row: &sqlx::postgres::PgRow) -> sqlx::Result<StoredEvent> {
         sequence: row.try_get("sequence")?,
         event_type: row.try_get("event_type")?,
         event_version: row.try_get("event_version")?,
-        payload: row.try_get::<&serde_json::value::RawValue, _>("payload")?.to_owned(),
-        metadata: row.try_get::<&serde_json::value::RawValue, _>("metadata")?.to_owned(),
+        payload: row
+            .try_get::<&serde_json::value::RawValue, _>("payload")?
+            .to_owned(),
+        metadata: row
+            .try_get::<&serde_json::value::RawValue, _>("metadata")?
+            .to_owned(),
         recorded_at: row.try_get("recorded_at")?,
     })
 }
