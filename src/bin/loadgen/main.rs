@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{bail, ensure, Context};
 use clap::Parser;
 use serde_json::{json, Value};
 use sqlx::postgres::PgConnectOptions;
@@ -730,17 +730,28 @@ async fn scenarios(
         })
         .await?;
     }
+    // keys of messages from all over the table, looked up by its primary
+    // key (one scan to draw them; a page sample can come back empty)
+    let keys: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT room_id, message_id FROM chat_messages ORDER BY random() LIMIT 4096",
+    )
+    .fetch_all(pool)
+    .await?;
+    ensure!(!keys.is_empty(), "no messages to read");
+    let keys = Arc::new(keys);
     repeat(plan, pool, "ceiling_read_pk", &mut results, |_| {
-        let pool = pool.clone();
+        let (pool, keys) = (pool.clone(), keys.clone());
         closed_loop(16, plan.warmup, plan.measure, 1, move |w, i| {
             let pool = pool.clone();
+            let (room, id) = keys[(w * 104_729 + i as usize * 7_919) % keys.len()];
             async move {
-                let id = message_id_at(w, i, span);
-                let _: Option<String> =
-                    sqlx::query_scalar("SELECT content FROM chat_messages WHERE message_id = $1")
-                        .bind(id)
-                        .fetch_optional(&pool)
-                        .await?;
+                let _: Option<String> = sqlx::query_scalar(
+                    "SELECT content FROM chat_messages WHERE room_id = $1 AND message_id = $2",
+                )
+                .bind(room)
+                .bind(id)
+                .fetch_optional(&pool)
+                .await?;
                 Ok(())
             }
         })
