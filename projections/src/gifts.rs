@@ -101,15 +101,17 @@ async fn add_money(
 
 /// Money and danmaku of consecutive events, applied in two statements: per
 /// local day, and per session found by time (as `add_money` and the
-/// danmaku update do one event at a time). Flushed before any event that
-/// changes sessions or rooms, so attribution is what it would be event by
-/// event.
+/// danmaku update do one event at a time). Super chats first go into
+/// their table in one statement; those it did not already hold count as
+/// money (as one at a time). Flushed before any event that changes
+/// sessions or rooms, so attribution is what it would be event by event.
 #[derive(Default)]
 struct PendingMoney {
     rooms: Vec<i64>,
     ats: Vec<DateTime<Utc>>,
     money: Vec<[i64; 6]>,
     days: std::collections::BTreeMap<(i64, NaiveDate), [i64; 5]>,
+    super_chats: Vec<(i64, aggregates::monitored_room::SuperChatObservation)>,
 }
 
 impl PendingMoney {
@@ -142,7 +144,44 @@ impl PendingMoney {
         }
     }
 
-    async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+    async fn flush(&mut self, conn: &mut PgConnection, tz: Tz) -> Result<(), ProjectionError> {
+        if !self.super_chats.is_empty() {
+            let scs = std::mem::take(&mut self.super_chats);
+            // a super chat repeated within the batch is skipped like one
+            // already stored: ON CONFLICT DO NOTHING sees the statement's
+            // own rows
+            let recorded: Vec<(i64, DateTime<Utc>, i64)> = sqlx::query_as(
+                "INSERT INTO bili_super_chats (room_id, sc_id, sent_at, uid, uname, price, message)
+                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::timestamptz[], $4::bigint[],
+                                      $5::text[], $6::bigint[], $7::text[])
+                 ON CONFLICT DO NOTHING
+                 RETURNING room_id, sent_at, price",
+            )
+            .bind(scs.iter().map(|(r, _)| *r).collect::<Vec<_>>())
+            .bind(scs.iter().map(|(_, s)| s.id).collect::<Vec<_>>())
+            .bind(scs.iter().map(|(_, s)| s.at).collect::<Vec<_>>())
+            .bind(scs.iter().map(|(_, s)| s.uid).collect::<Vec<_>>())
+            .bind(
+                scs.iter()
+                    .map(|(_, s)| s.uname.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(scs.iter().map(|(_, s)| s.price).collect::<Vec<_>>())
+            .bind(
+                scs.iter()
+                    .map(|(_, s)| s.message.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            for (room, at, price) in recorded {
+                let m = Money {
+                    sc_yuan: price,
+                    ..Money::default()
+                };
+                self.push(room, at, &m, 0, true, tz);
+            }
+        }
         if self.rooms.is_empty() {
             return Ok(());
         }
@@ -456,10 +495,10 @@ impl Projector for GiftsProjector {
         for event in events {
             let foldable = matches!(
                 event.event_type.as_str(),
-                "GiftReceived" | "GuardBought" | "DanmakuReceived"
+                "GiftReceived" | "GuardBought" | "DanmakuReceived" | "SuperChatReceived"
             );
             if !foldable {
-                pending.flush(conn).await?;
+                pending.flush(conn, self.tz).await?;
                 self.apply(conn, event).await?;
                 continue;
             }
@@ -484,13 +523,14 @@ impl Projector for GiftsProjector {
                 MonitoredRoomEvent::DanmakuReceived { at, .. } => {
                     pending.push(room_id, at, &Money::default(), 1, false, self.tz);
                 }
+                MonitoredRoomEvent::SuperChatReceived(s) => pending.super_chats.push((room_id, s)),
                 _ => {
-                    pending.flush(conn).await?;
+                    pending.flush(conn, self.tz).await?;
                     self.apply(conn, event).await?;
                 }
             }
         }
-        pending.flush(conn).await
+        pending.flush(conn, self.tz).await
     }
 }
 
