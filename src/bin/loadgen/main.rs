@@ -55,7 +55,8 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     users: usize,
     /// Only the figures whose names contain one of these comma-separated
-    /// parts (for profiling)
+    /// parts (for profiling); parts of the run no selected figure needs
+    /// (lag, the store's loading, rebuild, audit) are skipped
     #[arg(long)]
     only: Option<String>,
     /// Before the audit figure, add wallet movements until the ledger holds
@@ -74,6 +75,15 @@ struct Plan {
     warmup: Duration,
     measure: Duration,
     levels: Vec<usize>,
+}
+
+impl Plan {
+    /// Whether `--only` selects the figure (or part of the run) `name`.
+    fn wants(&self, name: &str) -> bool {
+        self.only
+            .as_deref()
+            .is_none_or(|o| o.split(',').any(|part| name.contains(part)))
+    }
 }
 
 struct ServerChild {
@@ -322,11 +332,7 @@ where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Figure>>,
 {
-    if plan
-        .only
-        .as_deref()
-        .is_some_and(|o| !o.split(',').any(|part| name.contains(part)))
-    {
+    if !plan.wants(name) {
         return Ok(());
     }
     let mut runs = Vec::new();
@@ -609,31 +615,49 @@ async fn scenarios(
         .insert("rss_after_commands_mb".into(), json!(hwm));
 
     // 4. Projection lag at half the peak single-message ingestion rate.
-    let peak = results.per_s("http_gift_ingest_b1_c16").unwrap_or(100.0);
-    let rate = (peak / 2.0).max(1.0);
-    let progress = Progress::new();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let listener = tokio::spawn(projector::run_listener(
-        pool.clone(),
-        progress.clone(),
-        stop_rx,
-    ));
-    // the ingestion scenarios leave a backlog; lag is measured from idle
-    wait_caught_up(pool).await?;
-    let mut lag_runs = Vec::new();
-    for r in 0..plan.repeats {
-        lag_runs.push(projection_lag(plan, pool, &fx, &progress, rate, r).await?);
+    if plan.wants("projection_lag") {
+        let peak = results.per_s("http_gift_ingest_b1_c16").unwrap_or(100.0);
+        let rate = (peak / 2.0).max(1.0);
+        let progress = Progress::new();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let listener = tokio::spawn(projector::run_listener(
+            pool.clone(),
+            progress.clone(),
+            stop_rx,
+        ));
+        // the ingestion scenarios leave a backlog; lag is measured from idle
+        wait_caught_up(pool).await?;
+        let mut lag_runs = Vec::new();
+        for r in 0..plan.repeats {
+            lag_runs.push(projection_lag(plan, pool, &fx, &progress, rate, r).await?);
+        }
+        let _ = stop_tx.send(true);
+        let _ = listener.await;
+        results
+            .figures
+            .insert("projection_lag_gifts".into(), median_figure(&lag_runs));
+        results
+            .notes
+            .insert("projection_lag_rate_per_s".into(), json!(rate));
     }
-    let _ = stop_tx.send(true);
-    let _ = listener.await;
-    results
-        .figures
-        .insert("projection_lag_gifts".into(), median_figure(&lag_runs));
-    results
-        .notes
-        .insert("projection_lag_rate_per_s".into(), json!(rate));
 
-    // 5. Reads with the store loaded.
+    // 5. Reads with the store loaded (loading takes minutes: only when a
+    // figure that needs it is selected).
+    let after_load = [
+        "read_message_list",
+        "read_gift_month_summary",
+        "read_wallet_history",
+        "read_gift_live_sessions",
+        "ceiling_read_pk",
+        "rebuild",
+        "audit_verify",
+    ];
+    if !after_load.iter().any(|n| plan.wants(n)) {
+        let (hwm, now) = rss_mb(pid);
+        results.notes.insert("rss_peak_mb".into(), json!(hwm));
+        results.notes.insert("rss_now_mb".into(), json!(now));
+        return Ok(results);
+    }
     let bar = indicatif::ProgressBar::new(plan.events);
     bar.set_style(
         indicatif::ProgressStyle::with_template("loading {pos}/{len} events ({per_sec})").unwrap(),
@@ -763,61 +787,65 @@ async fn scenarios(
     results.notes.insert("rss_now_mb".into(), json!(now));
 
     // 6. Rebuild both bulk-loaded projections from zero into fresh tables.
-    let tz = chrono_tz::Asia::Shanghai;
-    let mut rebuild_runs = Vec::new();
-    for _ in 0..plan.repeats {
-        let (mut events, mut secs) = (0u64, 0f64);
-        for name in ["gifts", "roomchat", "ledger"] {
-            let p = projector::find(name, tz).context("projection")?;
-            let report = projector::rebuild(pool, &*p, 1000, false).await?;
-            tracing::info!(
-                name,
-                events = report.events_applied,
-                seconds = report.seconds,
-                "rebuilt"
-            );
-            events += report.events_applied;
-            secs += report.seconds;
+    if plan.wants("rebuild") {
+        let tz = chrono_tz::Asia::Shanghai;
+        let mut rebuild_runs = Vec::new();
+        for _ in 0..plan.repeats {
+            let (mut events, mut secs) = (0u64, 0f64);
+            for name in ["gifts", "roomchat", "ledger"] {
+                let p = projector::find(name, tz).context("projection")?;
+                let report = projector::rebuild(pool, &*p, 1000, false).await?;
+                tracing::info!(
+                    name,
+                    events = report.events_applied,
+                    seconds = report.seconds,
+                    "rebuilt"
+                );
+                events += report.events_applied;
+                secs += report.seconds;
+            }
+            rebuild_runs.push(events as f64 / secs);
         }
-        rebuild_runs.push(events as f64 / secs);
+        results
+            .notes
+            .insert("rebuild_events_per_s".into(), json!(median(rebuild_runs)));
     }
-    results
-        .notes
-        .insert("rebuild_events_per_s".into(), json!(median(rebuild_runs)));
 
     // 6b. The auditors' full verification over the same store (grown to
     // --audit-events wallet movements first, if asked).
-    let have: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Wallet'")
-            .fetch_one(pool)
-            .await?;
-    if plan.audit_events > have as u64 {
-        let more = plan.audit_events - have as u64;
-        let bar = indicatif::ProgressBar::new(more);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("ledger {pos}/{len} events ({per_sec})")
-                .unwrap(),
-        );
-        seed::load_wallet_events(pool, more, &bar).await?;
-        bar.finish_and_clear();
-        wait_caught_up(pool).await?;
-    }
-    let mut verify_runs = Vec::new();
-    let mut wallet_events = 0;
-    for _ in 0..plan.repeats {
-        let report = tidelog::ledger::audit::verify(pool, |_| {}).await?;
-        if let Some(d) = report.discrepancies.first() {
-            bail!("audit verify found a discrepancy in the benchmark store: {d}");
+    if plan.wants("audit_verify") {
+        let have: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Wallet'")
+                .fetch_one(pool)
+                .await?;
+        if plan.audit_events > have as u64 {
+            let more = plan.audit_events - have as u64;
+            let bar = indicatif::ProgressBar::new(more);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("ledger {pos}/{len} events ({per_sec})")
+                    .unwrap(),
+            );
+            seed::load_wallet_events(pool, more, &bar).await?;
+            bar.finish_and_clear();
+            wait_caught_up(pool).await?;
         }
-        wallet_events = report.wallet_events;
-        verify_runs.push(report.seconds);
+        let mut verify_runs = Vec::new();
+        let mut wallet_events = 0;
+        for _ in 0..plan.repeats {
+            let report = tidelog::ledger::audit::verify(pool, |_| {}).await?;
+            if let Some(d) = report.discrepancies.first() {
+                bail!("audit verify found a discrepancy in the benchmark store: {d}");
+            }
+            wallet_events = report.wallet_events;
+            verify_runs.push(report.seconds);
+        }
+        results
+            .notes
+            .insert("audit_verify_seconds".into(), json!(median(verify_runs)));
+        results
+            .notes
+            .insert("audit_verify_wallet_events".into(), json!(wallet_events));
     }
-    results
-        .notes
-        .insert("audit_verify_seconds".into(), json!(median(verify_runs)));
-    results
-        .notes
-        .insert("audit_verify_wallet_events".into(), json!(wallet_events));
     Ok(results)
 }
 
