@@ -138,10 +138,12 @@ enum ProjectionsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Replay the whole log into fresh tables, then swap them in
+    /// Replay the whole log into fresh tables, then swap them in; several
+    /// projections are rebuilt at once (one JSON line each when done)
     Rebuild {
-        /// Projection name (see `projections status`)
-        name: String,
+        /// Projection names (see `projections status`), or `all`
+        #[arg(required = true)]
+        names: Vec<String>,
     },
 }
 
@@ -172,7 +174,22 @@ pub async fn run() -> anyhow::Result<()> {
         other => {
             let database = Database::open(&config).await?;
             let result = async {
-                let pool = database.pool(4).await?;
+                // a rebuild holds two connections (applier and reader)
+                // while it catches up, and several run at once
+                let size = match &other {
+                    Command::Projections {
+                        command: ProjectionsCommand::Rebuild { names },
+                    } => {
+                        let n = if names.iter().any(|n| n == "all") {
+                            projections::all(config.timezone).len()
+                        } else {
+                            names.len()
+                        };
+                        (2 * n as u32 + 2).max(4)
+                    }
+                    _ => 4,
+                };
+                let pool = database.pool(size).await?;
                 db::migrate(&pool).await?;
                 match other {
                     Command::Migrate => {
@@ -183,20 +200,53 @@ pub async fn run() -> anyhow::Result<()> {
                         command: ProjectionsCommand::Status { json },
                     } => print_status(&pool, json).await,
                     Command::Projections {
-                        command: ProjectionsCommand::Rebuild { name },
+                        command: ProjectionsCommand::Rebuild { names },
                     } => {
-                        let p = projector::find(&name, config.timezone).ok_or_else(|| {
-                            let names: Vec<_> = projections::all(config.timezone)
-                                .iter()
-                                .map(|p| p.name())
-                                .collect();
-                            anyhow!("no projection named {name:?}; known: {}", names.join(", "))
-                        })?;
-                        let report =
-                            projector::rebuild(&pool, &*p, config.projector_batch.max(1000), true)
-                                .await?;
-                        writeln!(std::io::stdout(), "{}", serde_json::to_string(&report)?)?;
-                        Ok(())
+                        let all = projections::all(config.timezone);
+                        let chosen = if names.iter().any(|n| n == "all") {
+                            all
+                        } else {
+                            let mut chosen = Vec::new();
+                            for name in &names {
+                                let p = all.iter().find(|p| p.name() == name).ok_or_else(|| {
+                                    let known: Vec<_> = all.iter().map(|p| p.name()).collect();
+                                    anyhow!(
+                                        "no projection named {name:?}; known: {}, all",
+                                        known.join(", ")
+                                    )
+                                })?;
+                                if !chosen.iter().any(
+                                    |c: &std::sync::Arc<dyn projections::Projector>| {
+                                        c.name() == p.name()
+                                    },
+                                ) {
+                                    chosen.push(p.clone());
+                                }
+                            }
+                            chosen
+                        };
+                        let outcomes = projector::rebuild_many(
+                            &pool,
+                            chosen,
+                            config.projector_batch.max(1000),
+                            true,
+                        )
+                        .await;
+                        let mut failed = None;
+                        for outcome in outcomes {
+                            match outcome {
+                                Ok(report) => writeln!(
+                                    std::io::stdout(),
+                                    "{}",
+                                    serde_json::to_string(&report)?
+                                )?,
+                                Err(e) => {
+                                    tracing::error!(error = format!("{e:#}"), "rebuild failed");
+                                    failed.get_or_insert(e);
+                                }
+                            }
+                        }
+                        failed.map_or(Ok(()), Err)
                     }
                     Command::Events {
                         command: EventsCommand::Tail { count, follow },

@@ -378,12 +378,30 @@ async fn rebuilding_from_zero_gives_the_incremental_result_while_serving() {
     assert_eq!(before["chat_members"], after["chat_members"]);
     assert_eq!(before["accounts"], after["accounts"]);
 
-    // A second rebuild with no traffic reproduces the tables exactly.
+    // A second rebuild with no traffic reproduces the tables exactly, also
+    // with several projections rebuilt at once (a report line each).
     let settled = read_models(&app).await;
-    let (ok, _, err) = cli(&url_of(&app.db), &["projections", "rebuild", "roomchat"]);
-    assert!(ok, "{err}");
-    let (ok, _, err) = cli(&url_of(&app.db), &["projections", "rebuild", "accounts"]);
-    assert!(ok, "{err}");
+    let rebuilt = |args: &[&str]| {
+        let (ok, out, err) = cli(&url_of(&app.db), args);
+        assert!(ok, "{err}");
+        out.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["projection"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rebuilt(&["projections", "rebuild", "roomchat", "accounts"]),
+        [json!("roomchat"), json!("accounts")]
+    );
+    assert_eq!(read_models(&app).await, settled);
+    assert_eq!(
+        rebuilt(&["projections", "rebuild", "all"]),
+        [
+            json!("accounts"),
+            json!("roomchat"),
+            json!("gifts"),
+            json!("ledger")
+        ]
+    );
     assert_eq!(read_models(&app).await, settled);
     // The live projector works on in the new tables.
     api.say(&alice, room, "after rebuild").await;

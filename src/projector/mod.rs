@@ -10,7 +10,7 @@ mod standing;
 mod status;
 
 pub use asof::replay_as_of;
-pub use rebuild::rebuild;
+pub use rebuild::{rebuild, rebuild_many};
 pub use standing::{StandingCache, StreamCache};
 pub use status::{status, ProjectionStatus};
 
