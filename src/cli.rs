@@ -172,23 +172,20 @@ pub async fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config).await,
         other => {
+            // names resolved before any cluster starts: a typo fails at once
+            let rebuilding = match &other {
+                Command::Projections {
+                    command: ProjectionsCommand::Rebuild { names },
+                } => Some(chosen_projections(names, config.timezone)?),
+                _ => None,
+            };
             let database = Database::open(&config).await?;
             let result = async {
                 // a rebuild holds two connections (applier and reader)
                 // while it catches up, and several run at once
-                let size = match &other {
-                    Command::Projections {
-                        command: ProjectionsCommand::Rebuild { names },
-                    } => {
-                        let n = if names.iter().any(|n| n == "all") {
-                            projections::all(config.timezone).len()
-                        } else {
-                            names.len()
-                        };
-                        (2 * n as u32 + 2).max(4)
-                    }
-                    _ => 4,
-                };
+                let size = rebuilding
+                    .as_ref()
+                    .map_or(4, |chosen| (2 * chosen.len() as u32 + 2).max(4));
                 let pool = database.pool(size).await?;
                 db::migrate(&pool).await?;
                 match other {
@@ -200,31 +197,9 @@ pub async fn run() -> anyhow::Result<()> {
                         command: ProjectionsCommand::Status { json },
                     } => print_status(&pool, json).await,
                     Command::Projections {
-                        command: ProjectionsCommand::Rebuild { names },
+                        command: ProjectionsCommand::Rebuild { .. },
                     } => {
-                        let all = projections::all(config.timezone);
-                        let chosen = if names.iter().any(|n| n == "all") {
-                            all
-                        } else {
-                            let mut chosen = Vec::new();
-                            for name in &names {
-                                let p = all.iter().find(|p| p.name() == name).ok_or_else(|| {
-                                    let known: Vec<_> = all.iter().map(|p| p.name()).collect();
-                                    anyhow!(
-                                        "no projection named {name:?}; known: {}, all",
-                                        known.join(", ")
-                                    )
-                                })?;
-                                if !chosen.iter().any(
-                                    |c: &std::sync::Arc<dyn projections::Projector>| {
-                                        c.name() == p.name()
-                                    },
-                                ) {
-                                    chosen.push(p.clone());
-                                }
-                            }
-                            chosen
-                        };
+                        let chosen = rebuilding.clone().unwrap_or_default();
                         let outcomes = projector::rebuild_many(
                             &pool,
                             chosen,
@@ -300,6 +275,32 @@ pub async fn run() -> anyhow::Result<()> {
             result
         }
     }
+}
+
+/// The projections `names` ask for (`all`: every one), each once, in the
+/// order given.
+fn chosen_projections(
+    names: &[String],
+    tz: chrono_tz::Tz,
+) -> anyhow::Result<Vec<std::sync::Arc<dyn projections::Projector>>> {
+    let all = projections::all(tz);
+    if names.iter().any(|n| n == "all") {
+        return Ok(all);
+    }
+    let mut chosen: Vec<std::sync::Arc<dyn projections::Projector>> = Vec::new();
+    for name in names {
+        let p = all.iter().find(|p| p.name() == name).ok_or_else(|| {
+            let known: Vec<_> = all.iter().map(|p| p.name()).collect();
+            anyhow!(
+                "no projection named {name:?}; known: {}, all",
+                known.join(", ")
+            )
+        })?;
+        if !chosen.iter().any(|c| c.name() == p.name()) {
+            chosen.push(p.clone());
+        }
+    }
+    Ok(chosen)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
