@@ -44,6 +44,8 @@ pub struct AppState {
     pub room_pages: Arc<crate::http::roomchat::PageCache>,
     /// Ocean1 point histories, kept while their wallet is unchanged.
     pub point_histories: Arc<crate::http::ocean1::HistoryCache>,
+    /// Room and message ids, drawn from their sequences a block at a time.
+    pub sequences: Arc<crate::ids::SequenceBlocks>,
 }
 
 impl AppState {
@@ -172,6 +174,7 @@ impl Server {
             gift_months: Arc::default(),
             room_pages: Arc::default(),
             point_histories: Arc::default(),
+            sequences: Arc::default(),
         };
         background.push(tokio::spawn(payments::run_reconciler(
             state.clone(),

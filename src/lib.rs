@@ -10,6 +10,7 @@ pub mod db;
 pub mod embedded_pg;
 pub mod http;
 pub mod identity;
+pub mod ids;
 pub mod ledger;
 pub mod live;
 pub mod projector;

@@ -628,6 +628,52 @@ async fn concurrent_sends_to_one_room_all_land_once_in_one_order() {
 }
 
 #[tokio::test]
+async fn message_ids_drawn_in_blocks_are_unique_across_processes_and_increase_in_each() {
+    let app = TestApp::start().await;
+    // two of them stand for two server processes on one database
+    let (one, other) = (
+        tidelog::ids::SequenceBlocks::default(),
+        tidelog::ids::SequenceBlocks::default(),
+    );
+    let draws = (0..300).map(|i| {
+        let (pool, blocks) = (&app.pool, if i % 3 == 0 { &other } else { &one });
+        async move {
+            (
+                i % 3 == 0,
+                blocks.next(pool, "chat_message_ids").await.unwrap(),
+            )
+        }
+    });
+    let drawn = futures::future::join_all(draws).await;
+    let mut all: Vec<i64> = drawn.iter().map(|d| d.1).collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 300, "no number handed out twice");
+    for process in [true, false] {
+        let mine: Vec<i64> = drawn
+            .iter()
+            .filter(|d| d.0 == process)
+            .map(|d| d.1)
+            .collect();
+        assert!(
+            mine.windows(2).all(|w| w[0] < w[1]),
+            "in the order handed out: {mine:?}"
+        );
+    }
+    // an old block is left: the next number comes from a fresh draw, past
+    // everything the other process drew meanwhile
+    let before = one.next(&app.pool, "chat_message_ids").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let elsewhere = other.next(&app.pool, "chat_message_ids").await.unwrap();
+    let after = one.next(&app.pool, "chat_message_ids").await.unwrap();
+    assert!(
+        after > elsewhere && elsewhere > before,
+        "{before} {elsewhere} {after}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn usernames_are_unique_under_unicode_case_folding_and_sign_in_in_any_case() {
     let app = TestApp::start().await;
     let api = app.api();

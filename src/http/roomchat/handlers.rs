@@ -35,11 +35,8 @@ pub(super) fn member_of(caller: &Caller) -> Result<Member> {
     })
 }
 
-async fn next_id(state: &AppState, sequence: &str) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT nextval($1::regclass)")
-        .bind(sequence)
-        .fetch_one(&state.pool)
-        .await?)
+async fn next_id(state: &AppState, sequence: &'static str) -> Result<i64> {
+    Ok(state.sequences.next(&state.pool, sequence).await?)
 }
 
 async fn settle(state: &AppState, names: &[&str], pos: Option<LogPosition>) {
