@@ -201,9 +201,10 @@ impl Progress {
         t.epoch == since.epoch && t.streams.get(stream).is_none_or(|at| *at <= since.at)
     }
 
-    /// Records the streams of a batch committed up to `at`; before the
-    /// checkpoint moves there, so that a read which stands at `at` or later
-    /// began after the batch, and one which stood before sees the touch.
+    /// Records the streams of a batch that ends at `at`; before its commit
+    /// (and so before the checkpoint moves there), so that a read which
+    /// stands at `at` or later began after the batch, and one which stood
+    /// before sees the touch.
     fn touch<'a>(&self, name: &str, at: LogPosition, streams: impl Iterator<Item = &'a str>) {
         let mut touched = self.touched.lock().unwrap();
         let t = touched.entry(name.to_owned()).or_default();
@@ -657,6 +658,14 @@ impl Worker {
             from: *cp,
             node: &self.settings.node,
         };
+        // before the commit, which may announce the batch: a read that
+        // stands before the batch's end then sees the touch (a batch that
+        // stops early or fails touched more than it wrote: less is kept)
+        self.progress.touch(
+            name,
+            events[events.len() - 1].position(),
+            events.iter().map(|e| e.aggregate_id.as_str()),
+        );
         let applied = apply_and_commit(
             &mut conn,
             &*self.projector,
@@ -665,7 +674,7 @@ impl Worker {
             Some(&claim),
         )
         .await?;
-        let Some(applied) = applied else {
+        let Some((applied, announced)) = applied else {
             // the checkpoint moved under us: carry on from where it is
             self.progress.forget(name);
             *cp = self.stored_checkpoint().await?;
@@ -676,18 +685,15 @@ impl Worker {
             });
         };
         *cp = events[applied - 1].position();
-        self.progress.touch(
-            name,
-            *cp,
-            events[..applied].iter().map(|e| e.aggregate_id.as_str()),
-        );
         self.progress.advance(name, *cp);
         self.progress.wake_held_back(&self.wake);
-        // after the commit, so the notification queue's lock is never held
-        // through this batch's WAL flush; a lost one costs waiters elsewhere
-        // one 250 ms re-read
-        if let Err(e) = announce(&mut conn, name, *cp).await {
-            tracing::warn!(projection = name, error = %e, "could not announce progress");
+        // a batch that stopped early announces where it stopped, after the
+        // commit; a lost announcement costs waiters elsewhere one 250 ms
+        // re-read
+        if !announced {
+            if let Err(e) = announce(&mut conn, name, *cp).await {
+                tracing::warn!(projection = name, error = %e, "could not announce progress");
+            }
         }
         let more = applied < events.len() || events.len() as i64 == size;
         Ok(Outcome {
@@ -817,7 +823,15 @@ pub(crate) struct Claim<'a> {
 
 impl Claim<'_> {
     /// Moves the checkpoint over `events`; false when it was not at `from`.
-    async fn take(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> sqlx::Result<bool> {
+    /// With `announce`, the move is announced at commit by the same
+    /// statement (a round trip less per batch than announcing apart) — only
+    /// for a batch that commits whole or not at all.
+    async fn take(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+        announce: bool,
+    ) -> sqlx::Result<bool> {
         let Some(to) = events.last().map(Positioned::position) else {
             return Ok(false);
         };
@@ -826,7 +840,8 @@ impl Claim<'_> {
                 SET last_txid = $4::text::xid8, last_position = $5, events_applied = events_applied + $6,
                     updated_at = now(), owner = $7, last_error = NULL, failed_position = NULL,
                     failed_at = NULL, retries = 0
-              WHERE name = $1 AND last_txid = $2::text::xid8 AND last_position = $3",
+              WHERE name = $1 AND last_txid = $2::text::xid8 AND last_position = $3
+              RETURNING CASE WHEN $8 THEN pg_notify($9, $10) END",
         )
         .bind(self.name)
         .bind(self.from.txid.to_string())
@@ -835,9 +850,12 @@ impl Claim<'_> {
         .bind(to.position)
         .bind(events.len() as i64)
         .bind(self.node)
-        .execute(conn)
+        .bind(announce)
+        .bind(PROGRESS_CHANNEL)
+        .bind(progress_message(self.name, to))
+        .fetch_optional(conn)
         .await?;
-        Ok(moved.rows_affected() == 1)
+        Ok(moved.is_some())
     }
 
     /// Sets the checkpoint back to the last event applied when the batch
@@ -870,19 +888,21 @@ impl Claim<'_> {
 /// the projector can and there is more than one; a folded batch that fails
 /// is rolled back and applied again event by event to name the one to
 /// blame; applying one by one stops early once `max_apply_time` passes.
-/// Returns the number applied.
+/// Returns the number applied, and whether the claim's move was announced
+/// at commit (a batch that cannot stop early announces with its claim).
 pub(crate) async fn apply_and_commit(
     conn: &mut PgConnection,
     projector: &dyn Projector,
     events: &[StoredEvent],
     max_apply_time: Option<Duration>,
     claim: Option<&Claim<'_>>,
-) -> Result<Option<usize>, BatchError> {
+) -> Result<Option<(usize, bool)>, BatchError> {
     let mut fold = projector.folds_batches() && events.len() > 1;
     loop {
         let mut tx = conn.begin_with(BEGIN_BATCH).await?;
+        let whole = fold || events.len() == 1;
         if let Some(claim) = claim {
-            if !claim.take(&mut tx, events).await? {
+            if !claim.take(&mut tx, events, whole).await? {
                 tx.rollback().await?;
                 return Ok(None);
             }
@@ -904,7 +924,7 @@ pub(crate) async fn apply_and_commit(
             claim.cut(&mut tx, events, applied).await?;
         }
         tx.commit().await?;
-        return Ok(Some(applied));
+        return Ok(Some((applied, whole && claim.is_some())));
     }
 }
 
@@ -977,7 +997,7 @@ pub(crate) async fn replay(
         let mut rx = rx;
         let mut applied = 0u64;
         while let Some(next) = rx.recv().await {
-            let n = apply_and_commit(conn, projector, &next.events, None, None)
+            let (n, _) = apply_and_commit(conn, projector, &next.events, None, None)
                 .await?
                 .unwrap_or_default();
             if let Some(end) = next.end() {
@@ -1048,10 +1068,15 @@ pub(crate) async fn announce(
 ) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(PROGRESS_CHANNEL)
-        .bind(format!("{name}:{}:{}", cp.txid, cp.position))
+        .bind(progress_message(name, cp))
         .execute(conn)
         .await
         .map(|_| ())
+}
+
+/// What `announce` says: the projection and its checkpoint.
+fn progress_message(name: &str, cp: LogPosition) -> String {
+    format!("{name}:{}:{}", cp.txid, cp.position)
 }
 
 pub fn find(name: &str, tz: chrono_tz::Tz) -> Option<Arc<dyn Projector>> {
