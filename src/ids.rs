@@ -12,7 +12,7 @@
 //! dropped block (or at a restart) are gaps, as a rolled-back `nextval`
 //! leaves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -36,7 +36,7 @@ struct Block {
     drawn: Instant,
     size: i64,
     /// ascending, the next first
-    left: std::collections::VecDeque<i64>,
+    left: VecDeque<i64>,
 }
 
 impl SequenceBlocks {
