@@ -8,7 +8,7 @@ use std::fmt;
 #[error("{0}")]
 pub struct InvalidValue(pub String);
 
-fn invalid(msg: impl Into<String>) -> InvalidValue {
+pub(crate) fn invalid(msg: impl Into<String>) -> InvalidValue {
     InvalidValue(msg.into())
 }
 
@@ -138,7 +138,7 @@ positive_id!(MessageId, "message id");
 
 /// Bounded, non-blank text without control characters (newlines and tabs
 /// allowed where `multiline`).
-fn bounded_text(
+pub(crate) fn bounded_text(
     raw: &str,
     what: &str,
     max: usize,

@@ -175,6 +175,10 @@ pub enum Reason {
     Refund,
     Adjustment,
     VipPayment,
+    /// an anchor's subscription (seed 000)
+    Subscription,
+    /// what an anchor earned from a VIP room or a subscription
+    Earning,
 }
 
 impl Reason {
@@ -186,6 +190,8 @@ impl Reason {
             Self::Refund => "refund",
             Self::Adjustment => "adjustment",
             Self::VipPayment => "vip_payment",
+            Self::Subscription => "subscription",
+            Self::Earning => "earning",
         }
     }
 }
@@ -255,6 +261,39 @@ pub enum WalletCommand {
     ExpireHolds {
         at: DateTime<Utc>,
     },
+    /// Pays a VIP room's price to its anchor (seed 000).
+    PayVipCoin {
+        payment: AnchorPayment,
+        room_id: String,
+    },
+    /// Pays an anchor's subscription for `days`.
+    PaySubscription {
+        payment: AnchorPayment,
+        days: u32,
+    },
+}
+
+/// A payment to an anchor: the payer's coins go to the anchor's earnings
+/// account `anchor:<id>` (from which the anchor's wallet is credited) less
+/// the platform's share, which goes to `platform:revenue`.
+#[derive(Debug, Clone)]
+pub struct AnchorPayment {
+    pub operation_id: String,
+    pub amount: Amount,
+    pub anchor: Uuid,
+    /// the platform's part of `amount` (0 ..= amount)
+    pub platform_share: i64,
+    pub description: String,
+    pub at: DateTime<Utc>,
+}
+
+impl AnchorPayment {
+    /// The platform keeps `percent` % of `amount`, rounded up to whole
+    /// coins; the anchor earns the rest.
+    pub fn share_of(amount: Amount, percent: u8) -> i64 {
+        let percent = i64::from(percent.min(100));
+        (amount.get() * percent + 99) / 100
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -310,6 +349,31 @@ pub enum WalletEvent {
         balance_after: i64,
         at: DateTime<Utc>,
     },
+    /// Access to a VIP room bought: `anchor_amount` to `anchor:<anchor_id>`,
+    /// `platform_amount` to `platform:revenue`.
+    VipCoinPaid {
+        operation_id: String,
+        room_id: String,
+        anchor_id: Uuid,
+        amount: i64,
+        anchor_amount: i64,
+        platform_amount: i64,
+        description: String,
+        balance_after: i64,
+        at: DateTime<Utc>,
+    },
+    /// A subscription period of `days` bought from an anchor.
+    SubscriptionPaid {
+        operation_id: String,
+        anchor_id: Uuid,
+        days: u32,
+        amount: i64,
+        anchor_amount: i64,
+        platform_amount: i64,
+        description: String,
+        balance_after: i64,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for WalletEvent {
@@ -320,6 +384,8 @@ impl DomainEvent for WalletEvent {
             Self::HoldPlaced { .. } => "HoldPlaced",
             Self::HoldSettled { .. } => "HoldSettled",
             Self::HoldReleased { .. } => "HoldReleased",
+            Self::VipCoinPaid { .. } => "VipCoinPaid",
+            Self::SubscriptionPaid { .. } => "SubscriptionPaid",
         }
         .into()
     }
@@ -343,7 +409,9 @@ impl WalletEvent {
             | Self::WalletDebited { operation_id, .. }
             | Self::HoldPlaced { operation_id, .. }
             | Self::HoldSettled { operation_id, .. }
-            | Self::HoldReleased { operation_id, .. } => operation_id,
+            | Self::HoldReleased { operation_id, .. }
+            | Self::VipCoinPaid { operation_id, .. }
+            | Self::SubscriptionPaid { operation_id, .. } => operation_id,
         }
     }
 
@@ -353,7 +421,9 @@ impl WalletEvent {
             | Self::WalletDebited { balance_after, .. }
             | Self::HoldPlaced { balance_after, .. }
             | Self::HoldSettled { balance_after, .. }
-            | Self::HoldReleased { balance_after, .. } => *balance_after,
+            | Self::HoldReleased { balance_after, .. }
+            | Self::VipCoinPaid { balance_after, .. }
+            | Self::SubscriptionPaid { balance_after, .. } => *balance_after,
         }
     }
 
@@ -361,7 +431,10 @@ impl WalletEvent {
     pub fn wallet_change(&self) -> i64 {
         match self {
             Self::WalletCredited { amount, .. } => *amount,
-            Self::WalletDebited { amount, .. } | Self::HoldPlaced { amount, .. } => -amount,
+            Self::WalletDebited { amount, .. }
+            | Self::HoldPlaced { amount, .. }
+            | Self::VipCoinPaid { amount, .. }
+            | Self::SubscriptionPaid { amount, .. } => -amount,
             Self::HoldSettled { returned, .. } => *returned,
             Self::HoldReleased { amount, .. } => *amount,
         }
@@ -398,6 +471,52 @@ impl WalletEvent {
                 legs
             }
             Self::HoldReleased { amount, .. } => vec![leg(h, -amount), leg(w, *amount)],
+            Self::VipCoinPaid {
+                amount,
+                anchor_id,
+                anchor_amount,
+                platform_amount,
+                ..
+            }
+            | Self::SubscriptionPaid {
+                amount,
+                anchor_id,
+                anchor_amount,
+                platform_amount,
+                ..
+            } => {
+                let mut legs = vec![leg(w, -amount)];
+                if *anchor_amount > 0 {
+                    legs.push(leg(
+                        Counterparty::Anchor(*anchor_id).to_string(),
+                        *anchor_amount,
+                    ));
+                }
+                if *platform_amount > 0 {
+                    legs.push(leg(
+                        Counterparty::PlatformRevenue.to_string(),
+                        *platform_amount,
+                    ));
+                }
+                legs
+            }
+        }
+    }
+
+    /// A payment to an anchor: (anchor, what the anchor earns).
+    pub fn anchor_earning(&self) -> Option<(Uuid, i64)> {
+        match self {
+            Self::VipCoinPaid {
+                anchor_id,
+                anchor_amount,
+                ..
+            }
+            | Self::SubscriptionPaid {
+                anchor_id,
+                anchor_amount,
+                ..
+            } => Some((*anchor_id, *anchor_amount)),
+            _ => None,
         }
     }
 }
@@ -435,6 +554,8 @@ impl Fingerprint {
             WalletEvent::WalletDebited { amount, .. } => ("debit", *amount),
             WalletEvent::HoldPlaced { amount, .. } => ("hold", *amount),
             WalletEvent::HoldSettled { amount, .. } => ("settle", *amount),
+            WalletEvent::VipCoinPaid { amount, .. } => ("vip", *amount),
+            WalletEvent::SubscriptionPaid { amount, .. } => ("subscription", *amount),
             WalletEvent::HoldReleased { hold_id, .. } => {
                 return Self {
                     kind: format!("release:{hold_id}"),
@@ -468,6 +589,16 @@ impl Fingerprint {
                 hold_id,
                 ..
             } => (operation_id, format!("release:{hold_id}"), 0),
+            WalletCommand::PayVipCoin { payment, .. } => (
+                &payment.operation_id,
+                "vip".to_string(),
+                payment.amount.get(),
+            ),
+            WalletCommand::PaySubscription { payment, .. } => (
+                &payment.operation_id,
+                "subscription".to_string(),
+                payment.amount.get(),
+            ),
             WalletCommand::ExpireHolds { .. } => return None,
         };
         Some((op.clone(), Self { kind, amount }))
@@ -532,6 +663,16 @@ impl Wallet {
             });
         }
         Ok(self.balance - amount)
+    }
+
+    /// (anchor's part, platform's part) of a payment to an anchor.
+    fn split(p: &AnchorPayment) -> Result<(i64, i64), WalletError> {
+        if !(0..=p.amount.get()).contains(&p.platform_share) {
+            return Err(WalletError::Invalid(
+                "the platform's share must be within the amount".into(),
+            ));
+        }
+        Ok((p.amount.get() - p.platform_share, p.platform_share))
     }
 
     fn open_hold(&self, hold_id: &str, at: DateTime<Utc>) -> Result<&OpenHold, WalletError> {
@@ -659,6 +800,42 @@ impl Wallet {
                 }
                 return Ok(events);
             }
+            WalletCommand::PayVipCoin {
+                payment: p,
+                room_id,
+            } => {
+                let (anchor_amount, platform_amount) = Self::split(&p)?;
+                WalletEvent::VipCoinPaid {
+                    balance_after: self.debited(p.amount.get())?,
+                    operation_id: p.operation_id,
+                    room_id,
+                    anchor_id: p.anchor,
+                    amount: p.amount.get(),
+                    anchor_amount,
+                    platform_amount,
+                    description: p.description,
+                    at: p.at,
+                }
+            }
+            WalletCommand::PaySubscription { payment: p, days } => {
+                if days == 0 {
+                    return Err(WalletError::Invalid(
+                        "a subscription lasts at least a day".into(),
+                    ));
+                }
+                let (anchor_amount, platform_amount) = Self::split(&p)?;
+                WalletEvent::SubscriptionPaid {
+                    balance_after: self.debited(p.amount.get())?,
+                    operation_id: p.operation_id,
+                    anchor_id: p.anchor,
+                    days,
+                    amount: p.amount.get(),
+                    anchor_amount,
+                    platform_amount,
+                    description: p.description,
+                    at: p.at,
+                }
+            }
         };
         Ok(vec![event])
     }
@@ -699,7 +876,10 @@ impl Aggregate for Wallet {
             | WalletEvent::HoldReleased { hold_id, .. } => {
                 self.holds.remove(&hold_id);
             }
-            WalletEvent::WalletCredited { .. } | WalletEvent::WalletDebited { .. } => {}
+            WalletEvent::WalletCredited { .. }
+            | WalletEvent::WalletDebited { .. }
+            | WalletEvent::VipCoinPaid { .. }
+            | WalletEvent::SubscriptionPaid { .. } => {}
         }
     }
 }
@@ -998,5 +1178,119 @@ mod tests {
             Some((id, Currency::Points))
         );
         assert_eq!(parse_wallet_id("x:points"), None);
+    }
+
+    fn vip(op: &str, amount: i64, share: i64) -> WalletCommand {
+        WalletCommand::PayVipCoin {
+            payment: AnchorPayment {
+                operation_id: op.into(),
+                amount: Amount::new(amount).unwrap(),
+                anchor: Uuid::nil(),
+                platform_share: share,
+                description: "VIP room r1".into(),
+                at: at(),
+            },
+            room_id: "r1".into(),
+        }
+    }
+
+    fn vip_paid(op: &str, amount: i64, share: i64, balance_after: i64) -> WalletEvent {
+        WalletEvent::VipCoinPaid {
+            operation_id: op.into(),
+            room_id: "r1".into(),
+            anchor_id: Uuid::nil(),
+            amount,
+            anchor_amount: amount - share,
+            platform_amount: share,
+            description: "VIP room r1".into(),
+            balance_after,
+            at: at(),
+        }
+    }
+
+    #[test]
+    fn a_vip_payment_debits_the_payer_and_splits_between_anchor_and_platform() {
+        TestFramework::<Wallet>::with(())
+            .given(vec![credited("a", 100, 100)])
+            .when(vip("vip:r1", 30, 6))
+            .then_expect_events(vec![vip_paid("vip:r1", 30, 6, 70)]);
+        let legs = vip_paid("vip:r1", 30, 6, 70).postings("p:coins");
+        let amounts: Vec<_> = legs
+            .iter()
+            .map(|l| (l.ledger_account.as_str(), l.amount))
+            .collect();
+        assert_eq!(
+            amounts,
+            vec![
+                ("wallet:p:coins", -30),
+                ("anchor:00000000-0000-0000-0000-000000000000", 24),
+                ("platform:revenue", 6)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_vip_payment_is_refused_past_the_balance_and_paid_once_per_operation() {
+        TestFramework::<Wallet>::with(())
+            .given(vec![credited("a", 20, 20)])
+            .when(vip("vip:r1", 30, 6))
+            .then_expect_error(WalletError::InsufficientBalance {
+                balance: 20,
+                requested: 30,
+            });
+        TestFramework::<Wallet>::with(())
+            .given(vec![credited("a", 100, 100), vip_paid("vip:r1", 30, 6, 70)])
+            .when(vip("vip:r1", 30, 6))
+            .then_expect_events(vec![]);
+        TestFramework::<Wallet>::with(())
+            .given(vec![credited("a", 100, 100)])
+            .when(vip("vip:r1", 30, 31))
+            .then_expect_error(WalletError::Invalid(
+                "the platform's share must be within the amount".into(),
+            ));
+    }
+
+    #[test]
+    fn the_platform_share_rounds_up_to_whole_coins() {
+        let a = |n| Amount::new(n).unwrap();
+        assert_eq!(AnchorPayment::share_of(a(100), 20), 20);
+        assert_eq!(AnchorPayment::share_of(a(7), 20), 2);
+        assert_eq!(AnchorPayment::share_of(a(7), 0), 0);
+        assert_eq!(AnchorPayment::share_of(a(7), 100), 7);
+    }
+
+    #[test]
+    fn a_subscription_needs_a_period() {
+        let payment = AnchorPayment {
+            operation_id: "sub:1".into(),
+            amount: Amount::new(10).unwrap(),
+            anchor: Uuid::nil(),
+            platform_share: 2,
+            description: "subscription".into(),
+            at: at(),
+        };
+        TestFramework::<Wallet>::with(())
+            .given(vec![credited("a", 100, 100)])
+            .when(WalletCommand::PaySubscription {
+                payment: payment.clone(),
+                days: 0,
+            })
+            .then_expect_error(WalletError::Invalid(
+                "a subscription lasts at least a day".into(),
+            ));
+        TestFramework::<Wallet>::with(())
+            .given(vec![credited("a", 100, 100)])
+            .when(WalletCommand::PaySubscription { payment, days: 30 })
+            .then_expect_events(vec![WalletEvent::SubscriptionPaid {
+                operation_id: "sub:1".into(),
+                anchor_id: Uuid::nil(),
+                days: 30,
+                amount: 10,
+                anchor_amount: 8,
+                platform_amount: 2,
+                description: "subscription".into(),
+                balance_after: 90,
+                at: at(),
+            }]);
     }
 }

@@ -3,7 +3,9 @@
 //! metadata), the double-entry postings, card keys and payment orders.
 
 use aggregates::wallet::parse_wallet_id;
-use aggregates::{CardKeyEvent, PaymentOrderEvent, PaymentStatus, WalletEvent};
+use aggregates::{
+    CardKeyEvent, Counterparty, PaymentOrderEvent, PaymentStatus, Reason, WalletEvent,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -83,6 +85,24 @@ fn entry_parts(event: &WalletEvent) -> (&'static str, String, Option<String>) {
             };
             ("refund", text, None)
         }
+        WalletEvent::VipCoinPaid {
+            description,
+            anchor_id,
+            ..
+        } => (
+            Reason::VipPayment.as_str(),
+            description.clone(),
+            Some(Counterparty::Anchor(*anchor_id).to_string()),
+        ),
+        WalletEvent::SubscriptionPaid {
+            description,
+            anchor_id,
+            ..
+        } => (
+            Reason::Subscription.as_str(),
+            description.clone(),
+            Some(Counterparty::Anchor(*anchor_id).to_string()),
+        ),
     }
 }
 
@@ -94,7 +114,10 @@ fn held_change(event: &WalletEvent) -> i64 {
             amount, returned, ..
         } => -(amount + returned),
         WalletEvent::HoldReleased { amount, .. } => -amount,
-        WalletEvent::WalletCredited { .. } | WalletEvent::WalletDebited { .. } => 0,
+        WalletEvent::WalletCredited { .. }
+        | WalletEvent::WalletDebited { .. }
+        | WalletEvent::VipCoinPaid { .. }
+        | WalletEvent::SubscriptionPaid { .. } => 0,
     }
 }
 
@@ -120,6 +143,15 @@ struct WalletRow {
     client_ip: String,
     held_change: i64,
     legs: Vec<aggregates::wallet::Posting>,
+    /// a payment to an anchor: (anchor, what the anchor earns)
+    earning: Option<(Uuid, i64)>,
+}
+
+/// The key that ties a payment to an anchor to the credit that pays the
+/// anchor: `<payer wallet>/<operation id>` (the credit's exclusive
+/// reference `earning:<key>`).
+pub fn earning_key(payer_wallet: &str, operation_id: &str) -> String {
+    format!("{payer_wallet}/{operation_id}")
 }
 
 fn wallet_row(event: &StoredEvent) -> Result<WalletRow, ProjectionError> {
@@ -133,7 +165,9 @@ fn wallet_row(event: &StoredEvent) -> Result<WalletRow, ProjectionError> {
         | WalletEvent::WalletDebited { reference, at, .. } => (reference.clone(), *at),
         WalletEvent::HoldPlaced { at, .. }
         | WalletEvent::HoldSettled { at, .. }
-        | WalletEvent::HoldReleased { at, .. } => (None, *at),
+        | WalletEvent::HoldReleased { at, .. }
+        | WalletEvent::VipCoinPaid { at, .. }
+        | WalletEvent::SubscriptionPaid { at, .. } => (None, *at),
     };
     Ok(WalletRow {
         position: event.global_position,
@@ -156,6 +190,7 @@ fn wallet_row(event: &StoredEvent) -> Result<WalletRow, ProjectionError> {
         client_ip: origin.client_ip,
         held_change: held_change(&wallet_event),
         legs: wallet_event.postings(&event.aggregate_id),
+        earning: wallet_event.anchor_earning(),
     })
 }
 
@@ -252,7 +287,31 @@ async fn write_wallet_rows(
     .execute(&mut *conn)
     .await?;
 
-    // what credited cards and payments
+    // payments to anchors, whose credits follow (their update below)
+    let earnings: Vec<&WalletRow> = rows.iter().filter(|r| r.earning.is_some()).collect();
+    if !earnings.is_empty() {
+        sqlx::query(
+            "INSERT INTO anchor_earnings (earning_key, anchor_id, payer_id, kind, amount, paid_position, paid_at)
+             SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], $6::bigint[],
+                                  $7::timestamptz[])",
+        )
+        .bind(
+            earnings
+                .iter()
+                .map(|r| earning_key(&format!("{}:{}", r.account_id, r.currency), &r.operation_id))
+                .collect::<Vec<_>>(),
+        )
+        .bind(earnings.iter().map(|r| r.earning.unwrap().0).collect::<Vec<_>>())
+        .bind(earnings.iter().map(|r| r.account_id).collect::<Vec<_>>())
+        .bind(earnings.iter().map(|r| r.kind).collect::<Vec<_>>())
+        .bind(earnings.iter().map(|r| r.earning.unwrap().1).collect::<Vec<_>>())
+        .bind(earnings.iter().map(|r| r.position).collect::<Vec<_>>())
+        .bind(earnings.iter().map(|r| r.at).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    // what credited cards, payments and anchors' earnings
     for r in rows.iter().filter(|r| r.credit) {
         let Some(reference) = &r.reference else {
             continue;
@@ -282,6 +341,17 @@ async fn write_wallet_rows(
                     .execute(&mut *conn)
                     .await?;
                 }
+            }
+            "earning" => {
+                sqlx::query(
+                    "UPDATE anchor_earnings SET credited_at = $2, credit_position = $3
+                      WHERE earning_key = $1",
+                )
+                .bind(&reference.id)
+                .bind(r.at)
+                .bind(r.position)
+                .execute(&mut *conn)
+                .await?;
             }
             _ => {}
         }
@@ -396,6 +466,7 @@ impl Projector for LedgerProjector {
             "ledger_postings",
             "card_keys",
             "payment_orders",
+            "anchor_earnings",
         ]
     }
     fn aggregate_types(&self) -> &'static [&'static str] {
@@ -586,4 +657,25 @@ pub async fn uncredited_orders(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<Uu
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// A payment to an anchor whose credit is not (yet) projected.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DueEarning {
+    pub earning_key: String,
+    pub anchor_id: Uuid,
+    pub kind: String,
+    pub amount: i64,
+    pub paid_at: DateTime<Utc>,
+}
+
+/// The anchors' earnings not credited yet, oldest first.
+pub async fn due_earnings(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<DueEarning>> {
+    sqlx::query_as(
+        "SELECT earning_key, anchor_id, kind, amount, paid_at FROM anchor_earnings
+          WHERE credited_at IS NULL ORDER BY paid_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }

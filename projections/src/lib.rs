@@ -10,6 +10,7 @@ use sqlx::PgConnection;
 pub mod accounts;
 pub mod gifts;
 pub mod ledger;
+pub mod live;
 pub mod roomchat;
 
 /// One row of the event store, as the projector runtime hands it over.
@@ -98,6 +99,8 @@ pub fn all(tz: chrono_tz::Tz) -> Vec<Arc<dyn Projector>> {
         Arc::new(roomchat::RoomChatProjector),
         Arc::new(gifts::GiftsProjector { tz }),
         Arc::new(ledger::LedgerProjector),
+        Arc::new(live::LiveProjector),
+        Arc::new(live::LiveChatProjector),
     ]
 }
 

@@ -1,0 +1,841 @@
+//! Projections "live" (rooms, the anchors' chats, VIP access, follows,
+//! subscriptions, prices) and "livechat" (viewers' chat and its activity),
+//! and the ranking of live rooms (seed 000).
+//!
+//! Ranking. Each room keeps two "heats": the sum over its AI replies, and
+//! over its viewer messages, of `2^(-age / 6 h)` — a count that halves
+//! every six hours of quiet. They are folded event by event in log order
+//! (so a rebuild gives the same bits whatever its batches), stored with the
+//! instant they are valid at, and decayed to the moment of reading:
+//!
+//! `score = 1.5 × AI heat + 0.5 × viewer-message heat + 1.0 × viewers now`
+//!
+//! rounded to two decimals: two AI replies of the last minute and nothing
+//! else score 3.0, one scores 1.5 (seed 000's example).
+
+use aggregates::{AnchorEvent, FollowEvent, LiveRoomEvent, ViewerChatEvent, WalletEvent};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{ProjectionError, Projector, StoredEvent};
+
+/// Heats halve after this many seconds without activity.
+pub const HEAT_HALF_LIFE_SECS: f64 = 6.0 * 3600.0;
+pub const AI_REPLY_WEIGHT: f64 = 1.5;
+pub const VIEWER_MESSAGE_WEIGHT: f64 = 0.5;
+pub const VIEWER_WEIGHT: f64 = 1.0;
+
+fn decay(elapsed: chrono::Duration) -> f64 {
+    let secs = elapsed.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+    (-secs.max(0.0) / HEAT_HALF_LIFE_SECS).exp2()
+}
+
+/// A heat after one more event at `t`; the result is valid at the later
+/// of `at` and `t`.
+pub fn heat_add(heat: f64, at: Option<DateTime<Utc>>, t: DateTime<Utc>) -> (f64, DateTime<Utc>) {
+    match at {
+        None => (1.0, t),
+        Some(at) if t >= at => (heat * decay(t - at) + 1.0, t),
+        Some(at) => (heat + decay(at - t), at),
+    }
+}
+
+/// A heat as it stands at `now`.
+pub fn heat_at(heat: f64, at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> f64 {
+    at.map_or(0.0, |at| heat * decay(now - at))
+}
+
+/// The ranking score (unrounded; shown rounded to two decimals).
+pub fn score(row: &LiveRow, now: DateTime<Utc>) -> f64 {
+    AI_REPLY_WEIGHT * heat_at(row.ai_heat, row.ai_heat_at, now)
+        + VIEWER_MESSAGE_WEIGHT * heat_at(row.chat_heat, row.chat_heat_at, now)
+        + VIEWER_WEIGHT * row.viewers as f64
+}
+
+pub fn rounded(score: f64) -> f64 {
+    (score * 100.0).round() / 100.0
+}
+
+/// Live rooms best first (ties: the latest AI reply, then the room id).
+pub fn rank(mut rows: Vec<LiveRow>, now: DateTime<Utc>) -> Vec<(LiveRow, f64)> {
+    let mut scored: Vec<(LiveRow, f64)> = rows
+        .drain(..)
+        .map(|r| {
+            let s = score(&r, now);
+            (r, s)
+        })
+        .collect();
+    scored.sort_by(|(a, sa), (b, sb)| {
+        sb.total_cmp(sa)
+            .then(b.last_ai_reply_at.cmp(&a.last_ai_reply_at))
+            .then(a.room_id.cmp(&b.room_id))
+    });
+    scored
+}
+
+pub struct LiveProjector;
+
+#[async_trait]
+impl Projector for LiveProjector {
+    fn name(&self) -> &'static str {
+        "live"
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "live_rooms",
+            "live_chat",
+            "live_access",
+            "live_subscriptions",
+            "live_follows",
+            "live_anchors",
+        ]
+    }
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["LiveRoom", "Follow", "Anchor", "Wallet"]
+    }
+    fn insert_only_tables(&self) -> &'static [&'static str] {
+        &["live_chat"]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        self.apply_batch(conn, std::slice::from_ref(event)).await
+    }
+
+    fn folds_batches(&self) -> bool {
+        true
+    }
+
+    /// Everything but chat lines one by one in log order, then the batch's
+    /// chat lines in one insert and one fold per room (a room's creation
+    /// comes before its lines in the log, and nothing else reads what the
+    /// lines change).
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut lines = Vec::new();
+        for event in events {
+            match event.aggregate_type.as_str() {
+                "LiveRoom" => match event.decode::<LiveRoomEvent>()? {
+                    LiveRoomEvent::LiveChatRecorded {
+                        is_user,
+                        sender_name,
+                        message,
+                        sent_at,
+                        ..
+                    } => lines.push(ChatLineRow {
+                        room_id: event.aggregate_id.clone(),
+                        position: event.global_position,
+                        is_user,
+                        sender_name,
+                        message,
+                        sent_at,
+                    }),
+                    other => apply_room(conn, &event.aggregate_id, other).await?,
+                },
+                "Follow" => apply_follow(conn, event.decode()?).await?,
+                "Anchor" => apply_anchor(conn, event.decode()?).await?,
+                "Wallet"
+                    if matches!(
+                        event.event_type.as_str(),
+                        "VipCoinPaid" | "SubscriptionPaid"
+                    ) =>
+                {
+                    apply_payment(conn, event).await?
+                }
+                _ => {}
+            }
+        }
+        write_chat_lines(conn, &lines).await
+    }
+}
+
+async fn apply_room(
+    conn: &mut PgConnection,
+    room_id: &str,
+    event: LiveRoomEvent,
+) -> Result<(), ProjectionError> {
+    match event {
+        LiveRoomEvent::LiveRoomCreated {
+            room_id: _,
+            anchor_id,
+            character_name,
+            character_date,
+            card_spec,
+            card_sha256,
+            image,
+            title,
+            describe,
+            room_type,
+            coin_num,
+            language,
+            tags,
+            created_at,
+        } => {
+            let (image_name, image_path, image_sha256) = match image {
+                Some(i) => (i.name, i.path, Some(i.sha256)),
+                None => (String::new(), String::new(), None),
+            };
+            sqlx::query(
+                "INSERT INTO live_rooms (room_id, anchor_id, character_name, character_date, card_spec, card_sha256,
+                                         image_name, image_path, image_sha256, title, describe, room_type, coin_num,
+                                         language, tags, tag_keys, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
+            )
+            .bind(room_id)
+            .bind(anchor_id)
+            .bind(character_name)
+            .bind(character_date)
+            .bind(card_spec)
+            .bind(card_sha256)
+            .bind(image_name)
+            .bind(image_path)
+            .bind(image_sha256)
+            .bind(title)
+            .bind(describe)
+            .bind(room_type)
+            .bind(coin_num)
+            .bind(language)
+            .bind(&tags)
+            .bind(tag_keys(&tags))
+            .bind(created_at)
+            .execute(conn)
+            .await?;
+        }
+        LiveRoomEvent::LiveRoomSettingsChanged {
+            title,
+            describe,
+            room_type,
+            coin_num,
+            language,
+            tags,
+            changed_at,
+        } => {
+            sqlx::query(
+                "UPDATE live_rooms SET title = $2, describe = $3, room_type = $4, coin_num = $5, language = $6,
+                        tags = $7, tag_keys = $8, updated_at = $9
+                  WHERE room_id = $1",
+            )
+            .bind(room_id)
+            .bind(title)
+            .bind(describe)
+            .bind(room_type)
+            .bind(coin_num)
+            .bind(language)
+            .bind(&tags)
+            .bind(tag_keys(&tags))
+            .bind(changed_at)
+            .execute(conn)
+            .await?;
+        }
+        LiveRoomEvent::LiveStarted { started_at } => {
+            sqlx::query(
+                "UPDATE live_rooms SET live = true, live_since = $2, updated_at = $2 WHERE room_id = $1",
+            )
+            .bind(room_id)
+            .bind(started_at)
+            .execute(conn)
+            .await?;
+        }
+        LiveRoomEvent::LiveEnded { ended_at } => {
+            sqlx::query(
+                "UPDATE live_rooms SET live = false, live_since = NULL, updated_at = $2 WHERE room_id = $1",
+            )
+            .bind(room_id)
+            .bind(ended_at)
+            .execute(conn)
+            .await?;
+        }
+        LiveRoomEvent::LiveChatRecorded { .. } => unreachable!("chat lines are folded"),
+    }
+    Ok(())
+}
+
+fn tag_keys(tags: &[String]) -> Vec<String> {
+    tags.iter().map(|t| t.to_lowercase()).collect()
+}
+
+struct ChatLineRow {
+    room_id: String,
+    position: i64,
+    is_user: bool,
+    sender_name: String,
+    message: String,
+    sent_at: DateTime<Utc>,
+}
+
+async fn write_chat_lines(
+    conn: &mut PgConnection,
+    lines: &[ChatLineRow],
+) -> Result<(), ProjectionError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO live_chat (room_id, position, is_user, sender_name, message, sent_at)
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bool[], $4::text[], $5::text[], $6::timestamptz[])",
+    )
+    .bind(lines.iter().map(|l| l.room_id.clone()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.position).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.is_user).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.sender_name.clone()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.message.clone()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.sent_at).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    let rooms: Vec<String> = {
+        let mut r: Vec<String> = lines.iter().map(|l| l.room_id.clone()).collect();
+        r.sort();
+        r.dedup();
+        r
+    };
+    let current: Vec<(
+        String,
+        i64,
+        i64,
+        Option<DateTime<Utc>>,
+        f64,
+        Option<DateTime<Utc>>,
+    )> = sqlx::query_as(
+        "SELECT room_id, chat_count, ai_reply_count, last_ai_reply_at, ai_heat, ai_heat_at
+               FROM live_rooms WHERE room_id = ANY($1)",
+    )
+    .bind(&rooms)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut folds: std::collections::BTreeMap<String, RoomFold> = current
+        .into_iter()
+        .map(|(id, chat, ai, last, heat, heat_at)| {
+            (
+                id,
+                RoomFold {
+                    chat,
+                    ai,
+                    last,
+                    heat,
+                    heat_at,
+                },
+            )
+        })
+        .collect();
+    for l in lines {
+        let Some(f) = folds.get_mut(&l.room_id) else {
+            continue;
+        };
+        f.chat += 1;
+        if !l.is_user {
+            f.ai += 1;
+            f.last = f.last.max(Some(l.sent_at));
+            let (heat, at) = heat_add(f.heat, f.heat_at, l.sent_at);
+            (f.heat, f.heat_at) = (heat, Some(at));
+        }
+    }
+    sqlx::query(
+        "UPDATE live_rooms r SET chat_count = f.chat, ai_reply_count = f.ai, last_ai_reply_at = f.last,
+                ai_heat = f.heat, ai_heat_at = f.heat_at
+           FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::float8[], $6::timestamptz[])
+                AS f(room_id, chat, ai, last, heat, heat_at)
+          WHERE r.room_id = f.room_id",
+    )
+    .bind(folds.keys().cloned().collect::<Vec<_>>())
+    .bind(folds.values().map(|f| f.chat).collect::<Vec<_>>())
+    .bind(folds.values().map(|f| f.ai).collect::<Vec<_>>())
+    .bind(folds.values().map(|f| f.last).collect::<Vec<_>>())
+    .bind(folds.values().map(|f| f.heat).collect::<Vec<_>>())
+    .bind(folds.values().map(|f| f.heat_at).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+struct RoomFold {
+    chat: i64,
+    ai: i64,
+    last: Option<DateTime<Utc>>,
+    heat: f64,
+    heat_at: Option<DateTime<Utc>>,
+}
+
+async fn apply_follow(conn: &mut PgConnection, event: FollowEvent) -> Result<(), ProjectionError> {
+    match event {
+        FollowEvent::AnchorFollowed {
+            viewer_id,
+            anchor_id,
+            room_id,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO live_follows (account_id, anchor_id, room_id, since) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (account_id, anchor_id) DO UPDATE SET room_id = EXCLUDED.room_id, since = EXCLUDED.since",
+            )
+            .bind(viewer_id)
+            .bind(anchor_id)
+            .bind(room_id)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+        FollowEvent::AnchorUnfollowed {
+            viewer_id,
+            anchor_id,
+            ..
+        } => {
+            sqlx::query("DELETE FROM live_follows WHERE account_id = $1 AND anchor_id = $2")
+                .bind(viewer_id)
+                .bind(anchor_id)
+                .execute(conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn apply_anchor(conn: &mut PgConnection, event: AnchorEvent) -> Result<(), ProjectionError> {
+    let AnchorEvent::SubscriptionPriceSet {
+        anchor_id,
+        amount,
+        days,
+        at,
+    } = event;
+    sqlx::query(
+        "INSERT INTO live_anchors (anchor_id, subscription_price, subscription_days, updated_at)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (anchor_id) DO UPDATE
+            SET subscription_price = EXCLUDED.subscription_price,
+                subscription_days = EXCLUDED.subscription_days, updated_at = EXCLUDED.updated_at",
+    )
+    .bind(anchor_id)
+    .bind(amount)
+    .bind(days as i32)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn apply_payment(
+    conn: &mut PgConnection,
+    event: &StoredEvent,
+) -> Result<(), ProjectionError> {
+    let (payer, _) = aggregates::wallet::parse_wallet_id(&event.aggregate_id)
+        .ok_or_else(|| ProjectionError::Payload(format!("wallet id {}", event.aggregate_id)))?;
+    match event.decode::<WalletEvent>()? {
+        WalletEvent::VipCoinPaid {
+            room_id,
+            amount,
+            at,
+            ..
+        } => {
+            sqlx::query(
+                "INSERT INTO live_access (room_id, account_id, amount, paid_at, position) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (room_id, account_id) DO NOTHING",
+            )
+            .bind(room_id)
+            .bind(payer)
+            .bind(amount)
+            .bind(at)
+            .bind(event.global_position)
+            .execute(conn)
+            .await?;
+        }
+        WalletEvent::SubscriptionPaid {
+            anchor_id,
+            days,
+            at,
+            ..
+        } => {
+            sqlx::query(
+                "INSERT INTO live_subscriptions (account_id, anchor_id, until, periods)
+                 VALUES ($1, $2, $3 + make_interval(days => $4), 1)
+                 ON CONFLICT (account_id, anchor_id) DO UPDATE
+                    SET until = greatest(live_subscriptions.until, $3) + make_interval(days => $4),
+                        periods = live_subscriptions.periods + 1",
+            )
+            .bind(payer)
+            .bind(anchor_id)
+            .bind(at)
+            .bind(days as i32)
+            .execute(conn)
+            .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub struct LiveChatProjector;
+
+#[async_trait]
+impl Projector for LiveChatProjector {
+    fn name(&self) -> &'static str {
+        "livechat"
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &["live_viewer_messages", "live_room_activity"]
+    }
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["ViewerChat"]
+    }
+    fn insert_only_tables(&self) -> &'static [&'static str] {
+        &["live_viewer_messages"]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        self.apply_batch(conn, std::slice::from_ref(event)).await
+    }
+
+    fn folds_batches(&self) -> bool {
+        true
+    }
+
+    /// The batch's messages in one insert; each room's activity folded in
+    /// log order from its stored state and written in one upsert.
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut rows = Vec::with_capacity(events.len());
+        for event in events {
+            let ViewerChatEvent::ViewerMessagePosted {
+                room_id,
+                account_id,
+                uid,
+                username,
+                message,
+                sent_at,
+            } = event.decode()?;
+            rows.push((
+                room_id,
+                event.global_position,
+                account_id,
+                uid,
+                username,
+                message,
+                sent_at,
+            ));
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO live_viewer_messages (room_id, position, account_id, uid, username, message, sent_at)
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                                  $7::timestamptz[])",
+        )
+        .bind(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.3.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.4.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.5.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.6).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+        let mut rooms: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        rooms.sort();
+        rooms.dedup();
+        let current: Vec<(String, i64, DateTime<Utc>, f64, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT room_id, viewer_messages, last_viewer_message_at, chat_heat, chat_heat_at
+               FROM live_room_activity WHERE room_id = ANY($1)",
+        )
+        .bind(&rooms)
+        .fetch_all(&mut *conn)
+        .await?;
+        type Fold = (i64, Option<DateTime<Utc>>, f64, Option<DateTime<Utc>>);
+        let mut folds: std::collections::BTreeMap<String, Fold> = current
+            .into_iter()
+            .map(|(id, n, last, heat, at)| (id, (n, Some(last), heat, Some(at))))
+            .collect();
+        for r in &rows {
+            let f = folds.entry(r.0.clone()).or_insert((0, None, 0.0, None));
+            let (heat, at) = heat_add(f.2, f.3, r.6);
+            *f = (f.0 + 1, f.1.max(Some(r.6)), heat, Some(at));
+        }
+        sqlx::query(
+            "INSERT INTO live_room_activity (room_id, viewer_messages, last_viewer_message_at, chat_heat, chat_heat_at)
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[], $4::float8[], $5::timestamptz[])
+             ON CONFLICT (room_id) DO UPDATE
+                SET viewer_messages = EXCLUDED.viewer_messages,
+                    last_viewer_message_at = EXCLUDED.last_viewer_message_at,
+                    chat_heat = EXCLUDED.chat_heat, chat_heat_at = EXCLUDED.chat_heat_at",
+        )
+        .bind(folds.keys().cloned().collect::<Vec<_>>())
+        .bind(folds.values().map(|f| f.0).collect::<Vec<_>>())
+        .bind(folds.values().map(|f| f.1).collect::<Vec<_>>())
+        .bind(folds.values().map(|f| f.2).collect::<Vec<_>>())
+        .bind(folds.values().map(|f| f.3).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+// ---- reads ----
+
+/// A room as the lists and the live info show it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LiveRow {
+    pub room_id: String,
+    pub anchor_id: Uuid,
+    pub anchor_name: String,
+    pub character_name: String,
+    pub character_date: String,
+    pub image_name: String,
+    pub image_path: String,
+    pub tags: Vec<String>,
+    pub language: String,
+    pub title: String,
+    pub describe: String,
+    pub room_type: i64,
+    pub coin_num: i64,
+    pub live: bool,
+    pub ai_reply_count: i64,
+    pub last_ai_reply_at: Option<DateTime<Utc>>,
+    pub ai_heat: f64,
+    pub ai_heat_at: Option<DateTime<Utc>>,
+    pub chat_heat: f64,
+    pub chat_heat_at: Option<DateTime<Utc>>,
+    /// viewers seen since the presence window's start (0 when not asked)
+    pub viewers: i64,
+}
+
+/// The select list of [`LiveRow`]; `$1` is the presence window's start
+/// (NULL: no viewers counted).
+const LIVE_ROW: &str = "
+    SELECT r.room_id, r.anchor_id,
+           coalesce(a.username, a.nickname, split_part(a.email, '@', 1), '') AS anchor_name,
+           r.character_name, r.character_date, r.image_name, r.image_path, r.tags, r.language,
+           r.title, r.describe, r.room_type, r.coin_num, r.live, r.ai_reply_count, r.last_ai_reply_at,
+           r.ai_heat, r.ai_heat_at, coalesce(c.chat_heat, 0) AS chat_heat, c.chat_heat_at,
+           CASE WHEN $1::timestamptz IS NULL THEN 0
+                ELSE (SELECT count(*) FROM live_presence p WHERE p.room_id = r.room_id AND p.seen_at > $1)
+           END AS viewers
+      FROM live_rooms r
+      LEFT JOIN accounts a ON a.account_id = r.anchor_id
+      LEFT JOIN live_room_activity c ON c.room_id = r.room_id";
+
+/// The rooms live now (with the tag, folded to lower case, if given), by
+/// room id.
+pub async fn lives(
+    pool: &PgPool,
+    tag_key: Option<&str>,
+    viewers_since: Option<DateTime<Utc>>,
+) -> sqlx::Result<Vec<LiveRow>> {
+    sqlx::query_as(&format!(
+        "{LIVE_ROW} WHERE r.live AND ($2::text IS NULL OR $2 = ANY (r.tag_keys)) ORDER BY r.room_id"
+    ))
+    .bind(viewers_since)
+    .bind(tag_key)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn room(
+    pool: &PgPool,
+    room_id: &str,
+    viewers_since: Option<DateTime<Utc>>,
+) -> sqlx::Result<Option<LiveRow>> {
+    sqlx::query_as(&format!("{LIVE_ROW} WHERE r.room_id = $2"))
+        .bind(viewers_since)
+        .bind(room_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// What a room needs to decide a viewer's access.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RoomAccessRow {
+    pub room_id: String,
+    pub anchor_id: Uuid,
+    pub character_name: String,
+    pub character_date: String,
+    pub room_type: i64,
+    pub coin_num: i64,
+    pub live: bool,
+}
+
+pub async fn room_access(pool: &PgPool, room_id: &str) -> sqlx::Result<Option<RoomAccessRow>> {
+    sqlx::query_as(
+        "SELECT room_id, anchor_id, character_name, character_date, room_type, coin_num, live
+           FROM live_rooms WHERE room_id = $1",
+    )
+    .bind(room_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// One viewer's standing in one room and with its anchor.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct ViewerStanding {
+    pub paid: bool,
+    pub subscribed_until: Option<DateTime<Utc>>,
+    pub subscription_periods: i32,
+    pub following: bool,
+}
+
+pub async fn standing(
+    pool: &PgPool,
+    room_id: &str,
+    anchor_id: Uuid,
+    account_id: Uuid,
+) -> sqlx::Result<ViewerStanding> {
+    sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM live_access WHERE room_id = $1 AND account_id = $3) AS paid,
+                (SELECT until FROM live_subscriptions WHERE account_id = $3 AND anchor_id = $2) AS subscribed_until,
+                coalesce((SELECT periods FROM live_subscriptions WHERE account_id = $3 AND anchor_id = $2), 0)
+                    AS subscription_periods,
+                EXISTS (SELECT 1 FROM live_follows WHERE account_id = $3 AND anchor_id = $2) AS following",
+    )
+    .bind(room_id)
+    .bind(anchor_id)
+    .bind(account_id)
+    .fetch_one(pool)
+    .await
+}
+
+/// An anchor's subscription price and period, if set.
+pub async fn subscription_price(
+    pool: &PgPool,
+    anchor_id: Uuid,
+) -> sqlx::Result<Option<(i64, i32)>> {
+    sqlx::query_as(
+        "SELECT subscription_price, subscription_days FROM live_anchors WHERE anchor_id = $1",
+    )
+    .bind(anchor_id)
+    .fetch_optional(pool)
+    .await
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChatRow {
+    pub is_user: bool,
+    pub sender_name: String,
+    pub message: String,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// The newest `limit` lines of the anchor's chat, oldest first.
+pub async fn anchor_chat(pool: &PgPool, room_id: &str, limit: i64) -> sqlx::Result<Vec<ChatRow>> {
+    let mut rows: Vec<ChatRow> = sqlx::query_as(
+        "SELECT is_user, sender_name, message, sent_at FROM live_chat
+          WHERE room_id = $1 ORDER BY position DESC LIMIT $2",
+    )
+    .bind(room_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.reverse();
+    Ok(rows)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ViewerMessageRow {
+    pub uid: String,
+    pub username: String,
+    pub message: String,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// The newest `limit` viewer messages, oldest first.
+pub async fn viewer_messages(
+    pool: &PgPool,
+    room_id: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<ViewerMessageRow>> {
+    let mut rows: Vec<ViewerMessageRow> = sqlx::query_as(
+        "SELECT uid, username, message, sent_at FROM live_viewer_messages
+          WHERE room_id = $1 ORDER BY position DESC LIMIT $2",
+    )
+    .bind(room_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// The distinct tags of all rooms, in byte order.
+pub async fn all_tags(pool: &PgPool) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT t FROM live_rooms, unnest(tags) AS t ORDER BY t COLLATE \"C\"",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The room whose picture is at `image_path`: its picture's hash.
+pub async fn image(pool: &PgPool, image_path: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT image_sha256 FROM live_rooms WHERE image_path = $1 AND image_path <> ''",
+    )
+    .bind(image_path)
+    .fetch_optional(pool)
+    .await
+    .map(Option::flatten)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn heat_halves_every_half_life_and_folds_in_any_order() {
+        let (h, at) = heat_add(0.0, None, t(0));
+        assert_eq!((h, at), (1.0, t(0)));
+        let (h, at) = heat_add(h, Some(at), t(0));
+        assert_eq!(h, 2.0);
+        let half = HEAT_HALF_LIFE_SECS as i64;
+        assert!((heat_at(h, Some(at), t(half)) - 1.0).abs() < 1e-12);
+        // an event older than the heat's instant adds its decayed weight
+        let (late, at2) = heat_add(1.0, Some(t(half)), t(0));
+        assert_eq!(at2, t(half));
+        assert!((late - 1.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_seeds_example_scores_three_and_one_and_a_half() {
+        let row = |ai: f64| LiveRow {
+            room_id: "r".into(),
+            anchor_id: Uuid::nil(),
+            anchor_name: String::new(),
+            character_name: String::new(),
+            character_date: String::new(),
+            image_name: String::new(),
+            image_path: String::new(),
+            tags: vec![],
+            language: "en".into(),
+            title: String::new(),
+            describe: String::new(),
+            room_type: 0,
+            coin_num: 0,
+            live: true,
+            ai_reply_count: ai as i64,
+            last_ai_reply_at: Some(t(0)),
+            ai_heat: ai,
+            ai_heat_at: Some(t(0)),
+            chat_heat: 0.0,
+            chat_heat_at: None,
+            viewers: 0,
+        };
+        assert_eq!(rounded(score(&row(2.0), t(5))), 3.0);
+        assert_eq!(rounded(score(&row(1.0), t(5))), 1.5);
+        let ranked = rank(vec![row(1.0), row(2.0)], t(5));
+        assert_eq!(ranked[0].0.ai_heat, 2.0);
+    }
+}
