@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::extract::FromRef;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -46,25 +47,15 @@ pub struct AppState {
     pub point_histories: Arc<crate::http::ocean1::HistoryCache>,
     /// Room and message ids, drawn from their sequences a block at a time.
     pub sequences: Arc<crate::ids::SequenceBlocks>,
+    /// What the live rooms surface keeps (presence, list answers).
+    pub live_rooms: Arc<crate::http::live::Parts>,
 }
 
 impl AppState {
     /// Read-your-writes: returns once the named read models include the
     /// write at `pos` (or after the configured timeout, logged).
     pub async fn settle(&self, names: &[&str], pos: Option<LogPosition>) {
-        let Some(pos) = pos else { return };
-        let timeout = self.config.read_your_writes_timeout;
-        if !self
-            .progress
-            .wait_for(&self.pool, names, pos, timeout)
-            .await
-        {
-            tracing::warn!(
-                ?names,
-                ?pos,
-                "read models did not catch up in time; answering anyway"
-            );
-        }
+        crate::core::Core::from_ref(self).settle(names, pos).await
     }
 }
 
@@ -175,10 +166,16 @@ impl Server {
             room_pages: Arc::default(),
             point_histories: Arc::default(),
             sequences: Arc::default(),
+            live_rooms: Arc::default(),
         };
         background.push(tokio::spawn(payments::run_reconciler(
             state.clone(),
             std::time::Duration::from_secs(30),
+            shutdown_rx.clone(),
+        )));
+        background.push(tokio::spawn(crate::liverooms::earnings::run(
+            crate::core::Core::from_ref(&state),
+            std::time::Duration::from_secs(2),
             shutdown_rx.clone(),
         )));
         let app = crate::http::router(state);

@@ -70,6 +70,60 @@ pub struct Config {
     /// `None` generates one kept in the data directory.
     pub audit_token: Option<Secret>,
     pub payments: PaymentConfig,
+    pub live: LiveConfig,
+}
+
+/// Seed 000's live rooms.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// `TIDELOG_LIVE_PLATFORM_SHARE_PERCENT`: the platform's part of every
+    /// VIP payment and subscription (rounded up to whole coins)
+    pub platform_share_percent: u8,
+    /// `TIDELOG_LIVE_SUBSCRIPTION_DAYS`: what one subscription payment buys
+    pub subscription_days: u32,
+    /// `TIDELOG_LIVE_CARD_MAX_BYTES`: body limit of the anchors' routes
+    /// (card PNGs, chat files)
+    pub card_max_bytes: usize,
+    /// `TIDELOG_LIVE_CHAT_PER_MINUTE`: viewer messages per chatter and room
+    pub chat_per_minute: u32,
+    /// `TIDELOG_LIVE_CHAT_PER_IP_PER_MINUTE`: viewer messages per client IP
+    /// (counted by each server process)
+    pub chat_per_ip_per_minute: u32,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            platform_share_percent: 20,
+            subscription_days: 30,
+            card_max_bytes: 8 * 1024 * 1024,
+            chat_per_minute: 20,
+            chat_per_ip_per_minute: 120,
+        }
+    }
+}
+
+impl LiveConfig {
+    fn from_env() -> anyhow::Result<Self> {
+        let d = Self::default();
+        let c = Self {
+            platform_share_percent: parse_var(
+                "TIDELOG_LIVE_PLATFORM_SHARE_PERCENT",
+                d.platform_share_percent,
+            )?,
+            subscription_days: parse_var("TIDELOG_LIVE_SUBSCRIPTION_DAYS", d.subscription_days)?,
+            card_max_bytes: parse_var("TIDELOG_LIVE_CARD_MAX_BYTES", d.card_max_bytes)?,
+            chat_per_minute: parse_var("TIDELOG_LIVE_CHAT_PER_MINUTE", d.chat_per_minute)?,
+            chat_per_ip_per_minute: parse_var(
+                "TIDELOG_LIVE_CHAT_PER_IP_PER_MINUTE",
+                d.chat_per_ip_per_minute,
+            )?,
+        };
+        if c.platform_share_percent > 100 || c.subscription_days == 0 || c.chat_per_minute == 0 {
+            bail!("TIDELOG_LIVE_PLATFORM_SHARE_PERCENT must be 0-100, TIDELOG_LIVE_SUBSCRIPTION_DAYS and TIDELOG_LIVE_CHAT_PER_MINUTE at least 1");
+        }
+        Ok(c)
+    }
 }
 
 /// The crypto payment provider (NOWPayments-compatible API).
@@ -225,6 +279,7 @@ impl Default for Config {
             card_secret: None,
             audit_token: None,
             payments: PaymentConfig::default(),
+            live: LiveConfig::default(),
         }
     }
 }
@@ -280,6 +335,7 @@ impl Config {
             card_secret: var("TIDELOG_CARD_SECRET").map(Secret::new),
             audit_token: var("TIDELOG_AUDIT_TOKEN").map(Secret::new),
             payments: PaymentConfig::from_env()?,
+            live: LiveConfig::from_env()?,
         })
     }
 }

@@ -190,7 +190,7 @@ fn wallet_row(event: &StoredEvent) -> Result<WalletRow, ProjectionError> {
         client_ip: origin.client_ip,
         held_change: held_change(&wallet_event),
         legs: wallet_event.postings(&event.aggregate_id),
-        earning: wallet_event.anchor_earning(),
+        earning: wallet_event.anchor_earning().filter(|(_, a)| *a > 0),
     })
 }
 

@@ -55,7 +55,10 @@ async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
     {
         return gift::not_found(uri).await.into_response();
     }
-    if uri.path().starts_with("/api/users/") || uri.path().starts_with("/api/payment/") {
+    if ["/api/users/", "/api/payment/", "/api/live/", "/api/anchor/"]
+        .iter()
+        .any(|prefix| uri.path().starts_with(prefix))
+    {
         return live::LiveError::new(axum::http::StatusCode::NOT_FOUND, "接口不存在")
             .into_response();
     }
@@ -77,7 +80,7 @@ pub fn router(state: AppState) -> Router {
         .merge(roomchat::router())
         .merge(chat8::router())
         .merge(ocean1::router())
-        .merge(live::router())
+        .merge(live::router(state.config.live.card_max_bytes))
         .merge(gift::router(state.config.ingest_max_bytes))
         .merge(health::router())
         .merge(admin::router())

@@ -573,59 +573,91 @@ pub fn token_of(
     Ok(found)
 }
 
-/// A session's row: from the cache while it is known current (see
-/// `SessionCache`), else from the table.
-async fn session(state: &AppState, session_id: Uuid) -> sqlx::Result<Option<accounts::SessionRow>> {
-    let cache = &state.identity.sessions;
-    let at = cache.stand(&state.progress);
-    if let Some(row) = cache.get(&session_id, at) {
-        return Ok(Some(row));
-    }
-    let row = accounts::session(&state.pool, session_id).await?;
-    if let Some(row) = &row {
-        cache.put(session_id, at, row.clone());
-    }
-    Ok(row)
+/// What checks a token: the signature key, the sessions kept, and the
+/// session table. A narrow part of the state for surfaces that take
+/// substates (`FromRef`).
+#[derive(Clone)]
+pub struct Authenticator {
+    tokens: std::sync::Arc<crate::auth::Tokens>,
+    identity: std::sync::Arc<Identity>,
+    pool: sqlx::PgPool,
+    progress: std::sync::Arc<crate::projector::Progress>,
 }
 
-/// Verifies the token's signature, then asks the session table (written by
-/// the accounts projection, read-your-writes settled) whether the session
-/// is still open — so a sign-out on one process holds on every process.
+impl axum::extract::FromRef<AppState> for Authenticator {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            tokens: state.tokens.clone(),
+            identity: state.identity.clone(),
+            pool: state.pool.clone(),
+            progress: state.progress.clone(),
+        }
+    }
+}
+
+impl Authenticator {
+    /// A session's row: from the cache while it is known current (see
+    /// `SessionCache`), else from the table.
+    async fn session(&self, session_id: Uuid) -> sqlx::Result<Option<accounts::SessionRow>> {
+        let cache = &self.identity.sessions;
+        let at = cache.stand(&self.progress);
+        if let Some(row) = cache.get(&session_id, at) {
+            return Ok(Some(row));
+        }
+        let row = accounts::session(&self.pool, session_id).await?;
+        if let Some(row) = &row {
+            cache.put(session_id, at, row.clone());
+        }
+        Ok(row)
+    }
+
+    /// Verifies the token's signature, then asks the session table (written by
+    /// the accounts projection, read-your-writes settled) whether the session
+    /// is still open — so a sign-out on one process holds on every process.
+    pub async fn authenticate(&self, token: &str) -> std::result::Result<Caller, AuthFailure> {
+        let subject = self.tokens.verify(token).map_err(|e| match e {
+            TokenError::Expired => AuthFailure::Expired,
+            TokenError::Invalid => AuthFailure::Invalid,
+        })?;
+        let row = self
+            .session(subject.session_id)
+            .await
+            .map_err(|e| AuthFailure::Unavailable(e.into()))?
+            .filter(|s| s.account_id == subject.account_id)
+            .ok_or(AuthFailure::Invalid)?;
+        if let Some(reason) = &row.end_reason {
+            return Err(AuthFailure::Ended {
+                reason: reason.clone(),
+            });
+        }
+        if row.ended_at.is_some() {
+            return Err(AuthFailure::Ended {
+                reason: "ended".into(),
+            });
+        }
+        if row.expires_at <= chrono::Utc::now() {
+            return Err(AuthFailure::Expired);
+        }
+        Ok(Caller {
+            account_id: row.account_id,
+            number: row.number,
+            username: row.display_name(),
+            email: row.email.clone(),
+            session_id: row.session_id,
+            surface: row.surface.clone(),
+            device_id: row.device_id.clone(),
+        })
+    }
+}
+
+/// [`Authenticator::authenticate`] for surfaces that hold the whole state.
 pub async fn authenticate(
     state: &AppState,
     token: &str,
 ) -> std::result::Result<Caller, AuthFailure> {
-    let subject = state.tokens.verify(token).map_err(|e| match e {
-        TokenError::Expired => AuthFailure::Expired,
-        TokenError::Invalid => AuthFailure::Invalid,
-    })?;
-    let row = session(state, subject.session_id)
+    <Authenticator as axum::extract::FromRef<AppState>>::from_ref(state)
+        .authenticate(token)
         .await
-        .map_err(|e| AuthFailure::Unavailable(e.into()))?
-        .filter(|s| s.account_id == subject.account_id)
-        .ok_or(AuthFailure::Invalid)?;
-    if let Some(reason) = &row.end_reason {
-        return Err(AuthFailure::Ended {
-            reason: reason.clone(),
-        });
-    }
-    if row.ended_at.is_some() {
-        return Err(AuthFailure::Ended {
-            reason: "ended".into(),
-        });
-    }
-    if row.expires_at <= chrono::Utc::now() {
-        return Err(AuthFailure::Expired);
-    }
-    Ok(Caller {
-        account_id: row.account_id,
-        number: row.number,
-        username: row.display_name(),
-        email: row.email.clone(),
-        session_id: row.session_id,
-        surface: row.surface.clone(),
-        device_id: row.device_id.clone(),
-    })
 }
 
 // ------------------------------------------------------------- email codes

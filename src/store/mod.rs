@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aggregates::{Account, CardKey, ChatRoom, EmailCode, MonitoredRoom, PaymentOrder, Wallet};
+use aggregates::{
+    Account, Anchor, CardKey, ChatRoom, EmailCode, Follow, LiveRoom, MonitoredRoom, PaymentOrder,
+    ViewerChat, Wallet,
+};
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::CqrsFramework;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
@@ -175,6 +178,10 @@ pub struct Store {
     pub wallets: Cqrs<Wallet>,
     pub card_keys: Cqrs<CardKey>,
     pub payment_orders: Cqrs<PaymentOrder>,
+    pub live_rooms: Cqrs<LiveRoom>,
+    pub viewer_chats: Cqrs<ViewerChat>,
+    pub follows: Cqrs<Follow>,
+    pub anchors: Cqrs<Anchor>,
 }
 
 impl Store {
@@ -189,6 +196,10 @@ impl Store {
             wallets: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
             card_keys: cqrs(&pool, 0, &positions, &appender),
             payment_orders: cqrs(&pool, 0, &positions, &appender),
+            live_rooms: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
+            viewer_chats: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
+            follows: cqrs(&pool, 0, &positions, &appender),
+            anchors: cqrs(&pool, 0, &positions, &appender),
             pool,
             locks: StreamLocks::default(),
             positions,

@@ -56,3 +56,39 @@ impl From<IdentityError> for LiveError {
         }
     }
 }
+
+impl From<crate::liverooms::LiveRoomsError> for LiveError {
+    fn from(e: crate::liverooms::LiveRoomsError) -> Self {
+        use crate::liverooms::LiveRoomsError as E;
+        use StatusCode as S;
+        match e {
+            E::Invalid(m) => Self::new(S::BAD_REQUEST, format!("参数错误: {m}")),
+            E::UnknownRoom => Self::new(S::NOT_FOUND, "房间不存在"),
+            E::UnknownAnchor => Self::new(S::NOT_FOUND, "主播不存在"),
+            E::NotTheAnchor => Self::new(S::FORBIDDEN, "只有房间的主播可以这样做"),
+            E::NoAccess => Self::new(S::FORBIDDEN, "付费房间，请先购买或订阅"),
+            E::WrongAmount { price } => Self::new(
+                S::BAD_REQUEST,
+                format!("金额与房间价格不符：该房间价格为 {price} 钻石"),
+            ),
+            E::Insufficient { balance, price } => Self::new(
+                S::PAYMENT_REQUIRED,
+                format!("钻石不足：需要 {price}，余额 {balance}"),
+            ),
+            E::NotForSale => Self::new(S::BAD_REQUEST, "该主播未开放订阅"),
+            E::NameTaken => Self::new(S::CONFLICT, "该用户名已被注册，请登录后发言"),
+            E::RateLimited(secs) => Self::new(
+                S::TOO_MANY_REQUESTS,
+                format!("发送太频繁，请 {secs} 秒后再试"),
+            ),
+            E::Contended => Self::new(S::SERVICE_UNAVAILABLE, "系统繁忙，请重试"),
+            E::Internal(err) => Self::internal(err),
+        }
+    }
+}
+
+impl From<sqlx::Error> for LiveError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::internal(e)
+    }
+}
