@@ -129,7 +129,7 @@ CREATE TABLE live_anchors
 (
     anchor_id          uuid PRIMARY KEY,
     subscription_price bigint      NOT NULL,
-    subscription_days  integer     NOT NULL,
+    subscription_secs  bigint      NOT NULL,
     updated_at         timestamptz NOT NULL
 );
 

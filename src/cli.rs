@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: GiftsCommand,
     },
+    /// Analysts' views of the live rooms (seed 000)
+    Live {
+        #[command(subcommand)]
+        command: LiveCommand,
+    },
     /// Card keys for points (seed 002)
     Cards {
         #[command(subcommand)]
@@ -127,6 +132,19 @@ enum GiftsCommand {
         /// YYYYMM or YYYY-MM; default: the instant's month
         #[arg(long)]
         month: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LiveCommand {
+    /// The ranked list of live rooms (`/api/live/get_ranked_lives/`) as it
+    /// stood at an instant: replays the events recorded up to then into a
+    /// private schema, scores at that instant (viewers are not events: 0),
+    /// prints the answer as JSON
+    Ranking {
+        /// RFC 3339 or `YYYY-MM-DD HH:MM:SS` in TIDELOG_TIMEZONE; default: now
+        #[arg(long)]
+        as_of: Option<String>,
     },
 }
 
@@ -241,6 +259,9 @@ pub async fn run() -> anyhow::Result<()> {
                         )
                         .await
                     }
+                    Command::Live {
+                        command: LiveCommand::Ranking { as_of },
+                    } => live_ranking(&pool, &database.options, &config, as_of.as_deref()).await,
                     Command::Cards {
                         command:
                             CardsCommand::Issue {
@@ -386,7 +407,7 @@ async fn gifts_as_of(
     let rows = projector::replay_as_of(
         pool,
         connect,
-        &projector,
+        &[&projector],
         until,
         true,
         |scoped| async move { Ok(summary::month_summary(&scoped, &request).await?) },
@@ -396,6 +417,41 @@ async fn gifts_as_of(
         std::io::stdout(),
         "{}",
         serde_json::to_string_pretty(&rows)?
+    )?;
+    Ok(())
+}
+
+async fn live_ranking(
+    pool: &PgPool,
+    connect: &sqlx::postgres::PgConnectOptions,
+    config: &Config,
+    as_of: Option<&str>,
+) -> anyhow::Result<()> {
+    let tz = config.timezone;
+    let until = match as_of {
+        Some(raw) => parse_instant(raw, tz)?,
+        None => chrono::Utc::now(),
+    };
+    let projectors: [&dyn projections::Projector; 2] = [
+        &projections::live::LiveProjector,
+        &projections::live::LiveChatProjector,
+    ];
+    let answer = projector::replay_as_of(
+        pool,
+        connect,
+        &projectors,
+        until,
+        true,
+        |scoped| async move {
+            let rows = projections::live::lives(&scoped, None, None).await?;
+            Ok(crate::http::live::ranked_answer(rows, until, tz))
+        },
+    )
+    .await?;
+    writeln!(
+        std::io::stdout(),
+        "{}",
+        serde_json::to_string_pretty(&answer)?
     )?;
     Ok(())
 }

@@ -80,7 +80,7 @@ pub struct LiveConfig {
     /// VIP payment and subscription (rounded up to whole coins)
     pub platform_share_percent: u8,
     /// `TIDELOG_LIVE_SUBSCRIPTION_DAYS`: what one subscription payment buys
-    pub subscription_days: u32,
+    pub subscription_period: Duration,
     /// `TIDELOG_LIVE_CARD_MAX_BYTES`: body limit of the anchors' routes
     /// (card PNGs, chat files)
     pub card_max_bytes: usize,
@@ -95,7 +95,7 @@ impl Default for LiveConfig {
     fn default() -> Self {
         Self {
             platform_share_percent: 20,
-            subscription_days: 30,
+            subscription_period: Duration::from_secs(30 * 86_400),
             card_max_bytes: 8 * 1024 * 1024,
             chat_per_minute: 20,
             chat_per_ip_per_minute: 120,
@@ -111,7 +111,9 @@ impl LiveConfig {
                 "TIDELOG_LIVE_PLATFORM_SHARE_PERCENT",
                 d.platform_share_percent,
             )?,
-            subscription_days: parse_var("TIDELOG_LIVE_SUBSCRIPTION_DAYS", d.subscription_days)?,
+            subscription_period: Duration::from_secs(
+                parse_var("TIDELOG_LIVE_SUBSCRIPTION_DAYS", 30u64)? * 86_400,
+            ),
             card_max_bytes: parse_var("TIDELOG_LIVE_CARD_MAX_BYTES", d.card_max_bytes)?,
             chat_per_minute: parse_var("TIDELOG_LIVE_CHAT_PER_MINUTE", d.chat_per_minute)?,
             chat_per_ip_per_minute: parse_var(
@@ -119,7 +121,10 @@ impl LiveConfig {
                 d.chat_per_ip_per_minute,
             )?,
         };
-        if c.platform_share_percent > 100 || c.subscription_days == 0 || c.chat_per_minute == 0 {
+        if c.platform_share_percent > 100
+            || c.subscription_period.is_zero()
+            || c.chat_per_minute == 0
+        {
             bail!("TIDELOG_LIVE_PLATFORM_SHARE_PERCENT must be 0-100, TIDELOG_LIVE_SUBSCRIPTION_DAYS and TIDELOG_LIVE_CHAT_PER_MINUTE at least 1");
         }
         Ok(c)

@@ -399,7 +399,9 @@ async fn rebuilding_from_zero_gives_the_incremental_result_while_serving() {
             json!("accounts"),
             json!("roomchat"),
             json!("gifts"),
-            json!("ledger")
+            json!("ledger"),
+            json!("live"),
+            json!("livechat")
         ]
     );
     assert_eq!(read_models(&app).await, settled);

@@ -293,11 +293,12 @@ impl Aggregate for Follow {
 
 #[derive(Debug)]
 pub enum AnchorCommand {
-    /// The price of a subscription of `days` (0 coins: no subscriptions).
+    /// The price of a subscription period of `period_secs` (0 coins: no
+    /// subscriptions).
     SetSubscriptionPrice {
         anchor: Uuid,
         amount: i64,
-        days: u32,
+        period_secs: i64,
         at: DateTime<Utc>,
     },
 }
@@ -307,7 +308,7 @@ pub enum AnchorEvent {
     SubscriptionPriceSet {
         anchor_id: Uuid,
         amount: i64,
-        days: u32,
+        period_secs: i64,
         at: DateTime<Utc>,
     },
 }
@@ -331,7 +332,7 @@ pub enum AnchorError {
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Anchor {
     price: i64,
-    days: u32,
+    period_secs: i64,
 }
 
 impl Anchor {
@@ -354,20 +355,20 @@ impl Aggregate for Anchor {
         let AnchorCommand::SetSubscriptionPrice {
             anchor,
             amount,
-            days,
+            period_secs,
             at,
         } = command;
         if !(0..=Self::MAX_PRICE).contains(&amount) {
             return Err(InvalidValue("amount must be between 0 and 1000000".into()).into());
         }
-        if days == 0 {
-            return Err(InvalidValue("a subscription lasts at least a day".into()).into());
+        if period_secs <= 0 {
+            return Err(InvalidValue("a subscription period must be positive".into()).into());
         }
-        if (amount, days) != (self.price, self.days) {
+        if (amount, period_secs) != (self.price, self.period_secs) {
             let event = AnchorEvent::SubscriptionPriceSet {
                 anchor_id: anchor,
                 amount,
-                days,
+                period_secs,
                 at,
             };
             sink.write(event, self).await;
@@ -376,8 +377,12 @@ impl Aggregate for Anchor {
     }
 
     fn apply(&mut self, event: Self::Event) {
-        let AnchorEvent::SubscriptionPriceSet { amount, days, .. } = event;
-        (self.price, self.days) = (amount, days);
+        let AnchorEvent::SubscriptionPriceSet {
+            amount,
+            period_secs,
+            ..
+        } = event;
+        (self.price, self.period_secs) = (amount, period_secs);
     }
 }
 
@@ -512,16 +517,16 @@ mod tests {
     #[test]
     fn a_subscription_price_is_bounded_and_recorded_when_it_changes() {
         let a = Uuid::from_u128(2);
-        let set = |amount, days| AnchorCommand::SetSubscriptionPrice {
+        let set = |amount, period_secs| AnchorCommand::SetSubscriptionPrice {
             anchor: a,
             amount,
-            days,
+            period_secs,
             at: at(0),
         };
         let was = AnchorEvent::SubscriptionPriceSet {
             anchor_id: a,
             amount: 100,
-            days: 30,
+            period_secs: 30,
             at: at(0),
         };
         TestFramework::<Anchor>::with(())

@@ -266,10 +266,10 @@ pub enum WalletCommand {
         payment: AnchorPayment,
         room_id: String,
     },
-    /// Pays an anchor's subscription for `days`.
+    /// Pays an anchor's subscription for a period of `period_secs`.
     PaySubscription {
         payment: AnchorPayment,
-        days: u32,
+        period_secs: i64,
     },
 }
 
@@ -362,11 +362,11 @@ pub enum WalletEvent {
         balance_after: i64,
         at: DateTime<Utc>,
     },
-    /// A subscription period of `days` bought from an anchor.
+    /// A subscription period of `period_secs` bought from an anchor.
     SubscriptionPaid {
         operation_id: String,
         anchor_id: Uuid,
-        days: u32,
+        period_secs: i64,
         amount: i64,
         anchor_amount: i64,
         platform_amount: i64,
@@ -817,10 +817,13 @@ impl Wallet {
                     at: p.at,
                 }
             }
-            WalletCommand::PaySubscription { payment: p, days } => {
-                if days == 0 {
+            WalletCommand::PaySubscription {
+                payment: p,
+                period_secs,
+            } => {
+                if period_secs <= 0 {
                     return Err(WalletError::Invalid(
-                        "a subscription lasts at least a day".into(),
+                        "a subscription period must be positive".into(),
                     ));
                 }
                 let (anchor_amount, platform_amount) = Self::split(&p)?;
@@ -828,7 +831,7 @@ impl Wallet {
                     balance_after: self.debited(p.amount.get())?,
                     operation_id: p.operation_id,
                     anchor_id: p.anchor,
-                    days,
+                    period_secs,
                     amount: p.amount.get(),
                     anchor_amount,
                     platform_amount,
@@ -1273,18 +1276,21 @@ mod tests {
             .given(vec![credited("a", 100, 100)])
             .when(WalletCommand::PaySubscription {
                 payment: payment.clone(),
-                days: 0,
+                period_secs: 0,
             })
             .then_expect_error(WalletError::Invalid(
-                "a subscription lasts at least a day".into(),
+                "a subscription period must be positive".into(),
             ));
         TestFramework::<Wallet>::with(())
             .given(vec![credited("a", 100, 100)])
-            .when(WalletCommand::PaySubscription { payment, days: 30 })
+            .when(WalletCommand::PaySubscription {
+                payment,
+                period_secs: 30,
+            })
             .then_expect_events(vec![WalletEvent::SubscriptionPaid {
                 operation_id: "sub:1".into(),
                 anchor_id: Uuid::nil(),
-                days: 30,
+                period_secs: 30,
                 amount: 10,
                 anchor_amount: 8,
                 platform_amount: 2,

@@ -2,16 +2,18 @@
 //! subscriptions, prices) and "livechat" (viewers' chat and its activity),
 //! and the ranking of live rooms (seed 000).
 //!
-//! Ranking. Each room keeps two "heats": the sum over its AI replies, and
-//! over its viewer messages, of `2^(-age / 6 h)` — a count that halves
-//! every six hours of quiet. They are folded event by event in log order
-//! (so a rebuild gives the same bits whatever its batches), stored with the
-//! instant they are valid at, and decayed to the moment of reading:
+//! Ranking. Activity counts by the clock hour it falls in (hours of the
+//! Unix epoch): in full during its own hour, and halving every six hours
+//! after (`2^(-hours since / 6)`). Each room keeps two such "heats", over
+//! its AI replies and over its viewer messages, folded event by event in
+//! log order (so a rebuild gives the same bits whatever its batches),
+//! stored with the hour they are valid at, and decayed to the hour of
+//! reading:
 //!
 //! `score = 1.5 × AI heat + 0.5 × viewer-message heat + 1.0 × viewers now`
 //!
-//! rounded to two decimals: two AI replies of the last minute and nothing
-//! else score 3.0, one scores 1.5 (seed 000's example).
+//! rounded to two decimals: two AI replies of this hour and nothing else
+//! score 3.0, one scores 1.5 (seed 000's example).
 
 use aggregates::{AnchorEvent, FollowEvent, LiveRoomEvent, ViewerChatEvent, WalletEvent};
 use async_trait::async_trait;
@@ -21,30 +23,41 @@ use uuid::Uuid;
 
 use crate::{ProjectionError, Projector, StoredEvent};
 
-/// Heats halve after this many seconds without activity.
-pub const HEAT_HALF_LIFE_SECS: f64 = 6.0 * 3600.0;
+/// Heats halve after this many hours without activity.
+pub const HEAT_HALF_LIFE_HOURS: f64 = 6.0;
 pub const AI_REPLY_WEIGHT: f64 = 1.5;
 pub const VIEWER_MESSAGE_WEIGHT: f64 = 0.5;
 pub const VIEWER_WEIGHT: f64 = 1.0;
 
-fn decay(elapsed: chrono::Duration) -> f64 {
-    let secs = elapsed.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
-    (-secs.max(0.0) / HEAT_HALF_LIFE_SECS).exp2()
+/// The start of `t`'s clock hour.
+fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp().div_euclid(3600) * 3600, 0).unwrap_or(t)
+}
+
+/// What activity is worth after `from` -> `to` (both hour starts): exactly
+/// 1 within the same hour.
+fn decay(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    let hours = ((to - from).num_seconds() / 3600).max(0);
+    if hours == 0 {
+        return 1.0;
+    }
+    (-(hours as f64) / HEAT_HALF_LIFE_HOURS).exp2()
 }
 
 /// A heat after one more event at `t`; the result is valid at the later
-/// of `at` and `t`.
+/// of `at` and `t`'s hour.
 pub fn heat_add(heat: f64, at: Option<DateTime<Utc>>, t: DateTime<Utc>) -> (f64, DateTime<Utc>) {
+    let hour = hour_of(t);
     match at {
-        None => (1.0, t),
-        Some(at) if t >= at => (heat * decay(t - at) + 1.0, t),
-        Some(at) => (heat + decay(at - t), at),
+        None => (1.0, hour),
+        Some(at) if hour >= at => (heat * decay(at, hour) + 1.0, hour),
+        Some(at) => (heat + decay(hour, at), at),
     }
 }
 
 /// A heat as it stands at `now`.
 pub fn heat_at(heat: f64, at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> f64 {
-    at.map_or(0.0, |at| heat * decay(now - at))
+    at.map_or(0.0, |at| heat * decay(at, hour_of(now)))
 }
 
 /// The ranking score (unrounded; shown rounded to two decimals).
@@ -296,34 +309,17 @@ async fn write_chat_lines(
         r.dedup();
         r
     };
-    let current: Vec<(
-        String,
-        i64,
-        i64,
-        Option<DateTime<Utc>>,
-        f64,
-        Option<DateTime<Utc>>,
-    )> = sqlx::query_as(
-        "SELECT room_id, chat_count, ai_reply_count, last_ai_reply_at, ai_heat, ai_heat_at
-               FROM live_rooms WHERE room_id = ANY($1)",
+    let current: Vec<RoomFold> = sqlx::query_as(
+        "SELECT room_id, chat_count AS chat, ai_reply_count AS ai, last_ai_reply_at AS last,
+                ai_heat AS heat, ai_heat_at AS heat_at
+           FROM live_rooms WHERE room_id = ANY($1)",
     )
     .bind(&rooms)
     .fetch_all(&mut *conn)
     .await?;
     let mut folds: std::collections::BTreeMap<String, RoomFold> = current
         .into_iter()
-        .map(|(id, chat, ai, last, heat, heat_at)| {
-            (
-                id,
-                RoomFold {
-                    chat,
-                    ai,
-                    last,
-                    heat,
-                    heat_at,
-                },
-            )
-        })
+        .map(|f| (f.room_id.clone(), f))
         .collect();
     for l in lines {
         let Some(f) = folds.get_mut(&l.room_id) else {
@@ -355,7 +351,9 @@ async fn write_chat_lines(
     Ok(())
 }
 
+#[derive(sqlx::FromRow)]
 struct RoomFold {
+    room_id: String,
     chat: i64,
     ai: i64,
     last: Option<DateTime<Utc>>,
@@ -401,19 +399,19 @@ async fn apply_anchor(conn: &mut PgConnection, event: AnchorEvent) -> Result<(),
     let AnchorEvent::SubscriptionPriceSet {
         anchor_id,
         amount,
-        days,
+        period_secs,
         at,
     } = event;
     sqlx::query(
-        "INSERT INTO live_anchors (anchor_id, subscription_price, subscription_days, updated_at)
+        "INSERT INTO live_anchors (anchor_id, subscription_price, subscription_secs, updated_at)
          VALUES ($1, $2, $3, $4)
          ON CONFLICT (anchor_id) DO UPDATE
             SET subscription_price = EXCLUDED.subscription_price,
-                subscription_days = EXCLUDED.subscription_days, updated_at = EXCLUDED.updated_at",
+                subscription_secs = EXCLUDED.subscription_secs, updated_at = EXCLUDED.updated_at",
     )
     .bind(anchor_id)
     .bind(amount)
-    .bind(days as i32)
+    .bind(period_secs)
     .bind(at)
     .execute(conn)
     .await?;
@@ -447,21 +445,21 @@ async fn apply_payment(
         }
         WalletEvent::SubscriptionPaid {
             anchor_id,
-            days,
+            period_secs,
             at,
             ..
         } => {
             sqlx::query(
                 "INSERT INTO live_subscriptions (account_id, anchor_id, until, periods)
-                 VALUES ($1, $2, $3 + make_interval(days => $4), 1)
+                 VALUES ($1, $2, $3 + make_interval(secs => $4), 1)
                  ON CONFLICT (account_id, anchor_id) DO UPDATE
-                    SET until = greatest(live_subscriptions.until, $3) + make_interval(days => $4),
+                    SET until = greatest(live_subscriptions.until, $3) + make_interval(secs => $4),
                         periods = live_subscriptions.periods + 1",
             )
             .bind(payer)
             .bind(anchor_id)
             .bind(at)
-            .bind(days as i32)
+            .bind(period_secs as f64)
             .execute(conn)
             .await?;
         }
@@ -705,13 +703,13 @@ pub async fn standing(
     .await
 }
 
-/// An anchor's subscription price and period, if set.
+/// An anchor's subscription price and period (seconds), if set.
 pub async fn subscription_price(
     pool: &PgPool,
     anchor_id: Uuid,
-) -> sqlx::Result<Option<(i64, i32)>> {
+) -> sqlx::Result<Option<(i64, i64)>> {
     sqlx::query_as(
-        "SELECT subscription_price, subscription_days FROM live_anchors WHERE anchor_id = $1",
+        "SELECT subscription_price, subscription_secs FROM live_anchors WHERE anchor_id = $1",
     )
     .bind(anchor_id)
     .fetch_optional(pool)
@@ -769,7 +767,7 @@ pub async fn viewer_messages(
 /// The distinct tags of all rooms, in byte order.
 pub async fn all_tags(pool: &PgPool) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
-        "SELECT DISTINCT t FROM live_rooms, unnest(tags) AS t ORDER BY t COLLATE \"C\"",
+        "SELECT DISTINCT t COLLATE \"C\" AS t FROM live_rooms, unnest(tags) AS t ORDER BY 1",
     )
     .fetch_all(pool)
     .await
@@ -795,16 +793,18 @@ mod tests {
     }
 
     #[test]
-    fn heat_halves_every_half_life_and_folds_in_any_order() {
-        let (h, at) = heat_add(0.0, None, t(0));
-        assert_eq!((h, at), (1.0, t(0)));
-        let (h, at) = heat_add(h, Some(at), t(0));
+    fn heat_counts_in_full_within_its_hour_and_halves_every_six_hours() {
+        let (h, at) = heat_add(0.0, None, t(10));
+        assert_eq!((h, at), (1.0, hour_of(t(10))));
+        let (h, at) = heat_add(h, Some(at), t(20));
         assert_eq!(h, 2.0);
-        let half = HEAT_HALF_LIFE_SECS as i64;
-        assert!((heat_at(h, Some(at), t(half)) - 1.0).abs() < 1e-12);
-        // an event older than the heat's instant adds its decayed weight
-        let (late, at2) = heat_add(1.0, Some(t(half)), t(0));
-        assert_eq!(at2, t(half));
+        assert_eq!(heat_at(h, Some(at), t(30)), 2.0);
+        let six_hours = 6 * 3600;
+        assert!((heat_at(h, Some(at), t(six_hours)) - 1.0).abs() < 1e-12);
+        // an event older than the heat's hour adds its decayed weight
+        let later = hour_of(t(six_hours));
+        let (late, at2) = heat_add(1.0, Some(later), t(0));
+        assert_eq!(at2, later);
         assert!((late - 1.5).abs() < 1e-12);
     }
 
@@ -833,9 +833,22 @@ mod tests {
             chat_heat_at: None,
             viewers: 0,
         };
-        assert_eq!(rounded(score(&row(2.0), t(5))), 3.0);
-        assert_eq!(rounded(score(&row(1.0), t(5))), 1.5);
-        let ranked = rank(vec![row(1.0), row(2.0)], t(5));
+        let at = |secs| {
+            let mut r = row(0.0);
+            r.ai_heat_at = Some(hour_of(t(secs)));
+            r
+        };
+        let two = LiveRow {
+            ai_heat: 2.0,
+            ..at(0)
+        };
+        let one = LiveRow {
+            ai_heat: 1.0,
+            ..at(0)
+        };
+        assert_eq!(rounded(score(&two, t(5))), 3.0);
+        assert_eq!(rounded(score(&one, t(5))), 1.5);
+        let ranked = rank(vec![one.clone(), two.clone()], t(5));
         assert_eq!(ranked[0].0.ai_heat, 2.0);
     }
 }

@@ -18,6 +18,10 @@ pub struct VerifyReport {
     pub wallets: usize,
     pub payments_finished: usize,
     pub cards_redeemed: usize,
+    /// VIP payments and subscriptions (each owes its anchor one credit)
+    pub anchor_payments: usize,
+    /// anchor payments of the last minute whose credit is still to come
+    pub earnings_pending: usize,
     /// wallet events the ledger projection has not applied yet (compared
     /// only up to its checkpoint)
     pub projection_behind: i64,
@@ -70,9 +74,15 @@ pub async fn verify(pool: &PgPool, mut tick: impl FnMut(u64)) -> anyhow::Result<
     let mut totals: BTreeMap<String, i64> = BTreeMap::new();
     // exclusive references credited: "payment:<id>" -> (wallet, amount, count)
     let mut credited: HashMap<String, (String, i64, u32)> = HashMap::new();
+    // payments to anchors: earning key -> (anchor's wallet, what they earn, recorded at)
+    let mut earnings: HashMap<String, (String, i64, chrono::DateTime<chrono::Utc>)> =
+        HashMap::new();
+    let snapshot_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *tx)
+        .await?;
     let mut rows = sqlx::query(
         "SELECT aggregate_id, sequence, global_position, transaction_id::text::bigint AS txid,
-                payload::text AS payload
+                payload::text AS payload, recorded_at
            FROM events WHERE aggregate_type = 'Wallet' ORDER BY aggregate_id, sequence",
     )
     .fetch(&mut *tx);
@@ -137,6 +147,12 @@ pub async fn verify(pool: &PgPool, mut tick: impl FnMut(u64)) -> anyhow::Result<
                     .entry((leg.ledger_account, currency.as_str().to_owned()))
                     .or_default() += leg.amount;
             }
+        }
+        if let Some((anchor, amount)) = event.anchor_earning().filter(|(_, a)| *a > 0) {
+            earnings.insert(
+                projections::ledger::earning_key(&wallet, event.operation_id()),
+                (format!("{anchor}:coins"), amount, row.get("recorded_at")),
+            );
         }
         if let WalletEvent::WalletCredited {
             reference: Some(r),
@@ -294,6 +310,32 @@ pub async fn verify(pool: &PgPool, mut tick: impl FnMut(u64)) -> anyhow::Result<
                     "credit for unknown payment order {order} to {wallet}"
                 ));
             }
+        } else if let Some(key) = reference.strip_prefix("earning:") {
+            if !earnings.contains_key(key) {
+                report.fail(format!(
+                    "anchor earnings {key} credited to {wallet} without a payment"
+                ));
+            }
+        }
+    }
+
+    // 6. anchors: every VIP payment and subscription credited once to its
+    //    anchor with what the anchor earns (the last minute's may be on the way)
+    for (key, (anchor_wallet, amount, at)) in &earnings {
+        report.anchor_payments += 1;
+        match credited.get(&format!("earning:{key}")) {
+            None if snapshot_at - *at < chrono::Duration::seconds(60) => {
+                report.earnings_pending += 1
+            }
+            None => report.fail(format!(
+                "payment {key} to an anchor was never credited to {anchor_wallet}"
+            )),
+            Some((w, got, n)) if *n != 1 || w != anchor_wallet || got != amount => {
+                report.fail(format!(
+                    "payment {key}: credited {n} time(s), {got} to {w}; expected once, {amount} to {anchor_wallet}"
+                ))
+            }
+            Some(_) => {}
         }
     }
     // an exported snapshot lives as long as its transaction

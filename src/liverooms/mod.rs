@@ -583,8 +583,8 @@ pub async fn subscribe(
             "an anchor cannot subscribe to themself".into(),
         ));
     }
-    let (price, days) = match read::subscription_price(&core.pool, anchor).await? {
-        Some((price, days)) if price > 0 => (price, days),
+    let (price, period_secs) = match read::subscription_price(&core.pool, anchor).await? {
+        Some((price, period)) if price > 0 => (price, period),
         _ => return Err(LiveRoomsError::NotForSale),
     };
     let standing = read::standing(&core.pool, "", anchor, payer).await?;
@@ -601,11 +601,10 @@ pub async fn subscribe(
         anchor,
         "subscription".into(),
     );
-    let days = days.max(1) as u32;
     let moved = ledger::operate(&core.store, payer, Currency::Coins, meta, || {
         WalletCommand::PaySubscription {
             payment: p.clone(),
-            days,
+            period_secs,
         }
     })
     .await
@@ -633,7 +632,7 @@ pub async fn set_subscription_price(
     anchor: Uuid,
     amount: i64,
 ) -> Result<()> {
-    let days = core.config.live.subscription_days;
+    let period_secs = core.config.live.subscription_period.as_secs() as i64;
     let at = crate::store::now();
     let pos = core
         .store
@@ -641,7 +640,7 @@ pub async fn set_subscription_price(
             AnchorCommand::SetSubscriptionPrice {
                 anchor,
                 amount,
-                days,
+                period_secs,
                 at,
             }
         })

@@ -9,12 +9,13 @@ use sqlx::PgPool;
 use super::replay;
 use crate::store::LogPosition;
 
-/// Replays `projector` into a fresh schema and hands `read` a pool whose
-/// unqualified table names resolve there; the schema is dropped afterwards.
+/// Replays `projectors` into a fresh schema and hands `read` a pool whose
+/// unqualified table names resolve there (other tables: the live ones);
+/// the schema is dropped afterwards.
 pub async fn replay_as_of<T, F, Fut>(
     pool: &PgPool,
     connect: &PgConnectOptions,
-    projector: &dyn Projector,
+    projectors: &[&dyn Projector],
     until: chrono::DateTime<chrono::Utc>,
     show_progress: bool,
     read: F,
@@ -23,27 +24,30 @@ where
     F: FnOnce(PgPool) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
+    let names: Vec<&str> = projectors.iter().map(|p| p.name()).collect();
     let schema = format!(
         "asof_{}_{}",
-        projector.name(),
+        names.join("_"),
         chrono::Utc::now().format("%Y%m%d%H%M%S%f")
     );
     sqlx::query(&format!("CREATE SCHEMA {schema}"))
         .execute(pool)
         .await?;
     let result = async {
-        for t in projector.tables() {
+        for t in projectors.iter().flat_map(|p| p.tables()) {
             sqlx::query(&format!(
                 "CREATE TABLE {schema}.{t} (LIKE public.{t} INCLUDING ALL)"
             ))
             .execute(pool)
             .await?;
         }
-        let types: Vec<String> = projector
-            .aggregate_types()
+        let mut types: Vec<String> = projectors
             .iter()
+            .flat_map(|p| p.aggregate_types())
             .map(|s| s.to_string())
             .collect();
+        types.sort();
+        types.dedup();
         let total: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM events WHERE aggregate_type = ANY($1) AND recorded_at <= $2",
         )
@@ -63,24 +67,31 @@ where
             .unwrap()
             .progress_chars("=> "),
         );
-        bar.set_message(format!("replaying {} as of {until}", projector.name()));
-        let mut cp = LogPosition::default();
+        bar.set_message(format!("replaying {} as of {until}", names.join(", ")));
         // one connection with a session-wide search_path (see rebuild)
         let mut conn = pool.acquire().await?;
         sqlx::query(&format!("SET search_path TO {schema}, public"))
             .execute(&mut *conn)
             .await?;
-        let replayed = replay(
-            pool,
-            &mut conn,
-            projector,
-            &mut cp,
-            1000,
-            Some(until),
-            |n| bar.inc(n as u64),
-        )
-        .await
-        .map_err(|e| e.error);
+        let mut replayed = Ok(());
+        for projector in projectors {
+            let mut cp = LogPosition::default();
+            replayed = replay(
+                pool,
+                &mut conn,
+                *projector,
+                &mut cp,
+                1000,
+                Some(until),
+                |n| bar.inc(n as u64),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.error);
+            if replayed.is_err() {
+                break;
+            }
+        }
         conn.close_on_drop();
         drop(conn);
         replayed?;

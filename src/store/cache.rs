@@ -173,9 +173,12 @@ impl<A: Aggregate + Clone> EventStore<A> for CachingEventStore<A> {
         }
         match self.inner.commit(events, context, metadata).await {
             Ok(envelopes) => {
-                for envelope in &envelopes {
-                    next.aggregate.apply(envelope.payload.clone());
-                    next.sequence = envelope.sequence;
+                // the context's aggregate is the state after `handle`, whose
+                // sink applied each event already: applying them again
+                // doubled what `apply` accumulates (a viewer's message
+                // times, a wallet's recent operations)
+                if let Some(last) = envelopes.last() {
+                    next.sequence = last.sequence;
                 }
                 let mut cache = self.cache.lock().unwrap();
                 if cache.len() >= CAPACITY {

@@ -417,6 +417,9 @@ pub async fn set_subscription(
     liverooms::set_subscription_price(&s.core, &meta, caller.account_id, amount).await?;
     Ok(axum::Json(json!({
         "code": 0,
-        "data": { "amount": amount, "days": s.core.config.live.subscription_days }
+        "data": {
+            "amount": amount,
+            "period_secs": s.core.config.live.subscription_period.as_secs(),
+        }
     })))
 }
