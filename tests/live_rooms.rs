@@ -1174,3 +1174,68 @@ async fn bad_input_gets_code_1_with_a_fitting_status_and_writes_nothing() {
     assert_eq!(events().await, before, "nothing was written");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_payment_whose_credit_never_ran_is_credited_once_by_the_earnings_worker() {
+    let app = TestApp::start().await;
+    let (anchor, anchor_uid) = Site::user(&app, "anchor1").await;
+    let (viewer, _) = Site::user(&app, "viewer1").await;
+    let room = paid_room(&app, &anchor, 50).await;
+    coins(&app, &viewer, 50, "v1").await;
+    let anchor_id = tidelog::http::live::account_of_uid(&anchor_uid).unwrap();
+    let (_, v) = viewer.get("/api/users/is_logged_in").await;
+    let viewer_id =
+        tidelog::http::live::account_of_uid(v["data"]["user_info"]["uid"].as_str().unwrap()).unwrap();
+
+    // What a process that crashed right after the payer's debit leaves: the
+    // payment in the log, and no credit attempted.
+    let store = tidelog::store::Store::new(app.pool.clone());
+    let meta = tidelog::store::CommandMeta {
+        actor: format!("user:{viewer_id}"),
+        surface: "live",
+        request_id: "crashed-request".into(),
+        correlation_id: "crashed-request".into(),
+        causation_id: "crashed-request".into(),
+        client_ip: "127.0.0.1".into(),
+    };
+    let payment = aggregates::AnchorPayment {
+        operation_id: format!("vip:{room}"),
+        amount: aggregates::Amount::new(50).unwrap(),
+        anchor: anchor_id,
+        platform_share: 10,
+        description: "VIP".into(),
+        at: tidelog::store::now(),
+    };
+    tidelog::ledger::operate(&store, viewer_id, aggregates::Currency::Coins, &meta, || {
+        aggregates::WalletCommand::PayVipCoin {
+            payment: payment.clone(),
+            room_id: room.clone(),
+        }
+    })
+    .await
+    .unwrap();
+    eventually("the worker credits the anchor", || {
+        let a = anchor.clone();
+        async move { balance(&a).await == 40 }
+    })
+    .await;
+    // a few more rounds of the worker change nothing
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(balance(&anchor).await, 40);
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM events WHERE event_type = 'WalletCredited' AND metadata->>'actor' = 'system:anchor-earnings'"
+        )
+        .await,
+        1
+    );
+    // the viewer's access stands, as for any payment
+    let info = success(&viewer.get(&format!("/api/live/get_live_info?room_id={room}")).await).clone();
+    assert_eq!(info["data"]["vip_info"]["vip_status"], true);
+    let report: Value =
+        serde_json::from_str(&ok(&tidelog(&url_of(&app.db), &["audit", "verify", "--json"]))).unwrap();
+    assert_eq!(report["discrepancies"], json!([]), "{report}");
+    assert_eq!(report["anchor_payments"], 1);
+    app.stop().await;
+}
