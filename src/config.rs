@@ -85,9 +85,10 @@ pub struct LiveConfig {
     /// (card PNGs, chat files)
     pub card_max_bytes: usize,
     /// `TIDELOG_LIVE_CHAT_PER_MINUTE`: viewer messages per chatter and room
+    /// (at most 64; 0: no limit)
     pub chat_per_minute: u32,
     /// `TIDELOG_LIVE_CHAT_PER_IP_PER_MINUTE`: viewer messages per client IP
-    /// (counted by each server process)
+    /// (counted by each server process; 0: no limit)
     pub chat_per_ip_per_minute: u32,
 }
 
@@ -123,9 +124,9 @@ impl LiveConfig {
         };
         if c.platform_share_percent > 100
             || c.subscription_period.is_zero()
-            || c.chat_per_minute == 0
+            || c.chat_per_minute > aggregates::audience::KEEP_TIMES as u32
         {
-            bail!("TIDELOG_LIVE_PLATFORM_SHARE_PERCENT must be 0-100, TIDELOG_LIVE_SUBSCRIPTION_DAYS and TIDELOG_LIVE_CHAT_PER_MINUTE at least 1");
+            bail!("TIDELOG_LIVE_PLATFORM_SHARE_PERCENT must be 0-100, TIDELOG_LIVE_SUBSCRIPTION_DAYS at least 1, TIDELOG_LIVE_CHAT_PER_MINUTE 0-64");
         }
         Ok(c)
     }

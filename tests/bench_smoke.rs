@@ -44,6 +44,8 @@ fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
         "rebuild_events_per_s",
         "read_p99_ms",
         "rss_mb",
+        "live_chat_hot_room_c64_per_s",
+        "live_read_p99_ms",
     ] {
         let v = report[key]
             .as_f64()
@@ -60,6 +62,8 @@ fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
         "http_gift_ingest_b100_c64",
         "http_roomchat_hot_room_c16",
         "read_gift_month_summary",
+        "http_live_pay_vip_c16",
+        "read_live_ranked_lives",
     ] {
         assert!(
             report["figures"][figure]["ops"].as_u64().unwrap() > 0,

@@ -389,6 +389,19 @@ async fn an_anchor_s_rooms_from_cards_go_live_and_viewers_list_search_rank_and_r
     assert_eq!(list[1]["score"], 1.5);
     assert_eq!(list[1]["ai_reply_count"], 1);
     success(&guest.get("/api/live/get_ranked_lives").await);
+    // a browser's gzip gets the same answer compressed
+    let zipped = guest
+        .req(Method::GET, "/api/live/get_ranked_lives/")
+        .header("accept-encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let bytes = zipped.bytes().await.unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+        .unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), ranked);
 
     // the chat as viewers read it, oldest first
     let history = success(
@@ -1185,7 +1198,8 @@ async fn a_payment_whose_credit_never_ran_is_credited_once_by_the_earnings_worke
     let anchor_id = tidelog::http::live::account_of_uid(&anchor_uid).unwrap();
     let (_, v) = viewer.get("/api/users/is_logged_in").await;
     let viewer_id =
-        tidelog::http::live::account_of_uid(v["data"]["user_info"]["uid"].as_str().unwrap()).unwrap();
+        tidelog::http::live::account_of_uid(v["data"]["user_info"]["uid"].as_str().unwrap())
+            .unwrap();
 
     // What a process that crashed right after the payer's debit leaves: the
     // payment in the log, and no credit attempted.
@@ -1206,12 +1220,16 @@ async fn a_payment_whose_credit_never_ran_is_credited_once_by_the_earnings_worke
         description: "VIP".into(),
         at: tidelog::store::now(),
     };
-    tidelog::ledger::operate(&store, viewer_id, aggregates::Currency::Coins, &meta, || {
-        aggregates::WalletCommand::PayVipCoin {
+    tidelog::ledger::operate(
+        &store,
+        viewer_id,
+        aggregates::Currency::Coins,
+        &meta,
+        || aggregates::WalletCommand::PayVipCoin {
             payment: payment.clone(),
             room_id: room.clone(),
-        }
-    })
+        },
+    )
     .await
     .unwrap();
     eventually("the worker credits the anchor", || {
@@ -1231,10 +1249,18 @@ async fn a_payment_whose_credit_never_ran_is_credited_once_by_the_earnings_worke
         1
     );
     // the viewer's access stands, as for any payment
-    let info = success(&viewer.get(&format!("/api/live/get_live_info?room_id={room}")).await).clone();
+    let info = success(
+        &viewer
+            .get(&format!("/api/live/get_live_info?room_id={room}"))
+            .await,
+    )
+    .clone();
     assert_eq!(info["data"]["vip_info"]["vip_status"], true);
-    let report: Value =
-        serde_json::from_str(&ok(&tidelog(&url_of(&app.db), &["audit", "verify", "--json"]))).unwrap();
+    let report: Value = serde_json::from_str(&ok(&tidelog(
+        &url_of(&app.db),
+        &["audit", "verify", "--json"],
+    )))
+    .unwrap();
     assert_eq!(report["discrepancies"], json!([]), "{report}");
     assert_eq!(report["anchor_payments"], 1);
     app.stop().await;

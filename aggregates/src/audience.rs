@@ -84,7 +84,8 @@ pub enum ViewerChatCommand {
         room_id: String,
         chatter: Chatter,
         text: ViewerText,
-        rate: ChatRate,
+        /// `None`: no limit
+        rate: Option<ChatRate>,
         at: DateTime<Utc>,
     },
 }
@@ -122,8 +123,9 @@ pub struct ViewerChat {
     recent: VecDeque<DateTime<Utc>>,
 }
 
-/// Times kept for the rate limit, whatever the policy asks.
-const KEEP_TIMES: usize = 64;
+/// Times kept for the rate limit: a policy allows at most this many
+/// messages per period.
+pub const KEEP_TIMES: usize = 64;
 
 impl Aggregate for ViewerChat {
     const TYPE: &'static str = "ViewerChat";
@@ -145,6 +147,10 @@ impl Aggregate for ViewerChat {
             rate,
             at,
         } = command;
+        let rate = rate.unwrap_or(ChatRate {
+            max: KEEP_TIMES as u32,
+            per: Duration::zero(),
+        });
         let max = (rate.max as usize).clamp(1, KEEP_TIMES);
         if self.recent.len() >= max {
             let oldest = self.recent[self.recent.len() - max];
@@ -408,10 +414,10 @@ mod tests {
             room_id: "4cff21a28f2c0961".into(),
             chatter: guest(),
             text: ViewerText::parse("hello").unwrap(),
-            rate: ChatRate {
+            rate: Some(ChatRate {
                 max: 2,
                 per: Duration::seconds(10),
-            },
+            }),
             at: at(secs),
         }
     }

@@ -466,10 +466,11 @@ pub async fn post_viewer_message(
     chatter: Chatter,
     text: ViewerText,
 ) -> Result<()> {
-    let rate = ChatRate {
-        max: core.config.live.chat_per_minute,
+    let max = core.config.live.chat_per_minute;
+    let rate = (max > 0).then(|| ChatRate {
+        max,
         per: chrono::Duration::seconds(60),
-    };
+    });
     let at = crate::store::now();
     let stream = viewer_chat_id(&room.room_id, &chatter);
     let pos = core

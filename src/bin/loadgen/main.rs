@@ -29,6 +29,8 @@ use tidelog::projector::{self, Progress};
 use tidelog::store::LogPosition;
 
 const API_KEY: &str = "bench-api-secret-0123456789abcdef";
+/// Rooms of the live-list read figures.
+const LIVE_ROOMS: usize = 10_000;
 const JWT: &str = "bench-jwt-secret-0123456789abcdef0123456789";
 const ADMIN: &str = "bench-admin-token-0123456789abcdef";
 
@@ -129,6 +131,9 @@ fn start_server(url: &str, out: &std::path::Path) -> anyhow::Result<ServerChild>
         .env("TIDELOG_JWT_SECRET", JWT)
         .env("API_SECRET", API_KEY)
         .env("TIDELOG_ADMIN_TOKEN", ADMIN)
+        // the clients chat as fast as they can, all from one address
+        .env("TIDELOG_LIVE_CHAT_PER_MINUTE", "0")
+        .env("TIDELOG_LIVE_CHAT_PER_IP_PER_MINUTE", "0")
         .env("RUST_LOG", "warn,tidelog::app=info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -192,9 +197,15 @@ struct Fixture {
     rooms: Vec<i64>,
     hot_room: i64,
     gift_rooms: Vec<i64>,
+    /// seed 000 uids of the users (same order as `tokens`)
+    uids: Vec<String>,
+    /// the first user's live room, where every client chats
+    live_hot_room: String,
+    /// the first user's paid rooms (1 coin), live, for the VIP payments
+    vip_rooms: Vec<String>,
 }
 
-async fn fixture(base: &str, users: usize) -> anyhow::Result<Fixture> {
+async fn fixture(base: &str, users: usize, vip_rooms: usize) -> anyhow::Result<Fixture> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(512)
         .build()?;
@@ -279,6 +290,59 @@ async fn fixture(base: &str, users: usize) -> anyhow::Result<Fixture> {
     )
     .await?;
     let reader_token = v["data"]["token"].as_str().context("token")?.to_owned();
+    // seed 000: coins, uids, a free live room and paid ones of the first user
+    let mut uids = Vec::new();
+    for (token, n) in tokens.iter().zip(&numbers) {
+        check(
+            http.post(format!("{base}/admin/ledger/adjustments"))
+                .bearer_auth(ADMIN)
+                .json(
+                    &json!({"account": n.to_string(), "currency": "coins", "direction": "credit",
+                              "amount": 1_000_000_000i64, "description": "bench coins",
+                              "operation_id": format!("coins-{n}")}),
+                )
+                .send()
+                .await?,
+        )
+        .await?;
+        let v = check(
+            http.get(format!("{base}/api/users/is_logged_in"))
+                .bearer_auth(token)
+                .send()
+                .await?,
+        )
+        .await?;
+        uids.push(
+            v["data"]["user_info"]["uid"]
+                .as_str()
+                .context("uid")?
+                .to_owned(),
+        );
+    }
+    let card = json!({"spec": "chara_card_v2", "data": {"name": "Bench", "tags": ["bench"]}});
+    let mut live_rooms = Vec::new();
+    for k in 0..=vip_rooms {
+        let (room_type, coin_num) = if k == 0 { (0, 0) } else { (1, 1) };
+        let v = check(
+            http.post(format!("{base}/api/anchor/rooms"))
+                .bearer_auth(&tokens[0])
+                .json(&json!({"character": card, "room_type": room_type, "coin_num": coin_num}))
+                .send()
+                .await?,
+        )
+        .await?;
+        let id = v["data"]["room_id"].as_str().context("room_id")?.to_owned();
+        check(
+            http.post(format!("{base}/api/anchor/rooms/{id}/live"))
+                .bearer_auth(&tokens[0])
+                .json(&json!({"live": true}))
+                .send()
+                .await?,
+        )
+        .await?;
+        live_rooms.push(id);
+    }
+    let live_hot_room = live_rooms.remove(0);
     let mut gift_rooms = Vec::new();
     for u in 0..users as i64 {
         let room = 500_000 + u;
@@ -301,6 +365,9 @@ async fn fixture(base: &str, users: usize) -> anyhow::Result<Fixture> {
         rooms,
         hot_room,
         gift_rooms,
+        uids,
+        live_hot_room,
+        vip_rooms: live_rooms,
     })
 }
 
@@ -461,7 +528,10 @@ async fn scenarios(
         figures: BTreeMap::new(),
         notes: BTreeMap::new(),
     };
-    let fx = Arc::new(fixture(&server.base, plan.users).await?);
+    // a fresh (payer, room) pair per VIP payment: about 40 a second per
+    // client at most, for the 16 clients' share of the measured seconds
+    let vip_rooms = ((plan.measure + plan.warmup).as_secs_f64() * 40.0).clamp(40.0, 600.0) as usize;
+    let fx = Arc::new(fixture(&server.base, plan.users, vip_rooms).await?);
 
     // 1. Ceiling: plain SQL appends, one row per transaction.
     for &c in &plan.levels {
@@ -609,6 +679,67 @@ async fn scenarios(
             .await?;
         }
     }
+    // seed 000: viewers chatting in one live room (a stream per chatter,
+    // so the room is not one hot aggregate), and VIP payments
+    for &c in &plan.levels {
+        repeat(
+            plan,
+            pool,
+            &format!("http_live_chat_hot_room_c{c}"),
+            &mut results,
+            |_| {
+                let fx = fx.clone();
+                closed_loop(c, plan.warmup, plan.measure, 1, move |w, i| {
+                    let fx = fx.clone();
+                    async move {
+                        let body = json!({"room_id": fx.live_hot_room, "room_name": "bench",
+                        "username": "", "user_message": format!("chat {i} from {w}")});
+                        check(
+                            fx.http
+                                .post(format!("{}/api/live/save_user_chat_history", fx.base))
+                                .bearer_auth(&fx.tokens[w % fx.tokens.len()])
+                                .json(&body)
+                                .send()
+                                .await?,
+                        )
+                        .await?;
+                        Ok(())
+                    }
+                })
+                .map_ok()
+            },
+        )
+        .await?;
+    }
+    repeat(plan, pool, "http_live_pay_vip_c16", &mut results, |r| {
+        let fx = fx.clone();
+        closed_loop(16, plan.warmup, plan.measure, 1, move |w, i| {
+            let fx = fx.clone();
+            // each repeat's clients are other payers; each payment another room
+            // (never the first user: the rooms are theirs)
+            let payer = 1 + (w + r * 16) % (fx.tokens.len() - 1).max(1);
+            let room = fx.vip_rooms[i as usize % fx.vip_rooms.len()].clone();
+            async move {
+                let body = json!({"uid": fx.uids[payer], "anchor_id": fx.uids[0], "room_id": room,
+                    "room_name": "bench", "amount": 1});
+                check(
+                    fx.http
+                        .post(format!("{}/api/live/pay_vip_coin", fx.base))
+                        .bearer_auth(&fx.tokens[payer])
+                        .json(&body)
+                        .send()
+                        .await?,
+                )
+                .await?;
+                Ok(())
+            }
+        })
+        .map_ok()
+    })
+    .await?;
+    results
+        .notes
+        .insert("live_vip_rooms".into(), json!(fx.vip_rooms.len()));
     let (hwm, _) = rss_mb(pid);
     results
         .notes
@@ -648,6 +779,8 @@ async fn scenarios(
         "read_gift_month_summary",
         "read_wallet_history",
         "read_gift_live_sessions",
+        "read_live_all_lives",
+        "read_live_ranked_lives",
         "ceiling_read_pk",
         "rebuild",
         "audit_verify",
@@ -687,6 +820,27 @@ async fn scenarios(
         .notes
         .insert("store_events_total".into(), json!(total_events));
 
+    // seed 000's lists over 10,000 rooms (a tenth live) and as many live
+    // chat events as the store has events
+    if plan.wants("read_live") {
+        let anchor: uuid::Uuid =
+            sqlx::query_scalar("SELECT account_id FROM accounts WHERE username = 'bench0'")
+                .fetch_one(pool)
+                .await?;
+        let bar = indicatif::ProgressBar::new(plan.events + LIVE_ROOMS as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("live rooms {pos}/{len} events ({per_sec})")
+                .unwrap(),
+        );
+        let n = seed::load_live(pool, anchor, LIVE_ROOMS, 10, plan.events, &bar).await?;
+        bar.finish_and_clear();
+        wait_caught_up(pool).await?;
+        results.notes.insert("live_events_loaded".into(), json!(n));
+        let live: i64 = sqlx::query_scalar("SELECT count(*) FROM live_rooms WHERE live")
+            .fetch_one(pool)
+            .await?;
+        results.notes.insert("live_rooms_live".into(), json!(live));
+    }
     let chat_room = loaded.chat_rooms[0];
     let month = format!("{}{:02}", seed::GIFT_MONTH.0, seed::GIFT_MONTH.1);
     let reads: Vec<(&str, String)> = vec![
@@ -708,6 +862,11 @@ async fn scenarios(
                 "/gift/live_sessions?room_id={}&month={month}",
                 loaded.gift_rooms[0]
             ),
+        ),
+        ("read_live_all_lives", "/api/live/get_all_lives".to_owned()),
+        (
+            "read_live_ranked_lives",
+            "/api/live/get_ranked_lives/".to_owned(),
         ),
     ];
     let max_id: i64 = sqlx::query_scalar("SELECT coalesce(max(message_id), 0) FROM chat_messages")
@@ -733,13 +892,17 @@ async fn scenarios(
                 };
                 async move {
                     // the whole body is read; parsing it is the frontend's
-                    // cost, not the server's (it competed for the 2 cores)
-                    let resp = fx
+                    // cost, not the server's (it competed for the 2 cores).
+                    // The live lists are asked for gzip, as browsers do (the
+                    // bytes are read, not inflated)
+                    let mut req = fx
                         .http
                         .get(format!("{}{path}", fx.base))
-                        .header("Authorization", &token)
-                        .send()
-                        .await?;
+                        .header("Authorization", &token);
+                    if path.starts_with("/api/live/") {
+                        req = req.header("Accept-Encoding", "gzip");
+                    }
+                    let resp = req.send().await?;
                     let status = resp.status();
                     let body = resp.bytes().await?;
                     if !status.is_success() || body.is_empty() {
@@ -1003,6 +1166,14 @@ fn report(
     .fold(f64::NAN, f64::max);
     let rebuild = note("rebuild_events_per_s");
     let rss = note("rss_peak_mb");
+    let ceiling64 = f("ceiling_append_c64").map(|f| f.per_s).unwrap_or(f64::NAN);
+    let live_chat = f("http_live_chat_hot_room_c64")
+        .map(|f| f.per_s)
+        .unwrap_or(f64::NAN);
+    let live_read_p99 = ["read_live_all_lives", "read_live_ranked_lives"]
+        .iter()
+        .filter_map(|n| f(n).map(|f| f.p99_ms))
+        .fold(f64::NAN, f64::max);
     let num = |x: f64| if x.is_finite() { json!(x) } else { Value::Null };
     let json_report = json!({
         "commit": commit,
@@ -1019,9 +1190,12 @@ fn report(
         "rebuild_events_per_s": num(rebuild),
         "read_p99_ms": num(read_p99),
         "rss_mb": num(rss),
+        "live_chat_hot_room_c64_per_s": num(live_chat),
+        "live_read_p99_ms": num(live_read_p99),
         "ratios": {
             "http_over_ceiling": num(http / ceiling),
             "http_over_peer": num(http / peer),
+            "live_chat_hot_room_c64_over_ceiling_c64": num(live_chat / ceiling64),
         },
         "figures": r.figures,
         "notes": r.notes,
@@ -1079,10 +1253,28 @@ fn report(
     )?;
     writeln!(
         md,
-        "| server RSS ≤ 200 MB (peak) | {} MB | {:.2} | {} |\n",
+        "| server RSS ≤ 200 MB (peak) | {} MB | {:.2} | {} |",
         fmt(rss),
         rss / 200.0,
         yes(rss <= 200.0)
+    )?;
+    writeln!(
+        md,
+        "| live viewer chat, one hot room, c=64 ≥ 0.5 × append ceiling (c=64) | {} /s vs {} /s | {:.2} | {} |",
+        fmt(live_chat),
+        fmt(ceiling64),
+        live_chat / ceiling64,
+        yes(live_chat / ceiling64 >= 0.5)
+    )?;
+    writeln!(
+        md,
+        "| live lists p99 ≤ 10 ms ({} rooms, {} live, {} chat events) | {} ms | {:.2} | {} |\n",
+        LIVE_ROOMS,
+        fmt(note("live_rooms_live")),
+        fmt(note("live_events_loaded")),
+        fmt(live_read_p99),
+        live_read_p99 / 10.0,
+        yes(live_read_p99 <= 10.0)
     )?;
     writeln!(
         md,

@@ -305,3 +305,122 @@ pub async fn load(
         gift_rooms,
     })
 }
+
+/// Live rooms for the read figures: `rooms` rooms of one anchor (every
+/// `live_every`-th live), then `chat` chat events over them — one in five
+/// an AI reply on the room's stream, the rest viewer messages of 50 guests
+/// per room — spread over the last hour. Returns the events written.
+pub async fn load_live(
+    pool: &PgPool,
+    anchor: uuid::Uuid,
+    rooms: usize,
+    live_every: usize,
+    chat: u64,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<u64> {
+    use aggregates::audience::ViewerChatEvent;
+    use aggregates::live_room::LiveRoomId;
+    use aggregates::LiveRoomEvent;
+    let now = Utc::now();
+    let ids: Vec<String> = (0..rooms as u64)
+        .map(|i| LiveRoomId::from_bytes((0xbe00_0000_0000_0000u64 + i).to_be_bytes()).to_string())
+        .collect();
+    let live_row = |id: &str, seq: i64, e: LiveRoomEvent| Row {
+        aggregate_type: "LiveRoom",
+        aggregate_id: id.to_owned(),
+        sequence: seq,
+        event_type: e.event_type(),
+        payload: serde_json::to_value(e).expect("serialisable"),
+    };
+    let mut room_seq = vec![0i64; rooms];
+    let mut written = 0u64;
+    for (c, chunk) in ids.chunks(CHUNK / 2).enumerate() {
+        let mut rows = Vec::with_capacity(CHUNK);
+        for (j, id) in chunk.iter().enumerate() {
+            let i = c * (CHUNK / 2) + j;
+            room_seq[i] += 1;
+            rows.push(live_row(
+                id,
+                room_seq[i],
+                LiveRoomEvent::LiveRoomCreated {
+                    room_id: id.clone(),
+                    anchor_id: anchor,
+                    character_name: format!("Character {i}"),
+                    character_date: "2025-9-16 @21h 19m 03s 522ms".into(),
+                    card_spec: "chara_card_v2".into(),
+                    card_sha256: String::new(),
+                    image: None,
+                    title: format!("bench room {i}"),
+                    describe: "a benchmark room".into(),
+                    room_type: 0,
+                    coin_num: 0,
+                    language: "en".into(),
+                    tags: vec![format!("tag{}", i % 50), "bench".into()],
+                    created_at: now - Duration::hours(2),
+                },
+            ));
+            if i.is_multiple_of(live_every) {
+                room_seq[i] += 1;
+                rows.push(live_row(
+                    id,
+                    room_seq[i],
+                    LiveRoomEvent::LiveStarted {
+                        started_at: now - Duration::hours(2),
+                    },
+                ));
+            }
+        }
+        insert(pool, &rows).await?;
+        written += rows.len() as u64;
+        bar.inc(rows.len() as u64);
+    }
+    let mut chatter_seq: std::collections::HashMap<String, i64> = Default::default();
+    let mut n = 0u64;
+    while n < chat {
+        let mut rows = Vec::with_capacity(CHUNK);
+        while rows.len() < CHUNK && n < chat {
+            let k = (n as usize) % rooms;
+            let at = now - Duration::milliseconds(((chat - n) * 3_600_000 / chat.max(1)) as i64);
+            if n.is_multiple_of(5) {
+                room_seq[k] += 1;
+                rows.push(live_row(
+                    &ids[k],
+                    room_seq[k],
+                    LiveRoomEvent::LiveChatRecorded {
+                        key: format!("seed-{n}"),
+                        is_user: false,
+                        sender_name: format!("Character {k}"),
+                        message: format!("AI reply {n} in the benchmark's store"),
+                        sent_at: at,
+                        recorded_at: at,
+                    },
+                ));
+            } else {
+                let guest = format!("游客{}", n % 50);
+                let stream = format!("{}/guest:{guest}", ids[k]);
+                let seq = chatter_seq.entry(stream.clone()).or_insert(0);
+                *seq += 1;
+                let e = ViewerChatEvent::ViewerMessagePosted {
+                    room_id: ids[k].clone(),
+                    account_id: None,
+                    uid: String::new(),
+                    username: guest,
+                    message: format!("viewer message {n}"),
+                    sent_at: at,
+                };
+                rows.push(Row {
+                    aggregate_type: "ViewerChat",
+                    aggregate_id: stream,
+                    sequence: *seq,
+                    event_type: e.event_type(),
+                    payload: serde_json::to_value(e).expect("serialisable"),
+                });
+            }
+            n += 1;
+        }
+        insert(pool, &rows).await?;
+        written += rows.len() as u64;
+        bar.inc(rows.len() as u64);
+    }
+    Ok(written)
+}

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::error::LiveError;
-use super::state::{LiveSurface, Presence};
+use super::state::{Answer, LiveSurface, Presence};
 use super::{uid_of, SURFACE};
 use crate::auth::Caller;
 use crate::http::body;
@@ -222,39 +222,60 @@ fn json_body(v: &impl Serialize) -> Result<Bytes> {
 
 // ------------------------------------------------------------------ lists
 
+/// A list answer kept (see `Lists`), or read by `read` and kept.
+async fn kept<Fut>(
+    s: &LiveSurface,
+    headers: &HeaderMap,
+    key: &str,
+    read: impl FnOnce() -> Fut,
+) -> Result<Response>
+where
+    Fut: std::future::Future<Output = Result<Bytes>>,
+{
+    if let Some(kept) = s.parts.lists.get(&s.core.progress, key) {
+        return Ok(kept.respond(headers));
+    }
+    let at = s.parts.lists.stand(&s.core.progress);
+    let answer = Answer::new(read().await?);
+    s.parts.lists.keep(key, at, answer.clone());
+    Ok(answer.respond(headers))
+}
+
 /// `GET /api/live/get_all_lives[?search_tag=]`: the rooms live now.
-pub async fn get_all_lives(State(s): State<LiveSurface>, params: Params) -> Result<Response> {
+pub async fn get_all_lives(
+    State(s): State<LiveSurface>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response> {
     let tag = params
         .text("search_tag")?
         .map(|t| t.trim().to_lowercase())
         .filter(|t| !t.is_empty());
     let key = format!("all:{}", tag.as_deref().unwrap_or(""));
-    if let Some(kept) = s.parts.lists.get(&s.core.progress, &key) {
-        return Ok(crate::http::json_bytes(kept));
-    }
-    let at = s.parts.lists.stand(&s.core.progress);
-    let rows = read::lives(&s.core.pool, tag.as_deref(), Some(Presence::since())).await?;
-    let items: Vec<LiveItem> = rows.iter().map(LiveItem::of).collect();
-    let bytes = json_body(&json!({ "code": 0, "data": { "lives_info": items } }))?;
-    s.parts.lists.keep(&key, at, bytes.clone());
-    Ok(crate::http::json_bytes(bytes))
+    kept(&s, &headers, &key, || async {
+        let rows = read::lives(&s.core.pool, tag.as_deref(), Some(Presence::since())).await?;
+        let items: Vec<LiveItem> = rows.iter().map(LiveItem::of).collect();
+        json_body(&json!({ "code": 0, "data": { "lives_info": items } }))
+    })
+    .await
 }
 
 /// `GET /api/live/get_ranked_lives/`: the rooms live now, best first (see
 /// `projections::live` for the formula).
-pub async fn get_ranked_lives(State(s): State<LiveSurface>, _params: Params) -> Result<Response> {
-    if let Some(kept) = s.parts.lists.get(&s.core.progress, "ranked") {
-        return Ok(crate::http::json_bytes(kept));
-    }
-    let at = s.parts.lists.stand(&s.core.progress);
-    let rows = read::lives(&s.core.pool, None, Some(Presence::since())).await?;
-    let bytes = json_body(&ranked_answer(
-        rows,
-        chrono::Utc::now(),
-        s.core.config.timezone,
-    ))?;
-    s.parts.lists.keep("ranked", at, bytes.clone());
-    Ok(crate::http::json_bytes(bytes))
+pub async fn get_ranked_lives(
+    State(s): State<LiveSurface>,
+    headers: HeaderMap,
+    _params: Params,
+) -> Result<Response> {
+    kept(&s, &headers, "ranked", || async {
+        let rows = read::lives(&s.core.pool, None, Some(Presence::since())).await?;
+        json_body(&ranked_answer(
+            rows,
+            chrono::Utc::now(),
+            s.core.config.timezone,
+        ))
+    })
+    .await
 }
 
 /// The ranked list's answer as of `now` (also what `tidelog live ranking`
@@ -282,15 +303,12 @@ pub fn ranked_answer(
 }
 
 /// `GET /api/live/get_all_tags/`: every room's tags, distinct, byte order.
-pub async fn get_all_tags(State(s): State<LiveSurface>) -> Result<Response> {
-    if let Some(kept) = s.parts.lists.get(&s.core.progress, "tags") {
-        return Ok(crate::http::json_bytes(kept));
-    }
-    let at = s.parts.lists.stand(&s.core.progress);
-    let tags = read::all_tags(&s.core.pool).await?;
-    let bytes = json_body(&json!({ "code": 0, "status": "success", "tags": tags }))?;
-    s.parts.lists.keep("tags", at, bytes.clone());
-    Ok(crate::http::json_bytes(bytes))
+pub async fn get_all_tags(State(s): State<LiveSurface>, headers: HeaderMap) -> Result<Response> {
+    kept(&s, &headers, "tags", || async {
+        let tags = read::all_tags(&s.core.pool).await?;
+        json_body(&json!({ "code": 0, "status": "success", "tags": tags }))
+    })
+    .await
 }
 
 // ------------------------------------------------------------- one room

@@ -103,25 +103,114 @@ impl Presence {
     }
 }
 
-/// How long a list answer is kept at most (its `live_num` and scores move
-/// with the clock).
+/// How long a list answer is fresh (its `live_num` and scores move with
+/// the clock).
 const LIST_TTL: Duration = Duration::from_secs(1);
+/// How long an expired answer may still be given while another request
+/// reads its successor.
+const LIST_STALE: Duration = Duration::from_secs(3);
 
 /// List answers (`get_all_lives` per tag, `get_ranked_lives`,
-/// `get_all_tags`), kept for at most a second and only while the `live`
-/// projection has not moved — on any process, since every process hears
-/// every checkpoint.
+/// `get_all_tags`), kept while the `live` projection has not moved — on
+/// any process, since every process hears every checkpoint — for a second;
+/// past that second one request reads the list again while the others are
+/// given the answer it replaces (for at most three seconds in all), so a
+/// busy list is read once a second, not by every request that arrives
+/// when it expires.
 #[derive(Default)]
 pub struct Lists {
-    kept: Mutex<HashMap<String, (LogPosition, Instant, Bytes)>>,
+    kept: Mutex<HashMap<String, Kept>>,
+}
+
+/// A list answer: its JSON, and the same gzip-compressed (once, when kept).
+#[derive(Clone)]
+pub struct Answer {
+    pub json: Bytes,
+    pub gzip: Bytes,
+}
+
+impl Answer {
+    pub fn new(json: Bytes) -> Self {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(json.len() / 8),
+            flate2::Compression::fast(),
+        );
+        let gzip = enc
+            .write_all(&json)
+            .and_then(|()| enc.finish())
+            .map(Bytes::from)
+            .unwrap_or_default();
+        Self { json, gzip }
+    }
+
+    /// The answer for a request with these headers: gzip when the client
+    /// accepts it.
+    pub fn respond(&self, headers: &axum::http::HeaderMap) -> axum::response::Response {
+        use axum::http::header;
+        use axum::response::IntoResponse;
+        let gzip = !self.gzip.is_empty()
+            && headers
+                .get_all(header::ACCEPT_ENCODING)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|e| {
+                    let mut parts = e.trim().split(';');
+                    parts
+                        .next()
+                        .is_some_and(|n| n.trim().eq_ignore_ascii_case("gzip"))
+                        && !parts.any(|q| q.trim().replace(' ', "") == "q=0")
+                });
+        let mut resp = if gzip {
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CONTENT_ENCODING, "gzip"),
+                ],
+                self.gzip.clone(),
+            )
+                .into_response()
+        } else {
+            crate::http::json_bytes(self.json.clone())
+        };
+        resp.headers_mut().insert(
+            header::VARY,
+            header::HeaderValue::from_static("accept-encoding"),
+        );
+        resp
+    }
+}
+
+struct Kept {
+    at: LogPosition,
+    when: Instant,
+    bytes: Answer,
+    /// since when a request reads its successor
+    refreshing: Option<Instant>,
 }
 
 impl Lists {
-    pub fn get(&self, progress: &Progress, key: &str) -> Option<Bytes> {
+    pub fn get(&self, progress: &Progress, key: &str) -> Option<Answer> {
         let cp = progress.checkpoint("live");
-        let kept = self.kept.lock().unwrap();
-        let (at, when, bytes) = kept.get(key)?;
-        (*at == cp && when.elapsed() < LIST_TTL).then(|| bytes.clone())
+        let mut kept = self.kept.lock().unwrap();
+        let k = kept.get_mut(key)?;
+        if k.at != cp {
+            return None;
+        }
+        let age = k.when.elapsed();
+        if age < LIST_TTL {
+            return Some(k.bytes.clone());
+        }
+        let someone_reads = k
+            .refreshing
+            .is_some_and(|since| since.elapsed() < LIST_STALE - LIST_TTL);
+        if someone_reads && age < LIST_STALE {
+            return Some(k.bytes.clone());
+        }
+        // this request reads the list again
+        k.refreshing = Some(Instant::now());
+        None
     }
 
     /// The checkpoint to keep an answer read now under (taken before the read).
@@ -129,12 +218,20 @@ impl Lists {
         progress.checkpoint("live")
     }
 
-    pub fn keep(&self, key: &str, at: LogPosition, bytes: Bytes) {
+    pub fn keep(&self, key: &str, at: LogPosition, bytes: Answer) {
         let mut kept = self.kept.lock().unwrap();
         if kept.len() > 256 {
             kept.clear();
         }
-        kept.insert(key.to_owned(), (at, Instant::now(), bytes));
+        kept.insert(
+            key.to_owned(),
+            Kept {
+                at,
+                when: Instant::now(),
+                bytes,
+                refreshing: None,
+            },
+        );
     }
 }
 
@@ -145,8 +242,12 @@ pub struct IpWindows {
 }
 
 impl IpWindows {
-    /// Counts one message; `Err(retry_after_secs)` past `limit` this minute.
+    /// Counts one message; `Err(retry_after_secs)` past `limit` this minute
+    /// (0: no limit).
     pub fn hit(&self, ip: &str, limit: u32) -> Result<(), i64> {
+        if limit == 0 {
+            return Ok(());
+        }
         let now = chrono::Utc::now().timestamp();
         let minute = (now / 60) as u64;
         let mut w = self.windows.lock().unwrap();
