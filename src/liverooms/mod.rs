@@ -439,6 +439,15 @@ pub async fn access(core: &Core, room: &RoomAccessRow, viewer: Option<Uuid>) -> 
     })
 }
 
+/// Whether a viewer may watch (and chat in) a room: [`access`]'s
+/// `allowed`, without reading the viewer's standing for a free room.
+pub async fn may_watch(core: &Core, room: &RoomAccessRow, viewer: Option<Uuid>) -> Result<bool> {
+    if room.room_type == 0 {
+        return Ok(true);
+    }
+    Ok(access(core, room, viewer).await?.allowed)
+}
+
 pub async fn room(core: &Core, room_id: &LiveRoomId) -> Result<RoomAccessRow> {
     read::room_access(&core.pool, room_id.as_str())
         .await?

@@ -390,8 +390,9 @@ async fn open_room(
 ) -> Result<(read::RoomAccessRow, Option<Caller>)> {
     let caller = viewer(s, headers).await?;
     let room = liverooms::room(&s.core, room_id).await?;
-    let access = liverooms::access(&s.core, &room, caller.as_ref().map(|c| c.account_id)).await?;
-    if !access.allowed {
+    let allowed =
+        liverooms::may_watch(&s.core, &room, caller.as_ref().map(|c| c.account_id)).await?;
+    if !allowed {
         return Err(match caller {
             None => LiveError::new(StatusCode::UNAUTHORIZED, "付费房间，请先登录"),
             Some(_) => LiveRoomsError::NoAccess.into(),
