@@ -505,7 +505,7 @@ fn redact(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(m) => {
             for (k, val) in m.iter_mut() {
-                if k == "password_hash" {
+                if k == "password_hash" || k == "private_key_encrypted" {
                     *val = serde_json::Value::String("<redacted>".into());
                 } else {
                     redact(val);

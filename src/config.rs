@@ -71,6 +71,10 @@ pub struct Config {
     pub audit_token: Option<Secret>,
     pub payments: PaymentConfig,
     pub live: LiveConfig,
+    /// `TIDELOG_CHAT8_AVATAR_MAX_BYTES`: Chat8 avatar uploads
+    pub chat8_avatar_max_bytes: usize,
+    /// `TIDELOG_CHAT8_FILE_MAX_BYTES`: Chat8 chat files
+    pub chat8_file_max_bytes: usize,
 }
 
 /// Seed 000's live rooms.
@@ -286,6 +290,8 @@ impl Default for Config {
             audit_token: None,
             payments: PaymentConfig::default(),
             live: LiveConfig::default(),
+            chat8_avatar_max_bytes: 2 * 1024 * 1024,
+            chat8_file_max_bytes: 20 * 1024 * 1024,
         }
     }
 }
@@ -342,6 +348,11 @@ impl Config {
             audit_token: var("TIDELOG_AUDIT_TOKEN").map(Secret::new),
             payments: PaymentConfig::from_env()?,
             live: LiveConfig::from_env()?,
+            chat8_avatar_max_bytes: parse_var(
+                "TIDELOG_CHAT8_AVATAR_MAX_BYTES",
+                2 * 1024 * 1024usize,
+            )?,
+            chat8_file_max_bytes: parse_var("TIDELOG_CHAT8_FILE_MAX_BYTES", 20 * 1024 * 1024usize)?,
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod live;
 pub mod liverooms;
 pub mod projector;
+pub mod social;
 pub mod store;
 pub mod telemetry;
 pub mod timefmt;

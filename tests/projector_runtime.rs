@@ -401,7 +401,8 @@ async fn rebuilding_from_zero_gives_the_incremental_result_while_serving() {
             json!("gifts"),
             json!("ledger"),
             json!("live"),
-            json!("livechat")
+            json!("livechat"),
+            json!("social")
         ]
     );
     assert_eq!(read_models(&app).await, settled);

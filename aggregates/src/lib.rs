@@ -9,6 +9,7 @@ pub mod email_code;
 pub mod live_room;
 pub mod monitored_room;
 pub mod payment_order;
+pub mod social;
 pub mod values;
 pub mod wallet;
 

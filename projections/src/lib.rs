@@ -12,6 +12,7 @@ pub mod gifts;
 pub mod ledger;
 pub mod live;
 pub mod roomchat;
+pub mod social;
 
 /// One row of the event store, as the projector runtime hands it over.
 #[derive(Debug, Clone)]
@@ -101,6 +102,7 @@ pub fn all(tz: chrono_tz::Tz) -> Vec<Arc<dyn Projector>> {
         Arc::new(ledger::LedgerProjector),
         Arc::new(live::LiveProjector),
         Arc::new(live::LiveChatProjector),
+        Arc::new(social::SocialProjector),
     ]
 }
 

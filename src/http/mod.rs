@@ -78,7 +78,10 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     Router::new()
         .merge(roomchat::router())
-        .merge(chat8::router())
+        .merge(chat8::router(
+            state.config.chat8_avatar_max_bytes,
+            state.config.chat8_file_max_bytes,
+        ))
         .merge(ocean1::router())
         .merge(live::router(state.config.live.card_max_bytes))
         .merge(gift::router(state.config.ingest_max_bytes))

@@ -596,6 +596,12 @@ impl axum::extract::FromRef<AppState> for Authenticator {
 }
 
 impl Authenticator {
+    /// A keyed signature of `text` (for links that carry their own
+    /// authority, such as a chat file's expiring URL).
+    pub fn sign(&self, text: &str) -> String {
+        self.identity.code_hash("link", "signed", text)
+    }
+
     /// A session's row: from the cache while it is known current (see
     /// `SessionCache`), else from the table.
     async fn session(&self, session_id: Uuid) -> sqlx::Result<Option<accounts::SessionRow>> {

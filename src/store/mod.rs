@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aggregates::social::{Conversation, EncryptionKeys, Friendship};
 use aggregates::{
     Account, Anchor, CardKey, ChatRoom, EmailCode, Follow, LiveRoom, MonitoredRoom, PaymentOrder,
     ViewerChat, Wallet,
@@ -182,6 +183,9 @@ pub struct Store {
     pub viewer_chats: Cqrs<ViewerChat>,
     pub follows: Cqrs<Follow>,
     pub anchors: Cqrs<Anchor>,
+    pub friendships: Cqrs<Friendship>,
+    pub conversations: Cqrs<Conversation>,
+    pub encryption_keys: Cqrs<EncryptionKeys>,
 }
 
 impl Store {
@@ -200,6 +204,9 @@ impl Store {
             viewer_chats: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
             follows: cqrs(&pool, 0, &positions, &appender),
             anchors: cqrs(&pool, 0, &positions, &appender),
+            friendships: cqrs(&pool, 0, &positions, &appender),
+            conversations: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
+            encryption_keys: cqrs(&pool, 0, &positions, &appender),
             pool,
             locks: StreamLocks::default(),
             positions,

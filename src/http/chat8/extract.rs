@@ -1,14 +1,13 @@
 //! Extractors answering bad input with Chat8's envelope.
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::Chat8Error;
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::http::body;
-use crate::identity::{self, AuthFailure};
+use crate::identity::{self, AuthFailure, Authenticator};
 
 pub struct C8Json<T>(pub T);
 
@@ -23,11 +22,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for C8Json<T> {
 /// `Authorization: Bearer <token>` of a session that is still open.
 pub struct Bearer(pub Caller);
 
-impl FromRequestParts<AppState> for Bearer {
+impl<S: Send + Sync> FromRequestParts<S> for Bearer
+where
+    Authenticator: FromRef<S>,
+{
     type Rejection = Chat8Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Chat8Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Chat8Error> {
         let token = identity::token_of(&parts.headers, false)?.ok_or(AuthFailure::Missing)?;
-        Ok(Bearer(identity::authenticate(state, &token).await?))
+        Ok(Bearer(
+            Authenticator::from_ref(state).authenticate(&token).await?,
+        ))
     }
 }
