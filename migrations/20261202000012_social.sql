@@ -71,3 +71,17 @@ CREATE TABLE encryption_keys
     private_key_encrypted text        NOT NULL,
     updated_at            timestamptz NOT NULL
 );
+
+-- Chat8's open sockets, per server process, beaten every 10 s (not events:
+-- what they decide is, as `PresenceChanged`). Unlogged: after a crash of
+-- PostgreSQL the sockets reconnect.
+CREATE UNLOGGED TABLE chat8_sockets
+(
+    node       text        NOT NULL,
+    conn_id    bigint      NOT NULL,
+    user_id    bigint      NOT NULL,
+    account_id uuid        NOT NULL,
+    seen_at    timestamptz NOT NULL,
+    PRIMARY KEY (node, conn_id)
+);
+CREATE INDEX chat8_sockets_user ON chat8_sockets (user_id);

@@ -49,6 +49,8 @@ pub struct AppState {
     pub sequences: Arc<crate::ids::SequenceBlocks>,
     /// What the live rooms surface keeps (presence, list answers).
     pub live_rooms: Arc<crate::http::live::Parts>,
+    /// Chat8's sockets on this process.
+    pub social_hub: Arc<crate::social::feed::SocialHub>,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ pub struct Server {
     pub pool: PgPool,
     shutdown: watch::Sender<bool>,
     hub: Arc<Hub>,
+    social_hub: Arc<crate::social::feed::SocialHub>,
     http: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
     database: Database,
@@ -167,7 +170,19 @@ impl Server {
             point_histories: Arc::default(),
             sequences: Arc::default(),
             live_rooms: Arc::default(),
+            social_hub: crate::social::feed::SocialHub::new(),
         };
+        let social_hub = state.social_hub.clone();
+        background.push(tokio::spawn(crate::social::feed::run(
+            crate::core::Core::from_ref(&state),
+            social_hub.clone(),
+            shutdown_rx.clone(),
+        )));
+        background.push(tokio::spawn(crate::social::presence::run(
+            crate::core::Core::from_ref(&state),
+            social_hub.node.clone(),
+            shutdown_rx.clone(),
+        )));
         background.push(tokio::spawn(payments::run_reconciler(
             state.clone(),
             std::time::Duration::from_secs(30),
@@ -196,6 +211,7 @@ impl Server {
             pool,
             shutdown,
             hub,
+            social_hub,
             http,
             background,
             database,
@@ -209,6 +225,7 @@ impl Server {
         // WebSocket sessions end when their feed closes; anything else still
         // open after 5 s does not hold the process.
         self.hub.close_all();
+        self.social_hub.sockets.close_all();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http).await;
         for h in self.background {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), h).await;

@@ -75,6 +75,12 @@ pub struct Config {
     pub chat8_avatar_max_bytes: usize,
     /// `TIDELOG_CHAT8_FILE_MAX_BYTES`: Chat8 chat files
     pub chat8_file_max_bytes: usize,
+    /// `TIDELOG_CHAT8_PRESENCE_GRACE_MS`: how long after a user's last
+    /// socket closed they turn offline (a reload is not a flicker)
+    pub chat8_presence_grace: Duration,
+    /// `TIDELOG_CHAT8_PRESENCE_STALE_MS`: a process whose sockets have not
+    /// beaten for this long is gone (they are beaten every third of it)
+    pub chat8_presence_stale: Duration,
 }
 
 /// Seed 000's live rooms.
@@ -292,6 +298,8 @@ impl Default for Config {
             live: LiveConfig::default(),
             chat8_avatar_max_bytes: 2 * 1024 * 1024,
             chat8_file_max_bytes: 20 * 1024 * 1024,
+            chat8_presence_grace: Duration::from_secs(5),
+            chat8_presence_stale: Duration::from_secs(30),
         }
     }
 }
@@ -353,6 +361,13 @@ impl Config {
                 2 * 1024 * 1024usize,
             )?,
             chat8_file_max_bytes: parse_var("TIDELOG_CHAT8_FILE_MAX_BYTES", 20 * 1024 * 1024usize)?,
+            chat8_presence_grace: Duration::from_millis(parse_var(
+                "TIDELOG_CHAT8_PRESENCE_GRACE_MS",
+                5_000u64,
+            )?),
+            chat8_presence_stale: Duration::from_millis(
+                parse_var("TIDELOG_CHAT8_PRESENCE_STALE_MS", 30_000u64)?.max(300),
+            ),
         })
     }
 }

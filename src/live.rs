@@ -19,21 +19,37 @@ use crate::store::LogPosition;
 /// that stops reading must not grow the server's memory.
 const SOCKET_QUEUE: usize = 1024;
 
-/// Connected sockets of this process, by account number.
-#[derive(Default)]
-pub struct Hub {
-    conns: Mutex<HashMap<i64, HashMap<u64, mpsc::Sender<String>>>>,
+/// Connected sockets of this process, by account number, each fed `T`s
+/// (room chat's texts, Chat8's frames).
+pub struct Hub<T = String> {
+    conns: Mutex<HashMap<i64, HashMap<u64, mpsc::Sender<T>>>>,
     next: AtomicU64,
 }
 
-pub struct Subscription {
-    hub: Arc<Hub>,
-    user: i64,
-    id: u64,
-    pub rx: mpsc::Receiver<String>,
+impl<T> Default for Hub<T> {
+    fn default() -> Self {
+        Self {
+            conns: Mutex::default(),
+            next: AtomicU64::default(),
+        }
+    }
 }
 
-impl Drop for Subscription {
+pub struct Subscription<T = String> {
+    hub: Arc<Hub<T>>,
+    user: i64,
+    id: u64,
+    pub rx: mpsc::Receiver<T>,
+}
+
+impl<T> Subscription<T> {
+    /// This connection among the process's.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl<T> Drop for Subscription<T> {
     fn drop(&mut self) {
         let mut conns = self.hub.conns.lock().unwrap();
         if let Some(m) = conns.get_mut(&self.user) {
@@ -45,8 +61,8 @@ impl Drop for Subscription {
     }
 }
 
-impl Hub {
-    pub fn subscribe(self: &Arc<Self>, user: i64) -> Subscription {
+impl<T: Clone> Hub<T> {
+    pub fn subscribe(self: &Arc<Self>, user: i64) -> Subscription<T> {
         let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.conns
@@ -63,12 +79,12 @@ impl Hub {
         }
     }
 
-    pub fn send_to(&self, users: &[i64], text: &str) {
+    pub fn send_to(&self, users: &[i64], item: &T) {
         let mut conns = self.conns.lock().unwrap();
         for u in users {
             if let Some(m) = conns.get_mut(u) {
                 // A full or closed queue drops the connection: its session ends.
-                m.retain(|id, tx| match tx.try_send(text.to_owned()) {
+                m.retain(|id, tx| match tx.try_send(item.clone()) {
                     Ok(()) => true,
                     Err(e) => {
                         if matches!(e, mpsc::error::TrySendError::Full(_)) {
@@ -83,6 +99,11 @@ impl Hub {
                 });
             }
         }
+    }
+
+    /// Whether a user has a connection here.
+    pub fn has(&self, user: i64) -> bool {
+        self.conns.lock().unwrap().contains_key(&user)
     }
 
     /// Drops every connection's sender: their sessions end and close.
@@ -215,13 +236,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_that_stops_reading_is_dropped_not_buffered_forever() {
-        let hub = Arc::new(Hub::default());
+        let hub: Arc<Hub> = Arc::new(Hub::default());
         let mut slow = hub.subscribe(1);
         let mut other = hub.subscribe(2);
         for i in 0..SOCKET_QUEUE + 1 {
             hub.send_to(&[1], &format!("m{i}"));
         }
-        hub.send_to(&[2], "hello");
+        hub.send_to(&[2], &"hello".to_owned());
         assert_eq!(other.rx.recv().await.as_deref(), Some("hello"));
         let mut got = 0;
         while slow.rx.recv().await.is_some() {
@@ -235,7 +256,7 @@ mod tests {
 
     #[tokio::test]
     async fn close_all_ends_every_session() {
-        let hub = Arc::new(Hub::default());
+        let hub: Arc<Hub> = Arc::new(Hub::default());
         let mut a = hub.subscribe(1);
         hub.close_all();
         assert!(a.rx.recv().await.is_none());

@@ -707,6 +707,146 @@ impl Aggregate for EncryptionKeys {
     }
 }
 
+/// Voice or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallKind {
+    Voice,
+    Video,
+}
+
+/// What the invited (or the inviter) answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallAction {
+    Accept,
+    Reject,
+    End,
+}
+
+#[derive(Debug)]
+pub enum CallCommand {
+    Invite {
+        kind: CallKind,
+        from: i64,
+        to: i64,
+        at: DateTime<Utc>,
+    },
+    Answer {
+        by: i64,
+        action: CallAction,
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CallEvent {
+    CallInvited {
+        kind: CallKind,
+        from_id: i64,
+        to_id: i64,
+        at: DateTime<Utc>,
+    },
+    CallAnswered {
+        action: CallAction,
+        by_id: i64,
+        other_id: i64,
+        at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent for CallEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::CallInvited { .. } => "CallInvited",
+            Self::CallAnswered { .. } => "CallAnswered",
+        }
+        .into()
+    }
+    fn event_version(&self) -> String {
+        "1".into()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("no such call")]
+    UnknownCall,
+    #[error("not a party of this call")]
+    NotAParty,
+    #[error("the call has ended")]
+    Ended,
+}
+
+/// A call between two friends (stream id: the call id). The media do not
+/// pass here: only the invitation and its answers, relayed to the other.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Call {
+    parties: Option<(i64, i64)>,
+    answered: bool,
+    ended: bool,
+}
+
+impl Aggregate for Call {
+    const TYPE: &'static str = "Call";
+    type Command = CallCommand;
+    type Event = CallEvent;
+    type Error = CallError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let event = match command {
+            CallCommand::Invite { kind, from, to, at } => {
+                if self.parties.is_some() {
+                    return Ok(());
+                }
+                CallEvent::CallInvited {
+                    kind,
+                    from_id: from,
+                    to_id: to,
+                    at,
+                }
+            }
+            CallCommand::Answer { by, action, at } => {
+                let (from, to) = self.parties.ok_or(CallError::UnknownCall)?;
+                if by != from && by != to {
+                    return Err(CallError::NotAParty);
+                }
+                if self.ended {
+                    return Err(CallError::Ended);
+                }
+                // only the invited accepts or rejects; either ends
+                if action != CallAction::End && (by != to || self.answered) {
+                    return Err(CallError::NotAParty);
+                }
+                CallEvent::CallAnswered {
+                    action,
+                    by_id: by,
+                    other_id: if by == from { to } else { from },
+                    at,
+                }
+            }
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            CallEvent::CallInvited { from_id, to_id, .. } => self.parties = Some((from_id, to_id)),
+            CallEvent::CallAnswered { action, .. } => {
+                self.answered = true;
+                self.ended |= action != CallAction::Accept;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -918,5 +1058,53 @@ mod tests {
             .given(vec![published])
             .when(publish())
             .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn only_the_invited_answers_a_call_and_an_ended_call_stays_ended() {
+        let invited = CallEvent::CallInvited {
+            kind: CallKind::Voice,
+            from_id: 1,
+            to_id: 2,
+            at: at(),
+        };
+        let answer = |by, action| CallCommand::Answer {
+            by,
+            action,
+            at: at(),
+        };
+        TestFramework::<Call>::with(())
+            .given(vec![invited.clone()])
+            .when(answer(2, CallAction::Accept))
+            .then_expect_events(vec![CallEvent::CallAnswered {
+                action: CallAction::Accept,
+                by_id: 2,
+                other_id: 1,
+                at: at(),
+            }]);
+        TestFramework::<Call>::with(())
+            .given(vec![invited.clone()])
+            .when(answer(1, CallAction::Accept))
+            .then_expect_error(CallError::NotAParty);
+        TestFramework::<Call>::with(())
+            .given(vec![invited.clone()])
+            .when(answer(3, CallAction::End))
+            .then_expect_error(CallError::NotAParty);
+        TestFramework::<Call>::with(())
+            .given(vec![
+                invited,
+                CallEvent::CallAnswered {
+                    action: CallAction::Reject,
+                    by_id: 2,
+                    other_id: 1,
+                    at: at(),
+                },
+            ])
+            .when(answer(1, CallAction::End))
+            .then_expect_error(CallError::Ended);
+        TestFramework::<Call>::with(())
+            .given_no_previous_events()
+            .when(answer(1, CallAction::End))
+            .then_expect_error(CallError::UnknownCall);
     }
 }

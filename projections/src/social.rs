@@ -27,7 +27,15 @@ impl Projector for SocialProjector {
         ]
     }
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &["Friendship", "Conversation", "EncryptionKeys"]
+        // accounts' presence and calls are not projected here, but the
+        // socket feed follows this projection's checkpoint over them too
+        &[
+            "Friendship",
+            "Conversation",
+            "EncryptionKeys",
+            "Account",
+            "Call",
+        ]
     }
 
     async fn apply(

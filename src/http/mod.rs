@@ -68,7 +68,7 @@ async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
     {
         return ocean1::not_found(uri).await.into_response();
     }
-    if uri.path().starts_with(chat8::PREFIX) {
+    if uri.path().starts_with(chat8::PREFIX) || uri.path().starts_with("/ws/") {
         return chat8::not_found(uri).await.into_response();
     }
     roomchat::not_found(uri).await

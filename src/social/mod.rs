@@ -2,11 +2,14 @@
 //! messages, read marks, deletions, shared files and published keys. Takes
 //! the narrow [`Core`]; the surface maps [`SocialError`] to its codes.
 
+pub mod feed;
 pub mod files;
+pub mod presence;
 
 use aggregates::social::{
-    pair_id, ConversationCommand, ConversationError, DirectContent, DirectKind, FriendshipCommand,
-    FriendshipError, KeysCommand, KeysError, PublicKey, RequestNote, SealedKey, SentFile,
+    pair_id, CallAction, CallCommand, CallError, CallKind, ConversationCommand, ConversationError,
+    DirectContent, DirectKind, FriendshipCommand, FriendshipError, KeysCommand, KeysError,
+    PublicKey, RequestNote, SealedKey, SentFile,
 };
 use projections::social as read;
 
@@ -36,6 +39,12 @@ pub enum SocialError {
     UnknownMessage,
     #[error("not your message")]
     NotYourMessage,
+    #[error("no such call")]
+    UnknownCall,
+    #[error("not a party of this call, or not its turn")]
+    NotYourCall,
+    #[error("the call has ended")]
+    CallEnded,
     #[error("busy, retry")]
     Contended,
     #[error(transparent)]
@@ -79,6 +88,17 @@ impl From<CommandError<ConversationError>> for SocialError {
     fn from(e: CommandError<ConversationError>) -> Self {
         match e {
             CommandError::Domain(ConversationError::SelfMessage) => Self::NotFriends,
+            other => store(other),
+        }
+    }
+}
+
+impl From<CommandError<CallError>> for SocialError {
+    fn from(e: CommandError<CallError>) -> Self {
+        match e {
+            CommandError::Domain(CallError::UnknownCall) => Self::UnknownCall,
+            CommandError::Domain(CallError::NotAParty) => Self::NotYourCall,
+            CommandError::Domain(CallError::Ended) => Self::CallEnded,
             other => store(other),
         }
     }
@@ -372,5 +392,57 @@ pub async fn publish_keys(
         })
         .await?;
     core.settle(READ_MODELS, pos).await;
+    Ok(())
+}
+
+/// Invites a friend to a call; the invitation reaches their sockets from
+/// the log. Answers the new call's id.
+pub async fn invite_call(
+    core: &Core,
+    meta: &CommandMeta,
+    kind: CallKind,
+    from: i64,
+    to: i64,
+) -> Result<String> {
+    if from == to {
+        return Err(SocialError::NotFriends);
+    }
+    known(core, to).await?;
+    if !read::are_friends(&core.pool, from, to).await? {
+        return Err(SocialError::NotFriends);
+    }
+    let call_id = uuid::Uuid::now_v7().to_string();
+    let at = crate::store::now();
+    core.store
+        .execute(&core.store.calls, &call_id, meta, || CallCommand::Invite {
+            kind,
+            from,
+            to,
+            at,
+        })
+        .await?;
+    Ok(call_id)
+}
+
+/// Accepts, rejects or ends a call; the other party hears it.
+pub async fn answer_call(
+    core: &Core,
+    meta: &CommandMeta,
+    call_id: &str,
+    by: i64,
+    action: CallAction,
+) -> Result<()> {
+    // not a call id: no such call (and no stream named by a client's junk)
+    if uuid::Uuid::parse_str(call_id).is_err() {
+        return Err(SocialError::UnknownCall);
+    }
+    let at = crate::store::now();
+    core.store
+        .execute(&core.store.calls, call_id, meta, || CallCommand::Answer {
+            by,
+            action,
+            at,
+        })
+        .await?;
     Ok(())
 }

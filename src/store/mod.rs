@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aggregates::social::{Conversation, EncryptionKeys, Friendship};
+use aggregates::social::{Call, Conversation, EncryptionKeys, Friendship};
 use aggregates::{
     Account, Anchor, CardKey, ChatRoom, EmailCode, Follow, LiveRoom, MonitoredRoom, PaymentOrder,
     ViewerChat, Wallet,
@@ -186,6 +186,7 @@ pub struct Store {
     pub friendships: Cqrs<Friendship>,
     pub conversations: Cqrs<Conversation>,
     pub encryption_keys: Cqrs<EncryptionKeys>,
+    pub calls: Cqrs<Call>,
 }
 
 impl Store {
@@ -207,6 +208,7 @@ impl Store {
             friendships: cqrs(&pool, 0, &positions, &appender),
             conversations: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
             encryption_keys: cqrs(&pool, 0, &positions, &appender),
+            calls: cqrs(&pool, 0, &positions, &appender),
             pool,
             locks: StreamLocks::default(),
             positions,

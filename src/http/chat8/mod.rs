@@ -8,6 +8,7 @@ mod extract;
 mod handlers;
 mod social;
 mod uploads;
+pub mod ws;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -68,7 +69,9 @@ pub fn router(avatar_max: usize, file_max: usize) -> Router<AppState> {
         .route("/user/password", put(handlers::change_password))
         .route("/user/status", put(handlers::set_status))
         .method_not_allowed_fallback(method_not_allowed);
-    Router::new().nest(PREFIX, api)
+    Router::new()
+        .nest(PREFIX, api)
+        .route("/ws/{user_id}", get(ws::upgrade))
 }
 
 async fn method_not_allowed() -> Chat8Error {

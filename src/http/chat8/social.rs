@@ -38,6 +38,9 @@ impl From<SocialError> for Chat8Error {
             SocialError::NotFriends => Self::new(S::FORBIDDEN, "FRIEND_001", "好友关系不存在"),
             SocialError::UnknownMessage => Self::new(S::NOT_FOUND, "MESSAGE_001", "消息不存在"),
             SocialError::NotYourMessage => Self::new(S::FORBIDDEN, "MESSAGE_002", "无权限访问消息"),
+            SocialError::UnknownCall => Self::new(S::NOT_FOUND, "CALL_001", "通话不存在"),
+            SocialError::NotYourCall => Self::new(S::FORBIDDEN, "CALL_002", "无权操作此通话"),
+            SocialError::CallEnded => Self::new(S::CONFLICT, "CALL_003", "通话已结束"),
             SocialError::Contended => Self::new(S::SERVICE_UNAVAILABLE, "BUSY", "系统繁忙，请重试"),
             SocialError::Internal(err) => Self::internal(err),
         }
