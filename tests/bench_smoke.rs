@@ -46,6 +46,8 @@ fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
         "rss_mb",
         "live_chat_hot_room_c64_per_s",
         "live_read_p99_ms",
+        "chat8_dm_c16_per_s",
+        "chat8_socket_delivery_p99_ms",
     ] {
         let v = report[key]
             .as_f64()
@@ -64,6 +66,8 @@ fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
         "read_gift_month_summary",
         "http_live_pay_vip_c16",
         "read_live_ranked_lives",
+        "http_chat8_dm_c64",
+        "chat8_socket_delivery",
     ] {
         assert!(
             report["figures"][figure]["ops"].as_u64().unwrap() > 0,

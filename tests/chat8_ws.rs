@@ -434,6 +434,53 @@ async fn call_invites_are_relayed_to_a_friend_and_refused_to_a_stranger() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn read_marks_and_deletions_reach_the_parties_sockets() {
+    let app = TestApp::start().await;
+    let alice = User::register(&app, "alice").await;
+    let bob = User::register(&app, "bob").await;
+    alice.befriend(&bob).await;
+    let mut a = open(&alice, None).await;
+    let mut b = open(&bob, None).await;
+    let first = alice.say(&bob, "one").await;
+    let second = alice.say(&bob, "two").await;
+    for ws in [&mut a, &mut b] {
+        for id in [first, second] {
+            assert_eq!(next_of(ws, "new_message").await["data"]["id"], id);
+        }
+    }
+
+    let (s, v) = bob
+        .put(&format!("/messages/{second}/read"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for ws in [&mut a, &mut b] {
+        let f = next_of(ws, "messages_read").await;
+        assert_eq!(f["data"], json!({"reader_id": bob.id, "up_to": second}));
+    }
+
+    // hidden by the receiver: only the receiver's sockets hear it
+    let (s, _) = bob.delete(&format!("/messages/{first}")).await;
+    assert_eq!(s, StatusCode::OK);
+    let f = next_of(&mut b, "message_deleted").await;
+    assert_eq!(
+        f["data"],
+        json!({"id": first, "by_id": bob.id, "for_both": false})
+    );
+    // deleted by the sender: both
+    let (s, _) = alice.delete(&format!("/messages/{second}")).await;
+    assert_eq!(s, StatusCode::OK);
+    for ws in [&mut a, &mut b] {
+        let f = next_of(ws, "message_deleted").await;
+        assert_eq!(
+            f["data"],
+            json!({"id": second, "by_id": alice.id, "for_both": true})
+        );
+    }
+    quiet(&mut a, Duration::from_millis(500)).await;
+    app.stop().await;
+}
+
 async fn refused_with(url: String) -> CloseCode {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     match ws.next().await {

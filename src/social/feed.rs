@@ -6,7 +6,8 @@
 //! in order.
 //!
 //! Frames (`{type, data, timestamp, seq}`): `new_message` (to the receiver
-//! and the sender), `friend_request` (to the addressee),
+//! and the sender), `messages_read` (to both), `message_deleted` (to both,
+//! or to the receiver alone when they hid it), `friend_request` (to the addressee),
 //! `friend_request_accepted` (to the requester), `user_status` and
 //! `key_changed` (to the user's friends), `voice_call_invite` /
 //! `video_call_invite` and `call_accepted` / `call_rejected` / `call_ended`
@@ -168,6 +169,11 @@ impl Lookups {
     }
 }
 
+/// The two account numbers of a conversation's stream id (`a:b`).
+fn parties(stream: &str) -> Vec<i64> {
+    stream.split(':').filter_map(|n| n.parse().ok()).collect()
+}
+
 /// The frames an event makes: (recipient, frame). `only` limits them to
 /// one recipient (a replay).
 async fn frames_of(
@@ -184,8 +190,8 @@ async fn frames_of(
     let mut out: Vec<(i64, String)> = Vec::new();
     let wanted = |u: i64| only.is_none_or(|o| o == u);
     match row.aggregate_type.as_str() {
-        "Conversation" => {
-            if let Ok(ConversationEvent::DirectMessageSent {
+        "Conversation" => match serde_json::from_str(&row.payload) {
+            Ok(ConversationEvent::DirectMessageSent {
                 message_id,
                 sender_id,
                 receiver_id,
@@ -193,8 +199,7 @@ async fn frames_of(
                 content,
                 is_encrypted,
                 sent_at,
-            }) = serde_json::from_str(&row.payload)
-            {
+            }) => {
                 let data = json!({
                     "id": message_id,
                     "sender_id": sender_id,
@@ -210,7 +215,34 @@ async fn frames_of(
                     out.push((u, text.clone()));
                 }
             }
-        }
+            Ok(ConversationEvent::DirectMessagesRead {
+                reader_id, up_to, ..
+            }) => {
+                // the sender sees the read mark; the reader's other devices too
+                let data = json!({ "reader_id": reader_id, "up_to": up_to });
+                let text = frame_text("messages_read", data, at, when);
+                for u in parties(&row.aggregate_id) {
+                    out.push((u, text.clone()));
+                }
+            }
+            Ok(ConversationEvent::DirectMessageDeleted {
+                message_id,
+                by_id,
+                for_both,
+                ..
+            }) => {
+                let data = json!({ "id": message_id, "by_id": by_id, "for_both": for_both });
+                let text = frame_text("message_deleted", data, at, when);
+                if for_both {
+                    for u in parties(&row.aggregate_id) {
+                        out.push((u, text.clone()));
+                    }
+                } else {
+                    out.push((by_id, text));
+                }
+            }
+            _ => {}
+        },
         "Friendship" => match serde_json::from_str(&row.payload) {
             Ok(FriendshipEvent::FriendRequested {
                 request_id,

@@ -4,6 +4,7 @@
 //! `report.md` and `report.json`. Claims are ratios, never absolute times
 //! alone. Run it through `scripts/bench.sh [--quick]`.
 
+mod chat8;
 mod peer;
 mod seed;
 mod stats;
@@ -121,12 +122,12 @@ fn url_of(opts: &PgConnectOptions, external: Option<&str>) -> anyhow::Result<Str
     }
 }
 
-fn start_server(url: &str, out: &std::path::Path) -> anyhow::Result<ServerChild> {
+fn start_server(url: &str, out: &std::path::Path, name: &str) -> anyhow::Result<ServerChild> {
     let exe = std::env::current_exe()?.with_file_name("tidelog");
     let mut child = Command::new(&exe)
         .arg("serve")
         .env("DATABASE_URL", url)
-        .env("TIDELOG_DATA_DIR", out.join("server"))
+        .env("TIDELOG_DATA_DIR", out.join(name))
         .env("TIDELOG_BIND", "127.0.0.1:0")
         .env("TIDELOG_JWT_SECRET", JWT)
         .env("API_SECRET", API_KEY)
@@ -506,11 +507,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &database.options,
         config.database_url.as_ref().map(|s| s.expose()),
     )?;
-    let server = start_server(&url, &out)?;
+    let server = start_server(&url, &out, "server")?;
     let pid = server.child.id();
     tracing::info!(base = %server.base, pid, "server started");
 
-    let result = scenarios(&plan, &pool, &server, pid).await;
+    let result = scenarios(&plan, &pool, &server, pid, (&url, &out)).await;
     drop(server);
     pool.close().await;
     let _ = tokio::task::spawn_blocking(move || database.stop_embedded_if_started()).await;
@@ -523,6 +524,8 @@ async fn scenarios(
     pool: &PgPool,
     server: &ServerChild,
     pid: u32,
+    // where a second server process of the same store starts
+    (url, out): (&str, &std::path::Path),
 ) -> anyhow::Result<Results> {
     let mut results = Results {
         figures: BTreeMap::new(),
@@ -740,6 +743,60 @@ async fn scenarios(
     results
         .notes
         .insert("live_vip_rooms".into(), json!(fx.vip_rooms.len()));
+    // seed 003: direct messages between many pairs of friends, and their
+    // delivery to sockets on a second server process
+    let chat8_figures = [
+        "http_chat8_dm_c16",
+        "http_chat8_dm_c64",
+        "chat8_socket_delivery",
+    ];
+    if chat8_figures.iter().any(|n| plan.wants(n)) {
+        let pairs = Arc::new(chat8::befriend_pairs(&fx).await?);
+        results
+            .notes
+            .insert("chat8_pairs".into(), json!(pairs.len()));
+        for &c in &plan.levels {
+            repeat(
+                plan,
+                pool,
+                &format!("http_chat8_dm_c{c}"),
+                &mut results,
+                |_| {
+                    let (fx, pairs) = (fx.clone(), pairs.clone());
+                    closed_loop(c, plan.warmup, plan.measure, 1, move |w, i| {
+                        let (fx, pairs) = (fx.clone(), pairs.clone());
+                        async move {
+                            chat8::send_dm(&fx, &fx.base, &pairs, w, i, format!("dm {i} from {w}"))
+                                .await
+                        }
+                    })
+                    .map_ok()
+                },
+            )
+            .await?;
+        }
+        if plan.wants("chat8_socket_delivery") {
+            let rate = (results.per_s("http_chat8_dm_c16").unwrap_or(200.0) / 2.0).max(1.0);
+            let second = start_server(url, out, "server2")?;
+            repeat(plan, pool, "chat8_socket_delivery", &mut results, |r| {
+                chat8::socket_delivery(
+                    &fx,
+                    &pairs,
+                    &fx.base,
+                    &second.base,
+                    rate,
+                    plan.warmup,
+                    plan.measure,
+                    format!("probe{r}"),
+                )
+            })
+            .await?;
+            drop(second);
+            results
+                .notes
+                .insert("chat8_socket_delivery_rate_per_s".into(), json!(rate));
+        }
+    }
     let (hwm, _) = rss_mb(pid);
     results
         .notes
@@ -1204,6 +1261,11 @@ fn report(
         .iter()
         .filter_map(|n| f(n).map(|f| f.p99_ms))
         .fold(f64::NAN, f64::max);
+    let per_s = |name: &str| f(name).map(|f| f.per_s).unwrap_or(f64::NAN);
+    let (dm16, dm64) = (per_s("http_chat8_dm_c16"), per_s("http_chat8_dm_c64"));
+    let delivery_p99 = f("chat8_socket_delivery")
+        .map(|f| f.p99_ms)
+        .unwrap_or(f64::NAN);
     let num = |x: f64| if x.is_finite() { json!(x) } else { Value::Null };
     let json_report = json!({
         "commit": commit,
@@ -1222,7 +1284,12 @@ fn report(
         "rss_mb": num(rss),
         "live_chat_hot_room_c64_per_s": num(live_chat),
         "live_read_p99_ms": num(live_read_p99),
+        "chat8_dm_c16_per_s": num(dm16),
+        "chat8_dm_c64_per_s": num(dm64),
+        "chat8_socket_delivery_p99_ms": num(delivery_p99),
         "ratios": {
+            "chat8_dm_c16_over_ceiling": num(dm16 / ceiling),
+            "chat8_dm_c64_over_ceiling_c64": num(dm64 / ceiling64),
             "http_over_ceiling": num(http / ceiling),
             "http_over_peer": num(http / peer),
             "live_chat_hot_room_c64_over_ceiling_c64": num(live_chat / ceiling64),
@@ -1296,6 +1363,24 @@ fn report(
         live_chat / ceiling64,
         yes(live_chat / ceiling64 >= 0.5)
     )?;
+    for (c, dm, ceil) in [(16, dm16, ceiling), (64, dm64, ceiling64)] {
+        writeln!(
+            md,
+            "| Chat8 direct messages, many pairs, c={c} ≥ 0.5 × append ceiling (c={c}) | {} /s vs {} /s | {:.2} | {} |",
+            fmt(dm),
+            fmt(ceil),
+            dm / ceil,
+            yes(dm / ceil >= 0.5)
+        )?;
+    }
+    writeln!(
+        md,
+        "| Chat8 socket delivery p99 ≤ 50 ms, other process, at {} msgs/s (half the c=16 rate) | {} ms | {:.2} | {} |",
+        fmt(note("chat8_socket_delivery_rate_per_s")),
+        fmt(delivery_p99),
+        delivery_p99 / 50.0,
+        yes(delivery_p99 <= 50.0)
+    )?;
     writeln!(
         md,
         "| live lists p99 ≤ 10 ms ({} rooms, {} live, {} chat events) | {} ms | {:.2} | {} |\n",
@@ -1320,6 +1405,7 @@ fn report(
         let ratio = if name.starts_with("read")
             || name.starts_with("ceiling_read")
             || name.starts_with("projection")
+            || name == "chat8_socket_delivery"
         {
             "".to_owned()
         } else {
