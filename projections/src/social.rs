@@ -50,6 +50,84 @@ impl Projector for SocialProjector {
             _ => Ok(()),
         }
     }
+
+    fn folds_batches(&self) -> bool {
+        true
+    }
+
+    /// Runs of direct messages in one insert each; every other event in
+    /// its place (after the messages before it: a read mark or deletion
+    /// may name them).
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut run: Vec<Direct> = Vec::new();
+        for event in events {
+            if event.event_type == "DirectMessageSent" {
+                if let ConversationEvent::DirectMessageSent {
+                    message_id,
+                    sender_id,
+                    receiver_id,
+                    message_type,
+                    content,
+                    is_encrypted,
+                    sent_at,
+                } = event.decode()?
+                {
+                    run.push(Direct {
+                        message_id,
+                        pair: event.aggregate_id.clone(),
+                        sender_id,
+                        receiver_id,
+                        kind: message_type.as_str(),
+                        content,
+                        is_encrypted,
+                        sent_at,
+                    });
+                    continue;
+                }
+            }
+            insert_messages(conn, &std::mem::take(&mut run)).await?;
+            self.apply(conn, event).await?;
+        }
+        insert_messages(conn, &run).await
+    }
+}
+
+struct Direct {
+    message_id: i64,
+    pair: String,
+    sender_id: i64,
+    receiver_id: i64,
+    kind: &'static str,
+    content: String,
+    is_encrypted: bool,
+    sent_at: DateTime<Utc>,
+}
+
+async fn insert_messages(conn: &mut PgConnection, run: &[Direct]) -> Result<(), ProjectionError> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO direct_messages (message_id, pair, sender_id, receiver_id, message_type, content,
+                                      is_encrypted, sent_at)
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
+                              $7::bool[], $8::timestamptz[])",
+    )
+    .bind(run.iter().map(|m| m.message_id).collect::<Vec<_>>())
+    .bind(run.iter().map(|m| m.pair.clone()).collect::<Vec<_>>())
+    .bind(run.iter().map(|m| m.sender_id).collect::<Vec<_>>())
+    .bind(run.iter().map(|m| m.receiver_id).collect::<Vec<_>>())
+    .bind(run.iter().map(|m| m.kind).collect::<Vec<_>>())
+    .bind(run.iter().map(|m| m.content.clone()).collect::<Vec<_>>())
+    .bind(run.iter().map(|m| m.is_encrypted).collect::<Vec<_>>())
+    .bind(run.iter().map(|m| m.sent_at).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 async fn apply_friendship(

@@ -237,11 +237,18 @@ pub async fn send_message(
     content: DirectContent,
     encrypted: bool,
 ) -> Result<Sent> {
-    known(core, receiver).await?;
-    if !read::are_friends(&core.pool, sender, receiver).await? {
+    // whether they are friends and, if so, the message's id: one round trip
+    let id: Option<i64> = sqlx::query_scalar(
+        "SELECT nextval('direct_message_ids') FROM friendships WHERE user_id = $1 AND friend_id = $2",
+    )
+    .bind(sender)
+    .bind(receiver)
+    .fetch_optional(&core.pool)
+    .await?;
+    let Some(message_id) = id else {
+        known(core, receiver).await?;
         return Err(SocialError::NotFriends);
-    }
-    let message_id = next_id(core, "direct_message_ids").await?;
+    };
     let at = crate::store::now();
     let pos = core
         .store
