@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::{load_or_create_secret, Tokens};
+use crate::auth::{shared_secret, Tokens};
 use crate::config::{Config, Secret};
 use crate::db::{self, Database};
 use crate::identity::{Identity, Mailer};
@@ -81,26 +81,26 @@ impl Server {
         db::migrate(&pool).await?;
         let secret = match &config.jwt_secret {
             Some(s) => s.clone(),
-            None => load_or_create_secret(&config.data_dir, "jwt_secret")?,
+            None => shared_secret(&pool, &config, "jwt_secret").await?,
         };
         let tokens = Arc::new(Tokens::new(&secret));
         // codes are keyed with the token secret, domain-separated by the HMAC input
         let identity = Arc::new(Identity::new(Mailer::from_config(&config)?, secret.clone()));
         let admin_token = match &config.admin_token {
             Some(s) => s.clone(),
-            None => load_or_create_secret(&config.data_dir, "admin_token")?,
+            None => shared_secret(&pool, &config, "admin_token").await?,
         };
         let api_secret = match &config.api_secret {
             Some(s) => s.clone(),
-            None => load_or_create_secret(&config.data_dir, "api_secret")?,
+            None => shared_secret(&pool, &config, "api_secret").await?,
         };
         let card_secret = match &config.card_secret {
             Some(s) => s.clone(),
-            None => load_or_create_secret(&config.data_dir, "card_secret")?,
+            None => shared_secret(&pool, &config, "card_secret").await?,
         };
         let audit_token = match &config.audit_token {
             Some(s) => s.clone(),
-            None => load_or_create_secret(&config.data_dir, "audit_token")?,
+            None => shared_secret(&pool, &config, "audit_token").await?,
         };
         let payment_provider = Arc::new(Provider::new(&config.payments)?);
         let progress = Progress::new();

@@ -148,20 +148,56 @@ pub async fn verify_password(hash: Option<String>, password: String) -> bool {
 }
 
 /// Reads the secret kept in the data directory, creating it on first use.
-pub fn load_or_create_secret(data_dir: &Path, name: &str) -> anyhow::Result<Secret> {
+/// A secret the environment did not give. On a database of the operator's
+/// (`DATABASE_URL`) it is kept in that database, so that every server
+/// process of it shares it: the first generates it (or takes the one an
+/// earlier version kept in its data directory, so tokens already issued
+/// stay good), the others read it. On the embedded default it is a file in
+/// the data directory, which the processes of that cluster share.
+pub async fn shared_secret(
+    pool: &sqlx::PgPool,
+    config: &crate::config::Config,
+    name: &str,
+) -> anyhow::Result<Secret> {
+    if config.database_url.is_none() {
+        return load_or_create_secret(&config.data_dir, name);
+    }
+    let earlier = std::fs::read_to_string(config.data_dir.join("secrets").join(name))
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| s.len() >= 32);
+    let candidate = earlier.unwrap_or_else(random_secret);
+    let inserted = sqlx::query(
+        "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(&candidate)
+    .execute(pool)
+    .await
+    .with_context(|| format!("keeping {name} in the database"))?
+    .rows_affected();
+    if inserted == 1 {
+        tracing::info!("kept a new {name} in the database, for every server process of it");
+    }
+    let value: String = sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .with_context(|| format!("reading {name} from the database"))?;
+    // the operator finds it where they always did (the token to call
+    // /admin with, for one)
+    write_secret_file(&config.data_dir, name, &value)?;
+    Ok(Secret::new(value))
+}
+
+fn write_secret_file(data_dir: &Path, name: &str, value: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = data_dir.join("secrets");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(name);
-    if let Ok(s) = std::fs::read_to_string(&path) {
-        if s.trim().len() >= 32 {
-            return Ok(Secret::new(s.trim().to_owned()));
-        }
+    if std::fs::read_to_string(&path).is_ok_and(|s| s.trim() == value) {
+        return Ok(());
     }
-    use base64::Engine;
-    let mut bytes = [0u8; 48];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -169,7 +205,26 @@ pub fn load_or_create_secret(data_dir: &Path, name: &str) -> anyhow::Result<Secr
         .mode(0o600)
         .open(&path)
         .with_context(|| format!("writing {}", path.display()))?;
-    std::io::Write::write_all(&mut f, secret.as_bytes())?;
+    std::io::Write::write_all(&mut f, value.as_bytes())?;
+    Ok(())
+}
+
+fn random_secret() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 48];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn load_or_create_secret(data_dir: &Path, name: &str) -> anyhow::Result<Secret> {
+    let path = data_dir.join("secrets").join(name);
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        if s.trim().len() >= 32 {
+            return Ok(Secret::new(s.trim().to_owned()));
+        }
+    }
+    let secret = random_secret();
+    write_secret_file(data_dir, name, &secret)?;
     tracing::info!(path = %path.display(), "generated a new {name}");
     Ok(Secret::new(secret))
 }

@@ -577,7 +577,7 @@ async fn issue_cards(
     };
     let secret = match &config.card_secret {
         Some(s) => s.clone(),
-        None => crate::auth::load_or_create_secret(&config.data_dir, "card_secret")?,
+        None => crate::auth::shared_secret(pool, config, "card_secret").await?,
     };
     let batch = batch.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let store = crate::store::Store::new(pool.clone());

@@ -305,3 +305,77 @@ async fn killing_a_server_mid_traffic_loses_and_duplicates_nothing() {
     .await;
     assert_eq!(failing, 0);
 }
+
+#[tokio::test]
+async fn two_processes_with_only_the_database_in_common_share_the_secrets_they_generate() {
+    let db = fresh_database().await;
+    let dir = open_tempdir();
+    let env = |name: &str| {
+        vec![
+            ("DATABASE_URL", url_of(&db)),
+            (
+                "TIDELOG_DATA_DIR",
+                dir.path().join(name).display().to_string(),
+            ),
+        ]
+    };
+    let p1 = ServerProcess::spawn(&env("p1"));
+    let p2 = ServerProcess::spawn(&env("p2"));
+    let (a1, a2) = (p1.api(), p2.api());
+
+    // a session from one process is good on the other
+    let (_, token) = a1.user("alice").await;
+    let room = a2.room(&token, "shared secrets").await;
+    a2.say(&token, room, "signed by p1, accepted by p2").await;
+
+    // a card issued by the CLI (a third data directory) redeems on p2
+    let out = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .args(["cards", "issue", "--points", "7", "--count", "1"])
+        .env("DATABASE_URL", url_of(&db))
+        .env("TIDELOG_DATA_DIR", dir.path().join("cli"))
+        .env_remove("TIDELOG_CARD_SECRET")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let code = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (s, v) = a2
+        .post(
+            "/api/pay/redeem",
+            Some(&format!("Bearer {token}")),
+            json!({"card_key": code}),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "success", "{v}");
+
+    // each process's data directory shows the shared value (the admin
+    // token an operator calls /admin with), and the database keeps one each
+    for name in [
+        "jwt_secret",
+        "admin_token",
+        "api_secret",
+        "card_secret",
+        "audit_token",
+    ] {
+        let read = |p: &str| {
+            std::fs::read_to_string(dir.path().join(p).join("secrets").join(name)).unwrap()
+        };
+        assert_eq!(read("p1"), read("p2"), "{name}");
+        assert!(read("p1").len() >= 32);
+    }
+    let pool = tidelog::db::connect_pool(db.clone(), 1).await.unwrap();
+    assert_eq!(count(&pool, "SELECT count(*) FROM server_secrets").await, 5);
+    let admin = std::fs::read_to_string(dir.path().join("p2/secrets/admin_token")).unwrap();
+    let resp = client()
+        .get(format!("{}/admin/projections", p1.base))
+        .bearer_auth(admin.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+}
