@@ -29,6 +29,9 @@ enum Command {
     Serve,
     /// Apply database migrations and exit
     Migrate,
+    /// Print the effective configuration (environment and defaults), every
+    /// secret redacted; touches no database
+    Config,
     /// Inspect or rebuild read-model projections
     Projections {
         #[command(subcommand)]
@@ -189,6 +192,10 @@ pub async fn run() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     match cli.command {
         Command::Serve => serve(config).await,
+        Command::Config => {
+            writeln!(std::io::stdout(), "{config:#?}")?;
+            Ok(())
+        }
         other => {
             // names resolved before any cluster starts: a typo fails at once
             let rebuilding = match &other {
@@ -288,7 +295,7 @@ pub async fn run() -> anyhow::Result<()> {
                                 output,
                             },
                     } => audit_export(&pool, &config, from, to, format, account, output).await,
-                    Command::Serve => unreachable!(),
+                    Command::Serve | Command::Config => unreachable!(),
                 }
             }
             .await;
@@ -377,8 +384,19 @@ fn parse_instant(raw: &str, tz: chrono_tz::Tz) -> anyhow::Result<chrono::DateTim
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw.trim()) {
         return Ok(t.with_timezone(&chrono::Utc));
     }
-    let local = chrono::NaiveDateTime::parse_from_str(raw.trim(), "%Y-%m-%d %H:%M:%S")
-        .map_err(|_| anyhow!("{raw:?} is neither RFC 3339 nor YYYY-MM-DD HH:MM:SS"))?;
+    let raw_t = raw.trim();
+    // a plain date is the start of that day in the zone
+    let local = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(raw_t, f).ok())
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(raw_t, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+        .ok_or_else(|| {
+            anyhow!("{raw:?} is neither RFC 3339, YYYY-MM-DD HH:MM[:SS] nor YYYY-MM-DD")
+        })?;
     tz.from_local_datetime(&local)
         .earliest()
         .map(|t| t.with_timezone(&chrono::Utc))
@@ -749,4 +767,23 @@ async fn audit_export(
     }
     eprintln_info(&format!("{rows} ledger entries exported"));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_are_rfc_3339_local_times_or_plain_dates_in_the_zone() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let at = |s: &str| parse_instant(s, tz).unwrap().to_rfc3339();
+        assert_eq!(at("2026-11-01"), "2026-10-31T16:00:00+00:00");
+        assert_eq!(at("2026-11-01 08:30"), "2026-11-01T00:30:00+00:00");
+        assert_eq!(at("2026-11-01 08:30:15"), "2026-11-01T00:30:15+00:00");
+        assert_eq!(at("2026-11-01T08:30:15"), "2026-11-01T00:30:15+00:00");
+        assert_eq!(at("2026-11-01T08:30:15Z"), "2026-11-01T08:30:15+00:00");
+        for bad in ["", "yesterday", "2026-13-01", "2026-11-01 25:00"] {
+            assert!(parse_instant(bad, tz).is_err(), "{bad}");
+        }
+    }
 }

@@ -130,3 +130,40 @@ fn unknown_commands_and_bad_configuration_fail_with_a_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("TIDELOG_TIMEZONE"));
 }
+
+#[test]
+fn config_prints_the_effective_settings_with_every_secret_redacted_and_version_works() {
+    let secret = "a-jwt-secret-nobody-may-ever-see-0123456789";
+    let out = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .arg("config")
+        .env(
+            "DATABASE_URL",
+            "postgres://user:hunter2-password@db.example/tidelog",
+        )
+        .env("TIDELOG_JWT_SECRET", secret)
+        .env("TIDELOG_DB_POOL_SIZE", "7")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("db_pool_size: 7"), "{text}");
+    assert!(text.contains("<secret>"), "{text}");
+    assert!(
+        !text.contains(secret) && !text.contains("hunter2"),
+        "{text}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("tidelog {}", env!("CARGO_PKG_VERSION"))
+    );
+}
