@@ -81,6 +81,79 @@ pub struct Config {
     /// `TIDELOG_CHAT8_PRESENCE_STALE_MS`: a process whose sockets have not
     /// beaten for this long is gone (they are beaten every third of it)
     pub chat8_presence_stale: Duration,
+    pub browser: BrowserConfig,
+}
+
+/// How browsers on other origins may call the server.
+#[derive(Debug, Clone, Default)]
+pub struct BrowserConfig {
+    /// `TIDELOG_CORS_ORIGINS`: the frontends' origins (comma-separated),
+    /// answered with credentials allowed; unset or `*`: any origin,
+    /// without credentials.
+    pub cors_origins: Option<Vec<String>>,
+    /// `TIDELOG_COOKIE_SAMESITE` (`lax`, `strict`, `none`; `none` implies
+    /// `Secure`) and `TIDELOG_COOKIE_SECURE`: the session cookie's
+    /// attributes, for a frontend on another site.
+    pub cookie_same_site: SameSite,
+    pub cookie_secure: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SameSite {
+    #[default]
+    Lax,
+    Strict,
+    None,
+}
+
+impl BrowserConfig {
+    fn from_env() -> anyhow::Result<Self> {
+        let cors_origins = match var("TIDELOG_CORS_ORIGINS") {
+            None => None,
+            Some(v) if v.trim() == "*" => None,
+            Some(v) => {
+                let list: Vec<String> = v
+                    .split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect();
+                for o in &list {
+                    let ok = (o.starts_with("http://") || o.starts_with("https://"))
+                        && axum::http::HeaderValue::from_str(o).is_ok();
+                    if !ok {
+                        bail!("TIDELOG_CORS_ORIGINS: {o:?} is not an origin like https://app.example.com");
+                    }
+                }
+                Some(list)
+            }
+        };
+        let cookie_same_site = match var("TIDELOG_COOKIE_SAMESITE").as_deref().map(str::trim) {
+            None | Some("lax") | Some("Lax") => SameSite::Lax,
+            Some("strict") | Some("Strict") => SameSite::Strict,
+            Some("none") | Some("None") => SameSite::None,
+            Some(other) => bail!("TIDELOG_COOKIE_SAMESITE={other:?} is not lax, strict or none"),
+        };
+        Ok(Self {
+            cors_origins,
+            cookie_same_site,
+            cookie_secure: parse_var("TIDELOG_COOKIE_SECURE", false)?,
+        })
+    }
+
+    /// The session cookie's attributes after its value.
+    pub fn cookie_attributes(&self) -> String {
+        let same_site = match self.cookie_same_site {
+            SameSite::Lax => "Lax",
+            SameSite::Strict => "Strict",
+            SameSite::None => "None",
+        };
+        // browsers refuse SameSite=None without Secure
+        let secure = self.cookie_secure || self.cookie_same_site == SameSite::None;
+        format!(
+            "Path=/; HttpOnly; SameSite={same_site}{}",
+            if secure { "; Secure" } else { "" }
+        )
+    }
 }
 
 /// Seed 000's live rooms.
@@ -300,6 +373,7 @@ impl Default for Config {
             chat8_file_max_bytes: 20 * 1024 * 1024,
             chat8_presence_grace: Duration::from_secs(5),
             chat8_presence_stale: Duration::from_secs(30),
+            browser: BrowserConfig::default(),
         }
     }
 }
@@ -368,6 +442,7 @@ impl Config {
             chat8_presence_stale: Duration::from_millis(
                 parse_var("TIDELOG_CHAT8_PRESENCE_STALE_MS", 30_000u64)?.max(300),
             ),
+            browser: BrowserConfig::from_env()?,
         })
     }
 }

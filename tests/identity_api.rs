@@ -997,3 +997,97 @@ async fn bad_input_gets_each_surface_envelope_and_writes_nothing() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn configured_frontend_origins_get_credentialed_cors_and_others_get_none() {
+    let app = TestApp::start_with(|c| {
+        c.browser.cors_origins = Some(vec!["http://127.0.0.1:5173".into()]);
+        c.browser.cookie_same_site = tidelog::config::SameSite::None;
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(Method::OPTIONS, format!("{}/api/user/history", app.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header(
+                "access-control-request-headers",
+                "x-user-email,x-device-id,content-type",
+            )
+            .send()
+    };
+    let ok = preflight("http://127.0.0.1:5173").await.unwrap();
+    assert!(ok.status().is_success(), "{}", ok.status());
+    let h = ok.headers();
+    assert_eq!(h["access-control-allow-origin"], "http://127.0.0.1:5173");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in [
+        "x-user-email",
+        "x-device-id",
+        "content-type",
+        "authorization",
+    ] {
+        assert!(allowed.contains(name), "{allowed}");
+    }
+    assert_eq!(h["access-control-max-age"], "3600");
+    let refused = preflight("http://evil.example").await.unwrap();
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+
+    // an actual request from the frontend's origin, and the cookie it may keep
+    let (_, token) = app.api().user("crosssite").await;
+    let resp = app
+        .http
+        .get(format!("{}/api/users/login_out", app.base))
+        .header("origin", "http://127.0.0.1:5173")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let h = resp.headers();
+    assert_eq!(h["access-control-allow-origin"], "http://127.0.0.1:5173");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert!(h["vary"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("origin"));
+    let cookie = h["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.contains("SameSite=None") && cookie.contains("; Secure"),
+        "{cookie}"
+    );
+    app.stop().await;
+
+    // by default: any origin, never with credentials, and a Lax cookie
+    let app = TestApp::start().await;
+    let resp = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .header("origin", "http://anywhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    assert!(resp
+        .headers()
+        .get("access-control-allow-credentials")
+        .is_none());
+    let (_, token) = app.api().user("samesite").await;
+    let (_, _, headers) = call(Method::GET, "/api/users/login_out")
+        .bearer(&token)
+        .send(&app)
+        .await;
+    let cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.contains("SameSite=Lax") && !cookie.contains("Secure"),
+        "{cookie}"
+    );
+    app.stop().await;
+}

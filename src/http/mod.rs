@@ -74,8 +74,46 @@ async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
     roomchat::not_found(uri).await
 }
 
+/// Any origin without credentials by default; the configured frontends'
+/// origins with credentials (cookies), their own headers allowed.
+fn cors(browser: &crate::config::BrowserConfig) -> CorsLayer {
+    use axum::http::{header, HeaderValue, Method};
+    use tower_http::cors::AllowOrigin;
+    let Some(origins) = &browser.cors_origins else {
+        return CorsLayer::permissive().max_age(Duration::from_secs(3600));
+    };
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::ACCEPT_LANGUAGE,
+            HeaderName::from_static("x-user-email"),
+            HeaderName::from_static("x-device-id"),
+            HeaderName::from_static("x-api-key"),
+            REQUEST_ID,
+        ])
+        .expose_headers([REQUEST_ID, header::RETRY_AFTER])
+        .max_age(Duration::from_secs(3600))
+}
+
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    let state_browser = state.config.browser.clone();
     Router::new()
         .merge(roomchat::router())
         .merge(chat8::router(
@@ -91,7 +129,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(CorsLayer::permissive().max_age(Duration::from_secs(3600)))
+        .layer(cors(&state_browser))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 let rid = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");

@@ -371,17 +371,21 @@ pub struct OpenedSession {
 
 impl OpenedSession {
     /// `Set-Cookie` for surfaces whose frontends rely on a cookie (000, 002).
-    pub fn cookie(&self) -> String {
+    pub fn cookie(&self, browser: &crate::config::BrowserConfig) -> String {
         format!(
-            "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+            "{SESSION_COOKIE}={}; {}; Max-Age={}",
             self.token,
+            browser.cookie_attributes(),
             self.ttl.as_secs()
         )
     }
 }
 
-pub fn clear_cookie() -> String {
-    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+pub fn clear_cookie(browser: &crate::config::BrowserConfig) -> String {
+    format!(
+        "{SESSION_COOKIE}=; {}; Max-Age=0",
+        browser.cookie_attributes()
+    )
 }
 
 /// Opens a session (`SignedIn`) and issues its token once every process

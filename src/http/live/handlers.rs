@@ -53,7 +53,10 @@ pub async fn login_out(
     let caller = session(&state, &headers).await?;
     identity::sign_out(&state, &ctx, SURFACE, &caller).await?;
     Ok((
-        [(header::SET_COOKIE, identity::clear_cookie())],
+        [(
+            header::SET_COOKIE,
+            identity::clear_cookie(&state.config.browser),
+        )],
         axum::Json(json!({ "code": 0 })),
     ))
 }

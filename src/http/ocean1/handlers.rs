@@ -53,7 +53,11 @@ async fn signed_in(
             "invite_code": identity::invite_code_of(account.number),
         }
     });
-    Ok(([(header::SET_COOKIE, session.cookie())], axum::Json(body)).into_response())
+    Ok((
+        [(header::SET_COOKIE, session.cookie(&state.config.browser))],
+        axum::Json(body),
+    )
+        .into_response())
 }
 
 pub async fn send_code(
