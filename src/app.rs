@@ -51,6 +51,8 @@ pub struct AppState {
     pub live_rooms: Arc<crate::http::live::Parts>,
     /// Chat8's sockets on this process.
     pub social_hub: Arc<crate::social::feed::SocialHub>,
+    /// Pooled HTTP client for the generation gateway.
+    pub upstream_http: reqwest::Client,
 }
 
 impl AppState {
@@ -171,7 +173,16 @@ impl Server {
             sequences: Arc::default(),
             live_rooms: Arc::default(),
             social_hub: crate::social::feed::SocialHub::new(),
+            upstream_http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .build()?,
         };
+        background.push(tokio::spawn(crate::generation::run(
+            crate::core::Core::from_ref(&state),
+            state.upstream_http.clone(),
+            shutdown_rx.clone(),
+        )));
         let social_hub = state.social_hub.clone();
         background.push(tokio::spawn(crate::social::feed::run(
             crate::core::Core::from_ref(&state),

@@ -82,6 +82,67 @@ pub struct Config {
     /// beaten for this long is gone (they are beaten every third of it)
     pub chat8_presence_stale: Duration,
     pub browser: BrowserConfig,
+    pub generation: GenerationConfig,
+}
+
+/// Seed 002's generation proxy: the GrsAI-style gateway and the prices.
+#[derive(Debug, Clone)]
+pub struct GenerationConfig {
+    /// `GENERATION_API_URL`; unset: the endpoints answer 503
+    pub api_url: Option<String>,
+    /// `GENERATION_API_KEY` (bearer)
+    pub api_key: Option<Secret>,
+    /// `TIDELOG_PRICE_SORA_PER_SECOND`: points per second of video
+    /// (`size: "large"` costs double)
+    pub sora_per_second: i64,
+    /// `TIDELOG_PRICE_BANANA`: points per picture
+    pub banana_price: i64,
+    /// `TIDELOG_GENERATION_SORA_DEADLINE_SECS` / `_BANANA_`: a job not
+    /// ended by then fails, its points returned
+    pub sora_deadline: Duration,
+    pub banana_deadline: Duration,
+    /// `TIDELOG_GENERATION_POLL_MS`: how often open jobs are asked about
+    pub poll_interval: Duration,
+    /// `TIDELOG_GENERATION_MAX_RUNNING`: running jobs per account (429 past it)
+    pub max_running: i64,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        Self {
+            api_url: None,
+            api_key: None,
+            sora_per_second: 10,
+            banana_price: 20,
+            sora_deadline: Duration::from_secs(600),
+            banana_deadline: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(2),
+            max_running: 5,
+        }
+    }
+}
+
+impl GenerationConfig {
+    fn from_env() -> anyhow::Result<Self> {
+        let d = Self::default();
+        let secs = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+            Ok(Duration::from_secs(
+                parse_var(name, default.as_secs())?.max(1),
+            ))
+        };
+        Ok(Self {
+            api_url: var("GENERATION_API_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            api_key: var("GENERATION_API_KEY").map(Secret::new),
+            sora_per_second: parse_var("TIDELOG_PRICE_SORA_PER_SECOND", d.sora_per_second)?.max(1),
+            banana_price: parse_var("TIDELOG_PRICE_BANANA", d.banana_price)?.max(1),
+            sora_deadline: secs("TIDELOG_GENERATION_SORA_DEADLINE_SECS", d.sora_deadline)?,
+            banana_deadline: secs("TIDELOG_GENERATION_BANANA_DEADLINE_SECS", d.banana_deadline)?,
+            poll_interval: Duration::from_millis(
+                parse_var("TIDELOG_GENERATION_POLL_MS", 2_000u64)?.max(50),
+            ),
+            max_running: parse_var("TIDELOG_GENERATION_MAX_RUNNING", d.max_running)?.max(1),
+        })
+    }
 }
 
 /// How browsers on other origins may call the server.
@@ -374,6 +435,7 @@ impl Default for Config {
             chat8_presence_grace: Duration::from_secs(5),
             chat8_presence_stale: Duration::from_secs(30),
             browser: BrowserConfig::default(),
+            generation: GenerationConfig::default(),
         }
     }
 }
@@ -443,6 +505,7 @@ impl Config {
                 parse_var("TIDELOG_CHAT8_PRESENCE_STALE_MS", 30_000u64)?.max(300),
             ),
             browser: BrowserConfig::from_env()?,
+            generation: GenerationConfig::from_env()?,
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod core;
 pub mod db;
 pub mod embedded_pg;
 pub mod files;
+pub mod generation;
 pub mod http;
 pub mod identity;
 pub mod ids;

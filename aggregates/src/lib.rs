@@ -6,6 +6,7 @@ pub mod audience;
 pub mod card_key;
 pub mod chat_room;
 pub mod email_code;
+pub mod generation;
 pub mod live_room;
 pub mod monitored_room;
 pub mod payment_order;

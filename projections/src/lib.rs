@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 pub mod accounts;
+pub mod generation;
 pub mod gifts;
 pub mod ledger;
 pub mod live;
@@ -103,6 +104,7 @@ pub fn all(tz: chrono_tz::Tz) -> Vec<Arc<dyn Projector>> {
         Arc::new(live::LiveProjector),
         Arc::new(live::LiveChatProjector),
         Arc::new(social::SocialProjector),
+        Arc::new(generation::GenerationProjector),
     ]
 }
 

@@ -65,6 +65,7 @@ async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
     if uri.path().starts_with("/api/auth/")
         || uri.path().starts_with("/api/user/")
         || uri.path().starts_with("/api/pay/")
+        || uri.path().starts_with("/api/proxy/")
     {
         return ocean1::not_found(uri).await.into_response();
     }

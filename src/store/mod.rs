@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aggregates::generation::GenerationJob;
 use aggregates::social::{Call, Conversation, EncryptionKeys, Friendship};
 use aggregates::{
     Account, Anchor, CardKey, ChatRoom, EmailCode, Follow, LiveRoom, MonitoredRoom, PaymentOrder,
@@ -187,6 +188,7 @@ pub struct Store {
     pub conversations: Cqrs<Conversation>,
     pub encryption_keys: Cqrs<EncryptionKeys>,
     pub calls: Cqrs<Call>,
+    pub generation_jobs: Cqrs<GenerationJob>,
 }
 
 impl Store {
@@ -209,6 +211,7 @@ impl Store {
             conversations: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
             encryption_keys: cqrs(&pool, 0, &positions, &appender),
             calls: cqrs(&pool, 0, &positions, &appender),
+            generation_jobs: cqrs(&pool, 0, &positions, &appender),
             pool,
             locks: StreamLocks::default(),
             positions,

@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod handlers;
 mod pay;
+pub mod proxy;
 
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -31,6 +32,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/user/heartbeat", post(handlers::heartbeat))
         .route("/api/user/history", get(pay::history))
         .route("/api/pay/redeem", post(pay::redeem))
+        .route("/api/proxy/sora", post(proxy::sora))
+        .route("/api/proxy/banana", post(proxy::banana))
+        .route("/api/proxy/v1/draw/result", post(proxy::draw_result))
         .method_not_allowed_fallback(method_not_allowed)
 }
 

@@ -1,0 +1,306 @@
+//! Ocean1's generation proxy (seed 002 §4): `/api/proxy/sora`,
+//! `/api/proxy/banana` and `/api/proxy/v1/draw/result`. Thin: parse the
+//! contract's body into a [`JobSpec`], start it, and stream where it
+//! stands (server-sent events) or answer its id.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use aggregates::generation::{GenerationKind, Prompt};
+use axum::extract::{FromRef, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::error::OceanError;
+use super::extract::{check_headers, OJson};
+use super::SURFACE;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::core::Core;
+use crate::generation::{self, GenerationError, JobSpec};
+use crate::http::context::RequestContext;
+use crate::identity::{self, AuthFailure, Authenticator};
+
+type Result<T> = std::result::Result<T, OceanError>;
+
+/// What the proxy takes from the application.
+#[derive(Clone)]
+pub struct Proxy {
+    core: Core,
+    http: reqwest::Client,
+}
+
+impl FromRef<AppState> for Proxy {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            core: Core::from_ref(state),
+            http: state.upstream_http.clone(),
+        }
+    }
+}
+
+/// The Ocean1 session (cookie or bearer) whose headers agree with it.
+pub struct Session(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Session
+where
+    Authenticator: FromRef<S>,
+{
+    type Rejection = OceanError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        let token = identity::token_of(&parts.headers, true)?.ok_or(AuthFailure::Missing)?;
+        let caller = Authenticator::from_ref(state).authenticate(&token).await?;
+        check_headers(&parts.headers, &caller)?;
+        Ok(Session(caller))
+    }
+}
+
+impl From<GenerationError> for OceanError {
+    fn from(e: GenerationError) -> Self {
+        use StatusCode as S;
+        match e {
+            GenerationError::NotConfigured => Self::new(S::SERVICE_UNAVAILABLE, "生成服务未配置"),
+            GenerationError::Insufficient { balance, price } => Self::new(
+                S::PAYMENT_REQUIRED,
+                format!("积分不足: 需要 {price}，当前 {balance}"),
+            ),
+            GenerationError::TooMany => {
+                Self::new(S::TOO_MANY_REQUESTS, "进行中的任务过多，请稍后再试")
+            }
+            GenerationError::Refused(why) => {
+                Self::new(S::BAD_GATEWAY, format!("生成服务拒绝了请求: {why}"))
+            }
+            GenerationError::Unreachable(_) => {
+                Self::new(S::BAD_GATEWAY, "生成服务暂时不可用，积分已退回")
+            }
+            GenerationError::Contended => Self::new(S::SERVICE_UNAVAILABLE, "系统繁忙，请重试"),
+            GenerationError::Internal(e) => Self::internal(e),
+        }
+    }
+}
+
+fn bad(msg: impl Into<String>) -> OceanError {
+    OceanError::bad_request(format!("参数错误: {}", msg.into()))
+}
+
+fn text_field(v: Option<&Value>, name: &str, default: &str, max: usize) -> Result<String> {
+    match v {
+        None | Some(Value::Null) => Ok(default.to_owned()),
+        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= max => {
+            Ok(s.trim().to_owned())
+        }
+        _ => Err(bad(format!("{name} 必须是不超过 {max} 个字符的字符串"))),
+    }
+}
+
+fn url_field(v: &Value, name: &str) -> Result<String> {
+    match v.as_str() {
+        Some(u) if (u.starts_with("https://") || u.starts_with("http://")) && u.len() <= 2048 => {
+            Ok(u.to_owned())
+        }
+        _ => Err(bad(format!("{name} 必须是 http(s) 地址"))),
+    }
+}
+
+/// The contract's request (any JSON object), checked field by field.
+#[derive(Deserialize)]
+pub struct ProxyBody(serde_json::Map<String, Value>);
+
+fn prompt_of(b: &ProxyBody) -> Result<Prompt> {
+    match b.0.get("prompt") {
+        Some(Value::String(p)) => Prompt::parse(p).map_err(|e| bad(e.to_string())),
+        _ => Err(bad("prompt 必填")),
+    }
+}
+
+fn streams(b: &ProxyBody) -> Result<bool> {
+    match b.0.get("stream") {
+        None | Some(Value::Null) => Ok(true),
+        Some(Value::Bool(s)) => Ok(*s),
+        _ => Err(bad("stream 必须是布尔值")),
+    }
+}
+
+fn sora_spec(core: &Core, b: &ProxyBody) -> Result<JobSpec> {
+    let prompt = prompt_of(b)?;
+    let model = text_field(b.0.get("model"), "model", "sora-2", 64)?;
+    let aspect = text_field(b.0.get("aspectRatio"), "aspectRatio", "16:9", 8)?;
+    if !matches!(aspect.as_str(), "16:9" | "9:16") {
+        return Err(bad("aspectRatio 必须是 16:9 或 9:16"));
+    }
+    let duration = match b.0.get("duration") {
+        None | Some(Value::Null) => 10,
+        Some(v) => v
+            .as_i64()
+            .filter(|d| (1..=25).contains(d))
+            .ok_or_else(|| bad("duration 必须是 1 到 25 的整数（秒）"))?,
+    };
+    let size = text_field(b.0.get("size"), "size", "small", 8)?;
+    if !matches!(size.as_str(), "small" | "large") {
+        return Err(bad("size 必须是 small 或 large"));
+    }
+    let mut body = json!({
+        "model": model, "prompt": prompt.as_str(), "aspectRatio": aspect,
+        "duration": duration, "size": size,
+    });
+    if let Some(u) = b.0.get("url").filter(|u| !u.is_null()) {
+        body["url"] = Value::String(url_field(u, "url")?);
+    }
+    let per_second = core.config.generation.sora_per_second;
+    let price = per_second * duration * if size == "large" { 2 } else { 1 };
+    Ok(JobSpec {
+        kind: GenerationKind::Sora,
+        model,
+        prompt,
+        body,
+        price,
+    })
+}
+
+fn banana_spec(core: &Core, b: &ProxyBody) -> Result<JobSpec> {
+    let prompt = prompt_of(b)?;
+    let model = text_field(b.0.get("model"), "model", "nano-banana", 64)?;
+    let image_size = text_field(b.0.get("imageSize"), "imageSize", "1K", 16)?;
+    let aspect = text_field(b.0.get("aspectRatio"), "aspectRatio", "auto", 8)?;
+    let mut body = json!({
+        "model": model, "prompt": prompt.as_str(), "imageSize": image_size, "aspectRatio": aspect,
+    });
+    match b.0.get("urls") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(urls)) if urls.len() <= 5 => {
+            let urls: Result<Vec<String>> = urls.iter().map(|u| url_field(u, "urls")).collect();
+            body["urls"] = json!(urls?);
+        }
+        Some(_) => return Err(bad("urls 必须是最多 5 个地址的数组")),
+    }
+    Ok(JobSpec {
+        kind: GenerationKind::Banana,
+        model,
+        prompt,
+        body,
+        price: core.config.generation.banana_price,
+    })
+}
+
+pub async fn sora(
+    State(p): State<Proxy>,
+    ctx: RequestContext,
+    Session(caller): Session,
+    OJson(body): OJson<ProxyBody>,
+) -> Result<Response> {
+    let spec = sora_spec(&p.core, &body)?;
+    run(p, ctx, caller, spec, streams(&body)?).await
+}
+
+pub async fn banana(
+    State(p): State<Proxy>,
+    ctx: RequestContext,
+    Session(caller): Session,
+    OJson(body): OJson<ProxyBody>,
+) -> Result<Response> {
+    let spec = banana_spec(&p.core, &body)?;
+    run(p, ctx, caller, spec, streams(&body)?).await
+}
+
+async fn run(
+    p: Proxy,
+    ctx: RequestContext,
+    caller: Caller,
+    spec: JobSpec,
+    stream: bool,
+) -> Result<Response> {
+    let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
+    let job = generation::start(&p.core, &p.http, &meta, caller.account_id, spec).await?;
+    if !stream {
+        return Ok(axum::Json(json!({"status": "success", "data": {"id": job}})).into_response());
+    }
+    Ok(Sse::new(updates(p.core, job))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+/// Where the job stands, each time it changes, until it ends. The caller
+/// going away ends only this stream: the job goes on.
+fn updates(
+    core: Core,
+    job: Uuid,
+) -> impl futures::Stream<Item = std::result::Result<Event, Infallible>> {
+    struct S {
+        core: Core,
+        job: Uuid,
+        last: Option<(String, i32)>,
+        tick: tokio::sync::watch::Receiver<u64>,
+        done: bool,
+    }
+    let tick = core.progress.subscribe();
+    let start = S {
+        core,
+        job,
+        last: None,
+        tick,
+        done: false,
+    };
+    futures::stream::unfold(start, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        loop {
+            let row = generation::job(&s.core, s.job).await.ok().flatten();
+            if let Some(r) = row {
+                let now = (r.status.clone(), r.progress);
+                if s.last.as_ref() != Some(&now) {
+                    s.last = Some(now);
+                    s.done = matches!(r.status.as_str(), "completed" | "failed");
+                    let mut data = json!({"id": s.job, "status": r.status, "progress": r.progress});
+                    if let Some(u) = &r.result_url {
+                        data["result_url"] = json!(u);
+                    }
+                    if r.status == "failed" {
+                        data["error"] = json!(r.error.unwrap_or_else(|| "failed".into()));
+                    }
+                    return Some((Ok(Event::default().data(data.to_string())), s));
+                }
+            }
+            // the read model moved (or a while passed): look again
+            let _ = tokio::time::timeout(Duration::from_secs(2), s.tick.changed()).await;
+        }
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ResultBody {
+    id: Value,
+}
+
+/// `POST /api/proxy/v1/draw/result {id}`: the owner's job, from its read
+/// model (404 for anyone else's, as for an unknown one).
+pub async fn draw_result(
+    State(p): State<Proxy>,
+    Session(caller): Session,
+    OJson(body): OJson<ResultBody>,
+) -> Result<impl IntoResponse> {
+    let not_found = || OceanError::new(StatusCode::NOT_FOUND, "任务不存在");
+    let id = body
+        .id
+        .as_str()
+        .ok_or_else(|| bad("id 必须是字符串"))?
+        .parse::<Uuid>()
+        .map_err(|_| not_found())?;
+    let row = generation::job(&p.core, id)
+        .await
+        .map_err(OceanError::internal)?
+        .filter(|r| r.owner_id == caller.account_id)
+        .ok_or_else(not_found)?;
+    let mut data =
+        json!({"status": row.status, "progress": row.progress, "result_url": row.result_url});
+    if row.status == "failed" {
+        data["error"] = json!(row.error);
+    }
+    Ok(axum::Json(json!({"status": "success", "data": data})))
+}
