@@ -121,7 +121,11 @@ pub async fn start(
     })
     .await;
     match held {
-        Ok(_) => {}
+        // the owner's history shows the hold before the answer
+        Ok(moved) => {
+            core.settle(&[ledger::PROJECTION], Some(moved.position))
+                .await
+        }
         Err(LedgerError::Insufficient { balance, .. }) => {
             return Err(GenerationError::Insufficient {
                 balance,
@@ -162,7 +166,7 @@ pub async fn start(
                 })
                 .await
                 .map_err(|e| anyhow::anyhow!("recording the submission: {e}"))?;
-            core.settle(&[PROJECTION, ledger::PROJECTION], pos).await;
+            core.settle(&[PROJECTION], pos).await;
             Ok(job)
         }
         grsai::Submitted::Refused(why) => {
@@ -230,7 +234,11 @@ async fn release(core: &Core, meta: &CommandMeta, owner: Uuid, job: Uuid) -> boo
     })
     .await;
     match released {
-        Ok(_) => true,
+        Ok(moved) => {
+            core.settle(&[ledger::PROJECTION], Some(moved.position))
+                .await;
+            true
+        }
         // expired (returned by the wallet already) or never placed
         Err(LedgerError::Hold(_)) => true,
         Err(e) => {
@@ -271,7 +279,11 @@ async fn close(core: &Core, row: &read::JobRow) -> Result<(), GenerationError> {
         })
         .await;
         match settled {
-            Ok(_) => true,
+            Ok(moved) => {
+                core.settle(&[ledger::PROJECTION], Some(moved.position))
+                    .await;
+                true
+            }
             // expired before it could be paid: the owner has the points back
             Err(LedgerError::Hold(why)) => {
                 tracing::warn!(%job, why, "a completed job's hold had expired; not charged");
@@ -295,7 +307,7 @@ async fn close(core: &Core, row: &read::JobRow) -> Result<(), GenerationError> {
             })
             .await
             .map_err(|e| anyhow::anyhow!("recording job {job}'s settlement: {e}"))?;
-        core.settle(&[PROJECTION, ledger::PROJECTION], pos).await;
+        core.settle(&[PROJECTION], pos).await;
     }
     Ok(())
 }

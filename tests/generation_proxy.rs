@@ -1,0 +1,594 @@
+//! Ocean1's generation proxy (seed 002 §4) against a GrsAI-style gateway
+//! the test starts on loopback: points held before the gateway is called,
+//! settled once on success, returned once on refusal, failure, deadline or
+//! an unreachable gateway; the caller's stream; the owner's draw/result.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode as AxStatus};
+use axum::Json;
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const KEY: &str = "gateway-key-for-tests";
+
+#[derive(Default)]
+struct Gateway {
+    submits: usize,
+    /// task id -> (prompt, polls so far)
+    tasks: HashMap<String, (String, u32)>,
+}
+
+type Shared = Arc<Mutex<Gateway>>;
+
+fn authorized(h: &HeaderMap) -> bool {
+    h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {KEY}"))
+}
+
+async fn submit(
+    State(g): State<Shared>,
+    h: HeaderMap,
+    Json(body): Json<Value>,
+) -> (AxStatus, Json<Value>) {
+    if !authorized(&h) {
+        return (
+            AxStatus::UNAUTHORIZED,
+            Json(json!({"code": -1, "msg": "bad key"})),
+        );
+    }
+    assert_eq!(body["webHook"], "-1", "the proxy polls: {body}");
+    let prompt = body["prompt"].as_str().unwrap_or_default().to_owned();
+    let mut g = g.lock().unwrap();
+    g.submits += 1;
+    if prompt.contains("refuse") {
+        return (
+            AxStatus::OK,
+            Json(json!({"code": -22, "msg": "input_moderation"})),
+        );
+    }
+    let id = format!("task-{}", g.submits);
+    g.tasks.insert(id.clone(), (prompt, 0));
+    (
+        AxStatus::OK,
+        Json(json!({"code": 0, "msg": "success", "data": {"id": id}})),
+    )
+}
+
+async fn result(State(g): State<Shared>, h: HeaderMap, Json(body): Json<Value>) -> Json<Value> {
+    assert!(authorized(&h));
+    let id = body["id"].as_str().unwrap().to_owned();
+    let mut g = g.lock().unwrap();
+    let Some((prompt, polls)) = g.tasks.get_mut(&id) else {
+        return Json(json!({"code": -1, "msg": "not found"}));
+    };
+    *polls += 1;
+    let data = if prompt.contains("slow") || *polls < 2 {
+        json!({"id": id, "status": "running", "progress": 40, "results": []})
+    } else if prompt.contains("fail") {
+        json!({"id": id, "status": "failed", "progress": 40, "failure_reason": "output_moderation", "error": ""})
+    } else {
+        json!({"id": id, "status": "succeeded", "progress": 100,
+               "results": [{"url": format!("https://cdn.example/{id}.mp4")}]})
+    };
+    Json(json!({"code": 0, "msg": "success", "data": data}))
+}
+
+async fn gateway() -> (String, Shared) {
+    let g: Shared = Arc::default();
+    let app = axum::Router::new()
+        .route("/v1/video/sora-video", axum::routing::post(submit))
+        .route("/v1/draw/nano-banana", axum::routing::post(submit))
+        .route("/v1/draw/result", axum::routing::post(result))
+        .with_state(g.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, g)
+}
+
+async fn start(base: Option<String>, tweak: impl FnOnce(&mut tidelog::config::Config)) -> TestApp {
+    TestApp::start_with(move |c| {
+        c.generation.api_url = base;
+        c.generation.api_key = Some(tidelog::config::Secret::new(KEY.into()));
+        c.generation.poll_interval = Duration::from_millis(100);
+        c.generation.max_running = 100;
+        tweak(c);
+    })
+    .await
+}
+
+/// A signed-in user with `points`; answers (account number, token).
+async fn funded(app: &TestApp, name: &str, points: i64) -> (i64, String) {
+    let (number, token) = app.api().user(name).await;
+    let (s, v) = app
+        .api()
+        .post(
+            "/admin/ledger/adjustments",
+            Some(&format!("Bearer {ADMIN_TOKEN}")),
+            json!({"account": number.to_string(), "currency": "points", "direction": "credit",
+                   "amount": points, "description": "test funds", "operation_id": format!("fund-{name}")}),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    (number, token)
+}
+
+async fn balance(app: &TestApp, number: i64) -> i64 {
+    count(
+        &app.pool,
+        &format!(
+            "SELECT coalesce((SELECT w.balance FROM wallets w JOIN accounts a ON a.account_id = w.account_id
+               WHERE a.number = {number} AND w.currency = 'points'), 0)"
+        ),
+    )
+    .await
+}
+
+async fn proxy(app: &TestApp, token: &str, path: &str, body: Value) -> (StatusCode, String) {
+    let resp = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.text().await.unwrap())
+}
+
+async fn draw_result(app: &TestApp, token: &str, id: &str) -> (StatusCode, Value) {
+    let (s, t) = proxy(app, token, "/api/proxy/v1/draw/result", json!({"id": id})).await;
+    (s, serde_json::from_str(&t).unwrap())
+}
+
+async fn ended(app: &TestApp, token: &str, id: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let (s, v) = draw_result(app, token, id).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        if matches!(v["data"]["status"].as_str(), Some("completed" | "failed")) {
+            // and its hold closed
+            let settled = count(
+                &app.pool,
+                &format!("SELECT count(*) FROM generation_jobs WHERE job_id = '{id}' AND settled"),
+            )
+            .await;
+            if settled == 1 {
+                return v;
+            }
+        }
+        last = v;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {id} did not end: {last}");
+}
+
+async fn wallet_events(app: &TestApp, job: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT event_type FROM events WHERE aggregate_type = 'Wallet'
+            AND payload::text LIKE '%' || $1 || '%' ORDER BY global_position",
+    )
+    .bind(job)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_generation_streams_to_completed_and_its_points_are_paid_once() {
+    let (base, gw) = gateway().await;
+    let app = start(Some(base), |_| {}).await;
+    let (number, token) = funded(&app, "maker", 1000).await;
+
+    let (s, text) = proxy(
+        &app,
+        &token,
+        "/api/proxy/sora",
+        json!({"model": "sora-2", "prompt": "a cat", "duration": 10}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let frames: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str(d.trim()).unwrap())
+        .collect();
+    let last = frames.last().expect("frames");
+    assert_eq!(last["status"], "completed", "{text}");
+    assert!(last["result_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://cdn.example/task-"));
+    let id = last["id"].as_str().unwrap().to_owned();
+    assert!(frames.iter().all(|f| f["id"] == id.as_str()));
+    assert!(frames.iter().any(|f| f["status"] == "processing"), "{text}");
+
+    let v = ended(&app, &token, &id).await;
+    assert_eq!(v["data"]["progress"], 100);
+    assert_eq!(
+        balance(&app, number).await,
+        900,
+        "10 s of video at 10 points"
+    );
+    assert_eq!(
+        wallet_events(&app, &id).await,
+        ["HoldPlaced", "HoldSettled"]
+    );
+    let history = app
+        .api()
+        .get("/api/user/history", Some(&format!("Bearer {token}")))
+        .await
+        .1;
+    assert_eq!(history["data"][0]["balance_after"], 900, "{history}");
+    assert!(
+        history["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "consume" && e["description"] == "Sora 视频生成"),
+        "{history}"
+    );
+    assert_eq!(gw.lock().unwrap().submits, 1);
+
+    // a banana without a stream answers its id at once
+    let (s, text) = proxy(
+        &app,
+        &token,
+        "/api/proxy/banana",
+        json!({"prompt": "a sunset", "stream": false}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["status"], "success");
+    let id2 = v["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        ended(&app, &token, &id2).await["data"]["status"],
+        "completed"
+    );
+    assert_eq!(balance(&app, number).await, 880);
+
+    // another user cannot see it
+    let (_, other) = app.api().user("stranger").await;
+    assert_eq!(
+        draw_result(&app, &other, &id).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        draw_result(&app, &other, "not-an-id").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // the auditors' recomputation agrees: holds closed, balances right
+    let report = tidelog::ledger::audit::verify(&app.pool, |_| {})
+        .await
+        .unwrap();
+    assert!(
+        report.discrepancies.is_empty(),
+        "{:?}",
+        report.discrepancies
+    );
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT coalesce(sum(held), 0)::bigint FROM wallets"
+        )
+        .await,
+        0,
+        "no points left held"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_failures_deadlines_and_an_unreachable_gateway_return_the_points_once() {
+    let (base, _gw) = gateway().await;
+    let app = start(Some(base), |c| {
+        c.generation.sora_deadline = Duration::from_secs(1)
+    })
+    .await;
+    let (number, token) = funded(&app, "unlucky", 1000).await;
+
+    let (s, text) = proxy(
+        &app,
+        &token,
+        "/api/proxy/sora",
+        json!({"prompt": "please refuse"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["status"],
+        "failed"
+    );
+    assert_eq!(balance(&app, number).await, 1000);
+
+    let mut ids = vec![];
+    for prompt in ["this will fail", "slow and past its deadline"] {
+        let (s, text) = proxy(
+            &app,
+            &token,
+            "/api/proxy/sora",
+            json!({"prompt": prompt, "stream": false}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{text}");
+        ids.push(
+            serde_json::from_str::<Value>(&text).unwrap()["data"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for id in &ids {
+        let v = ended(&app, &token, id).await;
+        assert_eq!(v["data"]["status"], "failed", "{v}");
+        assert_eq!(
+            wallet_events(&app, id).await,
+            ["HoldPlaced", "HoldReleased"]
+        );
+    }
+    assert_eq!(balance(&app, number).await, 1000);
+    let history = app
+        .api()
+        .get("/api/user/history", Some(&format!("Bearer {token}")))
+        .await
+        .1;
+    let refunds = history["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "refund")
+        .count();
+    assert_eq!(refunds, 3, "one refund per failed job: {history}");
+    app.stop().await;
+
+    // a gateway that is down
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let app = start(Some(dead), |_| {}).await;
+    let (number, token) = funded(&app, "offline", 500).await;
+    let (s, text) = proxy(
+        &app,
+        &token,
+        "/api/proxy/banana",
+        json!({"prompt": "anything"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{text}");
+    assert_eq!(balance(&app, number).await, 500);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn twenty_concurrent_jobs_on_points_for_seven_admit_exactly_seven() {
+    let (base, gw) = gateway().await;
+    let app = start(Some(base), |_| {}).await;
+    let (number, token) = funded(&app, "eager", 140).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (http, url, token) = (
+                app.http.clone(),
+                format!("{}/api/proxy/banana", app.base),
+                token.clone(),
+            );
+            tokio::spawn(async move {
+                http.post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"prompt": format!("picture {i}"), "stream": false}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    let mut statuses = vec![];
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        7,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::PAYMENT_REQUIRED)
+            .count(),
+        13
+    );
+    assert_eq!(
+        gw.lock().unwrap().submits,
+        7,
+        "nothing sent upstream for a refused job"
+    );
+    eventually("the seven settle", || async {
+        count(
+            &app.pool,
+            "SELECT count(*) FROM generation_jobs WHERE settled",
+        )
+        .await
+            == 7
+    })
+    .await;
+    assert_eq!(balance(&app, number).await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_bodies_an_unconfigured_gateway_and_missing_sessions_hold_nothing() {
+    let (base, gw) = gateway().await;
+    let app = start(Some(base), |_| {}).await;
+    let (number, token) = funded(&app, "careless", 1000).await;
+    for (path, body) in [
+        ("/api/proxy/sora", json!({})),
+        ("/api/proxy/sora", json!({"prompt": ""})),
+        ("/api/proxy/sora", json!({"prompt": 7})),
+        (
+            "/api/proxy/sora",
+            json!({"prompt": "x", "duration": "long"}),
+        ),
+        ("/api/proxy/sora", json!({"prompt": "x", "duration": 600})),
+        (
+            "/api/proxy/sora",
+            json!({"prompt": "x", "aspectRatio": "4:3"}),
+        ),
+        (
+            "/api/proxy/sora",
+            json!({"prompt": "x", "url": "file:///etc/passwd"}),
+        ),
+        ("/api/proxy/sora", json!({"prompt": "x", "stream": "yes"})),
+        (
+            "/api/proxy/banana",
+            json!({"prompt": "x", "urls": "https://a"}),
+        ),
+        ("/api/proxy/banana", json!({"prompt": "x".repeat(5000)})),
+        ("/api/proxy/banana", json!([1, 2])),
+        ("/api/proxy/v1/draw/result", json!({"id": 5})),
+    ] {
+        let (s, text) = proxy(&app, &token, path, body.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path} {body}: {text}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap()["status"],
+            "failed"
+        );
+    }
+    let resp = app
+        .http
+        .post(format!("{}/api/proxy/sora", app.base))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let (s, _) = proxy(
+        &app,
+        "forged.token.here",
+        "/api/proxy/sora",
+        json!({"prompt": "x"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let poor = funded(&app, "poor", 50).await;
+    let (s, text) = proxy(&app, &poor.1, "/api/proxy/sora", json!({"prompt": "a cat"})).await;
+    assert_eq!(s, StatusCode::PAYMENT_REQUIRED, "{text}");
+    assert_eq!(gw.lock().unwrap().submits, 0);
+    assert_eq!(balance(&app, number).await, 1000);
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM events WHERE aggregate_type = 'GenerationJob'"
+        )
+        .await,
+        0
+    );
+    app.stop().await;
+
+    let app = start(None, |_| {}).await;
+    let (_, token) = funded(&app, "early", 1000).await;
+    let (s, _) = proxy(&app, &token, "/api/proxy/sora", json!({"prompt": "a cat"})).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM events WHERE event_type = 'HoldPlaced'"
+        )
+        .await,
+        0
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn jobs_running_when_the_server_is_killed_are_finished_once_after_the_restart() {
+    let (base, gw) = gateway().await;
+    let db = fresh_database().await;
+    let dir = open_tempdir();
+    let env = vec![
+        ("DATABASE_URL", url_of(&db)),
+        ("TIDELOG_JWT_SECRET", JWT_SECRET.to_string()),
+        ("TIDELOG_ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
+        ("TIDELOG_DATA_DIR", dir.path().display().to_string()),
+        ("GENERATION_API_URL", base),
+        ("GENERATION_API_KEY", KEY.to_string()),
+        // slow enough that the jobs are still open at the kill
+        ("TIDELOG_GENERATION_POLL_MS", "3000".to_string()),
+    ];
+    let mut first = ServerProcess::spawn(&env);
+    let api = first.api();
+    let (number, token) = api.user("crashy").await;
+    let (s, _) = api
+        .post(
+            "/admin/ledger/adjustments",
+            Some(&format!("Bearer {ADMIN_TOKEN}")),
+            json!({"account": number.to_string(), "currency": "points", "direction": "credit",
+                   "amount": 1000, "description": "funds", "operation_id": "fund-crashy"}),
+        )
+        .await;
+    assert!(s.is_success());
+    let mut ids = vec![];
+    for prompt in ["one", "two", "this will fail", "three"] {
+        let (s, v) = api
+            .post(
+                "/api/proxy/banana",
+                Some(&format!("Bearer {token}")),
+                json!({"prompt": prompt, "stream": false}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        ids.push(v["data"]["id"].as_str().unwrap().to_owned());
+    }
+    first.kill9();
+    let pool = tidelog::db::connect_pool(db.clone(), 2).await.unwrap();
+    let open = count(
+        &pool,
+        "SELECT count(*) FROM generation_jobs WHERE NOT settled",
+    )
+    .await;
+    assert!(open > 0, "some jobs were running at the kill");
+
+    let _second = ServerProcess::spawn(&env);
+    eventually("every job ends and closes its hold", || async {
+        count(&pool, "SELECT count(*) FROM generation_jobs WHERE settled").await == 4
+    })
+    .await;
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM generation_jobs WHERE status = 'completed'"
+        )
+        .await,
+        3
+    );
+    for id in &ids {
+        let n = count(
+            &pool,
+            &format!(
+                "SELECT count(*) FROM events WHERE aggregate_type = 'Wallet'
+                  AND event_type IN ('HoldSettled', 'HoldReleased') AND payload::text LIKE '%{id}%'"
+            ),
+        )
+        .await;
+        assert_eq!(n, 1, "job {id} closed once");
+    }
+    let report = tidelog::ledger::audit::verify(&pool, |_| {}).await.unwrap();
+    assert!(
+        report.discrepancies.is_empty(),
+        "{:?}",
+        report.discrepancies
+    );
+    assert_eq!(gw.lock().unwrap().submits, 4, "no job submitted twice");
+    drop(first);
+}
