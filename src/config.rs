@@ -105,6 +105,14 @@ pub struct GenerationConfig {
     pub poll_interval: Duration,
     /// `TIDELOG_GENERATION_MAX_RUNNING`: running jobs per account (429 past it)
     pub max_running: i64,
+    /// `CHAT_API_URL` (an OpenAI-compatible base, e.g.
+    /// `https://api.openai.com/v1`: `/chat/completions` is appended),
+    /// `CHAT_API_KEY`, `CHAT_MODEL`; unset: cat chat answers 503
+    pub chat_api_url: Option<String>,
+    pub chat_api_key: Option<Secret>,
+    pub chat_model: String,
+    /// `TIDELOG_PRICE_CHAT`: points per cat-chat reply
+    pub chat_price: i64,
 }
 
 impl Default for GenerationConfig {
@@ -118,6 +126,10 @@ impl Default for GenerationConfig {
             banana_deadline: Duration::from_secs(300),
             poll_interval: Duration::from_secs(2),
             max_running: 5,
+            chat_api_url: None,
+            chat_api_key: None,
+            chat_model: "gpt-4o-mini".into(),
+            chat_price: 1,
         }
     }
 }
@@ -141,6 +153,10 @@ impl GenerationConfig {
                 parse_var("TIDELOG_GENERATION_POLL_MS", 2_000u64)?.max(50),
             ),
             max_running: parse_var("TIDELOG_GENERATION_MAX_RUNNING", d.max_running)?.max(1),
+            chat_api_url: var("CHAT_API_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            chat_api_key: var("CHAT_API_KEY").map(Secret::new),
+            chat_model: var("CHAT_MODEL").unwrap_or(d.chat_model),
+            chat_price: parse_var("TIDELOG_PRICE_CHAT", d.chat_price)?.max(1),
         })
     }
 }

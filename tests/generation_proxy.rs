@@ -592,3 +592,96 @@ async fn jobs_running_when_the_server_is_killed_are_finished_once_after_the_rest
     assert_eq!(gw.lock().unwrap().submits, 4, "no job submitted twice");
     drop(first);
 }
+
+async fn openai(
+    State(seen): State<Arc<Mutex<Vec<Value>>>>,
+    h: HeaderMap,
+    Json(body): Json<Value>,
+) -> (AxStatus, Json<Value>) {
+    if h.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer chat-key") {
+        return (
+            AxStatus::UNAUTHORIZED,
+            Json(json!({"error": {"message": "bad key"}})),
+        );
+    }
+    seen.lock().unwrap().push(body.clone());
+    let last = body["messages"].as_array().unwrap().last().unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    if last.contains("break") {
+        return (
+            AxStatus::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": {"message": "overloaded"}})),
+        );
+    }
+    (
+        AxStatus::OK,
+        Json(
+            json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("喵~ {last}")},
+                         "finish_reason": "stop"}]}),
+        ),
+    )
+}
+
+#[tokio::test]
+async fn cat_chat_replies_through_an_openai_style_upstream_and_charges_only_replies() {
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(openai))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let app = start(None, move |c| {
+        c.generation.chat_api_url = Some(upstream);
+        c.generation.chat_api_key = Some(tidelog::config::Secret::new("chat-key".into()));
+        c.generation.chat_model = "cat-model".into();
+        c.generation.chat_price = 2;
+    })
+    .await;
+    let (number, token) = funded(&app, "catlover", 10).await;
+    let body = json!({"messages": [{"role": "system", "content": "你是一只可爱的猫猫"},
+                                   {"role": "user", "content": "你好呀"}]});
+    let (s, text) = proxy(&app, &token, "/api/proxy/cat/chat", body).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"status": "success", "reply": "喵~ 你好呀"})
+    );
+    assert_eq!(seen.lock().unwrap()[0]["model"], "cat-model");
+    assert_eq!(seen.lock().unwrap()[0]["messages"][0]["role"], "system");
+    assert_eq!(balance(&app, number).await, 8);
+
+    let (s, _) = proxy(
+        &app,
+        &token,
+        "/api/proxy/cat/chat",
+        json!({"messages": [{"role": "user", "content": "please break"}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY);
+    assert_eq!(balance(&app, number).await, 8, "no reply, no charge");
+    for bad in [
+        json!({}),
+        json!({"messages": []}),
+        json!({"messages": [{"role": "wizard", "content": "hi"}]}),
+        json!({"messages": [{"role": "user", "content": "x".repeat(9000)}]}),
+        json!({"messages": [{"role": "system", "content": "only rules"}]}),
+        json!({"messages": "hi"}),
+    ] {
+        let (s, text) = proxy(&app, &token, "/api/proxy/cat/chat", bad.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {text}");
+    }
+    assert_eq!(seen.lock().unwrap().len(), 2, "bad bodies reach nobody");
+    let report = tidelog::ledger::audit::verify(&app.pool, |_| {})
+        .await
+        .unwrap();
+    assert!(
+        report.discrepancies.is_empty(),
+        "{:?}",
+        report.discrepancies
+    );
+    app.stop().await;
+}

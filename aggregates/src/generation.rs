@@ -23,6 +23,8 @@ pub enum GenerationKind {
     Sora,
     /// picture, GrsAI `/v1/draw/nano-banana`
     Banana,
+    /// a cat companion's reply, an OpenAI-compatible chat completion
+    Chat,
 }
 
 impl GenerationKind {
@@ -30,6 +32,15 @@ impl GenerationKind {
         match self {
             Self::Sora => "sora",
             Self::Banana => "banana",
+            Self::Chat => "chat",
+        }
+    }
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "sora" => Some(Self::Sora),
+            "banana" => Some(Self::Banana),
+            "chat" => Some(Self::Chat),
+            _ => None,
         }
     }
     /// How the job shows in the owner's point history.
@@ -37,6 +48,7 @@ impl GenerationKind {
         match self {
             Self::Sora => "Sora 视频生成",
             Self::Banana => "Banana 图片生成",
+            Self::Chat => "猫猫对话",
         }
     }
 }

@@ -43,7 +43,8 @@ struct Envelope {
 fn path(kind: GenerationKind) -> &'static str {
     match kind {
         GenerationKind::Sora => "/v1/video/sora-video",
-        GenerationKind::Banana => "/v1/draw/nano-banana",
+        // chat has its own upstream (`super::chat`)
+        GenerationKind::Banana | GenerationKind::Chat => "/v1/draw/nano-banana",
     }
 }
 

@@ -7,6 +7,7 @@
 //! that ended and whose hold is still open (a crash between the two) is
 //! closed by the poller; the wallet's operation ids make that once.
 
+pub mod chat;
 pub mod grsai;
 
 use std::time::Duration;
@@ -24,6 +25,8 @@ use crate::ledger::{self, LedgerError};
 use crate::store::{CommandMeta, LogPosition};
 
 pub const PROJECTION: &str = "generation";
+/// A cat chat's reply may take this long.
+pub const CHAT_DEADLINE: Duration = Duration::from_secs(60);
 /// A hold outlives its job's deadline by this much (the poller ends the
 /// job first; expiry is the last resort).
 const HOLD_MARGIN: chrono::Duration = chrono::Duration::hours(1);
@@ -93,6 +96,17 @@ pub async fn start(
     spec: JobSpec,
 ) -> Result<Uuid, GenerationError> {
     let (base, key) = gateway(core)?;
+    let job = open_job(core, meta, owner, &spec).await?;
+    submit(core, http, meta, job, &base, &key, spec).await
+}
+
+/// Holds the price and records the job (nothing is sent yet).
+async fn open_job(
+    core: &Core,
+    meta: &CommandMeta,
+    owner: Uuid,
+    spec: &JobSpec,
+) -> Result<Uuid, GenerationError> {
     if read::running_of(&core.pool, owner).await? >= core.config.generation.max_running {
         return Err(GenerationError::TooMany);
     }
@@ -102,6 +116,7 @@ pub async fn start(
         + match spec.kind {
             GenerationKind::Sora => core.config.generation.sora_deadline,
             GenerationKind::Banana => core.config.generation.banana_deadline,
+            GenerationKind::Chat => CHAT_DEADLINE,
         };
     let amount = Amount::new(spec.price).map_err(|e| anyhow::anyhow!("price: {e}"))?;
     let held = ledger::operate(&core.store, owner, Currency::Points, meta, || {
@@ -154,7 +169,19 @@ pub async fn start(
         release(core, meta, owner, job).await;
         return Err(anyhow::anyhow!("recording the job: {e}").into());
     }
-    match grsai::submit(http, &base, &key, spec.kind, spec.body).await {
+    Ok(job)
+}
+
+async fn submit(
+    core: &Core,
+    http: &reqwest::Client,
+    meta: &CommandMeta,
+    job: Uuid,
+    base: &str,
+    key: &str,
+    spec: JobSpec,
+) -> Result<Uuid, GenerationError> {
+    match grsai::submit(http, base, key, spec.kind, spec.body).await {
         grsai::Submitted::Accepted(upstream_id) => {
             let pos = core
                 .store
@@ -183,6 +210,60 @@ pub async fn start(
         grsai::Submitted::Unknown(why) => {
             tracing::warn!(%job, why, "a submit's outcome is unknown; the job fails");
             end(core, job, Ended::Failed("gateway did not answer".into())).await?;
+            Err(GenerationError::Unreachable(why))
+        }
+    }
+}
+
+/// A cat chat: held, asked, and paid when the reply comes (returned when
+/// it does not). Answers the reply.
+pub async fn chat(
+    core: &Core,
+    http: &reqwest::Client,
+    meta: &CommandMeta,
+    owner: Uuid,
+    messages: Vec<chat::Message>,
+) -> Result<String, GenerationError> {
+    let g = &core.config.generation;
+    let (Some(url), Some(key)) = (&g.chat_api_url, &g.chat_api_key) else {
+        return Err(GenerationError::NotConfigured);
+    };
+    let last = messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(|m| m.content.clone())
+        .unwrap_or_default();
+    let spec = JobSpec {
+        kind: GenerationKind::Chat,
+        model: g.chat_model.clone(),
+        prompt: Prompt::parse(&last.chars().take(Prompt::MAX_CHARS).collect::<String>())
+            .or_else(|_| Prompt::parse("(chat)"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        body: Value::Null,
+        price: g.chat_price,
+    };
+    let job = open_job(core, meta, owner, &spec).await?;
+    match chat::complete(
+        http,
+        url,
+        key.expose(),
+        &g.chat_model,
+        &messages,
+        CHAT_DEADLINE,
+    )
+    .await
+    {
+        Ok(reply) => {
+            end(core, job, Ended::Completed(String::new())).await?;
+            Ok(reply)
+        }
+        Err(chat::ChatFailure::Refused(why)) => {
+            end(core, job, Ended::Failed(format!("refused: {why}"))).await?;
+            Err(GenerationError::Refused(why))
+        }
+        Err(chat::ChatFailure::Unavailable(why)) => {
+            end(core, job, Ended::Failed("chat upstream unavailable".into())).await?;
             Err(GenerationError::Unreachable(why))
         }
     }
@@ -258,11 +339,7 @@ async fn close(core: &Core, row: &read::JobRow) -> Result<(), GenerationError> {
     let meta = system_meta(job);
     let done = if row.status == "completed" {
         let amount = Amount::new(row.price).map_err(|e| anyhow::anyhow!("price: {e}"))?;
-        let kind = if row.kind == "sora" {
-            GenerationKind::Sora
-        } else {
-            GenerationKind::Banana
-        };
+        let kind = GenerationKind::parse(&row.kind).unwrap_or(GenerationKind::Banana);
         let settled = ledger::operate(&core.store, row.owner_id, Currency::Points, &meta, || {
             WalletCommand::SettleHold {
                 movement: Movement {

@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/proxy/sora", post(proxy::sora))
         .route("/api/proxy/banana", post(proxy::banana))
         .route("/api/proxy/v1/draw/result", post(proxy::draw_result))
+        .route("/api/proxy/cat/chat", post(proxy::cat_chat))
         .method_not_allowed_fallback(method_not_allowed)
 }
 

@@ -304,3 +304,57 @@ pub async fn draw_result(
     }
     Ok(axum::Json(json!({"status": "success", "data": data})))
 }
+
+/// Messages a cat chat may carry, and their size.
+const CHAT_MAX_MESSAGES: usize = 50;
+const CHAT_MAX_CHARS: usize = 8_000;
+const CHAT_MAX_TOTAL: usize = 32_000;
+
+fn chat_messages(body: &ProxyBody) -> Result<Vec<generation::chat::Message>> {
+    let Some(Value::Array(raw)) = body.0.get("messages") else {
+        return Err(bad("messages 必须是数组"));
+    };
+    if raw.is_empty() || raw.len() > CHAT_MAX_MESSAGES {
+        return Err(bad(format!("messages 必须有 1 到 {CHAT_MAX_MESSAGES} 条")));
+    }
+    let mut total = 0;
+    let mut out = Vec::with_capacity(raw.len());
+    for m in raw {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
+        if !matches!(role, "system" | "user" | "assistant") {
+            return Err(bad("role 必须是 system、user 或 assistant"));
+        }
+        let content = m.get("content").and_then(Value::as_str).unwrap_or_default();
+        let chars = content.chars().count();
+        if content.trim().is_empty() || chars > CHAT_MAX_CHARS {
+            return Err(bad(format!("content 必须是 1 到 {CHAT_MAX_CHARS} 个字符")));
+        }
+        total += chars;
+        out.push(generation::chat::Message {
+            role: role.into(),
+            content: content.into(),
+        });
+    }
+    if total > CHAT_MAX_TOTAL {
+        return Err(bad(format!(
+            "messages 合计不能超过 {CHAT_MAX_TOTAL} 个字符"
+        )));
+    }
+    if !out.iter().any(|m| m.role == "user") {
+        return Err(bad("至少需要一条 user 消息"));
+    }
+    Ok(out)
+}
+
+/// `POST /api/proxy/cat/chat {messages}`: `{"status":"success","reply"}`.
+pub async fn cat_chat(
+    State(p): State<Proxy>,
+    ctx: RequestContext,
+    Session(caller): Session,
+    OJson(body): OJson<ProxyBody>,
+) -> Result<impl IntoResponse> {
+    let messages = chat_messages(&body)?;
+    let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
+    let reply = generation::chat(&p.core, &p.http, &meta, caller.account_id, messages).await?;
+    Ok(axum::Json(json!({"status": "success", "reply": reply})))
+}
