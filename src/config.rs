@@ -83,6 +83,9 @@ pub struct Config {
     pub chat8_presence_stale: Duration,
     pub browser: BrowserConfig,
     pub generation: GenerationConfig,
+    /// `TIDELOG_DAILY_REWARD_POINTS`: Ocean1's reward on an account's first
+    /// heartbeat of a local day (0: none)
+    pub daily_reward_points: i64,
 }
 
 /// Seed 002's generation proxy: the GrsAI-style gateway and the prices.
@@ -452,6 +455,7 @@ impl Default for Config {
             chat8_presence_stale: Duration::from_secs(30),
             browser: BrowserConfig::default(),
             generation: GenerationConfig::default(),
+            daily_reward_points: 10,
         }
     }
 }
@@ -522,6 +526,7 @@ impl Config {
             ),
             browser: BrowserConfig::from_env()?,
             generation: GenerationConfig::from_env()?,
+            daily_reward_points: parse_var("TIDELOG_DAILY_REWARD_POINTS", 10i64)?.max(0),
         })
     }
 }

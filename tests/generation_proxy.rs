@@ -685,3 +685,53 @@ async fn cat_chat_replies_through_an_openai_style_upstream_and_charges_only_repl
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_heartbeats_on_two_processes_credit_the_daily_reward_once() {
+    let db = fresh_database().await;
+    let a = TestApp::start_on(db.clone(), |c| c.daily_reward_points = 25).await;
+    let b = TestApp::start_on(db.clone(), |c| c.daily_reward_points = 25).await;
+    let (number, token) = a.api().user("daily").await;
+    let beats: Vec<_> = (0..12)
+        .map(|i| {
+            let app = if i % 2 == 0 { &a } else { &b };
+            let (http, url, token) = (
+                app.http.clone(),
+                format!("{}/api/user/heartbeat", app.base),
+                token.clone(),
+            );
+            tokio::spawn(async move {
+                let v: Value = http
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                v
+            })
+        })
+        .collect();
+    let mut rewarded = 0;
+    for t in beats {
+        let v = t.await.unwrap();
+        assert_eq!(v["status"], "ok", "{v}");
+        rewarded += usize::from(v["has_reward"] == true);
+    }
+    assert_eq!(
+        rewarded, 1,
+        "exactly one heartbeat says it brought the reward"
+    );
+    assert_eq!(balance(&a, number).await, 25);
+    let history = a
+        .api()
+        .get("/api/user/history", Some(&format!("Bearer {token}")))
+        .await
+        .1;
+    assert_eq!(history["data"][0]["type"], "reward", "{history}");
+    a.stop().await;
+    b.stop().await;
+}

@@ -629,6 +629,11 @@ async fn ocean1_codes_devices_displacement_and_reset() {
             .bearer(token)
             .json(json!({"email": email}))
     };
+    // the day's first heartbeat brings the daily reward, the next ones not
+    assert_eq!(
+        heartbeat("phone", &phone).go(&app).await.1,
+        json!({"status": "ok", "has_reward": true})
+    );
     assert_eq!(
         heartbeat("phone", &phone).go(&app).await.1,
         json!({"status": "ok", "has_reward": false})

@@ -116,6 +116,8 @@ pub enum Counterparty {
     PlatformRevenue,
     /// manual corrections by an operator
     PlatformAdjustments,
+    /// what the platform gives away (seed 002's daily reward)
+    PlatformRewards,
     /// an anchor's earnings account (seed 000's VIP rooms)
     Anchor(Uuid),
 }
@@ -127,6 +129,7 @@ impl fmt::Display for Counterparty {
             Self::ExternalCards => f.write_str("external:cards"),
             Self::PlatformRevenue => f.write_str("platform:revenue"),
             Self::PlatformAdjustments => f.write_str("platform:adjustments"),
+            Self::PlatformRewards => f.write_str("platform:rewards"),
             Self::Anchor(id) => write!(f, "anchor:{id}"),
         }
     }
@@ -140,6 +143,7 @@ impl FromStr for Counterparty {
             "external:cards" => Self::ExternalCards,
             "platform:revenue" => Self::PlatformRevenue,
             "platform:adjustments" => Self::PlatformAdjustments,
+            "platform:rewards" => Self::PlatformRewards,
             other => match other.strip_prefix("anchor:").map(Uuid::parse_str) {
                 Some(Ok(id)) => Self::Anchor(id),
                 _ => {
@@ -179,6 +183,8 @@ pub enum Reason {
     Subscription,
     /// what an anchor earned from a VIP room or a subscription
     Earning,
+    /// seed 002's daily reward on the first heartbeat of a day
+    Reward,
 }
 
 impl Reason {
@@ -192,6 +198,7 @@ impl Reason {
             Self::VipPayment => "vip_payment",
             Self::Subscription => "subscription",
             Self::Earning => "earning",
+            Self::Reward => "reward",
         }
     }
 }

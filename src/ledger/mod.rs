@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod cards;
 pub mod payments;
+pub mod rewards;
 
 use aggregates::wallet::{wallet_id, Fingerprint};
 use aggregates::{Currency, WalletCommand, WalletError, WalletEvent};

@@ -256,6 +256,19 @@ impl Store {
         self.run(cqrs, aggregate_id, meta, make).await.map(|_| ())
     }
 
+    /// Where the command's events landed, `None` when it appended nothing
+    /// (refused, or done before: an idempotent command tells first from
+    /// repeat so).
+    pub async fn execute_appended<A: Aggregate + Clone>(
+        &self,
+        cqrs: &Cqrs<A>,
+        aggregate_id: &str,
+        meta: &CommandMeta,
+        make: impl FnMut() -> A::Command,
+    ) -> Result<Option<LogPosition>, CommandError<A::Error>> {
+        self.run(cqrs, aggregate_id, meta, make).await
+    }
+
     /// Under the stream's lock: the command, and where its events landed
     /// (`None` when it appended nothing).
     async fn run<A: Aggregate + Clone>(

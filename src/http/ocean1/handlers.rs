@@ -221,6 +221,7 @@ pub async fn reset_password(
 
 pub async fn heartbeat(
     State(state): State<AppState>,
+    ctx: RequestContext,
     headers: HeaderMap,
     OJson(body): OJson<HeartbeatRequest>,
 ) -> Result<impl IntoResponse> {
@@ -240,5 +241,18 @@ pub async fn heartbeat(
             ));
         }
     }
-    Ok(axum::Json(json!({ "status": "ok", "has_reward": false })))
+    let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
+    let core = <crate::core::Core as axum::extract::FromRef<AppState>>::from_ref(&state);
+    let has_reward = crate::ledger::rewards::daily(&core, &meta, caller.account_id)
+        .await
+        .map_err(|e| match e {
+            crate::ledger::LedgerError::Contended => OceanError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "系统繁忙，请重试",
+            ),
+            other => OceanError::internal(anyhow::anyhow!("daily reward: {other}")),
+        })?;
+    Ok(axum::Json(
+        json!({ "status": "ok", "has_reward": has_reward }),
+    ))
 }
