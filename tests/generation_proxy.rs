@@ -735,3 +735,59 @@ async fn concurrent_heartbeats_on_two_processes_credit_the_daily_reward_once() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn holds_past_their_expiry_are_returned_on_a_schedule() {
+    use aggregates::wallet::{Counterparty, Movement, Reason};
+    use aggregates::{Amount, Currency, WalletCommand};
+    let app = start(None, |_| {}).await;
+    let (number, _) = funded(&app, "forgotten", 100).await;
+    let account: uuid::Uuid =
+        sqlx::query_scalar("SELECT account_id FROM accounts WHERE number = $1")
+            .bind(number)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    // a hold whose owner never came back (placed by another writer of the store)
+    let store = tidelog::store::Store::new(app.pool.clone());
+    let meta = tidelog::store::CommandMeta {
+        actor: "test".into(),
+        surface: "test",
+        request_id: "r".into(),
+        correlation_id: "c".into(),
+        causation_id: "c".into(),
+        client_ip: "local".into(),
+    };
+    let now = chrono::Utc::now();
+    tidelog::ledger::operate(&store, account, Currency::Points, &meta, || {
+        WalletCommand::Hold {
+            movement: Movement {
+                operation_id: "stale-hold".into(),
+                amount: Amount::new(30).unwrap(),
+                counter: Counterparty::PlatformRevenue,
+                reason: Reason::Consume,
+                reference: None,
+                description: "stale".into(),
+                at: now,
+            },
+            hold_id: "stale".into(),
+            expires_at: now + chrono::Duration::milliseconds(200),
+        }
+    })
+    .await
+    .unwrap();
+    eventually("the expired hold comes back", || async {
+        count(
+            &app.pool,
+            "SELECT count(*) FROM events WHERE event_type = 'HoldReleased'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    eventually("the balance is whole again", || async {
+        balance(&app, number).await == 100
+    })
+    .await;
+    app.stop().await;
+}

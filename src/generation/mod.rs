@@ -30,6 +30,11 @@ pub const CHAT_DEADLINE: Duration = Duration::from_secs(60);
 /// A hold outlives its job's deadline by this much (the poller ends the
 /// job first; expiry is the last resort).
 const HOLD_MARGIN: chrono::Duration = chrono::Duration::hours(1);
+/// How often expired holds are looked for: every thirty polls, at most a
+/// minute apart.
+fn expiry_every(core: &Core) -> Duration {
+    (core.config.generation.poll_interval * 30).min(Duration::from_secs(60))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerationError {
@@ -431,11 +436,39 @@ async fn pass(core: &Core, http: &reqwest::Client) -> Result<(), GenerationError
     Ok(())
 }
 
+/// Returns every hold past its expiry, on every wallet that holds points
+/// or coins (the ledger's `ExpireHolds`, on a schedule).
+async fn expire_holds(core: &Core) -> Result<(), GenerationError> {
+    let wallets: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT account_id, currency FROM wallets WHERE held > 0")
+            .fetch_all(&core.pool)
+            .await?;
+    let at = crate::store::now();
+    for (account, currency) in wallets {
+        let Ok(currency) = currency.parse::<Currency>() else {
+            continue;
+        };
+        let wallet = aggregates::wallet::wallet_id(account, currency);
+        let meta = system_meta(account);
+        let expired = core
+            .store
+            .execute_only(&core.store.wallets, &wallet, &meta, || {
+                WalletCommand::ExpireHolds { at }
+            })
+            .await;
+        if let Err(e) = expired {
+            tracing::warn!(%wallet, error = %e, "expiring holds failed; retrying later");
+        }
+    }
+    Ok(())
+}
+
 /// The poller: one process at a time (a session advisory lock; another
 /// takes over when this one dies), a pass every poll interval.
 pub async fn run(core: Core, http: reqwest::Client, mut shutdown: watch::Receiver<bool>) {
     const LOCK: i64 = 0x7469_6465_6765_6e00; // "tidegen"
     let mut lock_conn = None;
+    let mut last_expiry = std::time::Instant::now();
     loop {
         let wait = core.config.generation.poll_interval;
         tokio::select! {
@@ -458,6 +491,12 @@ pub async fn run(core: Core, http: reqwest::Client, mut shutdown: watch::Receive
                     }
                 }
                 Err(_) => continue,
+            }
+        }
+        if last_expiry.elapsed() >= expiry_every(&core) {
+            last_expiry = std::time::Instant::now();
+            if let Err(e) = expire_holds(&core).await {
+                tracing::warn!(error = %e, "expiring holds failed; retrying");
             }
         }
         if let Err(e) = pass(&core, &http).await {

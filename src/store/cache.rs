@@ -161,6 +161,13 @@ impl<A: Aggregate + Clone> EventStore<A> for CachingEventStore<A> {
         context: EventStoreAggregateContext<A>,
         metadata: HashMap<String, String>,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        // cqrs-es commits even a decision that produced nothing: leave the
+        // cached stream as it is, so that `Freshness::confirm` still knows
+        // it served that decision (re-caching it here marked it unserved,
+        // and a no-op decided on a stale state was taken as fresh)
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         let aggregate_id = context.aggregate_id.clone();
         let mut next = Cached {
             aggregate: context.aggregate.clone(),
