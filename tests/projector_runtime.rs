@@ -402,7 +402,8 @@ async fn rebuilding_from_zero_gives_the_incremental_result_while_serving() {
             json!("ledger"),
             json!("live"),
             json!("livechat"),
-            json!("social")
+            json!("social"),
+            json!("generation")
         ]
     );
     assert_eq!(read_models(&app).await, settled);
