@@ -116,6 +116,19 @@ pub struct GenerationConfig {
     pub chat_model: String,
     /// `TIDELOG_PRICE_CHAT`: points per cat-chat reply
     pub chat_price: i64,
+    /// `JIMENG_ACCESS_KEY` / `JIMENG_SECRET_KEY` (Volcengine request
+    /// signing; unset: Jimeng answers 503) and `JIMENG_API_URL`
+    pub jimeng_api_url: String,
+    pub jimeng_access_key: Option<Secret>,
+    pub jimeng_secret_key: Option<Secret>,
+    /// `JIMENG_VIDEO_REQ_KEY` / `JIMENG_IMAGE_REQ_KEY`: the models asked for
+    pub jimeng_video_req_key: String,
+    pub jimeng_image_req_key: String,
+    /// `TIDELOG_PRICE_JIMENG_VIDEO` / `TIDELOG_PRICE_JIMENG_IMAGE`
+    pub jimeng_video_price: i64,
+    pub jimeng_image_price: i64,
+    /// `TIDELOG_GENERATION_JIMENG_DEADLINE_SECS`
+    pub jimeng_deadline: Duration,
 }
 
 impl Default for GenerationConfig {
@@ -133,6 +146,14 @@ impl Default for GenerationConfig {
             chat_api_key: None,
             chat_model: "gpt-4o-mini".into(),
             chat_price: 1,
+            jimeng_api_url: "https://visual.volcengineapi.com".into(),
+            jimeng_access_key: None,
+            jimeng_secret_key: None,
+            jimeng_video_req_key: "jimeng_vgfm_t2v_l20".into(),
+            jimeng_image_req_key: "jimeng_t2i_v40".into(),
+            jimeng_video_price: 50,
+            jimeng_image_price: 20,
+            jimeng_deadline: Duration::from_secs(300),
         }
     }
 }
@@ -160,6 +181,18 @@ impl GenerationConfig {
             chat_api_key: var("CHAT_API_KEY").map(Secret::new),
             chat_model: var("CHAT_MODEL").unwrap_or(d.chat_model),
             chat_price: parse_var("TIDELOG_PRICE_CHAT", d.chat_price)?.max(1),
+            jimeng_api_url: var("JIMENG_API_URL")
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .unwrap_or(d.jimeng_api_url),
+            jimeng_access_key: var("JIMENG_ACCESS_KEY").map(Secret::new),
+            jimeng_secret_key: var("JIMENG_SECRET_KEY").map(Secret::new),
+            jimeng_video_req_key: var("JIMENG_VIDEO_REQ_KEY").unwrap_or(d.jimeng_video_req_key),
+            jimeng_image_req_key: var("JIMENG_IMAGE_REQ_KEY").unwrap_or(d.jimeng_image_req_key),
+            jimeng_video_price: parse_var("TIDELOG_PRICE_JIMENG_VIDEO", d.jimeng_video_price)?
+                .max(1),
+            jimeng_image_price: parse_var("TIDELOG_PRICE_JIMENG_IMAGE", d.jimeng_image_price)?
+                .max(1),
+            jimeng_deadline: secs("TIDELOG_GENERATION_JIMENG_DEADLINE_SECS", d.jimeng_deadline)?,
         })
     }
 }

@@ -791,3 +791,226 @@ async fn holds_past_their_expiry_are_returned_on_a_schedule() {
     .await;
     app.stop().await;
 }
+
+const AK: &str = "AKLTtestaccesskey";
+const SK: &str = "c2VjcmV0LWtleS1mb3ItdGVzdHM=";
+
+/// Recomputes Volcengine's signature from the request as it arrived.
+fn volc_signature_ok(h: &HeaderMap, query: &str, body: &[u8]) -> bool {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let hmac = |k: &[u8], d: &str| {
+        let mut m = Hmac::<Sha256>::new_from_slice(k).unwrap();
+        m.update(d.as_bytes());
+        m.finalize().into_bytes().to_vec()
+    };
+    let get = |n: &str| {
+        h.get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (x_date, content_sha) = (get("x-date"), get("x-content-sha256"));
+    if content_sha != hex::encode(Sha256::digest(body)) || x_date.len() != 16 {
+        return false;
+    }
+    let canonical = format!(
+        "POST\n/\n{query}\ncontent-type:{}\nhost:{}\nx-content-sha256:{content_sha}\nx-date:{x_date}\n\ncontent-type;host;x-content-sha256;x-date\n{content_sha}",
+        get("content-type"),
+        get("host")
+    );
+    let scope = format!("{}/cn-north-1/cv/request", &x_date[..8]);
+    let to_sign = format!(
+        "HMAC-SHA256\n{x_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let mut k = hmac(SK.as_bytes(), &x_date[..8]);
+    for part in ["cn-north-1", "cv", "request"] {
+        k = hmac(&k, part);
+    }
+    let want = format!(
+        "HMAC-SHA256 Credential={AK}/{scope}, SignedHeaders=content-type;host;x-content-sha256;x-date, Signature={}",
+        hex::encode(hmac(&k, &to_sign))
+    );
+    get("authorization") == want
+}
+
+async fn volcengine(
+    State(g): State<Shared>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+    h: HeaderMap,
+    body: axum::body::Bytes,
+) -> (AxStatus, Json<Value>) {
+    let q = q.unwrap_or_default();
+    if !volc_signature_ok(&h, &q, &body) {
+        return (
+            AxStatus::UNAUTHORIZED,
+            Json(json!({"code": 100010, "message": "SignatureDoesNotMatch"})),
+        );
+    }
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let mut g = g.lock().unwrap();
+    if q == "Action=CVSync2AsyncSubmitTask&Version=2022-08-31" {
+        g.submits += 1;
+        let prompt = v["prompt"].as_str().unwrap_or_default().to_owned();
+        if prompt.contains("refuse") {
+            return (
+                AxStatus::OK,
+                Json(json!({"code": 50411, "message": "Pre Img Risk Not Pass"})),
+            );
+        }
+        let id = format!("jm-{}", g.submits);
+        // what came in: the image, if any, as base64
+        g.tasks.insert(
+            id.clone(),
+            (
+                format!(
+                    "{}|{}|{}",
+                    prompt,
+                    v["req_key"],
+                    v["binary_data_base64"].is_array()
+                ),
+                0,
+            ),
+        );
+        return (
+            AxStatus::OK,
+            Json(json!({"code": 10000, "message": "Success", "data": {"task_id": id}})),
+        );
+    }
+    assert_eq!(q, "Action=CVSync2AsyncGetResult&Version=2022-08-31");
+    let id = v["task_id"].as_str().unwrap().to_owned();
+    let Some((_, polls)) = g.tasks.get_mut(&id) else {
+        return (
+            AxStatus::OK,
+            Json(json!({"code": 10000, "data": {"status": "not_found"}})),
+        );
+    };
+    *polls += 1;
+    let data = if *polls < 2 {
+        json!({"status": "generating"})
+    } else {
+        json!({"status": "done", "video_url": "", "image_urls": [format!("https://volc.example/{id}.png")]})
+    };
+    (
+        AxStatus::OK,
+        Json(json!({"code": 10000, "message": "Success", "data": data})),
+    )
+}
+
+#[tokio::test]
+async fn jimeng_requests_are_signed_and_its_results_come_through_draw_result() {
+    let g: Shared = Arc::default();
+    let router = axum::Router::new()
+        .route("/", axum::routing::post(volcengine))
+        .with_state(g.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let app = start(None, move |c| {
+        c.generation.jimeng_api_url = base;
+        c.generation.jimeng_access_key = Some(tidelog::config::Secret::new(AK.into()));
+        c.generation.jimeng_secret_key = Some(tidelog::config::Secret::new(SK.into()));
+    })
+    .await;
+    let (number, token) = funded(&app, "dreamer", 200).await;
+
+    let (s, text) = proxy(
+        &app,
+        &token,
+        "/api/proxy/jimeng/create",
+        json!({"prompt": "a dragon", "seed": 7}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let id = serde_json::from_str::<Value>(&text).unwrap()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let v = ended(&app, &token, &id).await;
+    assert_eq!(v["data"]["status"], "completed", "{v}");
+    assert_eq!(v["data"]["result_url"], "https://volc.example/jm-1.png");
+    assert_eq!(balance(&app, number).await, 150, "a video costs 50");
+    assert!(g.lock().unwrap().tasks["jm-1"]
+        .0
+        .starts_with("a dragon|\"jimeng_vgfm_t2v_l20\"|false"));
+
+    // a picture from an uploaded image (multipart)
+    let png = {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, 4, 4);
+        enc.set_color(png::ColorType::Rgb);
+        enc.write_header()
+            .unwrap()
+            .write_image_data(&[9u8; 48])
+            .unwrap();
+        out
+    };
+    let form = |image: Vec<u8>, name: &str| {
+        reqwest::multipart::Form::new()
+            .text("prompt", "make it blue")
+            .text("width", "1024")
+            .part(
+                "image",
+                reqwest::multipart::Part::bytes(image).file_name(name.to_owned()),
+            )
+    };
+    let send = |f: reqwest::multipart::Form| {
+        app.http
+            .post(format!("{}/api/proxy/jimeng/image", app.base))
+            .bearer_auth(&token)
+            .multipart(f)
+            .send()
+    };
+    let resp = send(form(png.clone(), "cat.exe")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let id = resp.json::<Value>().await.unwrap()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        ended(&app, &token, &id).await["data"]["status"],
+        "completed"
+    );
+    assert!(g.lock().unwrap().tasks["jm-2"]
+        .0
+        .ends_with("|\"jimeng_t2i_v40\"|true"));
+    assert_eq!(balance(&app, number).await, 130, "a picture costs 20");
+
+    // refused upstream: points back; an executable or a truncated image: 400, nothing held
+    let (s, _) = proxy(
+        &app,
+        &token,
+        "/api/proxy/jimeng/create",
+        json!({"prompt": "please refuse"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        send(form(b"MZ\x90\x00not an image".to_vec(), "x.png"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send(form(png[..png.len() - 10].to_vec(), "x.png"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    let (s, _) = proxy(&app, &token, "/api/proxy/jimeng/create", json!({"seed": 1})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(balance(&app, number).await, 130);
+    assert_eq!(g.lock().unwrap().submits, 3);
+    let report = tidelog::ledger::audit::verify(&app.pool, |_| {})
+        .await
+        .unwrap();
+    assert!(
+        report.discrepancies.is_empty(),
+        "{:?}",
+        report.discrepancies
+    );
+    app.stop().await;
+}

@@ -17,7 +17,7 @@ use crate::values::bounded_text;
 
 /// What is generated, and by which upstream protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum GenerationKind {
     /// video, GrsAI `/v1/video/sora-video`
     Sora,
@@ -25,6 +25,9 @@ pub enum GenerationKind {
     Banana,
     /// a cat companion's reply, an OpenAI-compatible chat completion
     Chat,
+    /// Jimeng through the Volcengine visual API (`req_key` in the model)
+    JimengVideo,
+    JimengImage,
 }
 
 impl GenerationKind {
@@ -33,6 +36,8 @@ impl GenerationKind {
             Self::Sora => "sora",
             Self::Banana => "banana",
             Self::Chat => "chat",
+            Self::JimengVideo => "jimeng_video",
+            Self::JimengImage => "jimeng_image",
         }
     }
     pub fn parse(raw: &str) -> Option<Self> {
@@ -40,6 +45,8 @@ impl GenerationKind {
             "sora" => Some(Self::Sora),
             "banana" => Some(Self::Banana),
             "chat" => Some(Self::Chat),
+            "jimeng_video" => Some(Self::JimengVideo),
+            "jimeng_image" => Some(Self::JimengImage),
             _ => None,
         }
     }
@@ -49,6 +56,8 @@ impl GenerationKind {
             Self::Sora => "Sora 视频生成",
             Self::Banana => "Banana 图片生成",
             Self::Chat => "猫猫对话",
+            Self::JimengVideo => "即梦视频生成",
+            Self::JimengImage => "即梦图片生成",
         }
     }
 }

@@ -44,7 +44,7 @@ fn path(kind: GenerationKind) -> &'static str {
     match kind {
         GenerationKind::Sora => "/v1/video/sora-video",
         // chat has its own upstream (`super::chat`)
-        GenerationKind::Banana | GenerationKind::Chat => "/v1/draw/nano-banana",
+        _ => "/v1/draw/nano-banana",
     }
 }
 

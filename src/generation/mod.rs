@@ -9,6 +9,7 @@
 
 pub mod chat;
 pub mod grsai;
+pub mod jimeng;
 
 use std::time::Duration;
 
@@ -100,9 +101,29 @@ pub async fn start(
     owner: Uuid,
     spec: JobSpec,
 ) -> Result<Uuid, GenerationError> {
-    let (base, key) = gateway(core)?;
+    // an upstream that is not configured holds nothing
+    match spec.kind {
+        GenerationKind::JimengVideo | GenerationKind::JimengImage => {
+            jimeng_keys(core)?;
+        }
+        _ => {
+            gateway(core)?;
+        }
+    }
     let job = open_job(core, meta, owner, &spec).await?;
-    submit(core, http, meta, job, &base, &key, spec).await
+    submit(core, http, meta, job, spec).await
+}
+
+fn jimeng_keys(core: &Core) -> Result<(String, String, String), GenerationError> {
+    let g = &core.config.generation;
+    match (&g.jimeng_access_key, &g.jimeng_secret_key) {
+        (Some(ak), Some(sk)) => Ok((
+            g.jimeng_api_url.clone(),
+            ak.expose().to_owned(),
+            sk.expose().to_owned(),
+        )),
+        _ => Err(GenerationError::NotConfigured),
+    }
 }
 
 /// Holds the price and records the job (nothing is sent yet).
@@ -122,6 +143,9 @@ async fn open_job(
             GenerationKind::Sora => core.config.generation.sora_deadline,
             GenerationKind::Banana => core.config.generation.banana_deadline,
             GenerationKind::Chat => CHAT_DEADLINE,
+            GenerationKind::JimengVideo | GenerationKind::JimengImage => {
+                core.config.generation.jimeng_deadline
+            }
         };
     let amount = Amount::new(spec.price).map_err(|e| anyhow::anyhow!("price: {e}"))?;
     let held = ledger::operate(&core.store, owner, Currency::Points, meta, || {
@@ -182,11 +206,19 @@ async fn submit(
     http: &reqwest::Client,
     meta: &CommandMeta,
     job: Uuid,
-    base: &str,
-    key: &str,
     spec: JobSpec,
 ) -> Result<Uuid, GenerationError> {
-    match grsai::submit(http, base, key, spec.kind, spec.body).await {
+    let submitted = match spec.kind {
+        GenerationKind::JimengVideo | GenerationKind::JimengImage => {
+            let (base, ak, sk) = jimeng_keys(core)?;
+            jimeng::submit(http, &base, (&ak, &sk), spec.body).await
+        }
+        _ => {
+            let (base, key) = gateway(core)?;
+            grsai::submit(http, &base, &key, spec.kind, spec.body).await
+        }
+    };
+    match submitted {
         grsai::Submitted::Accepted(upstream_id) => {
             let pos = core
                 .store
@@ -400,16 +432,29 @@ async fn pass(core: &Core, http: &reqwest::Client) -> Result<(), GenerationError
         close(core, &row).await?;
     }
     let gateway = gateway(core).ok();
+    let jimeng = jimeng_keys(core).ok();
     let now = chrono::Utc::now();
     for row in read::open_jobs(&core.pool, 500).await? {
         if row.deadline <= now {
             end(core, row.job_id, Ended::Failed("deadline passed".into())).await?;
             continue;
         }
-        let (Some((base, key)), Some(upstream)) = (&gateway, &row.upstream_id) else {
+        let Some(upstream) = &row.upstream_id else {
             continue;
         };
-        match grsai::result(http, base, key, upstream).await {
+        let asked = match GenerationKind::parse(&row.kind) {
+            Some(GenerationKind::JimengVideo | GenerationKind::JimengImage) => match &jimeng {
+                Some((base, ak, sk)) => {
+                    jimeng::result(http, base, (ak, sk), &row.model, upstream).await
+                }
+                None => continue,
+            },
+            _ => match &gateway {
+                Some((base, key)) => grsai::result(http, base, key, upstream).await,
+                None => continue,
+            },
+        };
+        match asked {
             None => {}
             Some(grsai::Outcome::Running(p)) if i32::from(p) > row.progress => {
                 let meta = system_meta(row.job_id);

@@ -36,6 +36,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/proxy/banana", post(proxy::banana))
         .route("/api/proxy/v1/draw/result", post(proxy::draw_result))
         .route("/api/proxy/cat/chat", post(proxy::cat_chat))
+        .route("/api/proxy/jimeng/create", post(proxy::jimeng_create))
+        .route(
+            "/api/proxy/jimeng/image",
+            post(proxy::jimeng_image).layer(axum::extract::DefaultBodyLimit::max(
+                proxy::JIMENG_IMAGE_MAX_BYTES + 64 * 1024,
+            )),
+        )
         .method_not_allowed_fallback(method_not_allowed)
 }
 

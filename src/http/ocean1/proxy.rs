@@ -358,3 +358,130 @@ pub async fn cat_chat(
     let reply = generation::chat(&p.core, &p.http, &meta, caller.account_id, messages).await?;
     Ok(axum::Json(json!({"status": "success", "reply": reply})))
 }
+
+/// Largest image `jimeng/image` takes.
+pub const JIMENG_IMAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Fields a Jimeng payload may carry besides `prompt`.
+const JIMENG_MAX_FIELDS: usize = 32;
+
+/// The caller's payload as Jimeng takes it: `prompt` checked, `req_key`
+/// ours (the price depends on it), the rest passed on.
+fn jimeng_spec(
+    core: &Core,
+    kind: GenerationKind,
+    mut fields: serde_json::Map<String, Value>,
+) -> Result<JobSpec> {
+    let prompt = match fields.get("prompt") {
+        Some(Value::String(p)) => Prompt::parse(p).map_err(|e| bad(e.to_string()))?,
+        _ => return Err(bad("prompt 必填")),
+    };
+    if fields.len() > JIMENG_MAX_FIELDS {
+        return Err(bad("字段过多"));
+    }
+    let g = &core.config.generation;
+    let (req_key, price) = match kind {
+        GenerationKind::JimengVideo => (g.jimeng_video_req_key.clone(), g.jimeng_video_price),
+        _ => (g.jimeng_image_req_key.clone(), g.jimeng_image_price),
+    };
+    fields.remove("stream");
+    fields.insert("req_key".into(), json!(req_key));
+    fields.insert("prompt".into(), json!(prompt.as_str()));
+    Ok(JobSpec {
+        kind,
+        model: req_key,
+        prompt,
+        body: Value::Object(fields),
+        price,
+    })
+}
+
+async fn start_answering_id(
+    p: &Proxy,
+    ctx: &RequestContext,
+    caller: &Caller,
+    spec: JobSpec,
+) -> Result<Response> {
+    let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
+    let job = generation::start(&p.core, &p.http, &meta, caller.account_id, spec).await?;
+    Ok(axum::Json(json!({"status": "success", "data": {"id": job}})).into_response())
+}
+
+/// `POST /api/proxy/jimeng/create` (JSON, at least `prompt`): a video.
+pub async fn jimeng_create(
+    State(p): State<Proxy>,
+    ctx: RequestContext,
+    Session(caller): Session,
+    OJson(body): OJson<ProxyBody>,
+) -> Result<Response> {
+    let spec = jimeng_spec(&p.core, GenerationKind::JimengVideo, body.0)?;
+    start_answering_id(&p, &ctx, &caller, spec).await
+}
+
+/// `POST /api/proxy/jimeng/image` (multipart: `prompt` and other fields as
+/// text, optional `image`: PNG, JPEG or WebP by its bytes, ≤ 4 MiB): a
+/// picture, from the image when one is sent.
+pub async fn jimeng_image(
+    State(p): State<Proxy>,
+    ctx: RequestContext,
+    Session(caller): Session,
+    form: std::result::Result<
+        axum::extract::Multipart,
+        axum::extract::multipart::MultipartRejection,
+    >,
+) -> Result<Response> {
+    let mut form = form.map_err(|e| bad(e.body_text()))?;
+    let too_large = || OceanError::new(StatusCode::PAYLOAD_TOO_LARGE, "图片过大（最大 4 MiB）");
+    let mut fields = serde_json::Map::new();
+    let mut image = None;
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+            Err(e) => return Err(bad(e.body_text())),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "image" {
+            let bytes = field.bytes().await.map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    bad(e.body_text())
+                }
+            })?;
+            if bytes.len() > JIMENG_IMAGE_MAX_BYTES {
+                return Err(too_large());
+            }
+            if !bytes.is_empty() {
+                image = Some(bytes);
+            }
+            continue;
+        }
+        if name.is_empty() || name.len() > 64 {
+            return Err(bad("字段名无效"));
+        }
+        let text = field.text().await.map_err(|e| bad(e.body_text()))?;
+        if text.chars().count() > Prompt::MAX_CHARS {
+            return Err(bad(format!("{name} 过长")));
+        }
+        // numbers and booleans as Jimeng expects them, the rest as text
+        let value = serde_json::from_str::<Value>(&text)
+            .ok()
+            .filter(|v| v.is_number() || v.is_boolean())
+            .unwrap_or(Value::String(text));
+        fields.insert(name, value);
+    }
+    if let Some(bytes) = &image {
+        match crate::social::files::image(bytes) {
+            Ok("image/png" | "image/jpeg" | "image/webp") => {}
+            _ => return Err(bad("image 必须是完整的 PNG、JPEG 或 WebP 图片")),
+        }
+    }
+    let mut spec = jimeng_spec(&p.core, GenerationKind::JimengImage, fields)?;
+    if let Some(bytes) = image {
+        use base64::Engine;
+        spec.body["binary_data_base64"] =
+            json!([base64::engine::general_purpose::STANDARD.encode(&bytes)]);
+    }
+    start_answering_id(&p, &ctx, &caller, spec).await
+}
