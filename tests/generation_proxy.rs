@@ -1014,3 +1014,38 @@ async fn jimeng_requests_are_signed_and_its_results_come_through_draw_result() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_caller_that_leaves_mid_stream_gets_the_result_by_draw_result_and_pays_once() {
+    let (base, _gw) = gateway().await;
+    let app = start(Some(base), |c| {
+        c.generation.poll_interval = Duration::from_millis(400)
+    })
+    .await;
+    let (number, token) = funded(&app, "impatient", 500).await;
+    let mut resp = app
+        .http
+        .post(format!("{}/api/proxy/sora", app.base))
+        .bearer_auth(&token)
+        .json(&json!({"prompt": "a long walk", "duration": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let first = resp.chunk().await.unwrap().unwrap();
+    let first = String::from_utf8_lossy(&first).into_owned();
+    let frame: Value =
+        serde_json::from_str(first.trim().strip_prefix("data:").unwrap().trim()).unwrap();
+    assert_ne!(frame["status"], "completed", "left before the end: {first}");
+    let id = frame["id"].as_str().unwrap().to_owned();
+    drop(resp);
+    let v = ended(&app, &token, &id).await;
+    assert_eq!(v["data"]["status"], "completed");
+    assert_eq!(balance(&app, number).await, 450);
+    assert_eq!(
+        wallet_events(&app, &id).await,
+        ["HoldPlaced", "HoldSettled"]
+    );
+    app.stop().await;
+}
