@@ -48,6 +48,8 @@ fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
         "live_read_p99_ms",
         "chat8_dm_c16_per_s",
         "chat8_socket_delivery_p99_ms",
+        "proxy_over_direct",
+        "proxy_open_streams_rss_mb",
     ] {
         let v = report[key]
             .as_f64()
@@ -68,6 +70,9 @@ fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
         "read_live_ranked_lives",
         "http_chat8_dm_c64",
         "chat8_socket_delivery",
+        "http_proxy_banana_c16",
+        "direct_gateway_banana_c16",
+        "proxy_open_streams_200",
     ] {
         assert!(
             report["figures"][figure]["ops"].as_u64().unwrap() > 0,

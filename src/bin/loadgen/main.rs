@@ -6,6 +6,7 @@
 
 mod chat8;
 mod peer;
+mod proxy;
 mod seed;
 mod stats;
 
@@ -122,9 +123,20 @@ fn url_of(opts: &PgConnectOptions, external: Option<&str>) -> anyhow::Result<Str
     }
 }
 
-fn start_server(url: &str, out: &std::path::Path, name: &str) -> anyhow::Result<ServerChild> {
+fn start_server(
+    url: &str,
+    out: &std::path::Path,
+    name: &str,
+    gateway: &str,
+) -> anyhow::Result<ServerChild> {
     let exe = std::env::current_exe()?.with_file_name("tidelog");
     let mut child = Command::new(&exe)
+        // the generation proxy's figures: a gateway on loopback, no limit
+        // on running jobs, a brisk poller
+        .env("GENERATION_API_URL", gateway)
+        .env("GENERATION_API_KEY", "bench-gateway-key")
+        .env("TIDELOG_GENERATION_MAX_RUNNING", "1000000")
+        .env("TIDELOG_GENERATION_POLL_MS", "200")
         .arg("serve")
         .env("DATABASE_URL", url)
         .env("TIDELOG_DATA_DIR", out.join(name))
@@ -507,11 +519,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &database.options,
         config.database_url.as_ref().map(|s| s.expose()),
     )?;
-    let server = start_server(&url, &out, "server")?;
+    let (gateway_url, gateway) = proxy::start_gateway().await?;
+    let server = start_server(&url, &out, "server", &gateway_url)?;
     let pid = server.child.id();
     tracing::info!(base = %server.base, pid, "server started");
 
-    let result = scenarios(&plan, &pool, &server, pid, (&url, &out)).await;
+    let result = scenarios(
+        &plan,
+        &pool,
+        &server,
+        pid,
+        (&url, &out),
+        (&gateway_url, &gateway),
+    )
+    .await;
     drop(server);
     pool.close().await;
     let _ = tokio::task::spawn_blocking(move || database.stop_embedded_if_started()).await;
@@ -526,6 +547,7 @@ async fn scenarios(
     pid: u32,
     // where a second server process of the same store starts
     (url, out): (&str, &std::path::Path),
+    (gateway_url, gateway): (&str, &proxy::Gateway),
 ) -> anyhow::Result<Results> {
     let mut results = Results {
         figures: BTreeMap::new(),
@@ -777,7 +799,7 @@ async fn scenarios(
         }
         if plan.wants("chat8_socket_delivery") {
             let rate = (results.per_s("http_chat8_dm_c16").unwrap_or(200.0) / 2.0).max(1.0);
-            let second = start_server(url, out, "server2")?;
+            let second = start_server(url, out, "server2", gateway_url)?;
             repeat(plan, pool, "chat8_socket_delivery", &mut results, |r| {
                 chat8::socket_delivery(
                     &fx,
@@ -796,6 +818,61 @@ async fn scenarios(
                 .notes
                 .insert("chat8_socket_delivery_rate_per_s".into(), json!(rate));
         }
+    }
+    // seed 002's generation proxy against the same gateway called directly
+    for (name, through) in [
+        ("http_proxy_banana_c16", true),
+        ("direct_gateway_banana_c16", false),
+    ] {
+        repeat(plan, pool, name, &mut results, |_| {
+            let fx = fx.clone();
+            let gw = gateway_url.to_owned();
+            closed_loop(16, plan.warmup, plan.measure, 1, move |w, i| {
+                let (fx, gw) = (fx.clone(), gw.clone());
+                async move {
+                    let body = json!({"prompt": format!("bench {i} from {w}"), "stream": false});
+                    let req = if through {
+                        fx.http
+                            .post(format!("{}/api/proxy/banana", fx.base))
+                            .bearer_auth(&fx.tokens[w % fx.tokens.len()])
+                    } else {
+                        fx.http
+                            .post(format!("{gw}/v1/draw/nano-banana"))
+                            .bearer_auth("bench-gateway-key")
+                    };
+                    check(req.json(&body).send().await?).await?;
+                    Ok(())
+                }
+            })
+            .map_ok()
+        })
+        .await?;
+    }
+    let streams = if plan.warmup < Duration::from_secs(1) {
+        200
+    } else {
+        1000
+    };
+    let streams_name = format!("proxy_open_streams_{streams}");
+    if plan.wants(&streams_name) {
+        let (fig, rss) =
+            proxy::open_streams(&fx.http, &fx.base, &fx.tokens, streams, pid, gateway).await?;
+        results.figures.insert(streams_name, fig);
+        results
+            .notes
+            .insert("proxy_open_streams_rss_mb".into(), json!(rss));
+    }
+    // the jobs end before the next figures
+    let until = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < until {
+        let open: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM generation_jobs WHERE NOT settled")
+                .fetch_one(pool)
+                .await?;
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (hwm, _) = rss_mb(pid);
     results
@@ -1266,6 +1343,16 @@ fn report(
     let delivery_p99 = f("chat8_socket_delivery")
         .map(|f| f.p99_ms)
         .unwrap_or(f64::NAN);
+    let (proxied, direct) = (f("http_proxy_banana_c16"), f("direct_gateway_banana_c16"));
+    let proxy_ratio = proxied
+        .as_ref()
+        .zip(direct.as_ref())
+        .map_or(f64::NAN, |(p, d)| p.per_s / d.per_s);
+    let proxy_added_p99 = proxied
+        .as_ref()
+        .zip(direct.as_ref())
+        .map_or(f64::NAN, |(p, d)| p.p99_ms - d.p99_ms);
+    let streams_rss = note("proxy_open_streams_rss_mb");
     let num = |x: f64| if x.is_finite() { json!(x) } else { Value::Null };
     let json_report = json!({
         "commit": commit,
@@ -1287,6 +1374,9 @@ fn report(
         "chat8_dm_c16_per_s": num(dm16),
         "chat8_dm_c64_per_s": num(dm64),
         "chat8_socket_delivery_p99_ms": num(delivery_p99),
+        "proxy_over_direct": num(proxy_ratio),
+        "proxy_added_p99_ms": num(proxy_added_p99),
+        "proxy_open_streams_rss_mb": num(streams_rss),
         "ratios": {
             "chat8_dm_c16_over_ceiling": num(dm16 / ceiling),
             "chat8_dm_c64_over_ceiling_c64": num(dm64 / ceiling64),
@@ -1383,6 +1473,21 @@ fn report(
     )?;
     writeln!(
         md,
+        "| generation proxy (banana, c=16) against the gateway called directly | {} /s vs {} /s, p99 +{} ms | {:.2} | — |",
+        fmt(proxied.as_ref().map_or(f64::NAN, |p| p.per_s)),
+        fmt(direct.as_ref().map_or(f64::NAN, |d| d.per_s)),
+        fmt(proxy_added_p99),
+        proxy_ratio,
+    )?;
+    writeln!(
+        md,
+        "| server RSS with the open Sora streams ≤ 200 MB | {} MB | {:.2} | {} |",
+        fmt(streams_rss),
+        streams_rss / 200.0,
+        yes(streams_rss <= 200.0)
+    )?;
+    writeln!(
+        md,
         "| live lists p99 ≤ 10 ms ({} rooms, {} live, {} chat events) | {} ms | {:.2} | {} |\n",
         LIVE_ROOMS,
         fmt(note("live_rooms_live")),
@@ -1406,6 +1511,7 @@ fn report(
             || name.starts_with("ceiling_read")
             || name.starts_with("projection")
             || name == "chat8_socket_delivery"
+            || name.starts_with("proxy_open_streams")
         {
             "".to_owned()
         } else {
