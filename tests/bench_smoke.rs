@@ -71,7 +71,7 @@ fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
         "http_chat8_dm_c64",
         "chat8_socket_delivery",
         "http_proxy_banana_c16",
-        "direct_gateway_banana_c16",
+        "proxy_direct_gateway_banana_c16",
         "proxy_open_streams_200",
     ] {
         assert!(

@@ -44,6 +44,10 @@ async fn submit(
     }
     assert_eq!(body["webHook"], "-1", "the proxy polls: {body}");
     let prompt = body["prompt"].as_str().unwrap_or_default().to_owned();
+    if prompt.contains("hang") {
+        // answers long after the job's deadline
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
     let mut g = g.lock().unwrap();
     g.submits += 1;
     if prompt.contains("refuse") {
@@ -310,6 +314,19 @@ async fn refusals_failures_deadlines_and_an_unreachable_gateway_return_the_point
     );
     assert_eq!(balance(&app, number).await, 1000);
 
+    // a submit that hangs past the job's deadline: given up, points back
+    let asked = std::time::Instant::now();
+    let (s, text) = proxy(
+        &app,
+        &token,
+        "/api/proxy/sora",
+        json!({"prompt": "hang on"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{text}");
+    assert!(asked.elapsed() < Duration::from_secs(4), "not waited out");
+    assert_eq!(balance(&app, number).await, 1000);
+
     let mut ids = vec![];
     for prompt in ["this will fail", "slow and past its deadline"] {
         let (s, text) = proxy(
@@ -347,7 +364,7 @@ async fn refusals_failures_deadlines_and_an_unreachable_gateway_return_the_point
         .iter()
         .filter(|e| e["type"] == "refund")
         .count();
-    assert_eq!(refunds, 3, "one refund per failed job: {history}");
+    assert_eq!(refunds, 4, "one refund per failed job: {history}");
     app.stop().await;
 
     // a gateway that is down

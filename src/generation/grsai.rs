@@ -54,12 +54,13 @@ pub async fn submit(
     key: &str,
     kind: GenerationKind,
     mut body: Value,
+    timeout: Duration,
 ) -> Submitted {
     body["webHook"] = Value::String("-1".into());
     let sent = http
         .post(format!("{base}{}", path(kind)))
         .bearer_auth(key)
-        .timeout(CALL_TIMEOUT)
+        .timeout(timeout)
         .json(&body)
         .send()
         .await;

@@ -83,6 +83,7 @@ async fn call(
     keys: (&str, &str),
     action: &str,
     body: &Value,
+    timeout: Duration,
 ) -> Result<(reqwest::StatusCode, Option<Value>), reqwest::Error> {
     let base = base.trim_end_matches('/');
     let host = reqwest::Url::parse(base)
@@ -96,7 +97,7 @@ async fn call(
     let bytes = serde_json::to_vec(body).expect("JSON");
     let mut req = http
         .post(format!("{base}/?{q}"))
-        .timeout(CALL_TIMEOUT)
+        .timeout(timeout)
         .header("content-type", "application/json")
         .body(bytes.clone());
     for (k, v) in sign(keys.0, keys.1, &host, "/", &q, &bytes, chrono::Utc::now()) {
@@ -113,8 +114,9 @@ pub async fn submit(
     base: &str,
     keys: (&str, &str),
     body: Value,
+    timeout: Duration,
 ) -> Submitted {
-    match call(http, base, keys, "CVSync2AsyncSubmitTask", &body).await {
+    match call(http, base, keys, "CVSync2AsyncSubmitTask", &body, timeout).await {
         Err(e) if e.is_connect() => Submitted::Unreachable(e.to_string()),
         Err(e) => Submitted::Unknown(e.to_string()),
         Ok((status, Some(v))) => {
@@ -147,9 +149,16 @@ pub async fn result(
     task_id: &str,
 ) -> Option<Outcome> {
     let body = serde_json::json!({ "req_key": req_key, "task_id": task_id });
-    let (_, v) = call(http, base, keys, "CVSync2AsyncGetResult", &body)
-        .await
-        .ok()?;
+    let (_, v) = call(
+        http,
+        base,
+        keys,
+        "CVSync2AsyncGetResult",
+        &body,
+        CALL_TIMEOUT,
+    )
+    .await
+    .ok()?;
     let v = v?;
     match v.get("code").and_then(Value::as_i64) {
         Some(10000) => {}

@@ -110,9 +110,23 @@ pub async fn start(
             gateway(core)?;
         }
     }
-    let job = open_job(core, meta, owner, &spec).await?;
-    submit(core, http, meta, job, spec).await
+    let (job, held_at) = open_job(core, meta, owner, &spec).await?;
+    submit(core, http, meta, job, held_at, spec).await
 }
+
+/// How long a job of `kind` may take.
+fn deadline_of(core: &Core, kind: GenerationKind) -> Duration {
+    let g = &core.config.generation;
+    match kind {
+        GenerationKind::Sora => g.sora_deadline,
+        GenerationKind::Banana => g.banana_deadline,
+        GenerationKind::Chat => CHAT_DEADLINE,
+        GenerationKind::JimengVideo | GenerationKind::JimengImage => g.jimeng_deadline,
+    }
+}
+
+/// A submit may take this long at most (and never past the job's deadline).
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn jimeng_keys(core: &Core) -> Result<(String, String, String), GenerationError> {
     let g = &core.config.generation;
@@ -132,21 +146,13 @@ async fn open_job(
     meta: &CommandMeta,
     owner: Uuid,
     spec: &JobSpec,
-) -> Result<Uuid, GenerationError> {
+) -> Result<(Uuid, LogPosition), GenerationError> {
     if read::running_of(&core.pool, owner).await? >= core.config.generation.max_running {
         return Err(GenerationError::TooMany);
     }
     let job = Uuid::now_v7();
     let now = crate::store::now();
-    let deadline = now
-        + match spec.kind {
-            GenerationKind::Sora => core.config.generation.sora_deadline,
-            GenerationKind::Banana => core.config.generation.banana_deadline,
-            GenerationKind::Chat => CHAT_DEADLINE,
-            GenerationKind::JimengVideo | GenerationKind::JimengImage => {
-                core.config.generation.jimeng_deadline
-            }
-        };
+    let deadline = now + deadline_of(core, spec.kind);
     let amount = Amount::new(spec.price).map_err(|e| anyhow::anyhow!("price: {e}"))?;
     let held = ledger::operate(&core.store, owner, Currency::Points, meta, || {
         WalletCommand::Hold {
@@ -164,12 +170,8 @@ async fn open_job(
         }
     })
     .await;
-    match held {
-        // the owner's history shows the hold before the answer
-        Ok(moved) => {
-            core.settle(&[ledger::PROJECTION], Some(moved.position))
-                .await
-        }
+    let held_at = match held {
+        Ok(moved) => moved.position,
         Err(LedgerError::Insufficient { balance, .. }) => {
             return Err(GenerationError::Insufficient {
                 balance,
@@ -178,7 +180,7 @@ async fn open_job(
         }
         Err(LedgerError::Contended) => return Err(GenerationError::Contended),
         Err(e) => return Err(anyhow::anyhow!("holding points: {e}").into()),
-    }
+    };
     let requested = core
         .store
         .execute(&core.store.generation_jobs, &job.to_string(), meta, || {
@@ -198,7 +200,7 @@ async fn open_job(
         release(core, meta, owner, job).await;
         return Err(anyhow::anyhow!("recording the job: {e}").into());
     }
-    Ok(job)
+    Ok((job, held_at))
 }
 
 async fn submit(
@@ -206,16 +208,18 @@ async fn submit(
     http: &reqwest::Client,
     meta: &CommandMeta,
     job: Uuid,
+    held_at: LogPosition,
     spec: JobSpec,
 ) -> Result<Uuid, GenerationError> {
+    let timeout = deadline_of(core, spec.kind).min(SUBMIT_TIMEOUT);
     let submitted = match spec.kind {
         GenerationKind::JimengVideo | GenerationKind::JimengImage => {
             let (base, ak, sk) = jimeng_keys(core)?;
-            jimeng::submit(http, &base, (&ak, &sk), spec.body).await
+            jimeng::submit(http, &base, (&ak, &sk), spec.body, timeout).await
         }
         _ => {
             let (base, key) = gateway(core)?;
-            grsai::submit(http, &base, &key, spec.kind, spec.body).await
+            grsai::submit(http, &base, &key, spec.kind, spec.body, timeout).await
         }
     };
     match submitted {
@@ -230,7 +234,12 @@ async fn submit(
                 })
                 .await
                 .map_err(|e| anyhow::anyhow!("recording the submission: {e}"))?;
-            core.settle(&[PROJECTION], pos).await;
+            // the owner's history shows the hold, and draw/result the job,
+            // before the answer (both waits at once)
+            tokio::join!(
+                core.settle(&[ledger::PROJECTION], Some(held_at)),
+                core.settle(&[PROJECTION], pos)
+            );
             Ok(job)
         }
         grsai::Submitted::Refused(why) => {
@@ -280,7 +289,7 @@ pub async fn chat(
         body: Value::Null,
         price: g.chat_price,
     };
-    let job = open_job(core, meta, owner, &spec).await?;
+    let (job, _) = open_job(core, meta, owner, &spec).await?;
     match chat::complete(
         http,
         url,

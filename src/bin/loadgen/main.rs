@@ -822,7 +822,7 @@ async fn scenarios(
     // seed 002's generation proxy against the same gateway called directly
     for (name, through) in [
         ("http_proxy_banana_c16", true),
-        ("direct_gateway_banana_c16", false),
+        ("proxy_direct_gateway_banana_c16", false),
     ] {
         repeat(plan, pool, name, &mut results, |_| {
             let fx = fx.clone();
@@ -1343,7 +1343,10 @@ fn report(
     let delivery_p99 = f("chat8_socket_delivery")
         .map(|f| f.p99_ms)
         .unwrap_or(f64::NAN);
-    let (proxied, direct) = (f("http_proxy_banana_c16"), f("direct_gateway_banana_c16"));
+    let (proxied, direct) = (
+        f("http_proxy_banana_c16"),
+        f("proxy_direct_gateway_banana_c16"),
+    );
     let proxy_ratio = proxied
         .as_ref()
         .zip(direct.as_ref())
