@@ -108,6 +108,9 @@ pub struct GenerationConfig {
     pub poll_interval: Duration,
     /// `TIDELOG_GENERATION_MAX_RUNNING`: running jobs per account (429 past it)
     pub max_running: i64,
+    /// `TIDELOG_GENERATION_PER_MINUTE`: jobs (and chats) an account may
+    /// start per minute, on every process together (0: no limit)
+    pub per_minute: i32,
     /// `CHAT_API_URL` (an OpenAI-compatible base, e.g.
     /// `https://api.openai.com/v1`: `/chat/completions` is appended),
     /// `CHAT_API_KEY`, `CHAT_MODEL`; unset: cat chat answers 503
@@ -142,6 +145,7 @@ impl Default for GenerationConfig {
             banana_deadline: Duration::from_secs(300),
             poll_interval: Duration::from_secs(2),
             max_running: 5,
+            per_minute: 30,
             chat_api_url: None,
             chat_api_key: None,
             chat_model: "gpt-4o-mini".into(),
@@ -177,6 +181,7 @@ impl GenerationConfig {
                 parse_var("TIDELOG_GENERATION_POLL_MS", 2_000u64)?.max(50),
             ),
             max_running: parse_var("TIDELOG_GENERATION_MAX_RUNNING", d.max_running)?.max(1),
+            per_minute: parse_var("TIDELOG_GENERATION_PER_MINUTE", d.per_minute)?.max(0),
             chat_api_url: var("CHAT_API_URL").map(|u| u.trim_end_matches('/').to_owned()),
             chat_api_key: var("CHAT_API_KEY").map(Secret::new),
             chat_model: var("CHAT_MODEL").unwrap_or(d.chat_model),

@@ -1066,3 +1066,50 @@ async fn a_caller_that_leaves_mid_stream_gets_the_result_by_draw_result_and_pays
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_account_starting_too_many_jobs_a_minute_is_told_to_wait_and_holds_nothing() {
+    let (base, gw) = gateway().await;
+    let app = start(Some(base), |c| c.generation.per_minute = 3).await;
+    let (number, token) = funded(&app, "hasty", 1000).await;
+    for i in 0..3 {
+        let (s, text) = proxy(
+            &app,
+            &token,
+            "/api/proxy/banana",
+            json!({"prompt": format!("p{i}"), "stream": false}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{text}");
+    }
+    let (s, text) = proxy(
+        &app,
+        &token,
+        "/api/proxy/banana",
+        json!({"prompt": "one more", "stream": false}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{text}");
+    assert_eq!(gw.lock().unwrap().submits, 3);
+    eventually("the three settle", || async {
+        count(
+            &app.pool,
+            "SELECT count(*) FROM generation_jobs WHERE settled",
+        )
+        .await
+            == 3
+    })
+    .await;
+    assert_eq!(balance(&app, number).await, 940);
+    // another account is not held back by this one
+    let (_, other) = funded(&app, "patient", 100).await;
+    let (s, _) = proxy(
+        &app,
+        &other,
+        "/api/proxy/banana",
+        json!({"prompt": "mine", "stream": false}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    app.stop().await;
+}

@@ -45,6 +45,8 @@ pub enum GenerationError {
     Insufficient { balance: i64, price: i64 },
     #[error("too many running jobs")]
     TooMany,
+    #[error("too many jobs this minute; retry in {0} s")]
+    RateLimited(u64),
     #[error("the gateway refused: {0}")]
     Refused(String),
     #[error("the gateway cannot be reached: {0}")]
@@ -147,6 +149,16 @@ async fn open_job(
     owner: Uuid,
     spec: &JobSpec,
 ) -> Result<(Uuid, LogPosition), GenerationError> {
+    let per_minute = core.config.generation.per_minute;
+    if per_minute > 0 {
+        let bucket = format!("generation:{owner}");
+        let window = Duration::from_secs(60);
+        if let Err(retry) =
+            crate::identity::limits::hit(&core.pool, &bucket, per_minute, window).await?
+        {
+            return Err(GenerationError::RateLimited(retry));
+        }
+    }
     if read::running_of(&core.pool, owner).await? >= core.config.generation.max_running {
         return Err(GenerationError::TooMany);
     }

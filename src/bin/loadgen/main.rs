@@ -136,6 +136,7 @@ fn start_server(
         .env("GENERATION_API_URL", gateway)
         .env("GENERATION_API_KEY", "bench-gateway-key")
         .env("TIDELOG_GENERATION_MAX_RUNNING", "1000000")
+        .env("TIDELOG_GENERATION_PER_MINUTE", "0")
         .env("TIDELOG_GENERATION_POLL_MS", "200")
         .arg("serve")
         .env("DATABASE_URL", url)

@@ -73,6 +73,10 @@ impl From<GenerationError> for OceanError {
             GenerationError::TooMany => {
                 Self::new(S::TOO_MANY_REQUESTS, "进行中的任务过多，请稍后再试")
             }
+            GenerationError::RateLimited(secs) => Self::new(
+                S::TOO_MANY_REQUESTS,
+                format!("请求过于频繁，请 {secs} 秒后再试"),
+            ),
             GenerationError::Refused(why) => {
                 Self::new(S::BAD_GATEWAY, format!("生成服务拒绝了请求: {why}"))
             }
