@@ -101,11 +101,6 @@ impl<T: Clone> Hub<T> {
         }
     }
 
-    /// Whether a user has a connection here.
-    pub fn has(&self, user: i64) -> bool {
-        self.conns.lock().unwrap().contains_key(&user)
-    }
-
     /// Drops every connection's sender: their sessions end and close.
     pub fn close_all(&self) {
         self.conns.lock().unwrap().clear();

@@ -583,7 +583,3 @@ pub async fn run(core: Core, http: reqwest::Client, mut shutdown: watch::Receive
 pub async fn job(core: &Core, job: Uuid) -> sqlx::Result<Option<read::JobRow>> {
     read::job(&core.pool, job).await
 }
-
-pub fn position_of(core: &Core) -> LogPosition {
-    core.progress.checkpoint(PROJECTION)
-}
