@@ -32,6 +32,13 @@ enum Command {
     /// Print the effective configuration (environment and defaults), every
     /// secret redacted; touches no database
     Config,
+    /// Print the OpenAPI 3.1 document (every surface, or one); touches no
+    /// database
+    Openapi {
+        /// roomchat, chat8, ocean1, live, gift, admin or ops
+        #[arg(long)]
+        surface: Option<String>,
+    },
     /// Inspect or rebuild read-model projections
     Projections {
         #[command(subcommand)]
@@ -196,6 +203,18 @@ pub async fn run() -> anyhow::Result<()> {
             writeln!(std::io::stdout(), "{config:#?}")?;
             Ok(())
         }
+        Command::Openapi { surface } => {
+            let doc = crate::http::docs::openapi(surface.as_deref()).ok_or_else(|| {
+                let known: Vec<_> = crate::http::docs::SURFACES.iter().map(|s| s.name).collect();
+                anyhow::anyhow!(
+                    "unknown surface {:?}; known: {}",
+                    surface.unwrap_or_default(),
+                    known.join(", ")
+                )
+            })?;
+            writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&doc)?)?;
+            Ok(())
+        }
         other => {
             // names resolved before any cluster starts: a typo fails at once
             let rebuilding = match &other {
@@ -295,7 +314,7 @@ pub async fn run() -> anyhow::Result<()> {
                                 output,
                             },
                     } => audit_export(&pool, &config, from, to, format, account, output).await,
-                    Command::Serve | Command::Config => unreachable!(),
+                    Command::Serve | Command::Config | Command::Openapi { .. } => unreachable!(),
                 }
             }
             .await;

@@ -3,16 +3,35 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use serde_json::json;
 
 use crate::app::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(healthz))
 }
 
+/// `/healthz`'s answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // the document's shape of the `json!` below
+struct Health {
+    /// `ok`, `degraded` (a projection is failing) or `unavailable`.
+    #[schema(example = "ok")]
+    status: String,
+    /// `ok` or `unreachable`.
+    database: String,
+    /// Each projection's checkpoint, lag and last error (absent when the
+    /// database is unreachable).
+    projections: Option<Vec<serde_json::Value>>,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses(
+        (status = 200, description = "The database answers", body = Health),
+        (status = 503, description = "The database is unreachable", body = Health),
+    ))]
 async fn healthz(State(state): State<AppState>) -> Response {
     match crate::projector::status(&state.pool).await {
         Ok(projections) => {

@@ -4,17 +4,21 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use prometheus::{Encoder, GaugeVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::app::AppState;
 use crate::projector::ProjectionStatus;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses(
+        (status = 200, description = "Projection progress, Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 503, description = "The database is unreachable", body = String, content_type = "text/plain"),
+    ))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let rows = match crate::projector::status(&state.pool).await {
         Ok(r) => r,

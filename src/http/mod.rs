@@ -5,6 +5,7 @@ pub mod admin;
 pub mod body;
 pub mod chat8;
 pub mod context;
+pub mod docs;
 pub mod gift;
 pub mod health;
 pub mod live;
@@ -116,17 +117,18 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let state_browser = state.config.browser.clone();
     Router::new()
-        .merge(roomchat::router())
-        .merge(chat8::router(
-            state.config.chat8_avatar_max_bytes,
-            state.config.chat8_file_max_bytes,
-        ))
-        .merge(ocean1::router())
+        .merge(roomchat::router(&state.config))
+        .merge(chat8::router(&state.config))
+        .merge(ocean1::router(&state.config))
         .merge(live::router(state.config.live.card_max_bytes))
-        .merge(gift::router(state.config.ingest_max_bytes))
-        .merge(health::router())
-        .merge(admin::router())
-        .merge(metrics::router())
+        .merge(gift::router(&state.config))
+        .merge(admin::router(&state.config))
+        .merge(utoipa_axum::router::OpenApiRouter::new()
+            .merge(health::routes())
+            .merge(metrics::routes())
+            .split_for_parts()
+            .0)
+        .merge(docs::router())
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))

@@ -6,8 +6,8 @@ use aggregates::{Amount, Counterparty, Currency, Movement, Reason, WalletCommand
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -19,13 +19,52 @@ use crate::http::context::RequestContext;
 use crate::ledger::{self, LedgerError};
 use crate::store::now;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/ledger/entries", get(entries))
-        .route("/admin/ledger/wallets/{who}", get(wallet))
-        .route("/admin/ledger/payments/{order_id}", get(payment))
-        .route("/admin/ledger/adjustments", post(adjust))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(entries))
+        .routes(routes!(wallet))
+        .routes(routes!(payment))
+        .routes(routes!(adjust))
 }
+
+/// The document's shapes of these answers (built with `json!` below).
+#[allow(dead_code)]
+mod schema {
+    use utoipa::ToSchema;
+
+    #[derive(ToSchema)]
+    pub struct Entries {
+        /// Ledger entries oldest first: position, account, currency,
+        /// operation id, reason, amount, balances before and after,
+        /// counterparty, reference, actor, surface, request id, client IP,
+        /// event hash.
+        pub entries: Vec<serde_json::Map<String, serde_json::Value>>,
+        /// The `after` of the next page; `null` at the end.
+        pub next_after: Option<i64>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Wallet {
+        pub currency: String,
+        pub balance: i64,
+        pub held: i64,
+        pub entries: i64,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Wallets {
+        pub account_id: uuid::Uuid,
+        pub wallets: Vec<Wallet>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Adjusted {
+        pub position: i64,
+        pub balance_after: i64,
+        pub operation_id: String,
+    }
+}
+use schema::*;
 
 fn unavailable(e: impl std::fmt::Display) -> AdminError {
     tracing::error!(error = %e, "admin ledger: database");
@@ -40,17 +79,26 @@ async fn account_id(state: &AppState, who: &str) -> Result<Uuid, AdminError> {
         .ok_or(AdminError::new(StatusCode::NOT_FOUND, "no such account"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EntriesQuery {
+    /// An account: id, number, username or email
     account: Option<String>,
+    /// `coins` or `points`
     currency: Option<String>,
+    /// RFC 3339
     from: Option<chrono::DateTime<chrono::Utc>>,
     to: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last `position` seen
     after: Option<i64>,
+    /// 1 to 1,000 (100)
     limit: Option<i64>,
 }
 
 /// Entries oldest first; page with `after` = the last `position` seen.
+#[utoipa::path(get, path = "/admin/ledger/entries", tag = "admin", params(EntriesQuery),
+    security(("adminToken" = []), ("auditToken" = [])),
+    responses((status = 200, description = "A page of entries", body = Entries), (status = "4XX", description = "No or wrong token, bad input, unknown account", body = super::Failure)))]
 async fn entries(
     _: Auditor,
     State(state): State<AppState>,
@@ -92,6 +140,10 @@ async fn entries(
     Ok(Json(json!({ "entries": rows, "next_after": next_after })).into_response())
 }
 
+#[utoipa::path(get, path = "/admin/ledger/wallets/{who}", tag = "admin",
+    params(("who" = String, Path, description = "An account: id, number, username or email")),
+    security(("adminToken" = []), ("auditToken" = [])),
+    responses((status = 200, description = "The account's wallets", body = Wallets), (status = "4XX", description = "No or wrong token, bad input, unknown account", body = super::Failure)))]
 async fn wallet(
     _: Auditor,
     State(state): State<AppState>,
@@ -114,6 +166,10 @@ async fn wallet(
     Ok(Json(json!({ "account_id": id, "wallets": wallets })).into_response())
 }
 
+#[utoipa::path(get, path = "/admin/ledger/payments/{order_id}", tag = "admin",
+    params(("order_id" = String, Path, description = "A payment order's id (UUID)")),
+    security(("adminToken" = []), ("auditToken" = [])),
+    responses((status = 200, description = "The order, its provider's notifications and its credit", body = Object), (status = "4XX", description = "No or wrong token, bad input, unknown account", body = super::Failure)))]
 async fn payment(
     _: Auditor,
     State(state): State<AppState>,
@@ -127,7 +183,7 @@ async fn payment(
     Ok(Json(row).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AdjustmentRequest {
     account: String,
@@ -155,6 +211,9 @@ fn body_error(e: BodyError) -> AdminError {
 
 /// A manual correction against `platform:adjustments`, recorded with the
 /// operator's request like every other movement.
+#[utoipa::path(post, path = "/admin/ledger/adjustments", tag = "admin", request_body = AdjustmentRequest,
+    security(("adminToken" = [])),
+    responses((status = 200, description = "The correction, recorded once per operation id", body = Adjusted), (status = "4XX", description = "No or wrong token, bad input, unknown account", body = super::Failure)))]
 async fn adjust(
     _: Admin,
     State(state): State<AppState>,

@@ -8,17 +8,31 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
+use crate::config::Config;
 use crate::auth::token_from_header;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/projections", get(projections))
-        .merge(ledger::router())
+/// The surface's routes with their documentation.
+pub fn routes(_: &Config) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(projections))
+        .merge(ledger::routes())
+}
+
+pub fn router(config: &Config) -> Router<AppState> {
+    routes(config).split_for_parts().0
+}
+
+/// `{"error": "..."}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Failure {
+    #[schema(example = "invalid admin token")]
+    error: String,
 }
 
 #[derive(Debug)]
@@ -109,6 +123,11 @@ impl FromRequestParts<AppState> for Auditor {
 }
 
 /// Every projection's checkpoint, lag, owner and last error.
+#[utoipa::path(get, path = "/admin/projections", tag = "admin", security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "One row per projection", body = Vec<Object>),
+        (status = "4XX", description = "No or wrong token", body = Failure),
+    ))]
 async fn projections(_: Admin, State(state): State<AppState>) -> Result<Response, AdminError> {
     match crate::projector::status(&state.pool).await {
         Ok(rows) => Ok(Json(rows).into_response()),

@@ -20,7 +20,7 @@ pub fn done(message: &str) -> axum::Json<Value> {
     axum::Json(serde_json::json!({ "success": true, "message": message, "timestamp": timestamp() }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegisterRequest {
     pub username: String,
     pub email: String,
@@ -54,13 +54,13 @@ impl TryFrom<RegisterRequest> for NewAccount {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ProfileRequest {
     pub username: Option<String>,
     pub email: Option<String>,
@@ -99,7 +99,7 @@ impl TryFrom<ProfileRequest> for ProfileChange {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasswordRequest {
     pub current_password: String,
     pub new_password: String,
@@ -123,7 +123,7 @@ impl TryFrom<PasswordRequest> for PasswordChange {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct StatusRequest {
     pub status: String,
 }
@@ -135,7 +135,7 @@ impl TryFrom<StatusRequest> for Presence {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UserDto {
     pub id: i64,
     pub username: String,
@@ -143,7 +143,7 @@ pub struct UserDto {
     pub avatar: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ProfileDto {
     pub id: i64,
     pub username: String,

@@ -17,6 +17,8 @@ use crate::auth::Caller;
 use crate::http::context::RequestContext;
 use crate::identity::{self, NewAccount};
 
+use super::schema::*;
+
 type Result<T> = std::result::Result<T, Chat8Error>;
 
 async fn account_of(state: &AppState, caller: &Caller) -> Result<AccountRow> {
@@ -25,6 +27,7 @@ async fn account_of(state: &AppState, caller: &Caller) -> Result<AccountRow> {
         .ok_or_else(|| Chat8Error::new(StatusCode::NOT_FOUND, "USER_001", "用户不存在"))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "chat8", request_body = RegisterRequest, responses((status = 201, description = "注册成功, signed in", body = Envelope<Registered>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn register(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -46,6 +49,7 @@ pub async fn register(
     Ok((StatusCode::CREATED, ok("注册成功", data)))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "chat8", request_body = LoginRequest, responses((status = 200, description = "登录成功", body = Envelope<LoggedIn>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn login(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -63,6 +67,7 @@ pub async fn login(
     Ok(ok("登录成功", data))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "chat8", security(("session" = [])), responses((status = 200, description = "A new token for the same session", body = Envelope<Refreshed>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn refresh(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -78,6 +83,7 @@ pub async fn refresh(
     Ok(ok("令牌已刷新", data))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "chat8", security(("session" = [])), responses((status = 200, description = "登出成功: the token no longer works", body = Done), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn logout(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -87,6 +93,7 @@ pub async fn logout(
     Ok(done("登出成功"))
 }
 
+#[utoipa::path(get, path = "/api/v1/user/profile", tag = "chat8", security(("session" = [])), responses((status = 200, description = "The caller's profile", body = ProfileAnswer), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn profile(
     State(state): State<AppState>,
     Bearer(caller): Bearer,
@@ -95,6 +102,7 @@ pub async fn profile(
     Ok(ok("获取成功", ProfileDto::from(&account)))
 }
 
+#[utoipa::path(put, path = "/api/v1/user/profile", tag = "chat8", request_body = ProfileRequest, security(("session" = [])), responses((status = 200, description = "资料已更新", body = Envelope<UserDto>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn update_profile(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -115,6 +123,7 @@ pub async fn update_profile(
     Ok(ok("资料已更新", UserDto::from(&account)))
 }
 
+#[utoipa::path(put, path = "/api/v1/user/password", tag = "chat8", request_body = PasswordRequest, security(("session" = [])), responses((status = 200, description = "密码修改成功", body = Done), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn change_password(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -143,6 +152,7 @@ pub async fn change_password(
     Ok(done("密码修改成功"))
 }
 
+#[utoipa::path(put, path = "/api/v1/user/status", tag = "chat8", request_body = StatusRequest, security(("session" = [])), responses((status = 200, description = "状态已更新", body = Envelope<StatusSet>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn set_status(
     State(state): State<AppState>,
     ctx: RequestContext,

@@ -6,18 +6,21 @@ mod dto;
 mod error;
 mod extract;
 mod handlers;
+mod schema;
 mod social;
 mod uploads;
 pub mod ws;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post, put};
 use axum::Router;
+use utoipa_axum::router::UtoipaMethodRouterExt;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use error::Chat8Error;
 
 use crate::app::AppState;
+use crate::config::Config;
 
 pub const SURFACE: &str = "chat8";
 pub const PREFIX: &str = "/api/v1";
@@ -31,47 +34,39 @@ pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-pub fn router(avatar_max: usize, file_max: usize) -> Router<AppState> {
-    let api = Router::new()
-        .route("/friends", get(social::friends))
-        .route("/friends/search", get(social::search))
-        .route("/friends/request", post(social::request))
-        .route("/friends/request/{request_id}", put(social::answer))
-        .route("/friends/{friend_id}", delete(social::unfriend))
-        .route("/messages", post(social::send))
-        .route(
-            "/messages/{id}",
-            get(social::history).delete(social::delete),
-        )
-        .route("/messages/{message_id}/read", put(social::mark_read))
-        .route(
-            "/upload/avatar",
-            post(uploads::avatar).layer(DefaultBodyLimit::max(avatar_max + uploads::FORM_OVERHEAD)),
-        )
-        .route(
-            "/upload/file",
-            post(uploads::file).layer(DefaultBodyLimit::max(file_max + uploads::FORM_OVERHEAD)),
-        )
-        .route("/files/{sha256}", get(uploads::get))
-        .route(
-            "/encryption/keys",
-            post(social::publish_keys).get(social::my_keys),
-        )
-        .route("/encryption/public-key/{user_id}", get(social::public_key))
-        .route("/auth/register", post(handlers::register))
-        .route("/auth/login", post(handlers::login))
-        .route("/auth/refresh", post(handlers::refresh))
-        .route("/auth/logout", post(handlers::logout))
-        .route(
-            "/user/profile",
-            put(handlers::update_profile).get(handlers::profile),
-        )
-        .route("/user/password", put(handlers::change_password))
-        .route("/user/status", put(handlers::set_status))
-        .method_not_allowed_fallback(method_not_allowed);
-    Router::new()
-        .nest(PREFIX, api)
-        .route("/ws/{user_id}", get(ws::upgrade))
+/// The surface's routes with their documentation.
+pub fn routes(config: &Config) -> OpenApiRouter<AppState> {
+    let avatar_limit = DefaultBodyLimit::max(config.chat8_avatar_max_bytes + uploads::FORM_OVERHEAD);
+    let file_limit = DefaultBodyLimit::max(config.chat8_file_max_bytes + uploads::FORM_OVERHEAD);
+    let api = OpenApiRouter::new()
+        .routes(routes!(social::friends))
+        .routes(routes!(social::search))
+        .routes(routes!(social::request))
+        .routes(routes!(social::answer))
+        .routes(routes!(social::unfriend))
+        .routes(routes!(social::send))
+        .routes(routes!(social::history, social::delete))
+        .routes(routes!(social::mark_read))
+        .routes(routes!(uploads::avatar).layer(avatar_limit))
+        .routes(routes!(uploads::file).layer(file_limit))
+        .routes(routes!(uploads::get))
+        .routes(routes!(social::publish_keys, social::my_keys))
+        .routes(routes!(social::public_key))
+        .routes(routes!(handlers::register))
+        .routes(routes!(handlers::login))
+        .routes(routes!(handlers::refresh))
+        .routes(routes!(handlers::logout))
+        .routes(routes!(handlers::update_profile, handlers::profile))
+        .routes(routes!(handlers::change_password))
+        .routes(routes!(handlers::set_status));
+    OpenApiRouter::new().routes(routes!(ws::upgrade)).merge(api)
+}
+
+pub fn router(config: &Config) -> Router<AppState> {
+    routes(config)
+        .split_for_parts()
+        .0
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn method_not_allowed() -> Chat8Error {

@@ -19,6 +19,8 @@ use crate::http::context::RequestContext;
 use crate::identity;
 use crate::social::{self, Requested, SocialError};
 
+use super::schema::{self as doc, Answer, Done, Envelope, Failure, Found, Friend, FriendRequest, History, Keys, OwnKeys, SendMessage, Sent};
+
 type Result<T> = std::result::Result<T, Chat8Error>;
 
 impl From<SocialError> for Chat8Error {
@@ -62,6 +64,7 @@ fn meta(ctx: &RequestContext, caller: &crate::auth::Caller) -> crate::store::Com
 // ---------------------------------------------------------------- friends
 
 /// `GET /friends`.
+#[utoipa::path(get, path = "/api/v1/friends", tag = "chat8", security(("session" = [])), responses((status = 200, description = "The caller's friends", body = Envelope<Vec<Friend>>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn friends(
     State(core): State<Core>,
     Bearer(caller): Bearer,
@@ -92,6 +95,7 @@ pub const SEARCH_LIMIT: i64 = 20;
 
 /// `GET /friends/search?q=`: names holding `q`; an email only when `q` is
 /// the whole address (addresses cannot be enumerated); never the caller.
+#[utoipa::path(get, path = "/api/v1/friends/search", tag = "chat8", params(doc::SearchQuery), security(("session" = [])), responses((status = 200, description = "Users found (at most 20)", body = Envelope<Vec<Found>>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn search(
     State(core): State<Core>,
     Bearer(caller): Bearer,
@@ -130,6 +134,7 @@ pub struct FriendRequestBody {
 }
 
 /// `POST /friends/request {user_id, message}`.
+#[utoipa::path(post, path = "/api/v1/friends/request", tag = "chat8", request_body = FriendRequest, security(("session" = [])), responses((status = 200, description = "好友请求已发送", body = Envelope<doc::Requested>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn request(
     State(core): State<Core>,
     ctx: RequestContext,
@@ -165,6 +170,7 @@ pub struct AnswerBody {
 }
 
 /// `PUT /friends/request/{request_id} {action: accept|reject}`.
+#[utoipa::path(put, path = "/api/v1/friends/request/{request_id}", tag = "chat8", request_body = Answer, params(("request_id" = i64, Path, description = "A request to the caller")), security(("session" = [])), responses((status = 200, description = "好友请求已处理", body = Done), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn answer(
     State(core): State<Core>,
     ctx: RequestContext,
@@ -195,6 +201,7 @@ pub async fn answer(
 }
 
 /// `DELETE /friends/{friend_id}`.
+#[utoipa::path(delete, path = "/api/v1/friends/{friend_id}", tag = "chat8", params(("friend_id" = i64, Path, description = "A friend's user id")), security(("session" = [])), responses((status = 200, description = "好友已删除", body = Done), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn unfriend(
     State(core): State<Core>,
     ctx: RequestContext,
@@ -227,6 +234,7 @@ pub struct SendBody {
 }
 
 /// `POST /messages`: 201 with the message.
+#[utoipa::path(post, path = "/api/v1/messages", tag = "chat8", request_body = SendMessage, security(("session" = [])), responses((status = 201, description = "消息已发送", body = Envelope<Sent>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn send(
     State(core): State<Core>,
     ctx: RequestContext,
@@ -273,6 +281,7 @@ pub const PAGE_MAX: i64 = 100;
 
 /// `GET /messages/{friend_id}?page=&limit=`: page 1 is the newest; within a
 /// page, oldest first.
+#[utoipa::path(get, path = "/api/v1/messages/{id}", tag = "chat8", params(("id" = i64, Path, description = "The friend's user id"), doc::PageQuery), security(("session" = [])), responses((status = 200, description = "The conversation with a friend, newest first", body = Envelope<History>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn history(
     State(core): State<Core>,
     Bearer(caller): Bearer,
@@ -334,6 +343,7 @@ pub async fn history(
 }
 
 /// `PUT /messages/{message_id}/read`.
+#[utoipa::path(put, path = "/api/v1/messages/{message_id}/read", tag = "chat8", params(("message_id" = i64, Path, description = "A message to the caller")), security(("session" = [])), responses((status = 200, description = "消息已标记为已读", body = Done), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn mark_read(
     State(core): State<Core>,
     ctx: RequestContext,
@@ -346,6 +356,7 @@ pub async fn mark_read(
 }
 
 /// `DELETE /messages/{message_id}`.
+#[utoipa::path(delete, path = "/api/v1/messages/{id}", tag = "chat8", params(("id" = i64, Path, description = "A message the caller sent")), security(("session" = [])), responses((status = 200, description = "消息已删除", body = Done), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn delete(
     State(core): State<Core>,
     ctx: RequestContext,
@@ -367,6 +378,7 @@ pub struct KeysBody {
 
 /// `POST /encryption/keys`: the private key arrives encrypted by the client
 /// and is kept opaque (never logged; only its owner reads it back).
+#[utoipa::path(post, path = "/api/v1/encryption/keys", tag = "chat8", request_body = Keys, security(("session" = [])), responses((status = 200, description = "密钥对已更新", body = Done), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn publish_keys(
     State(core): State<Core>,
     ctx: RequestContext,
@@ -381,6 +393,7 @@ pub async fn publish_keys(
 }
 
 /// `GET /encryption/keys` (beyond the seed): the caller's own pair.
+#[utoipa::path(get, path = "/api/v1/encryption/keys", tag = "chat8", security(("session" = [])), responses((status = 200, description = "The caller's key pair", body = Envelope<OwnKeys>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn my_keys(
     State(core): State<Core>,
     Bearer(caller): Bearer,
@@ -400,6 +413,7 @@ pub async fn my_keys(
 }
 
 /// `GET /encryption/public-key/{user_id}`.
+#[utoipa::path(get, path = "/api/v1/encryption/public-key/{user_id}", tag = "chat8", params(("user_id" = i64, Path, description = "A user id")), security(("session" = [])), responses((status = 200, description = "A user's public key", body = Envelope<doc::PublicKey>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn public_key(
     State(core): State<Core>,
     Bearer(_caller): Bearer,

@@ -22,6 +22,8 @@ use crate::http::context::RequestContext;
 use crate::identity::{self, Authenticator};
 use crate::social::files::{self, FileError};
 
+use super::schema::{self as doc, AvatarForm, Envelope, Failure, FileForm, Uploaded};
+
 type Result<T> = std::result::Result<T, Chat8Error>;
 
 /// How long a chat file's signed link works.
@@ -118,6 +120,7 @@ pub fn file_path(sha256: &str) -> String {
 
 /// `POST /upload/avatar` (multipart `file`): PNG, JPEG, GIF or WebP,
 /// becomes the caller's avatar.
+#[utoipa::path(post, path = "/api/v1/upload/avatar", tag = "chat8", request_body(content = AvatarForm, content_type = "multipart/form-data"), security(("session" = [])), responses((status = 200, description = "头像已上传: PNG, JPEG, GIF or WebP, now the avatar", body = Envelope<Uploaded>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn avatar(
     State(core): State<Core>,
     ctx: RequestContext,
@@ -162,6 +165,7 @@ pub async fn avatar(
 
 /// `POST /upload/file` (multipart `file`, `receiver_id`: a friend): the
 /// two may read it; the answer's `file_url` is a signed link (7 days).
+#[utoipa::path(post, path = "/api/v1/upload/file", tag = "chat8", request_body(content = FileForm, content_type = "multipart/form-data"), security(("session" = [])), responses((status = 200, description = "文件已上传: `file_url` is a signed link (7 days)", body = Envelope<Uploaded>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn file(
     State(core): State<Core>,
     State(auth): State<Authenticator>,
@@ -212,6 +216,7 @@ pub struct FileQuery {
 /// `GET /files/{sha256}`: an avatar to any signed-in user; a chat file to
 /// its sender and receiver — by bearer (or `?token=`), or by its signed
 /// link until it expires.
+#[utoipa::path(get, path = "/api/v1/files/{sha256}", tag = "chat8", params(("sha256" = String, Path, description = "The file's SHA-256 (64 hex digits)"), doc::FileQuery), security(("session" = []), ()), responses((status = 200, description = "The file's bytes", content_type = "application/octet-stream", body = Vec<u8>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn get(
     State(core): State<Core>,
     State(auth): State<Authenticator>,

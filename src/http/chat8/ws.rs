@@ -15,6 +15,7 @@
 //! `call_rejected` / `call_ended` to the other party. A frame that is
 //! refused answers `error {code, message}` with the REST codes.
 
+use super::schema::{Failure, SocketQuery};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -69,6 +70,7 @@ enum Refusal {
     Forbidden,
 }
 
+#[utoipa::path(get, path = "/ws/{user_id}", tag = "chat8", params(("user_id" = i64, Path, description = "The caller's own user id"), SocketQuery), responses((status = 101, description = "The socket: frames `{type, data, seq}` (`new_message`, `friend_request`, `user_status`, …); closes 4001 for a bad token, 4003 for another user's id"), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn upgrade(
     State(s): State<Sockets>,
     ctx: RequestContext,

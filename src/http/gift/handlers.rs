@@ -17,6 +17,8 @@ use super::error::{from_command, GiftError};
 use super::month::Month;
 use super::summary::{self, hms, month_summary, profit_yuan, yuan_of_gold, SummaryRequest};
 use super::{READ_MODELS, SURFACE};
+use super::schema::*;
+use super::summary::RoomSummary;
 use crate::app::AppState;
 use crate::bilibili::parse_batch;
 use crate::http::body;
@@ -129,6 +131,9 @@ async fn room_command(
     ))
 }
 
+#[utoipa::path(post, path = "/add/room", tag = "gift", request_body = RoomRequest,
+    security(("giftApiKey" = []), ()),
+    responses((status = 200, description = "添加成功 (again: the same answer)", body = RoomAnswer), (status = "4XX", description = "Rejected: bad key, bad input, unknown room", body = Failure)))]
 pub async fn add_room(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -144,6 +149,9 @@ pub async fn add_room(
     room_command(&state, &ctx, room_id, monitor, "添加成功").await
 }
 
+#[utoipa::path(post, path = "/delete/room", tag = "gift", request_body = RoomRequest,
+    security(("giftApiKey" = []), ()),
+    responses((status = 200, description = "删除成功", body = RoomAnswer), (status = "4XX", description = "Rejected: bad key, bad input, unknown room", body = Failure)))]
 pub async fn delete_room(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -196,6 +204,10 @@ async fn drop_recorded(
     Ok(before - obs.len())
 }
 
+#[utoipa::path(post, path = "/ingest/bilibili/{room_id}", tag = "gift", request_body = IngestBatch,
+    params(("room_id" = i64, Path, description = "A monitored room")),
+    security(("giftApiKey" = [])),
+    responses((status = 200, description = "The batch, recorded once however often it is sent", body = IngestAnswer), (status = "4XX", description = "Rejected: bad key, bad input, unknown room", body = Failure)))]
 pub async fn ingest(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -272,12 +284,16 @@ async fn summaries(
     Ok(month_summary(&state.pool, &req).await?)
 }
 
+#[utoipa::path(get, path = "/gift", tag = "gift",
+    responses((status = 200, description = "This month's summary of every monitored room, with live concurrency", body = Vec<RoomSummary>), (status = "4XX", description = "Rejected: bad key, bad input, unknown room", body = Failure)))]
 pub async fn current_month(State(state): State<AppState>) -> Result<impl IntoResponse> {
     let now = chrono::Utc::now();
     let month = Month::of(now, state.config.timezone);
     Ok(axum::Json(summaries(&state, month, now, true).await?))
 }
 
+#[utoipa::path(get, path = "/gift/by_month", tag = "gift", params(MonthQuery),
+    responses((status = 200, description = "A month's summary of every room", body = Vec<RoomSummary>), (status = "4XX", description = "Rejected: bad key, bad input, unknown room", body = Failure)))]
 pub async fn by_month(State(state): State<AppState>, uri: Uri) -> Result<Response> {
     let q = query_map(&uri);
     let tz = state.config.timezone;
@@ -319,6 +335,8 @@ async fn require_room(state: &AppState, room_id: i64) -> Result<()> {
     Ok(())
 }
 
+#[utoipa::path(get, path = "/gift/live_sessions", tag = "gift", params(RoomMonthQuery),
+    responses((status = 200, description = "A room's live sessions in a month", body = Sessions), (status = "4XX", description = "Rejected: bad key, bad input, unknown room", body = Failure)))]
 pub async fn live_sessions(State(state): State<AppState>, uri: Uri) -> Result<Response> {
     let (room_id, month) = room_and_month(&state, &uri)?;
     let key = format!("live_sessions:{room_id}:{}", month.label());
@@ -400,8 +418,8 @@ pub async fn live_sessions(State(state): State<AppState>, uri: Uri) -> Result<Re
 
 /// One `/gift/live_sessions` row (serialised directly: building a
 /// `serde_json::Value` per field dominated this read's profile).
-#[derive(serde::Serialize)]
-struct SessionDto {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct SessionDto {
     start_time: String,
     end_time: Option<String>,
     title: String,
@@ -426,6 +444,8 @@ struct SessionDto {
     live_duration: String,
 }
 
+#[utoipa::path(get, path = "/gift/sc", tag = "gift", params(RoomMonthQuery),
+    responses((status = 200, description = "A room's super chats in a month", body = SuperChats), (status = "4XX", description = "Rejected: bad key, bad input, unknown room", body = Failure)))]
 pub async fn super_chats(State(state): State<AppState>, uri: Uri) -> Result<impl IntoResponse> {
     let (room_id, month) = room_and_month(&state, &uri)?;
     require_room(&state, room_id).await?;

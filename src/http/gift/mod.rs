@@ -5,34 +5,41 @@
 mod cache;
 mod error;
 mod handlers;
+mod schema;
 pub mod month;
 pub mod summary;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use axum::Router;
+use utoipa_axum::router::UtoipaMethodRouterExt;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use cache::MonthCache;
 pub use error::GiftError;
 
 use crate::app::AppState;
+use crate::config::Config;
 
 pub const SURFACE: &str = "gift";
 pub(crate) const READ_MODELS: &[&str] = &["gifts"];
 
-pub fn router(ingest_max_bytes: usize) -> Router<AppState> {
-    Router::new()
-        .route("/add/room", post(handlers::add_room))
-        .route("/delete/room", post(handlers::delete_room))
-        .route(
-            "/ingest/bilibili/{room_id}",
-            post(handlers::ingest).layer(DefaultBodyLimit::max(ingest_max_bytes)),
-        )
-        .route("/gift", get(handlers::current_month))
-        .route("/gift/by_month", get(handlers::by_month))
-        .route("/gift/live_sessions", get(handlers::live_sessions))
-        .route("/gift/sc", get(handlers::super_chats))
+/// The surface's routes with their documentation.
+pub fn routes(config: &Config) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(handlers::add_room))
+        .routes(routes!(handlers::delete_room))
+        .routes(routes!(handlers::ingest).layer(DefaultBodyLimit::max(config.ingest_max_bytes)))
+        .routes(routes!(handlers::current_month))
+        .routes(routes!(handlers::by_month))
+        .routes(routes!(handlers::live_sessions))
+        .routes(routes!(handlers::super_chats))
+}
+
+pub fn router(config: &Config) -> Router<AppState> {
+    routes(config)
+        .split_for_parts()
+        .0
         .method_not_allowed_fallback(method_not_allowed)
 }
 

@@ -31,7 +31,7 @@ pub fn hms(seconds: i64) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RoomSummary {
     pub room_id: i64,
     pub anchor_name: String,
@@ -53,6 +53,7 @@ pub struct RoomSummary {
     pub fans_count: Option<i64>,
     /// Present only on `/gift` (`Some(None)` serialises as `null`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
     pub current_concurrency: Option<Option<i64>>,
 }
 

@@ -5,12 +5,12 @@ use serde::Deserialize;
 
 use super::error::OceanError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SendCodeRequest {
     pub email: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegisterRequest {
     pub email: String,
     pub password: String,
@@ -41,7 +41,7 @@ impl TryFrom<RegisterRequest> for Registration {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
@@ -52,7 +52,7 @@ pub struct LoginRequest {
     pub version: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginVerifyRequest {
     pub email: String,
     pub code: String,
@@ -60,7 +60,7 @@ pub struct LoginVerifyRequest {
     pub device_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ResetRequest {
     pub email: String,
     pub password: String,
@@ -84,7 +84,7 @@ impl TryFrom<ResetRequest> for Reset {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatRequest {
     #[serde(default)]
     pub email: Option<String>,

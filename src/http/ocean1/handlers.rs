@@ -16,6 +16,8 @@ use crate::app::AppState;
 use crate::http::context::RequestContext;
 use crate::identity::{self, AuthFailure, IdentityError, LoginName, NewAccount, PURPOSE_EMAIL};
 
+use super::schema::{Beat, Done, Failure, SignedIn};
+
 type Result<T> = std::result::Result<T, OceanError>;
 
 fn success_msg(msg: &str) -> axum::Json<serde_json::Value> {
@@ -60,6 +62,8 @@ async fn signed_in(
         .into_response())
 }
 
+#[utoipa::path(post, path = "/api/auth/send_code", tag = "ocean1", request_body = SendCodeRequest,
+    responses((status = 200, description = "邮件已发送 (the same whether or not the address has an account)", body = Done), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn send_code(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -80,6 +84,8 @@ pub async fn send_code(
     Ok(success_msg("邮件已发送"))
 }
 
+#[utoipa::path(post, path = "/api/auth/register", tag = "ocean1", request_body = RegisterRequest,
+    responses((status = 200, description = "Registered and signed in on this device", body = SignedIn), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn register(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -124,6 +130,9 @@ pub async fn register(
     Ok(success_msg("注册成功"))
 }
 
+#[utoipa::path(post, path = "/api/auth/login", tag = "ocean1", request_body = LoginRequest,
+    params(("x-device-id" = Option<String>, Header, description = "The device, when the body has no `device_id`")),
+    responses((status = 200, description = "Signed in, or `NEED_VERIFY` on a new device", body = SignedIn), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn login(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -167,6 +176,9 @@ pub async fn login(
     Ok(axum::Json(json!({ "status": "NEED_VERIFY" })).into_response())
 }
 
+#[utoipa::path(post, path = "/api/auth/login_verify", tag = "ocean1", request_body = LoginVerifyRequest,
+    params(("x-device-id" = Option<String>, Header, description = "The device, when the body has no `device_id`")),
+    responses((status = 200, description = "Signed in on the new device", body = SignedIn), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn login_verify(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -187,6 +199,8 @@ pub async fn login_verify(
     Ok(signed_in(&state, &ctx, &account, DeviceCheck::BindNow(device)).await?)
 }
 
+#[utoipa::path(post, path = "/api/auth/reset_password", tag = "ocean1", request_body = ResetRequest,
+    responses((status = 200, description = "密码重置成功", body = Done), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn reset_password(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -219,6 +233,10 @@ pub async fn reset_password(
     Ok(success_msg("密码重置成功"))
 }
 
+#[utoipa::path(post, path = "/api/user/heartbeat", tag = "ocean1", request_body = HeartbeatRequest,
+    params(("x-user-email" = Option<String>, Header), ("x-device-id" = Option<String>, Header)),
+    security(("session" = []), ("sessionCookie" = [])),
+    responses((status = 200, description = "The session is alive (the day's login points paid once), or `rejected`", body = Beat), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     ctx: RequestContext,

@@ -9,40 +9,47 @@ mod error;
 mod extract;
 mod handlers;
 mod pay;
+mod schema;
 pub mod proxy;
 
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::extract::DefaultBodyLimit;
 use axum::Router;
+use utoipa_axum::router::UtoipaMethodRouterExt;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use cache::HistoryCache;
 pub use error::OceanError;
 
 use crate::app::AppState;
+use crate::config::Config;
 
 pub const SURFACE: &str = "ocean1";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/auth/send_code", post(handlers::send_code))
-        .route("/api/auth/register", post(handlers::register))
-        .route("/api/auth/login", post(handlers::login))
-        .route("/api/auth/login_verify", post(handlers::login_verify))
-        .route("/api/auth/reset_password", post(handlers::reset_password))
-        .route("/api/user/heartbeat", post(handlers::heartbeat))
-        .route("/api/user/history", get(pay::history))
-        .route("/api/pay/redeem", post(pay::redeem))
-        .route("/api/proxy/sora", post(proxy::sora))
-        .route("/api/proxy/banana", post(proxy::banana))
-        .route("/api/proxy/v1/draw/result", post(proxy::draw_result))
-        .route("/api/proxy/cat/chat", post(proxy::cat_chat))
-        .route("/api/proxy/jimeng/create", post(proxy::jimeng_create))
-        .route(
-            "/api/proxy/jimeng/image",
-            post(proxy::jimeng_image).layer(axum::extract::DefaultBodyLimit::max(
-                proxy::JIMENG_IMAGE_MAX_BYTES + 64 * 1024,
-            )),
-        )
+/// The surface's routes with their documentation.
+pub fn routes(_: &Config) -> OpenApiRouter<AppState> {
+    let image_limit = DefaultBodyLimit::max(proxy::JIMENG_IMAGE_MAX_BYTES + 64 * 1024);
+    OpenApiRouter::new()
+        .routes(routes!(handlers::send_code))
+        .routes(routes!(handlers::register))
+        .routes(routes!(handlers::login))
+        .routes(routes!(handlers::login_verify))
+        .routes(routes!(handlers::reset_password))
+        .routes(routes!(handlers::heartbeat))
+        .routes(routes!(pay::history))
+        .routes(routes!(pay::redeem))
+        .routes(routes!(proxy::sora))
+        .routes(routes!(proxy::banana))
+        .routes(routes!(proxy::draw_result))
+        .routes(routes!(proxy::cat_chat))
+        .routes(routes!(proxy::jimeng_create))
+        .routes(routes!(proxy::jimeng_image).layer(image_limit))
+}
+
+pub fn router(config: &Config) -> Router<AppState> {
+    routes(config)
+        .split_for_parts()
+        .0
         .method_not_allowed_fallback(method_not_allowed)
 }
 

@@ -19,9 +19,11 @@ use crate::ledger::cards::{self, RedeemError, RedeemLimits};
 use crate::ledger::{self, LedgerError};
 use crate::timefmt;
 
+use super::schema::{Failure, Redeemed};
+
 type Result<T> = std::result::Result<T, OceanError>;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RedeemRequest {
     #[serde(default)]
     pub email: Option<String>,
@@ -66,6 +68,10 @@ impl From<LedgerError> for OceanError {
     }
 }
 
+#[utoipa::path(post, path = "/api/pay/redeem", tag = "ocean1", request_body = RedeemRequest,
+    params(("x-user-email" = Option<String>, Header), ("x-device-id" = Option<String>, Header)),
+    security(("session" = []), ("sessionCookie" = [])),
+    responses((status = 200, description = "充值成功: the card's points credited once", body = Redeemed), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn redeem(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -105,12 +111,18 @@ pub async fn redeem(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// 1 to 1,000 (100)
     pub limit: Option<i64>,
 }
 
 /// Newest first; `data[0].balance_after` is the balance.
+#[utoipa::path(get, path = "/api/user/history", tag = "ocean1", params(HistoryQuery,
+        ("x-user-email" = Option<String>, Header), ("x-device-id" = Option<String>, Header)),
+    security(("session" = []), ("sessionCookie" = [])),
+    responses((status = 200, description = "Point movements, newest first", body = History), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn history(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -150,7 +162,7 @@ pub async fn history(
     Ok(cache.keep(caller.account_id, limit, since, body))
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct HistoryEntry {
     id: i64,
     #[serde(rename = "type")]
@@ -161,8 +173,9 @@ struct HistoryEntry {
     created_at: String,
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct History {
+    #[schema(value_type = String, example = "success")]
     status: &'static str,
     data: Vec<HistoryEntry>,
 }

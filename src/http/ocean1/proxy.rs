@@ -26,6 +26,8 @@ use crate::generation::{self, GenerationError, JobSpec};
 use crate::http::context::RequestContext;
 use crate::identity::{self, AuthFailure, Authenticator};
 
+use super::schema::*;
+
 type Result<T> = std::result::Result<T, OceanError>;
 
 /// What the proxy takes from the application.
@@ -192,6 +194,8 @@ fn banana_spec(core: &Core, b: &ProxyBody) -> Result<JobSpec> {
     })
 }
 
+#[utoipa::path(post, path = "/api/proxy/sora", tag = "ocean1", request_body = SoraRequest, params(("x-user-email" = Option<String>, Header), ("x-device-id" = Option<String>, Header)), security(("session" = []), ("sessionCookie" = [])),
+    responses((status = 200, description = "Server-sent events `{id, status, progress, result_url?, error?}` until the job ends; with `stream: false` the job's id", content((String = "text/event-stream"), (Started = "application/json"))), (status = "4XX", description = "Rejected: bad input, no session, too few points (402), too many jobs (429)", body = Failure), (status = 502, description = "The gateway refused or failed: nothing is charged", body = Failure)))]
 pub async fn sora(
     State(p): State<Proxy>,
     ctx: RequestContext,
@@ -202,6 +206,8 @@ pub async fn sora(
     run(p, ctx, caller, spec, streams(&body)?).await
 }
 
+#[utoipa::path(post, path = "/api/proxy/banana", tag = "ocean1", request_body = BananaRequest, params(("x-user-email" = Option<String>, Header), ("x-device-id" = Option<String>, Header)), security(("session" = []), ("sessionCookie" = [])),
+    responses((status = 200, description = "Server-sent events until the job ends; with `stream: false` the job's id", content((String = "text/event-stream"), (Started = "application/json"))), (status = "4XX", description = "Rejected: bad input, no session, too few points (402), too many jobs (429)", body = Failure), (status = 502, description = "The gateway refused or failed: nothing is charged", body = Failure)))]
 pub async fn banana(
     State(p): State<Proxy>,
     ctx: RequestContext,
@@ -284,6 +290,8 @@ pub struct ResultBody {
 
 /// `POST /api/proxy/v1/draw/result {id}`: the owner's job, from its read
 /// model (404 for anyone else's, as for an unknown one).
+#[utoipa::path(post, path = "/api/proxy/v1/draw/result", tag = "ocean1", request_body = ResultRequest, params(("x-user-email" = Option<String>, Header), ("x-device-id" = Option<String>, Header)), security(("session" = []), ("sessionCookie" = [])),
+    responses((status = 200, description = "Where the caller's job stands (404 for anyone else's)", body = JobAnswer), (status = "4XX", description = "Rejected: bad input, no session, too few points (402), too many jobs (429)", body = Failure), (status = 502, description = "The gateway refused or failed: nothing is charged", body = Failure)))]
 pub async fn draw_result(
     State(p): State<Proxy>,
     Session(caller): Session,
@@ -351,6 +359,8 @@ fn chat_messages(body: &ProxyBody) -> Result<Vec<generation::chat::Message>> {
 }
 
 /// `POST /api/proxy/cat/chat {messages}`: `{"status":"success","reply"}`.
+#[utoipa::path(post, path = "/api/proxy/cat/chat", tag = "ocean1", request_body = ChatRequest, params(("x-user-email" = Option<String>, Header), ("x-device-id" = Option<String>, Header)), security(("session" = []), ("sessionCookie" = [])),
+    responses((status = 200, description = "The model's reply; its points charged once", body = ChatReply), (status = "4XX", description = "Rejected: bad input, no session, too few points (402), too many jobs (429)", body = Failure), (status = 502, description = "The gateway refused or failed: nothing is charged", body = Failure)))]
 pub async fn cat_chat(
     State(p): State<Proxy>,
     ctx: RequestContext,
@@ -411,6 +421,8 @@ async fn start_answering_id(
 }
 
 /// `POST /api/proxy/jimeng/create` (JSON, at least `prompt`): a video.
+#[utoipa::path(post, path = "/api/proxy/jimeng/create", tag = "ocean1", request_body = JimengRequest, params(("x-user-email" = Option<String>, Header), ("x-device-id" = Option<String>, Header)), security(("session" = []), ("sessionCookie" = [])),
+    responses((status = 200, description = "The job's id; ask `/api/proxy/v1/draw/result`", body = Started), (status = "4XX", description = "Rejected: bad input, no session, too few points (402), too many jobs (429)", body = Failure), (status = 502, description = "The gateway refused or failed: nothing is charged", body = Failure)))]
 pub async fn jimeng_create(
     State(p): State<Proxy>,
     ctx: RequestContext,
@@ -424,6 +436,8 @@ pub async fn jimeng_create(
 /// `POST /api/proxy/jimeng/image` (multipart: `prompt` and other fields as
 /// text, optional `image`: PNG, JPEG or WebP by its bytes, ≤ 4 MiB): a
 /// picture, from the image when one is sent.
+#[utoipa::path(post, path = "/api/proxy/jimeng/image", tag = "ocean1", request_body(content = JimengImageForm, content_type = "multipart/form-data"), params(("x-user-email" = Option<String>, Header), ("x-device-id" = Option<String>, Header)), security(("session" = []), ("sessionCookie" = [])),
+    responses((status = 200, description = "The job's id", body = Started), (status = "4XX", description = "Rejected: bad input, no session, too few points (402), too many jobs (429)", body = Failure), (status = 502, description = "The gateway refused or failed: nothing is charged", body = Failure)))]
 pub async fn jimeng_image(
     State(p): State<Proxy>,
     ctx: RequestContext,

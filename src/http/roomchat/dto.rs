@@ -10,12 +10,16 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use projections::roomchat::{MemberRow, MessageRow, RoomRow};
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::timefmt::{go_rfc3339, local_seconds};
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Envelope<T> {
+    /// 0: success.
+    #[schema(example = 0)]
     pub code: i32,
+    #[schema(value_type = String)]
     pub msg: &'static str,
     pub data: T,
 }
@@ -47,7 +51,7 @@ fn opt_int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::
     Option::<W>::deserialize(d).map(|o| o.map(|w| w.0))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CredentialsRequest {
     pub username: String,
     pub password: String,
@@ -67,7 +71,7 @@ impl TryFrom<CredentialsRequest> for NewAccount {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateRoomRequest {
     pub name: String,
     #[serde(default)]
@@ -89,13 +93,14 @@ impl TryFrom<CreateRoomRequest> for NewRoom {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RoomQuery {
     #[serde(deserialize_with = "int_or_string")]
     pub room_id: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct AddUserRequest {
     #[serde(deserialize_with = "int_or_string")]
     pub room_id: i64,
@@ -122,7 +127,7 @@ impl TryFrom<AddUserRequest> for AddUser {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct SendRequest {
     #[serde(deserialize_with = "int_or_string")]
     pub room_id: i64,
@@ -148,7 +153,8 @@ impl TryFrom<SendRequest> for NewMessage {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListMessagesQuery {
     #[serde(deserialize_with = "int_or_string")]
     pub room_id: i64,
@@ -188,20 +194,20 @@ impl TryFrom<ListMessagesQuery> for MessagePage {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UserDto {
     #[serde(rename = "ID")]
     pub id: i64,
     pub username: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LoginDto {
     pub token: String,
     pub user: UserDto,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RoomDto {
     #[serde(rename = "ID")]
     pub id: i64,
@@ -245,7 +251,7 @@ impl RoomDto {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MemberDto {
     #[serde(rename = "ID")]
     pub id: i64,
@@ -270,7 +276,7 @@ impl MemberDto {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MessageDto {
     #[serde(rename = "ID")]
     pub id: i64,

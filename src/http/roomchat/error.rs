@@ -55,6 +55,18 @@ impl RoomChatError {
     }
 }
 
+/// The failure envelope, as the document shows it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Failure {
+    /// 1: failure.
+    #[schema(example = 1)]
+    code: i32,
+    msg: String,
+    /// Always `null`.
+    data: Option<serde_json::Value>,
+}
+
 #[derive(serde::Serialize)]
 struct Envelope<'a> {
     code: i32,

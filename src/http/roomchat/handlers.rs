@@ -8,7 +8,7 @@ use projections::{accounts, roomchat};
 use uuid::Uuid;
 
 use super::dto::*;
-use super::error::RoomChatError;
+use super::error::{Failure, RoomChatError};
 use super::extract::{AuthUser, RcJson, RcQuery};
 use super::{READ_MODELS, SURFACE};
 use crate::app::AppState;
@@ -43,6 +43,8 @@ async fn settle(state: &AppState, names: &[&str], pos: Option<LogPosition>) {
     state.settle(names, pos).await
 }
 
+#[utoipa::path(post, path = "/register", tag = "roomchat", request_body = CredentialsRequest,
+    responses((status = 200, description = "注册成功", body = Envelope<UserDto>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn register(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -63,6 +65,8 @@ pub async fn register(
     ))
 }
 
+#[utoipa::path(post, path = "/login", tag = "roomchat", request_body = CredentialsRequest,
+    responses((status = 200, description = "登录成功: the session token", body = Envelope<LoginDto>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn login(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -83,6 +87,9 @@ pub async fn login(
     ))
 }
 
+#[utoipa::path(post, path = "/api/room/create", tag = "roomchat", request_body = CreateRoomRequest,
+    security(("session" = [])),
+    responses((status = 200, description = "创建成功", body = Envelope<RoomDto>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn create_room(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -121,6 +128,8 @@ pub async fn create_room(
     ))
 }
 
+#[utoipa::path(get, path = "/api/room/list", tag = "roomchat", security(("session" = [])),
+    responses((status = 200, description = "The caller's rooms", body = Envelope<Vec<RoomDto>>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn list_rooms(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -147,6 +156,9 @@ async fn require_member(state: &AppState, room_id: RoomId, caller: &Caller) -> R
     Ok(())
 }
 
+#[utoipa::path(get, path = "/api/room/members", tag = "roomchat", params(RoomQuery),
+    security(("session" = [])),
+    responses((status = 200, description = "The room's members", body = Envelope<Vec<MemberDto>>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn members(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -164,6 +176,9 @@ pub async fn members(
     ))
 }
 
+#[utoipa::path(post, path = "/api/room/add_user", tag = "roomchat", request_body = AddUserRequest,
+    security(("session" = [])),
+    responses((status = 200, description = "添加用户到聊天室成功 (`data` null)", body = Envelope<Option<String>>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn add_user(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -231,6 +246,9 @@ pub(super) async fn post_message(
     Ok((dto, pos))
 }
 
+#[utoipa::path(post, path = "/api/message/send", tag = "roomchat", request_body = SendRequest,
+    security(("session" = [])),
+    responses((status = 200, description = "发送成功", body = Envelope<MessageDto>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn send_message(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -244,6 +262,9 @@ pub async fn send_message(
     Ok(ok("发送成功", dto))
 }
 
+#[utoipa::path(get, path = "/api/message/list", tag = "roomchat", params(ListMessagesQuery),
+    security(("session" = [])),
+    responses((status = 200, description = "A page of history before `last_message_id`", body = Envelope<Vec<MessageDto>>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn list_messages(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

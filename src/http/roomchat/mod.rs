@@ -11,30 +11,38 @@ mod ws;
 use aggregates::ChatRoomEvent;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use chrono_tz::Tz;
 
 pub use cache::PageCache;
 pub use error::RoomChatError;
 
 use crate::app::AppState;
+use crate::config::Config;
 
 pub const SURFACE: &str = "roomchat";
 /// Projections a room-chat command waits for before answering.
 pub(crate) const READ_MODELS: &[&str] = &["roomchat"];
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/register", post(handlers::register))
-        .route("/login", post(handlers::login))
-        .route("/api/room/create", post(handlers::create_room))
-        .route("/api/room/list", get(handlers::list_rooms))
-        .route("/api/room/members", get(handlers::members))
-        .route("/api/room/add_user", post(handlers::add_user))
-        .route("/api/message/send", post(handlers::send_message))
-        .route("/api/message/list", get(handlers::list_messages))
-        .route("/api/message/ws", get(ws::upgrade))
+/// The surface's routes with their documentation.
+pub fn routes(_: &Config) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(handlers::register))
+        .routes(routes!(handlers::login))
+        .routes(routes!(handlers::create_room))
+        .routes(routes!(handlers::list_rooms))
+        .routes(routes!(handlers::members))
+        .routes(routes!(handlers::add_user))
+        .routes(routes!(handlers::send_message))
+        .routes(routes!(handlers::list_messages))
+        .routes(routes!(ws::upgrade))
+}
+
+pub fn router(config: &Config) -> Router<AppState> {
+    routes(config)
+        .split_for_parts()
+        .0
         .method_not_allowed_fallback(method_not_allowed)
 }
 

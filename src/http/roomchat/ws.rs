@@ -1,11 +1,12 @@
 //! `GET /api/message/ws`: greeting, sends, and pushes from the live feed.
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 
 use super::dto::{Envelope, NewMessage, SendRequest};
-use super::error::RoomChatError;
+use super::error::{Failure, RoomChatError};
 use super::extract::AuthUser;
 use super::handlers::{actor_of, post_message};
 use super::SURFACE;
@@ -15,14 +16,24 @@ use crate::http::context::RequestContext;
 
 const MAX_FRAME: usize = 64 * 1024;
 
+/// The room socket: frames `{code, msg, data}` both ways; see the seed.
+#[utoipa::path(get, path = "/api/message/ws", tag = "roomchat",
+    params(("token" = Option<String>, Query, description = "The session token, for browsers that cannot set headers")),
+    security(("session" = [])),
+    responses(
+        (status = 101, description = "Switching to the WebSocket: `连接成功` first, then `新消息` pushes"),
+        (status = "4XX", description = "No session, or not a WebSocket handshake", body = Failure),
+    ))]
 pub async fn upgrade(
     State(state): State<AppState>,
     ctx: RequestContext,
     AuthUser(caller): AuthUser,
-    ws: WebSocketUpgrade,
-) -> Response {
-    ws.max_message_size(MAX_FRAME)
-        .on_upgrade(move |socket| session(socket, state, ctx, caller))
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, RoomChatError> {
+    let ws = ws.map_err(|e| RoomChatError::new(e.status(), e.body_text()))?;
+    Ok(ws
+        .max_message_size(MAX_FRAME)
+        .on_upgrade(move |socket| session(socket, state, ctx, caller)))
 }
 
 fn envelope(msg: &'static str) -> String {
