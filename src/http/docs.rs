@@ -61,7 +61,7 @@ pub const SURFACES: &[Surface] = &[
         description: "Live rooms, coins and anchors: `/api/live/*`, `/api/anchor/*`, \
             `/api/users/*`, `/api/payment/*`. Envelope `{code: 0, data}`; failures \
             `{code: 1, msg}`.",
-        routes: ops_routes,
+        routes: super::live::routes,
     },
     Surface {
         name: "gift",

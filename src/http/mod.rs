@@ -120,7 +120,7 @@ pub fn router(state: AppState) -> Router {
         .merge(roomchat::router(&state.config))
         .merge(chat8::router(&state.config))
         .merge(ocean1::router(&state.config))
-        .merge(live::router(state.config.live.card_max_bytes))
+        .merge(live::router(&state.config))
         .merge(gift::router(&state.config))
         .merge(admin::router(&state.config))
         .merge(utoipa_axum::router::OpenApiRouter::new()

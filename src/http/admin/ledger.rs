@@ -175,11 +175,12 @@ async fn payment(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
 ) -> Result<Response, AdminError> {
-    let id: Uuid = order_id.parse().map_err(|_| AdminError::not_found())?;
+    let no_order = || AdminError::new(StatusCode::NOT_FOUND, "no such payment order");
+    let id: Uuid = order_id.parse().map_err(|_| no_order())?;
     let row = projections::ledger::payment_order(&state.pool, id)
         .await
         .map_err(unavailable)?
-        .ok_or_else(AdminError::not_found)?;
+        .ok_or_else(no_order)?;
     Ok(Json(row).into_response())
 }
 

@@ -45,8 +45,9 @@ impl AdminError {
 }
 
 impl AdminError {
+    /// No route under `/admin` has this path.
     pub fn not_found() -> Self {
-        Self(StatusCode::NOT_FOUND, "not found")
+        Self(StatusCode::NOT_FOUND, "no such route")
     }
 }
 

@@ -93,7 +93,7 @@ pub async fn logout(
     Ok(done("登出成功"))
 }
 
-#[utoipa::path(get, path = "/api/v1/user/profile", tag = "chat8", security(("session" = [])), responses((status = 200, description = "The caller's profile", body = ProfileAnswer), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
+#[utoipa::path(get, path = "/api/v1/user/profile", tag = "chat8", security(("session" = [])), responses((status = 200, description = "The caller's profile", body = Envelope<ProfileDto>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn profile(
     State(state): State<AppState>,
     Bearer(caller): Bearer,

@@ -4,7 +4,7 @@
 
 use utoipa::{IntoParams, ToSchema};
 
-use super::dto::{ProfileDto, UserDto};
+use super::dto::UserDto;
 
 /// `{success: true, data, message, timestamp}`.
 #[derive(ToSchema)]
@@ -246,4 +246,3 @@ pub struct SocketQuery {
     since: Option<i64>,
 }
 
-pub type ProfileAnswer = Envelope<ProfileDto>;

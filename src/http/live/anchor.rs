@@ -3,6 +3,7 @@
 //! live, the chat with the character, the subscription price. Every call
 //! needs the anchor's session; only a room's anchor may change it.
 
+use super::schema::*;
 use aggregates::live_room::{
     Language, LiveRoomId, RoomAccess, RoomDescribe, RoomSettings, RoomTitle, SettingsChange, Tags,
 };
@@ -252,6 +253,7 @@ async fn create_request(req: Request) -> Result<(UploadedCard, SettingsInput)> {
 
 /// `POST /api/anchor/rooms`: a room for a SillyTavern character card (JSON,
 /// or multipart with the card PNG as `card`).
+#[utoipa::path(post, path = "/api/anchor/rooms", tag = "live", request_body(content((CreateRoom = "application/json"), (CreateRoomForm = "multipart/form-data"))), security(("session" = []), ("sessionCookie" = [])), responses((status = 200, description = "The room, for the card's character", body = Envelope<CreatedRoom>), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn create_room(
     State(s): State<LiveSurface>,
     ctx: RequestContext,
@@ -278,6 +280,7 @@ pub async fn create_room(
 }
 
 /// `GET /api/anchor/rooms`: the caller's rooms, live or not.
+#[utoipa::path(get, path = "/api/anchor/rooms", tag = "live", security(("session" = []), ("sessionCookie" = [])), responses((status = 200, description = "The caller's rooms, live or not", body = Envelope<MyRooms>), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn my_rooms(
     State(s): State<LiveSurface>,
     headers: HeaderMap,
@@ -315,6 +318,7 @@ pub async fn my_rooms(
 }
 
 /// `POST /api/anchor/rooms/{room_id}`: changes some settings.
+#[utoipa::path(post, path = "/api/anchor/rooms/{room_id}", tag = "live", request_body = ChangeRoom, params(("room_id" = String, Path, description = "One of the caller's rooms")), security(("session" = []), ("sessionCookie" = [])), responses((status = 200, description = "Changed", body = Done), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn change_room(
     State(s): State<LiveSurface>,
     ctx: RequestContext,
@@ -334,6 +338,7 @@ pub async fn change_room(
 }
 
 /// `POST /api/anchor/rooms/{room_id}/live {"live": true|false}`.
+#[utoipa::path(post, path = "/api/anchor/rooms/{room_id}/live", tag = "live", request_body = SetLive, params(("room_id" = String, Path, description = "One of the caller's rooms")), security(("session" = []), ("sessionCookie" = [])), responses((status = 200, description = "On or off the air", body = Envelope<LiveStatus>), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn set_live(
     State(s): State<LiveSurface>,
     ctx: RequestContext,
@@ -374,6 +379,7 @@ fn is_jsonl(headers: &HeaderMap) -> bool {
 /// `POST /api/anchor/rooms/{room_id}/messages`: the anchor's SillyTavern
 /// chat (a JSON array of messages, or the `.jsonl` chat file); messages
 /// recorded before are skipped.
+#[utoipa::path(post, path = "/api/anchor/rooms/{room_id}/messages", tag = "live", params(("room_id" = String, Path, description = "One of the caller's rooms")), request_body(content((ChatMessages = "application/json"), (String = "application/jsonl"))), security(("session" = []), ("sessionCookie" = [])), responses((status = 200, description = "Messages recorded; those recorded before skipped", body = Envelope<Recorded>), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn record_messages(
     State(s): State<LiveSurface>,
     ctx: RequestContext,
@@ -402,6 +408,7 @@ pub async fn record_messages(
 
 /// `POST /api/anchor/subscription {"amount"}`: the price of a subscription
 /// period (0: none offered).
+#[utoipa::path(post, path = "/api/anchor/subscription", tag = "live", request_body = SubscriptionPrice, security(("session" = []), ("sessionCookie" = [])), responses((status = 200, description = "The price of a subscription period", body = Envelope<SubscriptionSet>), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn set_subscription(
     State(s): State<LiveSurface>,
     ctx: RequestContext,

@@ -1,5 +1,6 @@
 //! Thin handlers over the identity service.
 
+use super::schema::{Done, Envelope, Failure, LoggedIn};
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
@@ -23,6 +24,7 @@ pub(super) async fn session(
 
 /// Signed in: the account's uid, name and coins; otherwise the guest
 /// answer (`游客`, status false) — both with code 0, as the seed shows.
+#[utoipa::path(get, path = "/api/users/is_logged_in", tag = "live", security(("session" = []), ("sessionCookie" = []), ()), responses((status = 200, description = "The account's uid, name and coins; a guest's answer without a session", body = Envelope<LoggedIn>), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn is_logged_in(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -45,6 +47,7 @@ pub async fn is_logged_in(
 }
 
 /// Ends the session and clears the cookie.
+#[utoipa::path(get, path = "/api/users/login_out", tag = "live", security(("session" = []), ("sessionCookie" = [])), responses((status = 200, description = "Signed out; the cookie cleared", body = Done), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn login_out(
     State(state): State<AppState>,
     ctx: RequestContext,

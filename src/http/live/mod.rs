@@ -10,76 +10,78 @@ mod error;
 mod handlers;
 mod payment;
 mod rooms;
+mod schema;
 mod state;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
+use utoipa_axum::router::UtoipaMethodRouterExt;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use error::LiveError;
 pub use rooms::{account_of_uid, ranked_answer};
 pub use state::{LiveSurface, Parts};
 
 use crate::app::AppState;
+use crate::config::Config;
 
 pub const SURFACE: &str = "live";
 
-pub fn router(card_max_bytes: usize) -> Router<AppState> {
-    let anchors = DefaultBodyLimit::max(card_max_bytes);
-    Router::new()
-        .route("/api/live/get_all_lives", get(rooms::get_all_lives))
-        .route("/api/live/get_all_lives/", get(rooms::get_all_lives))
-        .route("/api/live/get_ranked_lives/", get(rooms::get_ranked_lives))
-        .route("/api/live/get_ranked_lives", get(rooms::get_ranked_lives))
-        .route("/api/live/get_live_info", get(rooms::get_live_info))
-        .route(
-            "/api/live/get_live_chat_history",
-            get(rooms::get_live_chat_history),
-        )
-        .route(
-            "/api/live/get_user_chat_history",
-            get(rooms::get_user_chat_history),
-        )
-        .route(
-            "/api/live/save_user_chat_history",
-            post(rooms::save_user_chat_history),
-        )
-        .route("/api/live/pay_vip_coin", post(rooms::pay_vip_coin))
-        .route("/api/live/get_all_tags/", get(rooms::get_all_tags))
-        .route("/api/live/get_all_tags", get(rooms::get_all_tags))
-        .route("/api/live/follow", post(rooms::follow))
-        .route("/api/live/unfollow", post(rooms::unfollow))
-        .route("/api/live/subscribe", post(rooms::subscribe))
-        .route("/api/live/images/{*path}", get(rooms::image))
-        .route(
-            "/api/anchor/rooms",
-            post(anchor::create_room)
-                .get(anchor::my_rooms)
-                .layer(anchors),
-        )
-        .route("/api/anchor/rooms/{room_id}", post(anchor::change_room))
-        .route("/api/anchor/rooms/{room_id}/live", post(anchor::set_live))
-        .route(
-            "/api/anchor/rooms/{room_id}/messages",
-            post(anchor::record_messages).layer(anchors),
-        )
-        .route("/api/anchor/subscription", post(anchor::set_subscription))
-        .route("/api/users/is_logged_in", get(handlers::is_logged_in))
-        .route("/api/users/login_out", get(handlers::login_out))
-        .route(
-            "/api/payment/process_recharge/",
-            post(payment::process_recharge),
-        )
-        .route(
-            "/api/payment/process_recharge",
-            post(payment::process_recharge),
-        )
-        .route(
-            "/api/payment/check_payment_status/{order_id}",
-            get(payment::check_payment_status),
-        )
-        .route("/api/payment/ipn", post(payment::ipn))
+/// The surface's routes with their documentation.
+pub fn routes(config: &Config) -> OpenApiRouter<AppState> {
+    let anchors = DefaultBodyLimit::max(config.live.card_max_bytes);
+    let r = OpenApiRouter::new()
+        .routes(routes!(rooms::get_all_lives))
+        .routes(routes!(rooms::get_ranked_lives))
+        .routes(routes!(rooms::get_live_info))
+        .routes(routes!(rooms::get_live_chat_history))
+        .routes(routes!(rooms::get_user_chat_history))
+        .routes(routes!(rooms::save_user_chat_history))
+        .routes(routes!(rooms::pay_vip_coin))
+        .routes(routes!(rooms::get_all_tags))
+        .routes(routes!(rooms::follow))
+        .routes(routes!(rooms::unfollow))
+        .routes(routes!(rooms::subscribe))
+        .routes(routes!(rooms::image))
+        .routes(routes!(anchor::create_room, anchor::my_rooms).layer(anchors))
+        .routes(routes!(anchor::change_room))
+        .routes(routes!(anchor::set_live))
+        .routes(routes!(anchor::record_messages).layer(anchors))
+        .routes(routes!(anchor::set_subscription))
+        .routes(routes!(handlers::is_logged_in))
+        .routes(routes!(handlers::login_out))
+        .routes(routes!(payment::process_recharge))
+        .routes(routes!(payment::check_payment_status))
+        .routes(routes!(payment::ipn));
+    // the seed writes some paths with a trailing slash, some without: both serve
+    let r = slash_alias(r, "/api/live/get_all_lives", get(rooms::get_all_lives));
+    let r = slash_alias(r, "/api/live/get_ranked_lives", get(rooms::get_ranked_lives));
+    let r = slash_alias(r, "/api/live/get_all_tags", get(rooms::get_all_tags));
+    slash_alias(r, "/api/payment/process_recharge", post(payment::process_recharge))
+}
+
+/// `path` + `/` served by `method` and documented as `path` is.
+fn slash_alias(
+    mut r: OpenApiRouter<AppState>,
+    path: &str,
+    method: MethodRouter<AppState>,
+) -> OpenApiRouter<AppState> {
+    let alias = format!("{path}/");
+    let paths = &mut r.get_openapi_mut().paths.paths;
+    let mut item = paths.get(path).cloned().expect("the path is documented");
+    for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+        op.operation_id = op.operation_id.take().map(|id| format!("{id}_slash"));
+    }
+    paths.insert(alias.clone(), item);
+    r.route(&alias, method)
+}
+
+pub fn router(config: &Config) -> Router<AppState> {
+    routes(config)
+        .split_for_parts()
+        .0
         .method_not_allowed_fallback(method_not_allowed)
 }
 

@@ -2,6 +2,7 @@
 //! `GET /api/payment/check_payment_status/{order_id}`, and the provider's
 //! signed status callback `POST /api/payment/ipn`.
 
+use super::schema::{self, Failure, Ipn, IpnApplied, Recharge, RechargeOpened};
 use aggregates::{PaymentStatus, ReportSource};
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -64,6 +65,7 @@ pub struct RechargeRequest {
     pub crypto_amount: Value,
 }
 
+#[utoipa::path(post, path = "/api/payment/process_recharge", tag = "live", request_body = Recharge, security(("session" = []), ("sessionCookie" = [])), responses((status = 200, description = "A crypto payment opened with the provider (also with a trailing slash)", body = RechargeOpened), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn process_recharge(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -115,6 +117,7 @@ fn order_id(raw: &str) -> Result<Uuid> {
 
 /// The order's status for its owner (`waiting` while the provider has not
 /// answered the creation yet).
+#[utoipa::path(get, path = "/api/payment/check_payment_status/{order_id}", tag = "live", params(("order_id" = String, Path, description = "The caller's order")), security(("session" = []), ("sessionCookie" = [])), responses((status = 200, description = "The order's status, asked of the provider", body = schema::PaymentStatus), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn check_payment_status(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -146,6 +149,7 @@ pub async fn check_payment_status(
 /// The provider's callback. A bad or missing signature changes nothing
 /// (401); an unknown order 404; a known status of an order is applied
 /// forward only and credits a finished payment once.
+#[utoipa::path(post, path = "/api/payment/ipn", tag = "live", request_body = Ipn, params(("x-nowpayments-sig" = String, Header, description = "HMAC-SHA512 of the sorted body with the IPN secret")), responses((status = 200, description = "Applied forward only; a finished payment credited once", body = IpnApplied), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn ipn(
     State(state): State<AppState>,
     ctx: RequestContext,

@@ -3,6 +3,7 @@
 //! and subscriptions. Thin: parse the contract, call `liverooms`, answer in
 //! the surface's envelope `{code: 0, …}` / `{code: 1, msg}`.
 
+use super::schema::*;
 use std::collections::HashMap;
 
 use aggregates::audience::{Chatter, ChatterName, ViewerText};
@@ -242,6 +243,7 @@ where
 }
 
 /// `GET /api/live/get_all_lives[?search_tag=]`: the rooms live now.
+#[utoipa::path(get, path = "/api/live/get_all_lives", tag = "live", params(TagQuery), responses((status = 200, description = "The rooms live now (also at the path with a trailing slash)", body = AllLives), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn get_all_lives(
     State(s): State<LiveSurface>,
     headers: HeaderMap,
@@ -262,6 +264,7 @@ pub async fn get_all_lives(
 
 /// `GET /api/live/get_ranked_lives/`: the rooms live now, best first (see
 /// `projections::live` for the formula).
+#[utoipa::path(get, path = "/api/live/get_ranked_lives", tag = "live", responses((status = 200, description = "The rooms live now, best first (also with a trailing slash)", body = RankedLives), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn get_ranked_lives(
     State(s): State<LiveSurface>,
     headers: HeaderMap,
@@ -303,6 +306,7 @@ pub fn ranked_answer(
 }
 
 /// `GET /api/live/get_all_tags/`: every room's tags, distinct, byte order.
+#[utoipa::path(get, path = "/api/live/get_all_tags", tag = "live", responses((status = 200, description = "Every room's tags, distinct (also with a trailing slash)", body = Tags), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn get_all_tags(State(s): State<LiveSurface>, headers: HeaderMap) -> Result<Response> {
     kept(&s, &headers, "tags", || async {
         let tags = read::all_tags(&s.core.pool).await?;
@@ -315,6 +319,7 @@ pub async fn get_all_tags(State(s): State<LiveSurface>, headers: HeaderMap) -> R
 
 /// `GET /api/live/get_live_info?room_id=&uid=`: the room and the caller's
 /// standing in it (a guest's is all false).
+#[utoipa::path(get, path = "/api/live/get_live_info", tag = "live", params(RoomUidQuery), security(("session" = []), ("sessionCookie" = []), ()), responses((status = 200, description = "The room and the caller's standing in it (a guest's all false)", body = Envelope<LiveInfo>), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn get_live_info(
     State(s): State<LiveSurface>,
     ctx: RequestContext,
@@ -407,6 +412,7 @@ pub const CHAT_HISTORY: i64 = 500;
 
 /// `GET /api/live/get_live_chat_history?room_id=`: the anchor's chat with
 /// the character, the newest 500 lines, oldest first.
+#[utoipa::path(get, path = "/api/live/get_live_chat_history", tag = "live", params(RoomQuery), security(("session" = []), ("sessionCookie" = []), ()), responses((status = 200, description = "The anchor's chat with the character: the newest 500 lines, oldest first", body = Envelope<AnchorChat>), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn get_live_chat_history(
     State(s): State<LiveSurface>,
     ctx: RequestContext,
@@ -443,6 +449,7 @@ pub const VIEWER_HISTORY: i64 = 20;
 
 /// `GET /api/live/get_user_chat_history?room_id=`: the last 20 viewer
 /// messages, oldest first.
+#[utoipa::path(get, path = "/api/live/get_user_chat_history", tag = "live", params(RoomQuery), security(("session" = []), ("sessionCookie" = []), ()), responses((status = 200, description = "The last 20 viewer messages, oldest first", body = Envelope<ViewerChat>), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn get_user_chat_history(
     State(s): State<LiveSurface>,
     ctx: RequestContext,
@@ -480,6 +487,7 @@ pub async fn get_user_chat_history(
 /// `POST /api/live/save_user_chat_history {room_id, room_name, username,
 /// user_message}`: a signed-in viewer posts under the account's name; a
 /// guest under a name of its own that no account has.
+#[utoipa::path(post, path = "/api/live/save_user_chat_history", tag = "live", request_body = SaveChat, security(("session" = []), ("sessionCookie" = []), ()), responses((status = 200, description = "Posted (a guest under a name no account has)", body = Done), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn save_user_chat_history(
     State(s): State<LiveSurface>,
     ctx: RequestContext,
@@ -533,6 +541,7 @@ pub async fn save_user_chat_history(
 
 /// `POST /api/live/pay_vip_coin {uid, anchor_id, room_id, room_name,
 /// amount}`: the caller pays the room's price once.
+#[utoipa::path(post, path = "/api/live/pay_vip_coin", tag = "live", request_body = PayVip, security(("session" = []), ("sessionCookie" = [])), responses((status = 200, description = "The room's price paid once", body = Envelope<VipPaid>), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn pay_vip_coin(
     State(s): State<LiveSurface>,
     ctx: RequestContext,
@@ -570,6 +579,7 @@ pub async fn pay_vip_coin(
 
 /// `POST /api/live/follow {room_id}` (and `unfollow`): follows the room's
 /// anchor.
+#[utoipa::path(post, path = "/api/live/follow", tag = "live", request_body = RoomRef, security(("session" = []), ("sessionCookie" = [])), responses((status = 200, description = "Following the room's anchor", body = Envelope<FollowStatus>), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn follow(
     s: State<LiveSurface>,
     ctx: RequestContext,
@@ -579,6 +589,7 @@ pub async fn follow(
     set_follow(s, ctx, headers, params, true).await
 }
 
+#[utoipa::path(post, path = "/api/live/unfollow", tag = "live", request_body = RoomRef, security(("session" = []), ("sessionCookie" = [])), responses((status = 200, description = "No longer following", body = Envelope<FollowStatus>), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn unfollow(
     s: State<LiveSurface>,
     ctx: RequestContext,
@@ -607,6 +618,7 @@ async fn set_follow(
 
 /// `POST /api/live/subscribe {anchor_id}`: one period of the anchor's
 /// subscription (a renewal extends it).
+#[utoipa::path(post, path = "/api/live/subscribe", tag = "live", request_body = Subscribe, security(("session" = []), ("sessionCookie" = [])), responses((status = 200, description = "One period of the anchor's subscription (a renewal extends it)", body = Envelope<Subscribed>), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn subscribe(
     State(s): State<LiveSurface>,
     ctx: RequestContext,
@@ -642,6 +654,7 @@ pub async fn subscribe(
 // ---------------------------------------------------------------- images
 
 /// `GET /api/live/images/{image_path}`: a room's picture (its card PNG).
+#[utoipa::path(get, path = "/api/live/images/{*path}", tag = "live", params(("path" = String, Path, description = "A room's `image_path`")), responses((status = 200, description = "The room's picture", content_type = "image/png", body = Vec<u8>), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn image(State(s): State<LiveSurface>, Path(path): Path<String>) -> Result<Response> {
     let not_found = || LiveError::new(StatusCode::NOT_FOUND, "图片不存在");
     let sha = read::image(&s.core.pool, &path)

@@ -195,7 +195,7 @@ fn banana_spec(core: &Core, b: &ProxyBody) -> Result<JobSpec> {
 }
 
 #[utoipa::path(post, path = "/api/proxy/sora", tag = "ocean1", request_body = SoraRequest, params(("x-user-email" = Option<String>, Header), ("x-device-id" = Option<String>, Header)), security(("session" = []), ("sessionCookie" = [])),
-    responses((status = 200, description = "Server-sent events `{id, status, progress, result_url?, error?}` until the job ends; with `stream: false` the job's id", content((String = "text/event-stream"), (Started = "application/json"))), (status = "4XX", description = "Rejected: bad input, no session, too few points (402), too many jobs (429)", body = Failure), (status = 502, description = "The gateway refused or failed: nothing is charged", body = Failure)))]
+    responses((status = 200, description = "Server-sent events `{id, status, progress, result_url?, error?}` until the job ends; with `stream: false` the job's id", content((JobEvent = "text/event-stream"), (Started = "application/json"))), (status = "4XX", description = "Rejected: bad input, no session, too few points (402), too many jobs (429)", body = Failure), (status = 502, description = "The gateway refused or failed: nothing is charged", body = Failure)))]
 pub async fn sora(
     State(p): State<Proxy>,
     ctx: RequestContext,
@@ -207,7 +207,7 @@ pub async fn sora(
 }
 
 #[utoipa::path(post, path = "/api/proxy/banana", tag = "ocean1", request_body = BananaRequest, params(("x-user-email" = Option<String>, Header), ("x-device-id" = Option<String>, Header)), security(("session" = []), ("sessionCookie" = [])),
-    responses((status = 200, description = "Server-sent events until the job ends; with `stream: false` the job's id", content((String = "text/event-stream"), (Started = "application/json"))), (status = "4XX", description = "Rejected: bad input, no session, too few points (402), too many jobs (429)", body = Failure), (status = 502, description = "The gateway refused or failed: nothing is charged", body = Failure)))]
+    responses((status = 200, description = "Server-sent events until the job ends; with `stream: false` the job's id", content((JobEvent = "text/event-stream"), (Started = "application/json"))), (status = "4XX", description = "Rejected: bad input, no session, too few points (402), too many jobs (429)", body = Failure), (status = 502, description = "The gateway refused or failed: nothing is charged", body = Failure)))]
 pub async fn banana(
     State(p): State<Proxy>,
     ctx: RequestContext,

@@ -89,6 +89,16 @@ pub struct BananaRequest {
     stream: Option<bool>,
 }
 
+/// One server-sent event of a job's stream: `data` is where the job stands,
+/// as JSON text: `{id, status, progress, result_url?, error?}`.
+#[derive(ToSchema)]
+pub struct JobEvent {
+    #[schema(example = r#"{"id":"…","status":"processing","progress":0}"#)]
+    data: String,
+    /// `message`
+    event: Option<String>,
+}
+
 #[derive(ToSchema)]
 pub struct JobId {
     id: uuid::Uuid,
