@@ -18,9 +18,13 @@ schemathesis_version=4.32.5
 mkdir -p "$out"
 rm -rf "$out/data" "$out/report" "$out/summary.txt"
 
-if [ "$("$out/venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $schemathesis_version" ]; then
+validator_version=0.9.0
+stamp=$out/venv/.installed-schemathesis-$schemathesis_version-validator-$validator_version
+if [ ! -e "$stamp" ]; then
+  rm -rf "$out/venv"
   python3 -m venv "$out/venv"
-  "$out/venv/bin/pip" install -q "schemathesis==$schemathesis_version" "openapi-spec-validator==0.9.0"
+  "$out/venv/bin/pip" install -q "schemathesis==$schemathesis_version" "openapi-spec-validator==$validator_version"
+  touch "$stamp"
 fi
 cargo build --quiet --bin tidelog
 

@@ -20,7 +20,9 @@ fn unmatched(status: StatusCode, body: &str) -> bool {
 }
 
 async fn raw(app: &TestApp, method: Method, path: &str) -> (StatusCode, String) {
-    let mut req = app.http.request(method.clone(), format!("{}{path}", app.base));
+    let mut req = app
+        .http
+        .request(method.clone(), format!("{}{path}", app.base));
     if method == Method::POST || method == Method::PUT || method == Method::PATCH {
         req = req.header("content-type", "application/json").body("{}");
     }
@@ -105,7 +107,8 @@ fn no_route_is_added_outside_the_documented_routers() {
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http"),
         &mut found,
     );
-    let allowed = |l: &String| l.contains("src/http/live/mod.rs") && l.contains("r.route(&alias, method)");
+    let allowed =
+        |l: &String| l.contains("src/http/live/mod.rs") && l.contains("r.route(&alias, method)");
     let stray: Vec<_> = found.iter().filter(|l| !allowed(l)).collect();
     assert!(stray.is_empty(), "routes outside the documents: {stray:#?}");
 }
@@ -165,7 +168,10 @@ fn check_document(doc: &Value) {
             "{method} {path}: the surface's failure is not documented"
         );
         for tag in op["tags"].as_array().expect("tags") {
-            assert!(tags.contains(tag.as_str().unwrap()), "{method} {path}: tag {tag}");
+            assert!(
+                tags.contains(tag.as_str().unwrap()),
+                "{method} {path}: tag {tag}"
+            );
         }
     }
 }
@@ -177,7 +183,9 @@ async fn the_documents_are_well_formed_and_the_surfaces_make_up_the_whole() {
     let (_, all) = api.get("/openapi.json", None).await;
     check_document(&all);
     let mut union = BTreeSet::new();
-    for surface in ["roomchat", "chat8", "ocean1", "live", "gift", "admin", "ops"] {
+    for surface in [
+        "roomchat", "chat8", "ocean1", "live", "gift", "admin", "ops",
+    ] {
         let (status, doc) = api.get(&format!("/openapi/{surface}.json"), None).await;
         assert_eq!(status, StatusCode::OK, "{surface}");
         check_document(&doc);
@@ -194,7 +202,10 @@ async fn the_documents_are_well_formed_and_the_surfaces_make_up_the_whole() {
         .into_iter()
         .map(|(m, p, _)| (m, p))
         .collect();
-    assert_eq!(union, whole, "the surfaces' documents make up the combined one");
+    assert_eq!(
+        union, whole,
+        "the surfaces' documents make up the combined one"
+    );
 
     // seed routes of every surface are there, with their contract's shapes
     for (method, path) in [
@@ -224,8 +235,15 @@ async fn docs_page_and_its_assets_come_from_the_binary_and_the_cli_prints_the_sa
     assert_eq!(resp.status(), StatusCode::OK);
     let page = resp.text().await.unwrap();
     assert!(page.contains("swagger-ui"), "{page}");
-    assert!(!page.contains("://cdn") && !page.contains("unpkg.com"), "no CDN: {page}");
-    for asset in ["swagger-ui-bundle.js", "swagger-ui.css", "swagger-initializer.js"] {
+    assert!(
+        !page.contains("://cdn") && !page.contains("unpkg.com"),
+        "no CDN: {page}"
+    );
+    for asset in [
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+        "swagger-initializer.js",
+    ] {
         let resp = app
             .http
             .get(format!("{}/docs/{asset}", app.base))

@@ -5,9 +5,9 @@
 //! /openapi.json`, `GET /openapi/{surface}.json`, `tidelog openapi` and the
 //! `/docs` page (Swagger UI, its assets in the binary: no CDN).
 
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use serde_json::Value;
-use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, Server, tag::TagBuilder};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{tag::TagBuilder, ComponentsBuilder, InfoBuilder, OpenApi, Server};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::{SwaggerUi, Url};
 
@@ -167,7 +167,10 @@ pub fn openapi(surface: Option<&str>) -> Option<Value> {
     let config = Config::default();
     for s in &chosen {
         let (_, part) = (s.routes)(&config).split_for_parts();
-        let part = namespaced(s.name, serde_json::to_value(&part).expect("a document is JSON"));
+        let part = namespaced(
+            s.name,
+            serde_json::to_value(&part).expect("a document is JSON"),
+        );
         for key in ["/paths", "/components/schemas"] {
             let Some(Value::Object(found)) = part.pointer(key) else {
                 continue;
@@ -184,9 +187,7 @@ pub fn openapi(surface: Option<&str>) -> Option<Value> {
                 // axum's catch-all `{*path}` is an ordinary parameter to OpenAPI
                 let k = k.replace("{*", "{");
                 match (target.get_mut(&k), v) {
-                    (Some(Value::Object(have)), Value::Object(more)) => {
-                        have.extend(more.clone())
-                    }
+                    (Some(Value::Object(have)), Value::Object(more)) => have.extend(more.clone()),
                     _ => {
                         target.insert(k, v.clone());
                     }
@@ -237,7 +238,10 @@ pub fn router() -> axum::Router<AppState> {
     )];
     for s in SURFACES {
         let url: &'static str = Box::leak(format!("/openapi/{}.json", s.name).into_boxed_str());
-        urls.push((Url::new(s.title, url), openapi(Some(s.name)).expect("a known surface")));
+        urls.push((
+            Url::new(s.title, url),
+            openapi(Some(s.name)).expect("a known surface"),
+        ));
     }
     SwaggerUi::new("/docs")
         .external_urls_from_iter_unchecked(urls)

@@ -9,12 +9,12 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use utoipa_axum::{router::OpenApiRouter, routes};
 use subtle::ConstantTimeEq;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::app::AppState;
-use crate::config::Config;
 use crate::auth::token_from_header;
+use crate::config::Config;
 
 /// The surface's routes with their documentation.
 pub fn routes(_: &Config) -> OpenApiRouter<AppState> {

@@ -36,7 +36,8 @@ pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
 
 /// The surface's routes with their documentation.
 pub fn routes(config: &Config) -> OpenApiRouter<AppState> {
-    let avatar_limit = DefaultBodyLimit::max(config.chat8_avatar_max_bytes + uploads::FORM_OVERHEAD);
+    let avatar_limit =
+        DefaultBodyLimit::max(config.chat8_avatar_max_bytes + uploads::FORM_OVERHEAD);
     let file_limit = DefaultBodyLimit::max(config.chat8_file_max_bytes + uploads::FORM_OVERHEAD);
     let api = OpenApiRouter::new()
         .routes(routes!(social::friends))

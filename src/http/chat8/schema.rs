@@ -245,4 +245,3 @@ pub struct SocketQuery {
     /// The last frame `seq` seen: what was missed is replayed first.
     since: Option<i64>,
 }
-

@@ -19,7 +19,10 @@ use crate::http::context::RequestContext;
 use crate::identity;
 use crate::social::{self, Requested, SocialError};
 
-use super::schema::{self as doc, Answer, Done, Envelope, Failure, Found, Friend, FriendRequest, History, Keys, OwnKeys, SendMessage, Sent};
+use super::schema::{
+    self as doc, Answer, Done, Envelope, Failure, Found, Friend, FriendRequest, History, Keys,
+    OwnKeys, SendMessage, Sent,
+};
 
 type Result<T> = std::result::Result<T, Chat8Error>;
 

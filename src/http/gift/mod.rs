@@ -5,8 +5,8 @@
 mod cache;
 mod error;
 mod handlers;
-mod schema;
 pub mod month;
+mod schema;
 pub mod summary;
 
 use axum::extract::DefaultBodyLimit;

@@ -57,9 +57,17 @@ pub fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(payment::ipn));
     // the seed writes some paths with a trailing slash, some without: both serve
     let r = slash_alias(r, "/api/live/get_all_lives", get(rooms::get_all_lives));
-    let r = slash_alias(r, "/api/live/get_ranked_lives", get(rooms::get_ranked_lives));
+    let r = slash_alias(
+        r,
+        "/api/live/get_ranked_lives",
+        get(rooms::get_ranked_lives),
+    );
     let r = slash_alias(r, "/api/live/get_all_tags", get(rooms::get_all_tags));
-    slash_alias(r, "/api/payment/process_recharge", post(payment::process_recharge))
+    slash_alias(
+        r,
+        "/api/payment/process_recharge",
+        post(payment::process_recharge),
+    )
 }
 
 /// `path` + `/` served by `method` and documented as `path` is.

@@ -9,11 +9,11 @@ mod error;
 mod extract;
 mod handlers;
 mod pay;
-mod schema;
 pub mod proxy;
+mod schema;
 
-use axum::http::StatusCode;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::Router;
 use utoipa_axum::router::UtoipaMethodRouterExt;
 use utoipa_axum::{router::OpenApiRouter, routes};

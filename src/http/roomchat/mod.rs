@@ -12,8 +12,8 @@ use aggregates::ChatRoomEvent;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use utoipa_axum::{router::OpenApiRouter, routes};
 use chrono_tz::Tz;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use cache::PageCache;
 pub use error::RoomChatError;
