@@ -19,6 +19,12 @@ use crate::projector;
     about = "Event-sourced backend serving five frontends"
 )]
 struct Cli {
+    /// The database to use instead of `DATABASE_URL`: e.g. a hot standby
+    /// for an auditor's long reads (`audit verify`, `audit export`,
+    /// `gifts as-of`, `live ranking`), which then see a consistent, slightly
+    /// earlier state of the primary and do not load it
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -196,7 +202,10 @@ enum EventsCommand {
 
 pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
+    if let Some(url) = cli.database_url {
+        config.database_url = Some(crate::config::Secret::new(url));
+    }
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Config => {
@@ -231,7 +240,12 @@ pub async fn run() -> anyhow::Result<()> {
                     .as_ref()
                     .map_or(4, |chosen| (2 * chosen.len() as u32 + 2).max(4));
                 let pool = database.pool(size).await?;
-                db::migrate(&pool).await?;
+                // a hot standby is read as it is: it takes its schema from the primary
+                if db::in_recovery(&pool).await? {
+                    tracing::info!("reading a standby: its state is the primary's of a moment ago");
+                } else {
+                    db::migrate(&pool).await?;
+                }
                 match other {
                     Command::Migrate => {
                         tracing::info!("migrations applied");

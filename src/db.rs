@@ -75,6 +75,74 @@ impl Database {
     }
 }
 
+/// The text that marks an error as the database being out of reach (kept
+/// through layers that carry errors as text, e.g. the event store's).
+pub const UNAVAILABLE: &str = "database unavailable";
+
+/// The database is out of reach rather than the request wrong: the
+/// connection was refused, lost or not had from the pool in time, or it
+/// reached a server that cannot write now (a standby, one shutting down,
+/// one starting up) — as during a failover. The operation may or may not
+/// have happened; a retry with the same operation id or key is safe.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| unavailable_code(&c)),
+        // a proxy with no server behind it closes the connection at once
+        sqlx::Error::Decode(e) => e.to_string().contains("SSLRequest"),
+        _ => false,
+    }
+}
+
+/// Connection exceptions, operator intervention (shutdown, starting up), a
+/// read-only transaction (a demoted primary), too many connections.
+fn unavailable_code(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P") || code == "25006" || code == "53300"
+}
+
+/// What sqlx says of the errors above, for chains that carry them past
+/// the typed error (`#[error(transparent)]` wrappers skip it).
+const UNAVAILABLE_TEXTS: &[&str] = &[
+    "pool timed out while waiting for an open connection",
+    "attempted to acquire a connection on a closed pool",
+    "error communicating with database",
+    "unexpected response from SSLRequest",
+];
+
+fn unavailable_link(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<sqlx::Error>().is_some_and(is_unavailable)
+        || e.downcast_ref::<std::io::Error>().is_some()
+        || e.downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_some_and(|d| unavailable_code(d.code()))
+}
+
+/// Anywhere in an error's chain: a database error that [`is_unavailable`],
+/// an I/O error, or a text marked [`UNAVAILABLE`] (or sqlx's own words).
+pub fn unavailable_in(err: &anyhow::Error) -> bool {
+    if err.chain().any(unavailable_link) {
+        return true;
+    }
+    let text = format!("{err:#}");
+    text.contains(UNAVAILABLE) || UNAVAILABLE_TEXTS.iter().any(|t| text.contains(t))
+}
+
+/// A store error's text, marked when the database was out of reach.
+pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if unavailable_link(e) {
+            return format!("{UNAVAILABLE}: {err}");
+        }
+        cur = e.source();
+    }
+    err.to_string()
+}
+
 /// A pooled connection idle longer than this is pinged before use.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
@@ -83,7 +151,9 @@ pub async fn connect_pool(options: PgConnectOptions, size: u32) -> anyhow::Resul
     PgPoolOptions::new()
         .max_connections(size)
         .min_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
+        // without a primary (a failover) a request waits this long for a
+        // connection, then answers 503
+        .acquire_timeout(Duration::from_secs(5))
         // sqlx pings every idle connection it hands out by default: one
         // more round trip (and backend wake-up) per query. Only those idle
         // long enough to have gone stale are checked.
@@ -99,6 +169,13 @@ pub async fn connect_pool(options: PgConnectOptions, size: u32) -> anyhow::Resul
         .connect_with(options)
         .await
         .context("connecting to PostgreSQL")
+}
+
+/// The server is a standby (replaying the primary's log, read-only).
+pub async fn in_recovery(pool: &PgPool) -> anyhow::Result<bool> {
+    Ok(sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(pool)
+        .await?)
 }
 
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {

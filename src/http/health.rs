@@ -45,11 +45,13 @@ async fn healthz(State(state): State<AppState>) -> Response {
         }
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "database": "unreachable"})),
+            crate::http::retry_after(
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"status": "unavailable", "database": "unreachable"})),
+                )
+                    .into_response(),
             )
-                .into_response()
         }
     }
 }

@@ -144,6 +144,33 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds))
 }
 
+/// Seconds a 503 asks the client to wait before retrying.
+pub const RETRY_AFTER_SECS: u32 = 2;
+
+/// The status of a request that failed on the server's side, its cause
+/// chain logged: 503 when the database was out of reach (during a failover:
+/// safe to retry), else 500.
+pub(crate) fn failure_status(surface: &str, err: &anyhow::Error) -> axum::http::StatusCode {
+    if crate::db::unavailable_in(err) {
+        tracing::warn!(surface, error = format!("{err:#}"), "database unavailable");
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        tracing::error!(surface, error = format!("{err:#}"), "request failed");
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+/// A 503 says when to come back (`Retry-After`).
+pub(crate) fn retry_after(mut resp: axum::response::Response) -> axum::response::Response {
+    if resp.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(RETRY_AFTER_SECS),
+        );
+    }
+    resp
+}
+
 /// A JSON answer already serialised (a kept answer's bytes).
 pub(crate) fn json_bytes(bytes: axum::body::Bytes) -> axum::response::Response {
     use axum::response::IntoResponse;

@@ -237,10 +237,12 @@ impl Store {
         match self.run(cqrs, aggregate_id, meta, make).await? {
             Some(appended) => Ok(Some(appended)),
             // the command appended nothing: the stream's head is its answer
-            None => self
-                .stream_head(A::TYPE, aggregate_id)
-                .await
-                .map_err(|e| CommandError::Store(format!("reading the stream head: {e}"))),
+            None => self.stream_head(A::TYPE, aggregate_id).await.map_err(|e| {
+                CommandError::Store(format!(
+                    "reading the stream head: {}",
+                    crate::db::describe(&e)
+                ))
+            }),
         }
     }
 
@@ -293,10 +295,12 @@ impl Store {
             if appended.is_none() && matches!(outcome, Ok(()) | Err(AggregateError::UserError(_))) {
                 // decided without appending, perhaps on a cached state that
                 // another process has moved past: then decide again
-                let fresh =
-                    cqrs.freshness.confirm(aggregate_id).await.map_err(|e| {
-                        CommandError::Store(format!("checking the stream head: {e}"))
-                    })?;
+                let fresh = cqrs.freshness.confirm(aggregate_id).await.map_err(|e| {
+                    CommandError::Store(format!(
+                        "checking the stream head: {}",
+                        crate::db::describe(&e)
+                    ))
+                })?;
                 if !fresh {
                     continue;
                 }
@@ -331,7 +335,7 @@ impl Store {
         let mut context = store
             .load_aggregate(aggregate_id)
             .await
-            .map_err(|e| CommandError::Store(e.to_string()))?;
+            .map_err(classify_store_error)?;
         Ok(std::mem::take(context.aggregate()))
     }
 
@@ -364,5 +368,14 @@ fn classify_store_error<E: std::error::Error>(err: AggregateError<E>) -> Command
             }
         }
     }
-    CommandError::Store(err.to_string())
+    match &err {
+        AggregateError::DatabaseConnectionError(e) | AggregateError::UnexpectedError(e) => {
+            let inner: &(dyn std::error::Error + 'static) = e.as_ref();
+            match crate::db::describe(inner) {
+                text if text.starts_with(crate::db::UNAVAILABLE) => CommandError::Store(text),
+                _ => CommandError::Store(err.to_string()),
+            }
+        }
+        _ => CommandError::Store(err.to_string()),
+    }
 }

@@ -269,10 +269,10 @@ async fn adjust(
         ),
         LedgerError::Invalid(_) => bad("invalid operation_id (1 to 192 characters)"),
         LedgerError::Contended => AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "busy, retry"),
-        other => {
-            tracing::error!(error = %other, "admin adjustment failed");
-            AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-        }
+        other => match crate::http::failure_status("admin", &anyhow::anyhow!("{other}")) {
+            StatusCode::SERVICE_UNAVAILABLE => unavailable("the database is out of reach"),
+            status => AdminError::new(status, "internal error"),
+        },
     })?;
     ledger::settle(&state, moved.position).await;
     Ok(Json(json!({

@@ -53,7 +53,9 @@ impl AdminError {
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        crate::http::retry_after(
+            (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response(),
+        )
     }
 }
 

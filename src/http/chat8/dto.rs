@@ -22,9 +22,14 @@ pub fn done(message: &str) -> axum::Json<Value> {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegisterRequest {
+    #[schema(pattern = r"^\S{1,32}$", example = "alice")]
     pub username: String,
+    #[schema(format = Email, max_length = 254, example = "alice@example.com")]
     pub email: String,
+    #[schema(min_length = 6, max_length = 128, example = "secret123")]
     pub password: String,
+    /// The same as `password`.
+    #[schema(min_length = 6, max_length = 128, example = "secret123")]
     pub confirm_password: String,
 }
 
@@ -56,7 +61,9 @@ impl TryFrom<RegisterRequest> for NewAccount {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
+    /// The username or the email.
     pub username: String,
+    #[schema(min_length = 6, max_length = 128, example = "secret123")]
     pub password: String,
 }
 
@@ -125,6 +132,8 @@ impl TryFrom<PasswordRequest> for PasswordChange {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct StatusRequest {
+    /// `online`, `away`, `busy` or `offline`
+    #[schema(example = "online")]
     pub status: String,
 }
 

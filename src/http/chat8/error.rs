@@ -47,13 +47,13 @@ impl Chat8Error {
     }
     /// Logs the cause chain; the client sees only a generic message.
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        let err = err.into();
-        tracing::error!(error = format!("{err:#}"), "chat8 request failed");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            "服务器内部错误",
-        )
+        let status = crate::http::failure_status(super::SURFACE, &err.into());
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                Self::new(status, "SERVICE_UNAVAILABLE", "服务暂时不可用，请稍后重试")
+            }
+            _ => Self::new(status, "INTERNAL_ERROR", "服务器内部错误"),
+        }
     }
 }
 
@@ -64,7 +64,7 @@ impl IntoResponse for Chat8Error {
             "error": { "code": self.code, "message": self.message, "details": self.details },
             "timestamp": timestamp(),
         });
-        (self.status, axum::Json(body)).into_response()
+        crate::http::retry_after((self.status, axum::Json(body)).into_response())
     }
 }
 

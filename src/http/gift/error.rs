@@ -31,19 +31,23 @@ impl GiftError {
         Self::new(StatusCode::NOT_FOUND, format!("房间 {room_id} 不存在"))
     }
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        let err = err.into();
-        tracing::error!(error = format!("{err:#}"), "gift monitor request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "服务器内部错误")
+        let status = crate::http::failure_status(super::SURFACE, &err.into());
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => Self::new(status, "服务暂时不可用，请稍后重试"),
+            _ => Self::new(status, "服务器内部错误"),
+        }
     }
 }
 
 impl IntoResponse for GiftError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            axum::Json(serde_json::json!({ "error": self.error })),
+        crate::http::retry_after(
+            (
+                self.status,
+                axum::Json(serde_json::json!({ "error": self.error })),
+            )
+                .into_response(),
         )
-            .into_response()
     }
 }
 

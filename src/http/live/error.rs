@@ -20,19 +20,23 @@ impl LiveError {
         }
     }
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        let err = err.into();
-        tracing::error!(error = format!("{err:#}"), "live request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "服务器内部错误")
+        let status = crate::http::failure_status(super::SURFACE, &err.into());
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => Self::new(status, "服务暂时不可用，请稍后重试"),
+            _ => Self::new(status, "服务器内部错误"),
+        }
     }
 }
 
 impl IntoResponse for LiveError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            axum::Json(json!({ "code": 1, "msg": self.msg })),
+        crate::http::retry_after(
+            (
+                self.status,
+                axum::Json(json!({ "code": 1, "msg": self.msg })),
+            )
+                .into_response(),
         )
-            .into_response()
     }
 }
 

@@ -7,13 +7,17 @@ use super::error::OceanError;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SendCodeRequest {
+    #[schema(format = Email, max_length = 254, example = "alice@example.com")]
     pub email: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegisterRequest {
+    #[schema(format = Email, max_length = 254, example = "alice@example.com")]
     pub email: String,
+    #[schema(min_length = 6, max_length = 128, example = "secret123")]
     pub password: String,
+    #[schema(min_length = 1, max_length = 64)]
     pub nickname: String,
     #[serde(default)]
     pub invite_code: Option<String>,
@@ -43,7 +47,9 @@ impl TryFrom<RegisterRequest> for Registration {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
+    #[schema(format = Email, max_length = 254, example = "alice@example.com")]
     pub email: String,
+    #[schema(min_length = 6, max_length = 128, example = "secret123")]
     pub password: String,
     #[serde(default)]
     pub device_id: Option<String>,
@@ -62,7 +68,9 @@ pub struct LoginVerifyRequest {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ResetRequest {
+    #[schema(format = Email, max_length = 254, example = "alice@example.com")]
     pub email: String,
+    #[schema(min_length = 6, max_length = 128, example = "secret123")]
     pub password: String,
     pub verify_code: String,
 }

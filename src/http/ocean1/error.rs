@@ -29,19 +29,23 @@ impl OceanError {
         Self::new(StatusCode::UNAUTHORIZED, "未登录或登录已失效")
     }
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        let err = err.into();
-        tracing::error!(error = format!("{err:#}"), "ocean1 request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "服务器内部错误")
+        let status = crate::http::failure_status(super::SURFACE, &err.into());
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => Self::new(status, "服务暂时不可用，请稍后重试"),
+            _ => Self::new(status, "服务器内部错误"),
+        }
     }
 }
 
 impl IntoResponse for OceanError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            axum::Json(json!({ "status": "failed", "msg": self.msg })),
+        crate::http::retry_after(
+            (
+                self.status,
+                axum::Json(json!({ "status": "failed", "msg": self.msg })),
+            )
+                .into_response(),
         )
-            .into_response()
     }
 }
 

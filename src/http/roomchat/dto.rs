@@ -53,7 +53,9 @@ fn opt_int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::
 
 #[derive(Deserialize, ToSchema)]
 pub struct CredentialsRequest {
+    #[schema(pattern = r"^\S{1,32}$", example = "alice")]
     pub username: String,
+    #[schema(min_length = 6, max_length = 128, example = "secret123")]
     pub password: String,
 }
 
@@ -73,8 +75,10 @@ impl TryFrom<CredentialsRequest> for NewAccount {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateRoomRequest {
+    #[schema(min_length = 1, max_length = 64, example = "general")]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 512)]
     pub description: Option<String>,
 }
 
@@ -106,6 +110,7 @@ pub struct AddUserRequest {
     pub room_id: i64,
     #[serde(deserialize_with = "int_or_string")]
     pub user_id: i64,
+    /// `member` (default) or `admin`
     #[serde(default)]
     pub role: Option<String>,
 }
@@ -131,8 +136,11 @@ impl TryFrom<AddUserRequest> for AddUser {
 pub struct SendRequest {
     #[serde(deserialize_with = "int_or_string")]
     pub room_id: i64,
+    /// `text` (default), `image`, …
     #[serde(rename = "type", default)]
+    #[schema(pattern = "^[a-z0-9_]{1,16}$", example = "text")]
     pub kind: Option<String>,
+    #[schema(min_length = 1, max_length = 4000, example = "hello")]
     pub content: String,
 }
 

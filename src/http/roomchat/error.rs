@@ -39,9 +39,11 @@ impl RoomChatError {
     }
     /// Logs the cause chain; the client sees only a generic message.
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        let err = err.into();
-        tracing::error!(error = format!("{err:#}"), "room chat request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "服务器内部错误")
+        let status = crate::http::failure_status(super::SURFACE, &err.into());
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => Self::new(status, "服务暂时不可用，请稍后重试"),
+            _ => Self::new(status, "服务器内部错误"),
+        }
     }
 
     /// The envelope as JSON text, fields in the seed's order.
@@ -76,12 +78,14 @@ struct Envelope<'a> {
 
 impl IntoResponse for RoomChatError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            self.body(),
+        crate::http::retry_after(
+            (
+                self.status,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                self.body(),
+            )
+                .into_response(),
         )
-            .into_response()
     }
 }
 
