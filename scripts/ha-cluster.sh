@@ -4,6 +4,7 @@
 # pg_rewind) and HAProxy routing to whichever node answers Patroni's
 # `GET /primary`.
 #
+#   scripts/ha-cluster.sh install       # the Debian packages, when missing
 #   scripts/ha-cluster.sh start [DIR]   # prints DATABASE_URL (HAProxy's port)
 #   scripts/ha-cluster.sh status [DIR]  # members, roles, lag
 #   scripts/ha-cluster.sh stop [DIR]    # ends what start started (pids, and this DIR's configs)
@@ -166,6 +167,10 @@ wait_ready() {
 }
 
 case "$cmd" in
+  install)
+    install_packages
+    command -v patroni >/dev/null && command -v etcd >/dev/null && command -v haproxy >/dev/null
+    ;;
   start)
     install_packages
     if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; fi
@@ -250,7 +255,7 @@ case "$cmd" in
     rm -f "$dir/etcd.pid" "$dir/haproxy.pid" "$dir"/node*/patroni.pid
     ;;
   *)
-    echo "usage: $0 start|status|stop|kill-leader|restart-node N [DIR]" >&2
+    echo "usage: $0 install|start|status|stop|kill-leader|restart-node N [DIR]" >&2
     exit 2
     ;;
 esac

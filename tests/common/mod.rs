@@ -186,13 +186,23 @@ pub fn url_of(opts: &PgConnectOptions) -> String {
             opts.get_port(),
             sock.display()
         ),
-        None => std::env::var("DATABASE_URL")
-            .map(|u| {
+        // DATABASE_URL's server (its credentials), at `opts`' address
+        // (the same, or a relay in front of it)
+        None => match std::env::var("DATABASE_URL") {
+            Ok(u) => {
                 let mut u = reqwest::Url::parse(&u).unwrap();
                 u.set_path(db);
+                u.set_host(Some(opts.get_host())).unwrap();
+                u.set_port(Some(opts.get_port())).unwrap();
                 u.to_string()
-            })
-            .unwrap(),
+            }
+            Err(_) => format!(
+                "postgres://{}@{}:{}/{db}",
+                opts.get_username(),
+                opts.get_host(),
+                opts.get_port()
+            ),
+        },
     }
 }
 
