@@ -117,6 +117,9 @@ async fn call(
     (status, retry, body, started.elapsed())
 }
 
+/// Surface, method, path, token, body.
+type Case<'a> = (&'a str, Method, String, Option<&'a str>, Option<Value>);
+
 #[tokio::test]
 async fn without_a_database_every_surface_answers_503_and_all_resumes_after() {
     let db = fresh_database().await;
@@ -150,7 +153,7 @@ async fn without_a_database_every_surface_answers_503_and_all_resumes_after() {
 
     relay.cut();
     let admin = Some(ADMIN_TOKEN);
-    let cases: Vec<(&str, Method, String, Option<&str>, Option<Value>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "roomchat",
             Method::POST,
