@@ -131,6 +131,18 @@ pub fn unavailable_in(err: &anyhow::Error) -> bool {
     text.contains(UNAVAILABLE) || UNAVAILABLE_TEXTS.iter().any(|t| text.contains(t))
 }
 
+/// PostgreSQL refused a value the request carried: a NUL in text or JSON
+/// (`22021`, `22P05`), which no validation let through on purpose.
+pub fn bad_text_in(err: &anyhow::Error) -> bool {
+    let code = |c: &str| c == "22021" || c == "22P05";
+    err.chain().any(|e| {
+        e.downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_some_and(|d| code(d.code()))
+            || matches!(e.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::Database(d)) if d.code().is_some_and(|c| code(&c)))
+    }) || format!("{err:#}").contains("invalid byte sequence for encoding \"UTF8\": 0x00")
+        || format!("{err:#}").contains("unsupported Unicode escape sequence")
+}
+
 /// A store error's text, marked when the database was out of reach.
 pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);

@@ -1096,3 +1096,59 @@ async fn configured_frontend_origins_get_credentialed_cors_and_others_get_none()
     );
     app.stop().await;
 }
+
+/// PostgreSQL cannot store a NUL: a name with one (found by the contract
+/// fuzzing) is refused as a wrong login on every surface, not a 500, and
+/// a message or profile carrying one is a 4xx in the surface's envelope.
+#[tokio::test]
+async fn nul_bytes_in_names_and_texts_are_refused_not_a_500() {
+    let app = TestApp::start().await;
+    let api = app.api();
+    let (_, token) = api.user("nul").await;
+    for (path, body) in [
+        (
+            "/login",
+            json!({"username": "a\u{0}b", "password": "password123"}),
+        ),
+        (
+            "/api/v1/auth/login",
+            json!({"username": "a\u{0}b", "password": "password123"}),
+        ),
+        (
+            "/api/auth/login",
+            json!({"email": "a\u{0}@b.com", "password": "password123", "device_id": "d"}),
+        ),
+    ] {
+        let (s, v) = api.post(path, None, body).await;
+        assert!(s.is_client_error(), "{path}: {s} {v}");
+    }
+    let room = api.room(&token, "nul room").await;
+    let (s, v) = api
+        .post(
+            "/api/message/send",
+            Some(&token),
+            json!({"room_id": room, "content": "x\u{0}y"}),
+        )
+        .await;
+    assert!(s.is_client_error(), "{s} {v}");
+    assert_eq!(v["code"], 1);
+    let (s, v) = api
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/user/profile",
+            Some(&format!("Bearer {token}")),
+            Some(json!({"username": "ok", "avatar": "x\u{0}y"})),
+        )
+        .await;
+    assert!(s.is_client_error(), "{s} {v}");
+    assert_eq!(v["success"], false);
+    let (s, v) = api
+        .get(
+            "/admin/ledger/wallets/a%00b",
+            Some(&format!("Bearer {ADMIN_TOKEN}")),
+        )
+        .await;
+    assert!(s.is_client_error(), "{s} {v}");
+    assert!(v["error"].is_string(), "{v}");
+    app.stop().await;
+}

@@ -149,11 +149,20 @@ pub const RETRY_AFTER_SECS: u32 = 2;
 
 /// The status of a request that failed on the server's side, its cause
 /// chain logged: 503 when the database was out of reach (during a failover:
-/// safe to retry), else 500.
+/// safe to retry), 400 when it refused a value of the request (a NUL),
+/// else 500.
 pub(crate) fn failure_status(surface: &str, err: &anyhow::Error) -> axum::http::StatusCode {
     if crate::db::unavailable_in(err) {
         tracing::warn!(surface, error = format!("{err:#}"), "database unavailable");
         axum::http::StatusCode::SERVICE_UNAVAILABLE
+    } else if crate::db::bad_text_in(err) {
+        // a value no check stopped, refused by PostgreSQL: the request's fault
+        tracing::warn!(
+            surface,
+            error = format!("{err:#}"),
+            "a value the database cannot store"
+        );
+        axum::http::StatusCode::BAD_REQUEST
     } else {
         tracing::error!(surface, error = format!("{err:#}"), "request failed");
         axum::http::StatusCode::INTERNAL_SERVER_ERROR

@@ -299,7 +299,13 @@ pub async fn check_password(
     let raw = match name {
         LoginName::UsernameOrEmail(n) | LoginName::Email(n) => n,
     };
-    if raw.trim().is_empty() || raw.len() > 256 || password.is_empty() || password.len() > 1024 {
+    // no name has control characters (nor can PostgreSQL store a NUL)
+    if raw.trim().is_empty()
+        || raw.len() > 256
+        || raw.chars().any(char::is_control)
+        || password.is_empty()
+        || password.len() > 1024
+    {
         return Err(IdentityError::BadCredentials);
     }
     let key = Username::key_of(raw.trim());

@@ -66,9 +66,18 @@ mod schema {
 }
 use schema::*;
 
-fn unavailable(e: impl std::fmt::Display) -> AdminError {
-    tracing::error!(error = %e, "admin ledger: database");
-    AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+/// A failed query: 503 while the database is out of reach, 400 for a value
+/// it cannot store (a NUL), else 500; logged by `failure_status`.
+fn unavailable(e: impl Into<anyhow::Error>) -> AdminError {
+    match crate::http::failure_status("admin", &e.into()) {
+        StatusCode::SERVICE_UNAVAILABLE => {
+            AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
+        StatusCode::BAD_REQUEST => {
+            AdminError::new(StatusCode::BAD_REQUEST, "a value the database cannot store")
+        }
+        status => AdminError::new(status, "internal error"),
+    }
 }
 
 async fn account_id(state: &AppState, who: &str) -> Result<Uuid, AdminError> {
@@ -269,10 +278,7 @@ async fn adjust(
         ),
         LedgerError::Invalid(_) => bad("invalid operation_id (1 to 192 characters)"),
         LedgerError::Contended => AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "busy, retry"),
-        other => match crate::http::failure_status("admin", &anyhow::anyhow!("{other}")) {
-            StatusCode::SERVICE_UNAVAILABLE => unavailable("the database is out of reach"),
-            status => AdminError::new(status, "internal error"),
-        },
+        other => unavailable(anyhow::anyhow!("{other}")),
     })?;
     ledger::settle(&state, moved.position).await;
     Ok(Json(json!({

@@ -49,6 +49,7 @@ impl Chat8Error {
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         let status = crate::http::failure_status(super::SURFACE, &err.into());
         match status {
+            StatusCode::BAD_REQUEST => Self::validation("body", "参数错误: 含有无法保存的字符"),
             StatusCode::SERVICE_UNAVAILABLE => {
                 Self::new(status, "SERVICE_UNAVAILABLE", "服务暂时不可用，请稍后重试")
             }
