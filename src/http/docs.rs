@@ -75,7 +75,7 @@ pub const SURFACES: &[Surface] = &[
         title: "Operators and auditors",
         description: "`/admin/*`: projections and the ledger. `Authorization: Bearer` with \
             the admin token (`TIDELOG_ADMIN_TOKEN`), or the audit token for the ledger's \
-            reads. Failures `{error: {code, message}}`.",
+            reads. Failures `{error}`.",
         routes: super::admin::routes,
     },
     Surface {
