@@ -86,7 +86,8 @@ pub const SURFACES: &[Surface] = &[
     },
 ];
 
-fn ops_routes(_: &Config) -> OpenApiRouter<AppState> {
+/// `/healthz` and `/metrics`.
+pub(crate) fn ops_routes(_: &Config) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(super::health::routes())
         .merge(super::metrics::routes())

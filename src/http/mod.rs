@@ -123,11 +123,7 @@ pub fn router(state: AppState) -> Router {
         .merge(live::router(&state.config))
         .merge(gift::router(&state.config))
         .merge(admin::router(&state.config))
-        .merge(utoipa_axum::router::OpenApiRouter::new()
-            .merge(health::routes())
-            .merge(metrics::routes())
-            .split_for_parts()
-            .0)
+        .merge(docs::ops_routes(&state.config).split_for_parts().0)
         .merge(docs::router())
         .fallback(not_found)
         .with_state(state)
@@ -166,6 +162,15 @@ pub(crate) fn failure_status(surface: &str, err: &anyhow::Error) -> axum::http::
     } else {
         tracing::error!(surface, error = format!("{err:#}"), "request failed");
         axum::http::StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+/// What a Chinese-language surface says for a [`failure_status`].
+pub(crate) fn failure_message(status: axum::http::StatusCode) -> &'static str {
+    match status {
+        axum::http::StatusCode::BAD_REQUEST => "参数错误: 含有无法保存的字符",
+        axum::http::StatusCode::SERVICE_UNAVAILABLE => "服务暂时不可用，请稍后重试",
+        _ => "服务器内部错误",
     }
 }
 

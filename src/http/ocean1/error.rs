@@ -30,11 +30,7 @@ impl OceanError {
     }
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         let status = crate::http::failure_status(super::SURFACE, &err.into());
-        match status {
-            StatusCode::BAD_REQUEST => Self::new(status, "参数错误: 含有无法保存的字符"),
-            StatusCode::SERVICE_UNAVAILABLE => Self::new(status, "服务暂时不可用，请稍后重试"),
-            _ => Self::new(status, "服务器内部错误"),
-        }
+        Self::new(status, crate::http::failure_message(status))
     }
 }
 
