@@ -583,3 +583,26 @@ pub async fn run(core: Core, http: reqwest::Client, mut shutdown: watch::Receive
 pub async fn job(core: &Core, job: Uuid) -> sqlx::Result<Option<read::JobRow>> {
     read::job(&core.pool, job).await
 }
+
+/// The job as [`job`], but an ended one only once its points are settled
+/// (waiting up to `wait` for that): whoever reads its end and then its
+/// points sees them match.
+pub async fn job_settled(
+    core: &Core,
+    job: Uuid,
+    wait: Duration,
+) -> sqlx::Result<Option<read::JobRow>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut tick = core.progress.subscribe();
+    loop {
+        let row = read::job(&core.pool, job).await?;
+        let unsettled = row
+            .as_ref()
+            .is_some_and(|r| !r.settled && matches!(r.status.as_str(), "completed" | "failed"));
+        if !unsettled || tokio::time::Instant::now() >= deadline {
+            return Ok(row);
+        }
+        let left = deadline - tokio::time::Instant::now();
+        let _ = tokio::time::timeout(left.min(Duration::from_millis(250)), tick.changed()).await;
+    }
+}

@@ -31,6 +31,9 @@ use crate::store::LogPosition;
 
 /// The projection the feed follows.
 pub const PROJECTION: &str = "social";
+/// The projection a `user_status` frame's change is read from (`/friends`
+/// reads presence there): such a frame waits until it applied its event.
+const PRESENCE: &str = "accounts";
 const TYPES: &[&str] = &[
     "Friendship",
     "Conversation",
@@ -401,7 +404,43 @@ pub async fn replay(
     Ok(Some(out))
 }
 
-/// Pushes frames to this process's sockets as the `social` projection moves.
+/// How far frames may go now: the `social` projection's checkpoint, but
+/// short of the first presence change the `accounts` projection has not
+/// applied yet — a client that reads `/friends` when a `user_status` frame
+/// arrives must see that status. (Presence changes are `Account` events,
+/// which `accounts` applies: its checkpoint reaches them; other events
+/// never hold frames back, as its checkpoint does not move over them.)
+pub async fn limit(core: &Core) -> sqlx::Result<LogPosition> {
+    let upto = core.progress.checkpoint(PROJECTION);
+    let presence = core.progress.checkpoint(PRESENCE);
+    if presence >= upto {
+        return Ok(upto);
+    }
+    let first: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text::bigint, global_position FROM events
+          WHERE aggregate_type = 'Account' AND event_type = 'PresenceChanged'
+            AND (transaction_id, global_position) > ($1::text::xid8, $2)
+            AND (transaction_id, global_position) <= ($3::text::xid8, $4)
+          ORDER BY transaction_id, global_position LIMIT 1",
+    )
+    .bind(presence.txid.to_string())
+    .bind(presence.position)
+    .bind(upto.txid.to_string())
+    .bind(upto.position)
+    .fetch_optional(&core.pool)
+    .await?;
+    Ok(match first {
+        // just before it: positions are compared as pairs
+        Some((txid, position)) => LogPosition {
+            txid,
+            position: position - 1,
+        },
+        None => upto,
+    })
+}
+
+/// Pushes frames to this process's sockets as the `social` projection moves
+/// (and, for presence, `accounts`: see [`limit`]).
 pub async fn run(core: Core, hub: Arc<SocialHub>, mut shutdown: watch::Receiver<bool>) {
     let mut last = core.progress.checkpoint(PROJECTION);
     let mut tick = core.progress.subscribe();
@@ -411,7 +450,13 @@ pub async fn run(core: Core, hub: Arc<SocialHub>, mut shutdown: watch::Receiver<
             _ = tick.changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        let cp = core.progress.checkpoint(PROJECTION);
+        let cp = match limit(&core).await {
+            Ok(cp) => cp,
+            Err(e) => {
+                tracing::warn!(error = %e, "chat8 feed cannot read the log; retrying");
+                continue;
+            }
+        };
         if hub.sockets.is_empty() {
             last = last.max(cp);
             continue;

@@ -188,9 +188,10 @@ async fn session(
     end(s, conn, caller)
 }
 
-/// What a socket is sent before it goes live: with `since`, the frames it
-/// missed up to the feed's position (which live frames then skip), or a
-/// `resync` when that cannot be had.
+/// What a socket is sent before it goes live, and the position live frames
+/// start after: with `since`, the frames it missed up to the feed's limit,
+/// or a `resync` when that cannot be had; without, nothing (its REST reads
+/// show what came before).
 async fn catch_up(
     s: &Sockets,
     user: i64,
@@ -198,11 +199,19 @@ async fn catch_up(
 ) -> (Option<LogPosition>, Vec<String>) {
     let resync = |data: Value| vec![frame("resync", data)];
     let since = match since {
-        None => return (None, vec![]),
+        // a new session starts from what its REST reads already show:
+        // frames of earlier changes are not pushed to it
+        None => return (feed::limit(&s.core).await.ok(), vec![]),
         Some(None) => return (None, resync(json!({ "reason": "invalid_cursor" }))),
         Some(Some(since)) => since,
     };
-    let cp = s.core.progress.checkpoint(feed::PROJECTION);
+    let cp = match feed::limit(&s.core).await {
+        Ok(cp) => cp,
+        Err(e) => {
+            tracing::warn!(error = %e, "replaying a socket's missed frames failed");
+            return (None, resync(json!({ "reason": "unavailable" })));
+        }
+    };
     let first = match feed::replay(&s.core.pool, user, since, cp).await {
         Ok(Some(frames)) => frames.into_iter().map(|f| f.text.to_string()).collect(),
         Ok(None) => resync(json!({ "reason": "too_far_behind", "max": feed::REPLAY_MAX })),

@@ -235,6 +235,9 @@ async fn run(
         .into_response())
 }
 
+/// How long an ended job's stream waits for its points to be settled.
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
+
 /// Where the job stands, each time it changes, until it ends. The caller
 /// going away ends only this stream: the job goes on.
 fn updates(
@@ -247,6 +250,7 @@ fn updates(
         last: Option<(String, i32)>,
         tick: tokio::sync::watch::Receiver<u64>,
         done: bool,
+        ended_at: Option<tokio::time::Instant>,
     }
     let tick = core.progress.subscribe();
     let start = S {
@@ -255,6 +259,7 @@ fn updates(
         last: None,
         tick,
         done: false,
+        ended_at: None,
     };
     futures::stream::unfold(start, |mut s| async move {
         if s.done {
@@ -264,7 +269,15 @@ fn updates(
             let row = generation::job(&s.core, s.job).await.ok().flatten();
             if let Some(r) = row {
                 let now = (r.status.clone(), r.progress);
-                if s.last.as_ref() != Some(&now) {
+                // An end is told once its points are settled (a client
+                // that reads its points on `failed` sees them back), or
+                // after SETTLE_WAIT if the settlement is slow to come.
+                let ended = matches!(r.status.as_str(), "completed" | "failed");
+                let told_early = ended && !r.settled && {
+                    let since = *s.ended_at.get_or_insert_with(tokio::time::Instant::now);
+                    since.elapsed() < SETTLE_WAIT
+                };
+                if s.last.as_ref() != Some(&now) && !told_early {
                     s.last = Some(now);
                     s.done = matches!(r.status.as_str(), "completed" | "failed");
                     let mut data = json!({"id": s.job, "status": r.status, "progress": r.progress});
@@ -304,7 +317,7 @@ pub async fn draw_result(
         .ok_or_else(|| bad("id 必须是字符串"))?
         .parse::<Uuid>()
         .map_err(|_| not_found())?;
-    let row = generation::job(&p.core, id)
+    let row = generation::job_settled(&p.core, id, Duration::from_secs(5))
         .await
         .map_err(OceanError::internal)?
         .filter(|r| r.owner_id == caller.account_id)
