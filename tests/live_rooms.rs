@@ -343,13 +343,16 @@ async fn an_anchor_s_rooms_from_cards_go_live_and_viewers_list_search_rank_and_r
             chat.clone(),
         )
         .await;
-    assert_eq!(success(&got)["data"], json!({"recorded": 3, "skipped": 1}));
+    assert_eq!(
+        success(&got)["data"],
+        json!({"recorded": 3, "skipped": 1, "undated": []})
+    );
     let again = anchor
         .post(&format!("/api/anchor/rooms/{koto_id}/messages"), chat)
         .await;
     assert_eq!(
         success(&again)["data"],
-        json!({"recorded": 0, "skipped": 4})
+        json!({"recorded": 0, "skipped": 4, "undated": []})
     );
     let file = format!(
         "{}\n{}\n",
@@ -366,7 +369,10 @@ async fn an_anchor_s_rooms_from_cards_go_live_and_viewers_list_search_rank_and_r
             .body(file),
     )
     .await;
-    assert_eq!(success(&got)["data"], json!({"recorded": 1, "skipped": 0}));
+    assert_eq!(
+        success(&got)["data"],
+        json!({"recorded": 1, "skipped": 0, "undated": []})
+    );
     assert_eq!(
         count(
             &app.pool,
@@ -1263,5 +1269,141 @@ async fn a_payment_whose_credit_never_ran_is_credited_once_by_the_earnings_worke
     .unwrap();
     assert_eq!(report["discrepancies"], json!([]), "{report}");
     assert_eq!(report["anchor_payments"], 1);
+    app.stop().await;
+}
+
+/// Real SillyTavern files from public repositories (tests/fixtures/sillytavern,
+/// SOURCES.md): every date form SillyTavern has written keeps its time.
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/sillytavern")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn chats_and_cards_sillytavern_wrote_over_the_years_keep_their_dates() {
+    // the files' owners wrote local times in UTC+8, the test server's zone
+    let app = TestApp::start().await;
+    let (anchor, _) = Site::user(&app, "anchor1").await;
+    let guest = Site::guest(&app);
+
+    // cards: Unix milliseconds as digits (TavernAI), humanized, ISO
+    let mut dates = Vec::new();
+    for card in [
+        "card_v1_Aqua_create_date-unixms-string.json",
+        "card_v2_Seraphina_create_date-humanized-spaced.json",
+        "card_v2_Assistant_create_date-iso.json",
+    ] {
+        let card: Value = serde_json::from_str(&fixture(card)).unwrap();
+        let room = create_json_room(&anchor, card, json!({})).await;
+        dates.push(room["character_date"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        dates,
+        [
+            // 1674407315376 ms = 2023-01-23 01:08:35.376 in UTC+8
+            "2023-1-23 @01h 08m 35s 376ms",
+            "2023-5-12 @21h 32m 29s 228ms",
+            "2025-08-11T16:08:58.051Z",
+        ]
+    );
+
+    let room = create_json_room(&anchor, v2_card("Aqua", &[]), json!({})).await;
+    let room_id = room["room_id"].as_str().unwrap().to_owned();
+    go_live(&anchor, &room_id, true).await;
+    let upload = |file: &'static str| {
+        let anchor = &anchor;
+        let room_id = room_id.clone();
+        async move {
+            let got = Site::send(
+                anchor
+                    .req(
+                        Method::POST,
+                        &format!("/api/anchor/rooms/{room_id}/messages"),
+                    )
+                    .header("content-type", "application/jsonl")
+                    .body(fixture(file)),
+            )
+            .await;
+            success(&got)["data"].clone()
+        }
+    };
+    for file in [
+        "chat_2023-01_tavernai-default_unixms-numbers.jsonl",
+        "chat_2023-07_header-humanized-spaced_send-meridiem.jsonl",
+        "groupchat_2023-10_no-header_send-humanized-spaced-and-meridiem.first3lines.jsonl",
+        "chat_2025-09_header-humanized-padded-nospace_send-meridiem.jsonl",
+        "chat_2026-01_header-without-create_date_send-iso.first2lines.jsonl",
+    ] {
+        let data = upload(file).await;
+        assert_eq!(data["undated"], json!([]), "{file}: {data}");
+        assert!(data["recorded"].as_i64().unwrap() >= 1, "{file}: {data}");
+    }
+
+    let history = success(
+        &guest
+            .get(&format!(
+                "/api/live/get_live_chat_history?room_id={room_id}"
+            ))
+            .await,
+    )
+    .clone();
+    let sent: Vec<&str> = history["data"]["chat_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["send_date"].as_str().unwrap())
+        .collect();
+    // oldest first, each at the time it was written (in the server's zone)
+    assert_eq!(
+        sent,
+        [
+            "January 24, 2023 8:29pm",  // 1674563371558 ms
+            "July 13, 2023 11:21pm",    // meridiem, local
+            "October 25, 2023 10:11pm", // "2023-10-25 @22h 11m 57s 992ms", local
+            "October 25, 2023 10:12pm",
+            "September 17, 2025 12:43pm",
+            "September 17, 2025 12:49pm",
+            "January 14, 2026 10:02pm", // "2026-01-14T14:02:18.776Z"
+        ]
+    );
+
+    // a date that cannot be read is told, with its line, and the line is
+    // dated at the upload rather than lost
+    let file = format!(
+        "{}\n{}\n{}\n",
+        json!({"user_name": "u", "character_name": "Aqua", "create_date": "2023-7-13 @23h 21m 45s 920ms"}),
+        json!({"name": "Aqua", "is_user": false, "send_date": "2023-4-21 @20h 02m 47s 124ms", "mes": "kept"}),
+        json!({"name": "Aqua", "is_user": false, "send_date": "Smarch 3, 2023 1:00pm", "mes": "odd"}),
+    );
+    let got = Site::send(
+        anchor
+            .req(
+                Method::POST,
+                &format!("/api/anchor/rooms/{room_id}/messages"),
+            )
+            .header("content-type", "application/jsonl")
+            .body(file),
+    )
+    .await;
+    let data = success(&got)["data"].clone();
+    assert_eq!(data["recorded"], 2);
+    assert_eq!(
+        data["undated"],
+        json!([{"index": 1, "line": 3, "send_date": "Smarch 3, 2023 1:00pm", "reason": "an unknown month name"}])
+    );
+    let stored: Vec<(String,)> = sqlx::query_as(
+        "SELECT payload->'LiveChatRecorded'->>'sent_at' FROM events
+          WHERE event_type = 'LiveChatRecorded' AND payload::text LIKE '%\"kept\"%'",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), 1);
+    let kept: chrono::DateTime<chrono::Utc> = stored[0].0.parse().unwrap();
+    assert_eq!(kept.to_rfc3339(), "2023-04-21T12:02:47.124+00:00");
     app.stop().await;
 }

@@ -32,7 +32,7 @@ pub enum CardError {
 pub struct Card {
     pub name: String,
     pub tags: Vec<String>,
-    /// the card's `create_date` (SillyTavern's humanized date), if any
+    /// the card's `create_date` as written (any of SillyTavern's forms), if any
     pub create_date: Option<String>,
     /// `chara_card_v3`, `chara_card_v2` or `v1`
     pub spec: String,
@@ -45,7 +45,12 @@ pub fn from_json(card: &Value) -> Result<Card, CardError> {
         .as_object()
         .ok_or_else(|| bad("a card is a JSON object"))?;
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
-    let create_date = text(obj.get("create_date")).filter(|d| !d.trim().is_empty());
+    // TavernAI and SillyTavern's copies wrote it as Unix milliseconds, a number
+    let create_date = match obj.get("create_date") {
+        Some(Value::Number(n)) => Some(n.to_string()),
+        v => text(v),
+    }
+    .filter(|d| !d.trim().is_empty());
     if let Some(spec) = obj.get("spec") {
         let spec = spec
             .as_str()

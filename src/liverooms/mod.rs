@@ -175,15 +175,20 @@ fn image_name(character: &str, room_id: &LiveRoomId) -> String {
     format!("{safe}_{room_id}")
 }
 
-/// A card's `create_date` when it is one SillyTavern wrote, else `now`
-/// in SillyTavern's format.
+/// A card's `create_date` as it was written when SillyTavern can read it
+/// (Unix milliseconds are shown in its humanized form), else `now` in
+/// SillyTavern's format.
 fn character_date(card: &card::Card, now: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
-    card.create_date
-        .as_deref()
-        .map(str::trim)
-        .filter(|d| !d.is_empty() && d.chars().count() <= 64 && !d.chars().any(char::is_control))
-        .map(str::to_owned)
-        .unwrap_or_else(|| crate::timefmt::sillytavern_create_date(now, tz))
+    let Some(raw) = card.create_date.as_deref().map(str::trim) else {
+        return crate::timefmt::sillytavern_create_date(now, tz);
+    };
+    match crate::timefmt::parse_sillytavern_date(&serde_json::Value::from(raw), tz) {
+        Ok(t) if raw.bytes().all(|b| b.is_ascii_digit()) => {
+            crate::timefmt::sillytavern_create_date(t, tz)
+        }
+        Ok(_) if raw.chars().count() <= 64 => raw.to_owned(),
+        _ => crate::timefmt::sillytavern_create_date(now, tz),
+    }
 }
 
 /// Creates a room for `anchor` (whose seed-000 uid is `anchor_uid`).
@@ -300,18 +305,51 @@ fn chat_key(name: &str, send_date: &str, mes: &str) -> String {
     crate::files::sha256_hex(&input)[..32].to_owned()
 }
 
+/// A message whose `send_date` could not be read: it is dated at the
+/// upload, and the upload's answer says so.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Undated {
+    /// its place among the uploaded messages (from 0)
+    pub index: usize,
+    /// its line in a `.jsonl` file (from 1)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    pub send_date: String,
+    pub reason: String,
+}
+
+/// The chat lines of an upload, and what was left out or re-dated.
+#[derive(Debug, Default)]
+pub struct ChatLines {
+    pub lines: Vec<ChatLine>,
+    /// hidden and empty messages
+    pub skipped: usize,
+    pub undated: Vec<Undated>,
+}
+
+/// A date this far ahead of the server's clock is not taken as it is.
+const FUTURE_SLACK: chrono::Duration = chrono::Duration::minutes(5);
+
 /// Checks SillyTavern messages and makes chat lines of them (hidden and
-/// empty ones are skipped, and counted).
+/// empty ones are skipped, and counted). Each message keeps the date it
+/// was sent, in any form SillyTavern wrote ([`parse_sillytavern_date`],
+/// local forms in `tz`); one without a date, or with one that cannot be
+/// read or lies in the future, is dated `now` — reported in `undated`
+/// unless it had none.
+///
+/// [`parse_sillytavern_date`]: crate::timefmt::parse_sillytavern_date
 pub fn chat_lines(
     raw: Vec<sillytavern::RawMessage>,
     tz: chrono_tz::Tz,
     now: DateTime<Utc>,
-) -> Result<(Vec<ChatLine>, usize)> {
-    let mut lines = Vec::with_capacity(raw.len());
-    let mut skipped = 0;
+) -> Result<ChatLines> {
+    let mut out = ChatLines {
+        lines: Vec::with_capacity(raw.len()),
+        ..ChatLines::default()
+    };
     for (i, m) in raw.into_iter().enumerate() {
         if m.is_system || m.mes.trim().is_empty() {
-            skipped += 1;
+            out.skipped += 1;
             continue;
         }
         let at = |e: InvalidValue| LiveRoomsError::Invalid(format!("message {i}: {}", e.0));
@@ -319,18 +357,36 @@ pub fn chat_lines(
         let text = ChatText::parse(&m.mes).map_err(at)?;
         let (sent_at, date_text) = match &m.send_date {
             Some(d) => {
-                let parsed = crate::timefmt::parse_sillytavern_send_date(d, tz);
                 let text = match d {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                // a date that cannot be read is the message's arrival; a
-                // date from the future is now
-                (parsed.unwrap_or(now).min(now), text)
+                let parsed = crate::timefmt::parse_sillytavern_date(d, tz)
+                    .map_err(str::to_owned)
+                    .and_then(|t| {
+                        if t > now + FUTURE_SLACK {
+                            Err("in the future".to_owned())
+                        } else {
+                            Ok(t.min(now))
+                        }
+                    });
+                let sent_at = match parsed {
+                    Ok(t) => t,
+                    Err(reason) => {
+                        out.undated.push(Undated {
+                            index: i,
+                            line: m.line,
+                            send_date: text.chars().take(100).collect(),
+                            reason,
+                        });
+                        now
+                    }
+                };
+                (sent_at, text)
             }
             None => (now, now.to_rfc3339()),
         };
-        lines.push(ChatLine {
+        out.lines.push(ChatLine {
             key: chat_key(sender_name.as_str(), &date_text, text.as_str()),
             is_user: m.is_user,
             sender_name,
@@ -338,7 +394,7 @@ pub fn chat_lines(
             sent_at,
         });
     }
-    Ok((lines, skipped))
+    Ok(out)
 }
 
 /// Appends the lines not recorded before (by key), in order.

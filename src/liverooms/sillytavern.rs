@@ -15,6 +15,8 @@ pub struct RawMessage {
     pub is_system: bool,
     pub send_date: Option<Value>,
     pub mes: String,
+    /// its line in a `.jsonl` file (from 1)
+    pub line: Option<usize>,
 }
 
 /// Messages of at most this many per request.
@@ -49,6 +51,7 @@ fn message(i: usize, v: &Value) -> Result<RawMessage, String> {
         is_system: flag("is_system")?,
         send_date,
         mes: text("mes")?,
+        line: None,
     })
 }
 
@@ -82,7 +85,9 @@ pub fn from_jsonl(text: &str) -> Result<Vec<RawMessage>, String> {
         if header {
             continue;
         }
-        out.push(message(i, &v)?);
+        let mut m = message(i, &v)?;
+        m.line = Some(i + 1);
+        out.push(m);
         if out.len() > MAX_MESSAGES {
             return Err(format!("at most {MAX_MESSAGES} messages per request"));
         }

@@ -396,13 +396,20 @@ pub async fn record_messages(
         let LJson(v) = LJson::<Value>::from_request(req, &()).await?;
         sillytavern::from_array(&v).map_err(bad)?
     };
-    let (lines, skipped) = liverooms::chat_lines(raw, s.core.config.timezone, crate::store::now())?;
+    let chat = liverooms::chat_lines(raw, s.core.config.timezone, crate::store::now())?;
     let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
-    let done =
-        liverooms::record_chat(&s.core, &meta, caller.account_id, &room_id, lines, skipped).await?;
+    let done = liverooms::record_chat(
+        &s.core,
+        &meta,
+        caller.account_id,
+        &room_id,
+        chat.lines,
+        chat.skipped,
+    )
+    .await?;
     Ok(axum::Json(json!({
         "code": 0,
-        "data": { "recorded": done.recorded, "skipped": done.skipped }
+        "data": { "recorded": done.recorded, "skipped": done.skipped, "undated": chat.undated }
     })))
 }
 

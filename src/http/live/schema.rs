@@ -348,6 +348,20 @@ pub struct Recorded {
     recorded: i64,
     /// Messages recorded before.
     skipped: i64,
+    /// Messages whose `send_date` could not be read (or lay in the
+    /// future): dated at the upload.
+    undated: Vec<UndatedMessage>,
+}
+
+#[derive(ToSchema)]
+pub struct UndatedMessage {
+    /// Its place among the uploaded messages (from 0).
+    index: i64,
+    /// Its line in a `.jsonl` file (from 1).
+    line: Option<i64>,
+    send_date: String,
+    /// Why it could not be read.
+    reason: String,
 }
 
 #[derive(ToSchema)]
