@@ -16,6 +16,12 @@ Write paths and their retries (the client's part of "safe to retry"):
                       until answered; each message must count once
   registrations       POST /register: retried; 409 on a retry is the
                       account made by the lost answer; each name once
+  Chat8 messages      POST /api/v1/messages: no key in the seed, not retried;
+                      acknowledged ones (201) must exist
+Readers on five surfaces (room-chat pages, Chat8 friends and messages, gift
+statistics, live lists, admin projections) run beside them: every answer of
+every path is a success or a 503 with Retry-After, never a 500 — and the
+server's log of each 5xx, with its cause chain, is printed when one is seen.
 """
 import argparse
 import json
@@ -109,8 +115,9 @@ def cluster(dirname, *args):
 class Load:
     """Writers on four paths; every answer recorded as (start, end, path, status)."""
 
-    def __init__(self, base, token, tag):
-        self.base, self.token, self.tag = base, token, tag
+    def __init__(self, base, token, tag, pair):
+        self.base, self.token, self.tag, self.pair = base, token, tag, pair
+        self.directs_ok = []      # Chat8 contents acknowledged (201)
         self.lock = threading.Lock()
         self.answers = []
         self.stop = threading.Event()
@@ -121,12 +128,12 @@ class Load:
         self.names = []           # usernames answered at last
         self.problems = []
 
-    def record(self, path, started, status, body, headers):
+    def record(self, path, started, status, body, headers, ok=(200,)):
         with self.lock:
             self.answers.append((started, time.time(), path, status))
             if status == 503 and not headers.get("retry-after"):
                 self.problems.append(f"{path}: 503 without Retry-After")
-            if status not in (200, 503) and not (path == "register" and status == 409):
+            if status not in ok + (503,) and not (path == "register" and status == 409):
                 self.problems.append(f"{path}: answered {status}: {str(body)[:200]}")
 
     def until_answered(self, path, fn):
@@ -189,10 +196,48 @@ class Load:
             with self.lock:
                 self.names.append(name)
 
+    def direct(self, pair, w):
+        sender, receiver = pair
+        n = 0
+        while not self.stop.is_set():
+            content = f"{self.tag}-d{w}-{n}"
+            n += 1
+            started = time.time()
+            status, body, headers = call(self.base, "POST", "/api/v1/messages",
+                                         {"receiver_id": receiver["id"], "content": content,
+                                          "message_type": "text"}, sender["token"])
+            self.record("direct", started, status, body, headers, ok=(201,))
+            with self.lock:
+                if status == 201:
+                    self.directs_ok.append(content)
+            if status != 201:
+                time.sleep(0.05)
+
+    def read(self, room, pair, w):
+        paths = [
+            ("GET", f"/api/message/list?room_id={room}&limit=20", self.token, None),
+            ("GET", "/api/v1/friends", pair[0]["token"], None),
+            ("GET", f"/api/v1/messages/{pair[1]['id']}?limit=20", pair[0]["token"], None),
+            ("GET", f"/gift?room_id={GIFT_ROOM}", None, {"x-api-key": GIFT_KEY}),
+            ("GET", "/api/live/get_all_lives", None, None),
+            ("GET", "/admin/projections", ADMIN, None),
+        ]
+        n = w
+        while not self.stop.is_set():
+            method, path, token, headers = paths[n % len(paths)]
+            n += 1
+            started = time.time()
+            status, body, hdrs = call(self.base, method, path, None, token, headers)
+            self.record("read " + path.split("?")[0], started, status, body, hdrs)
+            if status != 200:
+                time.sleep(0.05)
+
     def run(self, room, account, seconds, kill_after, kill):
         threads = [threading.Thread(target=self.chat, args=(room, w)) for w in range(4)]
         threads += [threading.Thread(target=self.adjust, args=(account, w)) for w in range(2)]
         threads += [threading.Thread(target=self.ingest), threading.Thread(target=self.register)]
+        threads += [threading.Thread(target=self.direct, args=(self.pair, w)) for w in range(2)]
+        threads += [threading.Thread(target=self.read, args=(room, self.pair, w)) for w in range(3)]
         for t in threads:
             t.start()
         killed_at = None
@@ -208,7 +253,9 @@ class Load:
             t.join()
         out = {"answers": dict(Counter(str(a[3]) for a in self.answers))}
         if kill:
-            after = [a for a in self.answers if a[0] >= killed_at and a[3] in (200, 409)]
+            # the window is the writes' (reads may be answered from what a process kept)
+            after = [a for a in self.answers
+                     if a[0] >= killed_at and a[3] in (200, 201, 409) and not a[2].startswith("read ")]
             first = min((a[1] for a in after), default=None)
             out["killed"] = victim
             out["failover_window_s"] = round(first - killed_at, 2) if first else None
@@ -244,6 +291,33 @@ def account(base, name):
     status, body, _ = call(base, "POST", "/api/room/create", {"name": name}, token)
     assert status == 200, body
     return token, body["data"]["ID"]
+
+
+def chat8_pair(base):
+    """Two Chat8 users who are friends: (sender, receiver), each {id, token}."""
+    users = []
+    for name in ("hachat8a", "hachat8b"):
+        status, body, _ = call(base, "POST", "/api/v1/auth/register", {
+            "username": name, "email": f"{name}@example.com", "password": "password123",
+            "confirm_password": "password123"})
+        assert status == 201, body
+        users.append({"id": body["data"]["user_id"], "token": body["data"]["access_token"]})
+    status, body, _ = call(base, "POST", "/api/v1/friends/request",
+                           {"user_id": users[1]["id"], "message": "hi"}, users[0]["token"])
+    assert status == 200, body
+    status, body, _ = call(base, "PUT", f"/api/v1/friends/request/{body['data']['request_id']}",
+                           {"action": "accept"}, users[1]["token"])
+    assert status == 200, body
+    return users
+
+
+def server_5xx(log_path, since_bytes):
+    """The server log's lines about requests that failed on its side
+    (`request failed`: the 500s, with their cause chains), since an offset."""
+    with open(log_path, "rb") as f:
+        f.seek(since_bytes)
+        return [l.decode(errors="replace").strip() for l in f
+                if b"request failed" in l or b"panicked" in l]
 
 
 def caught_up(base, timeout=120):
@@ -288,13 +362,18 @@ def main():
     figures["sends_ratio"] = round(figures["sends_per_s_patroni"] / figures["sends_per_s_embedded"], 2)
     call(server.base, "POST", "/add/room", {"room_id": GIFT_ROOM, "room_anchors": "ha"}, None, {"x-api-key": GIFT_KEY})
 
+    pair = chat8_pair(server.base)
+    log_path = os.path.join(args.dir, "tidelog", "server.log")
     loads = []
     for phase in (1, 2):
-        load = Load(server.base, token, f"p{phase}x{int(time.time())}")
+        log_from = os.path.getsize(log_path)
+        load = Load(server.base, token, f"p{phase}x{int(time.time())}", pair)
         out = load.run(room, "halead", args.seconds, 8, lambda: cluster(args.dir, "kill-leader"))
         figures[f"failover_{phase}"] = out
         print(f"failover {phase}: {json.dumps(out)}", flush=True)
         failures += [f"phase {phase}: {p}" for p in load.problems[:20]]
+        # a 500 the client saw is explained by the server's own log line
+        failures += [f"phase {phase}: server log: {l[:600]}" for l in server_5xx(log_path, log_from)[:10]]
         if out.get("no_answer"):
             failures.append(f"phase {phase}: {out['no_answer']} requests got no answer")
         if out.get("failover_window_s") is None:
@@ -339,13 +418,18 @@ def main():
         twice = [o for o, n in posted.items() if int(n) != 1]
         if lost_ops or twice or len(posted) != len(load.ops):
             failures.append(f"phase {i}: adjustments lost {lost_ops[:3]}, posted twice {twice[:3]}, {len(posted)} posted of {len(load.ops)}")
+        directs = dict(line.split("|") for line in psql(url, f"SELECT content, count(*) FROM direct_messages WHERE content LIKE '{tag}-d%' GROUP BY content").splitlines() if line)
+        lost_directs = [c for c in load.directs_ok if c not in directs]
+        if lost_directs or any(int(n) > 1 for n in directs.values()):
+            failures.append(f"phase {i}: Chat8 messages lost {lost_directs[:3]} or stored twice")
         names = dict(line.split("|") for line in psql(url, f"SELECT username, count(*) FROM accounts WHERE username LIKE '{tag}u%' GROUP BY username").splitlines() if line)
         if sorted(names) != sorted(load.names) or any(int(n) != 1 for n in names.values()):
             failures.append(f"phase {i}: registrations: {len(names)} accounts for {len(load.names)} names")
         figures[f"acknowledged_{i}"] = {
             "chat_sends": len(load.sent_ok), "chat_503": len(load.sent_unknown),
             "chat_503_committed_anyway": unknown_done, "adjustments": len(load.ops),
-            "gift_messages": load.gifts, "registrations": len(load.names)}
+            "gift_messages": load.gifts, "registrations": len(load.names),
+            "chat8_messages": len(load.directs_ok)}
     gold = count(f"SELECT coalesce(sum(gift_gold), 0) FROM bili_days WHERE room_id = {GIFT_ROOM}")
     sent_gifts = sum(l.gifts for l in loads)
     if gold != 100 * sent_gifts:

@@ -10,56 +10,133 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::{shared_secret, Tokens};
+use crate::auth::shared_secret;
 use crate::config::{Config, Secret};
+use crate::core::Core;
 use crate::db::{self, Database};
+use crate::http::admin::AdminState;
+use crate::http::chat8::Chat8State;
+use crate::http::gift::GiftState;
+use crate::http::live::LiveSurface;
+use crate::http::ocean1::Ocean1State;
+use crate::http::roomchat::RoomChatState;
+use crate::http::Surfaces;
 use crate::identity::{Identity, Mailer};
+use crate::ids::SequenceBlocks;
 use crate::ledger::payments::{self, Provider};
-use crate::live::{self, Hub};
+use crate::live::Hub;
 use crate::projector::{self, Progress, RuntimeSettings};
-use crate::store::{LogPosition, Store};
+use crate::social::feed::SocialHub;
+use crate::store::Store;
 
 /// How long a starting server waits for its read models to catch up.
 const STARTUP_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// What the application is built of, once, at start: the core and each
+/// service's own state. Every surface's state is made from it (the
+/// `FromRef` impls below) and nothing else holds it.
 #[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub pool: PgPool,
-    pub store: Arc<Store>,
-    pub progress: Arc<Progress>,
-    pub tokens: Arc<Tokens>,
-    pub admin_token: Secret,
-    pub hub: Arc<Hub>,
-    pub identity: Arc<Identity>,
-    /// The gift monitor's API key.
-    pub api_secret: Secret,
-    /// Keys card-key hashes.
-    pub card_secret: Secret,
-    /// The auditors' read-only token.
-    pub audit_token: Secret,
-    pub payment_provider: Arc<Provider>,
-    /// Answers of ended months (`/gift/by_month`, `/gift/live_sessions`).
-    pub gift_months: Arc<crate::http::gift::MonthCache>,
-    /// Room-chat message pages, kept while their room is unchanged.
-    pub room_pages: Arc<crate::http::roomchat::PageCache>,
-    /// Ocean1 point histories, kept while their wallet is unchanged.
-    pub point_histories: Arc<crate::http::ocean1::HistoryCache>,
-    /// Room and message ids, drawn from their sequences a block at a time.
-    pub sequences: Arc<crate::ids::SequenceBlocks>,
-    /// What the live rooms surface keeps (presence, list answers).
-    pub live_rooms: Arc<crate::http::live::Parts>,
-    /// Chat8's sockets on this process.
-    pub social_hub: Arc<crate::social::feed::SocialHub>,
-    /// Pooled HTTP client for the generation gateway.
-    pub upstream_http: reqwest::Client,
+struct AppState {
+    core: Core,
+    identity: Arc<Identity>,
+    /// room chat's sockets on this process
+    roomchat_hub: Arc<Hub>,
+    /// Chat8's sockets on this process
+    social_hub: Arc<SocialHub>,
+    payment_provider: Arc<Provider>,
+    /// room and message ids, drawn from their sequences a block at a time
+    sequences: Arc<SequenceBlocks>,
+    /// pooled HTTP client for the generation gateways
+    upstream_http: reqwest::Client,
+    secrets: Secrets,
+}
+
+/// The shared secrets: configured, else generated once and kept in the
+/// database for every process.
+#[derive(Clone)]
+struct Secrets {
+    admin_token: Secret,
+    /// the gift monitor's API key
+    api_secret: Secret,
+    /// keys card-key hashes
+    card_secret: Secret,
+    /// the auditors' read-only token
+    audit_token: Secret,
+}
+
+impl FromRef<AppState> for Core {
+    fn from_ref(s: &AppState) -> Self {
+        s.core.clone()
+    }
+}
+
+impl FromRef<AppState> for RoomChatState {
+    fn from_ref(s: &AppState) -> Self {
+        RoomChatState::new(
+            s.core.clone(),
+            s.identity.clone(),
+            s.roomchat_hub.clone(),
+            s.sequences.clone(),
+        )
+    }
+}
+
+impl FromRef<AppState> for Chat8State {
+    fn from_ref(s: &AppState) -> Self {
+        Chat8State::new(s.core.clone(), s.identity.clone(), s.social_hub.clone())
+    }
+}
+
+impl FromRef<AppState> for Ocean1State {
+    fn from_ref(s: &AppState) -> Self {
+        Ocean1State::new(
+            s.core.clone(),
+            s.identity.clone(),
+            s.secrets.card_secret.clone(),
+            s.upstream_http.clone(),
+        )
+    }
+}
+
+impl FromRef<AppState> for LiveSurface {
+    fn from_ref(s: &AppState) -> Self {
+        LiveSurface::new(
+            s.core.clone(),
+            s.identity.clone(),
+            s.payment_provider.clone(),
+        )
+    }
+}
+
+impl FromRef<AppState> for GiftState {
+    fn from_ref(s: &AppState) -> Self {
+        GiftState::new(s.core.clone(), s.secrets.api_secret.clone())
+    }
+}
+
+impl FromRef<AppState> for AdminState {
+    fn from_ref(s: &AppState) -> Self {
+        AdminState {
+            core: s.core.clone(),
+            admin_token: s.secrets.admin_token.clone(),
+            audit_token: s.secrets.audit_token.clone(),
+        }
+    }
 }
 
 impl AppState {
-    /// Read-your-writes: returns once the named read models include the
-    /// write at `pos` (or after the configured timeout, logged).
-    pub async fn settle(&self, names: &[&str], pos: Option<LogPosition>) {
-        crate::core::Core::from_ref(self).settle(names, pos).await
+    /// Each surface's state, made once: their caches live as long as
+    /// the server.
+    fn surfaces(&self) -> Surfaces {
+        Surfaces {
+            roomchat: RoomChatState::from_ref(self),
+            chat8: Chat8State::from_ref(self),
+            ocean1: Ocean1State::from_ref(self),
+            live: LiveSurface::from_ref(self),
+            gift: GiftState::from_ref(self),
+            admin: AdminState::from_ref(self),
+            ops: Core::from_ref(self),
+        }
     }
 }
 
@@ -68,7 +145,7 @@ pub struct Server {
     pub pool: PgPool,
     shutdown: watch::Sender<bool>,
     hub: Arc<Hub>,
-    social_hub: Arc<crate::social::feed::SocialHub>,
+    social_hub: Arc<SocialHub>,
     http: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
     database: Database,
@@ -85,9 +162,7 @@ impl Server {
             Some(s) => s.clone(),
             None => shared_secret(&pool, &config, "jwt_secret").await?,
         };
-        let tokens = Arc::new(Tokens::new(&secret));
-        // codes are keyed with the token secret, domain-separated by the HMAC input
-        let identity = Arc::new(Identity::new(Mailer::from_config(&config)?, secret.clone()));
+        let identity = Arc::new(Identity::new(Mailer::from_config(&config)?, secret));
         let admin_token = match &config.admin_token {
             Some(s) => s.clone(),
             None => shared_secret(&pool, &config, "admin_token").await?,
@@ -128,7 +203,7 @@ impl Server {
             progress.clone(),
             shutdown_rx.clone(),
         ));
-        background.push(tokio::spawn(live::run_roomchat_feed(
+        background.push(tokio::spawn(crate::http::roomchat::feed::run(
             pool.clone(),
             progress.clone(),
             hub.clone(),
@@ -154,57 +229,58 @@ impl Server {
             .await
             .with_context(|| format!("binding {}", config.bind))?;
         let addr = listener.local_addr()?;
-        let state = AppState {
-            config: Arc::new(config),
+        let config = Arc::new(config);
+        let core = Core {
+            config: config.clone(),
             pool: pool.clone(),
             store,
             progress,
-            tokens,
-            admin_token,
-            hub: hub.clone(),
+        };
+        let state = AppState {
+            core: core.clone(),
             identity,
-            api_secret,
-            card_secret,
-            audit_token,
+            roomchat_hub: hub.clone(),
+            social_hub: SocialHub::new(),
             payment_provider,
-            gift_months: Arc::default(),
-            room_pages: Arc::default(),
-            point_histories: Arc::default(),
             sequences: Arc::default(),
-            live_rooms: Arc::default(),
-            social_hub: crate::social::feed::SocialHub::new(),
             upstream_http: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
                 .connect_timeout(std::time::Duration::from_secs(10))
                 .build()?,
+            secrets: Secrets {
+                admin_token,
+                api_secret,
+                card_secret,
+                audit_token,
+            },
         };
         background.push(tokio::spawn(crate::generation::run(
-            crate::core::Core::from_ref(&state),
+            core.clone(),
             state.upstream_http.clone(),
             shutdown_rx.clone(),
         )));
         let social_hub = state.social_hub.clone();
         background.push(tokio::spawn(crate::social::feed::run(
-            crate::core::Core::from_ref(&state),
+            core.clone(),
             social_hub.clone(),
             shutdown_rx.clone(),
         )));
         background.push(tokio::spawn(crate::social::presence::run(
-            crate::core::Core::from_ref(&state),
+            core.clone(),
             social_hub.node.clone(),
             shutdown_rx.clone(),
         )));
         background.push(tokio::spawn(payments::run_reconciler(
-            state.clone(),
+            core.clone(),
             std::time::Duration::from_secs(30),
             shutdown_rx.clone(),
         )));
         background.push(tokio::spawn(crate::liverooms::earnings::run(
-            crate::core::Core::from_ref(&state),
+            core.clone(),
             std::time::Duration::from_secs(2),
             shutdown_rx.clone(),
         )));
-        let app = crate::http::router(state);
+        let app = crate::http::router(&config, state.surfaces());
         let mut stop = shutdown_rx.clone();
         let http = tokio::spawn(async move {
             axum::serve(

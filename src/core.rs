@@ -1,13 +1,11 @@
-//! The narrow core that services take instead of the whole `AppState`:
-//! configuration, the pool, the event store and the projections' progress.
-//! Surfaces take it (and their own state) as axum substates (`FromRef`).
+//! The narrow core every service takes: configuration, the pool, the event
+//! store and the projections' progress. Services take it and their own
+//! state, never the application's; surfaces hold it in their states.
 
 use std::sync::Arc;
 
-use axum::extract::FromRef;
 use sqlx::PgPool;
 
-use crate::app::AppState;
 use crate::config::Config;
 use crate::projector::Progress;
 use crate::store::{LogPosition, Store};
@@ -21,32 +19,35 @@ pub struct Core {
 }
 
 impl Core {
+    /// A core over `pool` (the CLI's, or a server's): the event store on
+    /// it and a progress that reads the checkpoints from the table.
+    pub fn new(config: Arc<Config>, pool: PgPool) -> Self {
+        Self {
+            config,
+            store: Arc::new(Store::new(pool.clone())),
+            pool,
+            progress: Progress::new(),
+        }
+    }
+
     /// Read-your-writes: returns once the named read models include the
-    /// write at `pos` (or after the configured timeout, logged).
-    pub async fn settle(&self, names: &[&str], pos: Option<LogPosition>) {
-        let Some(pos) = pos else { return };
+    /// write at `pos` (true), or after the configured timeout (false,
+    /// logged: the projectors are held back or out of reach, as during a
+    /// failover; a read of the write may then not find it).
+    pub async fn settle(&self, names: &[&str], pos: Option<LogPosition>) -> bool {
+        let Some(pos) = pos else { return true };
         let timeout = self.config.read_your_writes_timeout;
-        if !self
+        let caught_up = self
             .progress
             .wait_for(&self.pool, names, pos, timeout)
-            .await
-        {
+            .await;
+        if !caught_up {
             tracing::warn!(
                 ?names,
                 ?pos,
                 "read models did not catch up in time; answering anyway"
             );
         }
-    }
-}
-
-impl FromRef<AppState> for Core {
-    fn from_ref(state: &AppState) -> Self {
-        Self {
-            config: state.config.clone(),
-            pool: state.pool.clone(),
-            store: state.store.clone(),
-            progress: state.progress.clone(),
-        }
+        caught_up
     }
 }

@@ -9,8 +9,9 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::REQUEST_ID;
 use crate::store::CommandMeta;
+
+pub const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
 
 #[derive(Debug, Clone)]
 pub struct RequestContext {

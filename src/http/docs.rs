@@ -11,8 +11,8 @@ use utoipa::openapi::{tag::TagBuilder, ComponentsBuilder, InfoBuilder, OpenApi, 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::{SwaggerUi, Url};
 
-use crate::app::AppState;
 use crate::config::Config;
+use crate::core::Core;
 
 /// The account session: the token any surface's login returns.
 pub const SESSION: &str = "session";
@@ -27,7 +27,8 @@ pub struct Surface {
     pub name: &'static str,
     pub title: &'static str,
     pub description: &'static str,
-    routes: fn(&Config) -> OpenApiRouter<AppState>,
+    /// the surface's part of the document (from its routes)
+    document: fn(&Config) -> OpenApi,
 }
 
 /// Every surface the server serves, in the order `/docs` lists them.
@@ -37,7 +38,7 @@ pub const SURFACES: &[Surface] = &[
         title: "Room chat (seed 004)",
         description: "`/register`, `/login`, `/api/room/*`, `/api/message/*` and the \
             room socket. Envelope `{code, msg, data}`: `code` 0 on success, 1 on failure.",
-        routes: super::roomchat::routes,
+        document: |c| super::roomchat::routes(c).split_for_parts().1,
     },
     Surface {
         name: "chat8",
@@ -45,7 +46,7 @@ pub const SURFACES: &[Surface] = &[
         description: "Accounts, friends, direct messages, uploads and keys under `/api/v1`, \
             and the socket `/ws/{user_id}`. Envelope `{success, data, message, timestamp}`; \
             failures `{success: false, error: {code, message}, timestamp}`.",
-        routes: super::chat8::routes,
+        document: |c| super::chat8::routes(c).split_for_parts().1,
     },
     Surface {
         name: "ocean1",
@@ -53,7 +54,7 @@ pub const SURFACES: &[Surface] = &[
         description: "Accounts and points (`/api/auth/*`, `/api/user/*`, `/api/pay/redeem`) \
             and the generation proxy (`/api/proxy/*`). Bodies `{status, ...}`; failures \
             `{status: \"failed\", msg}`.",
-        routes: super::ocean1::routes,
+        document: |c| super::ocean1::routes(c).split_for_parts().1,
     },
     Surface {
         name: "live",
@@ -61,14 +62,14 @@ pub const SURFACES: &[Surface] = &[
         description: "Live rooms, coins and anchors: `/api/live/*`, `/api/anchor/*`, \
             `/api/users/*`, `/api/payment/*`. Envelope `{code: 0, data}`; failures \
             `{code: 1, msg}`.",
-        routes: super::live::routes,
+        document: |c| super::live::routes(c).split_for_parts().1,
     },
     Surface {
         name: "gift",
         title: "Gift monitor (seed 001)",
         description: "Rooms, gift ingestion and monthly statistics. Bare JSON bodies; \
             failures `{error}`.",
-        routes: super::gift::routes,
+        document: |c| super::gift::routes(c).split_for_parts().1,
     },
     Surface {
         name: "admin",
@@ -76,18 +77,18 @@ pub const SURFACES: &[Surface] = &[
         description: "`/admin/*`: projections and the ledger. `Authorization: Bearer` with \
             the admin token (`TIDELOG_ADMIN_TOKEN`), or the audit token for the ledger's \
             reads. Failures `{error}`.",
-        routes: super::admin::routes,
+        document: |c| super::admin::routes(c).split_for_parts().1,
     },
     Surface {
         name: "ops",
         title: "Health and metrics",
         description: "`/healthz` and the Prometheus `/metrics`.",
-        routes: ops_routes,
+        document: |c| ops_routes(c).split_for_parts().1,
     },
 ];
 
 /// `/healthz` and `/metrics`.
-pub(crate) fn ops_routes(_: &Config) -> OpenApiRouter<AppState> {
+pub fn ops_routes(_: &Config) -> OpenApiRouter<Core> {
     OpenApiRouter::new()
         .merge(super::health::routes())
         .merge(super::metrics::routes())
@@ -167,7 +168,7 @@ pub fn openapi(surface: Option<&str>) -> Option<Value> {
     // the routes' limits do not show in the document: any configuration will do
     let config = Config::default();
     for s in &chosen {
-        let (_, part) = (s.routes)(&config).split_for_parts();
+        let part = (s.document)(&config);
         let part = namespaced(
             s.name,
             serde_json::to_value(&part).expect("a document is JSON"),
@@ -232,7 +233,7 @@ fn namespaced(surface: &str, mut part: Value) -> Value {
 }
 
 /// `/openapi.json`, `/openapi/{surface}.json` and `/docs`.
-pub fn router() -> axum::Router<AppState> {
+pub fn router() -> axum::Router {
     let mut urls = vec![(
         Url::with_primary("all surfaces", "/openapi.json", true),
         openapi(None).expect("the combined document"),

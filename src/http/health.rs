@@ -7,9 +7,9 @@ use axum::Json;
 use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::app::AppState;
+use crate::core::Core;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes() -> OpenApiRouter<Core> {
     OpenApiRouter::new().routes(routes!(healthz))
 }
 
@@ -32,7 +32,7 @@ struct Health {
         (status = 200, description = "The database answers", body = Health),
         (status = 503, description = "The database is unreachable", body = Health),
     ))]
-async fn healthz(State(state): State<AppState>) -> Response {
+async fn healthz(State(state): State<Core>) -> Response {
     match crate::projector::status(&state.pool).await {
         Ok(projections) => {
             let failing = projections.iter().any(|p| p.last_error.is_some());
@@ -45,7 +45,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
         }
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
-            crate::http::retry_after(
+            crate::http::reply::retry_after(
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     Json(json!({"status": "unavailable", "database": "unreachable"})),

@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 use prometheus::{Encoder, GaugeVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::app::AppState;
+use crate::core::Core;
 use crate::projector::ProjectionStatus;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes() -> OpenApiRouter<Core> {
     OpenApiRouter::new().routes(routes!(metrics))
 }
 
@@ -19,7 +19,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (status = 200, description = "Projection progress, Prometheus text format", body = String, content_type = "text/plain"),
         (status = 503, description = "The database is unreachable", body = String, content_type = "text/plain"),
     ))]
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<Core>) -> Response {
     let rows = match crate::projector::status(&state.pool).await {
         Ok(r) => r,
         Err(e) => {

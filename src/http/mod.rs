@@ -11,7 +11,9 @@ pub mod health;
 pub mod live;
 pub mod metrics;
 pub mod ocean1;
+pub mod reply;
 pub mod roomchat;
+pub mod session;
 
 use std::time::Duration;
 
@@ -24,9 +26,10 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 
-use crate::app::AppState;
+use crate::config::Config;
+use crate::core::Core;
 
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use context::REQUEST_ID;
 
 /// Keeps a caller's request id when it is short and plain, else makes one.
 #[derive(Clone, Default)]
@@ -113,22 +116,36 @@ fn cors(browser: &crate::config::BrowserConfig) -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
-pub fn router(state: AppState) -> Router {
-    let max_body = state.config.max_body_bytes;
-    let state_browser = state.config.browser.clone();
+/// Each surface's state, built by the composition root (`app`).
+pub struct Surfaces {
+    pub roomchat: roomchat::RoomChatState,
+    pub chat8: chat8::Chat8State,
+    pub ocean1: ocean1::Ocean1State,
+    pub live: live::LiveSurface,
+    pub gift: gift::GiftState,
+    pub admin: admin::AdminState,
+    /// `/healthz` and `/metrics`
+    pub ops: Core,
+}
+
+/// Every surface's routes on its own state, the documents, the fallback
+/// that answers in the envelope of the surface a path belongs to, and the
+/// layers every request passes.
+pub fn router(config: &Config, s: Surfaces) -> Router {
+    let max_body = config.max_body_bytes;
+    let browser = config.browser.clone();
     Router::new()
-        .merge(roomchat::router(&state.config))
-        .merge(chat8::router(&state.config))
-        .merge(ocean1::router(&state.config))
-        .merge(live::router(&state.config))
-        .merge(gift::router(&state.config))
-        .merge(admin::router(&state.config))
-        .merge(docs::ops_routes(&state.config).split_for_parts().0)
+        .merge(roomchat::router(config).with_state(s.roomchat))
+        .merge(chat8::router(config).with_state(s.chat8))
+        .merge(ocean1::router(config).with_state(s.ocean1))
+        .merge(live::router(config).with_state(s.live))
+        .merge(gift::router(config).with_state(s.gift))
+        .merge(admin::router(config).with_state(s.admin))
+        .merge(docs::ops_routes(config).split_for_parts().0.with_state(s.ops))
         .merge(docs::router())
         .fallback(not_found)
-        .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(cors(&state_browser))
+        .layer(cors(&browser))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 let rid = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
@@ -138,59 +155,4 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(axum::middleware::from_fn(context::sanitize_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds))
-}
-
-/// Seconds a 503 asks the client to wait before retrying.
-pub const RETRY_AFTER_SECS: u32 = 2;
-
-/// The status of a request that failed on the server's side, its cause
-/// chain logged: 503 when the database was out of reach (during a failover:
-/// safe to retry), 400 when it refused a value of the request (a NUL),
-/// else 500.
-pub(crate) fn failure_status(surface: &str, err: &anyhow::Error) -> axum::http::StatusCode {
-    if crate::db::unavailable_in(err) {
-        tracing::warn!(surface, error = format!("{err:#}"), "database unavailable");
-        axum::http::StatusCode::SERVICE_UNAVAILABLE
-    } else if crate::db::bad_text_in(err) {
-        // a value no check stopped, refused by PostgreSQL: the request's fault
-        tracing::warn!(
-            surface,
-            error = format!("{err:#}"),
-            "a value the database cannot store"
-        );
-        axum::http::StatusCode::BAD_REQUEST
-    } else {
-        tracing::error!(surface, error = format!("{err:#}"), "request failed");
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR
-    }
-}
-
-/// What a Chinese-language surface says for a [`failure_status`].
-pub(crate) fn failure_message(status: axum::http::StatusCode) -> &'static str {
-    match status {
-        axum::http::StatusCode::BAD_REQUEST => "参数错误: 含有无法保存的字符",
-        axum::http::StatusCode::SERVICE_UNAVAILABLE => "服务暂时不可用，请稍后重试",
-        _ => "服务器内部错误",
-    }
-}
-
-/// A 503 says when to come back (`Retry-After`).
-pub(crate) fn retry_after(mut resp: axum::response::Response) -> axum::response::Response {
-    if resp.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE {
-        resp.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(RETRY_AFTER_SECS),
-        );
-    }
-    resp
-}
-
-/// A JSON answer already serialised (a kept answer's bytes).
-pub(crate) fn json_bytes(bytes: axum::body::Bytes) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        bytes,
-    )
-        .into_response()
 }

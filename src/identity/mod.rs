@@ -11,18 +11,14 @@ use aggregates::values::{
     AccountNumber, DeviceId, DisplayName, Email, InvalidValue, Password, Username,
 };
 use aggregates::{AccountCommand, AccountError, DeviceCheck, EmailCodeCommand, EmailCodeError};
-use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use projections::accounts::{self, AccountRow};
 use sha2::Sha256;
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::auth::{
-    hash_password, token_from_header, verify_password, Caller, TokenError, TokenSubject,
-};
+use crate::auth::{hash_password, verify_password, Caller, TokenError, TokenSubject, Tokens};
 use crate::config::Secret;
-use crate::http::context::RequestContext;
+use crate::core::Core;
 use crate::projector::StandingCache;
 use crate::store::{CommandError, CommandMeta};
 
@@ -32,9 +28,12 @@ pub use mail::Mailer;
 pub const READ_MODELS: &[&str] = &["accounts"];
 pub const SESSION_COOKIE: &str = "tidelog_session";
 
+/// Identity's own state: the mailer, the key of codes and tokens, and the
+/// sessions kept.
 pub struct Identity {
     pub mailer: Mailer,
     code_key: Secret,
+    tokens: Tokens,
     sessions: SessionCache,
 }
 
@@ -49,10 +48,13 @@ type SessionCache = StandingCache<Uuid, accounts::SessionRow>;
 const SESSION_CACHE_CAPACITY: usize = 16_384;
 
 impl Identity {
-    pub fn new(mailer: Mailer, code_key: Secret) -> Self {
+    /// `secret` signs tokens and keys code hashes (domain-separated by the
+    /// HMAC input).
+    pub fn new(mailer: Mailer, secret: Secret) -> Self {
         Self {
             mailer,
-            code_key,
+            tokens: Tokens::new(&secret),
+            code_key: secret,
             sessions: SessionCache::new(READ_MODELS[0], SESSION_CACHE_CAPACITY),
         }
     }
@@ -193,14 +195,9 @@ pub struct Registered {
 /// Registers an account. Uniqueness is decided by the event store's key
 /// claim (atomic with the event); the read-model check before it only saves
 /// an argon2 hash for the common duplicate.
-pub async fn register(
-    state: &AppState,
-    ctx: &RequestContext,
-    surface: &'static str,
-    new: NewAccount,
-) -> Result<Registered> {
+pub async fn register(core: &Core, meta: &CommandMeta, new: NewAccount) -> Result<Registered> {
     if let Some(u) = &new.username {
-        if accounts::by_username_key(&state.pool, &u.key())
+        if accounts::by_username_key(&core.pool, &u.key())
             .await?
             .is_some()
         {
@@ -208,7 +205,7 @@ pub async fn register(
         }
     }
     if let Some(e) = &new.email {
-        if accounts::by_email_key(&state.pool, &e.key())
+        if accounts::by_email_key(&core.pool, &e.key())
             .await?
             .is_some()
         {
@@ -217,19 +214,16 @@ pub async fn register(
     }
     let hash = hash_password(&new.password).await?;
     let number: i64 = sqlx::query_scalar("SELECT nextval('account_numbers')")
-        .fetch_one(&state.pool)
+        .fetch_one(&core.pool)
         .await?;
     let number = AccountNumber::new(number)?;
     let account_id = Uuid::now_v7();
-    let meta = ctx.meta(surface, actor_of(account_id));
+    let meta = meta.with_actor(actor_of(account_id));
     let at = crate::store::now();
-    let pos = state
+    let pos = core
         .store
-        .execute(
-            &state.store.accounts,
-            &account_id.to_string(),
-            &meta,
-            || AccountCommand::Register {
+        .execute(&core.store.accounts, &account_id.to_string(), &meta, || {
+            AccountCommand::Register {
                 account_id,
                 number,
                 username: new.username.clone(),
@@ -239,10 +233,10 @@ pub async fn register(
                 device: new.device.clone(),
                 password_hash: hash.clone(),
                 at,
-            },
-        )
+            }
+        })
         .await?;
-    state.settle(READ_MODELS, pos).await;
+    core.settle(READ_MODELS, pos).await;
     Ok(Registered {
         account_id,
         number: number.get(),
@@ -252,8 +246,8 @@ pub async fn register(
 // ----------------------------------------------------------------- sign-in
 
 /// Counts an attempt against the account's and the client's budgets.
-pub async fn limit(state: &AppState, what: &str, account_key: &str, client_ip: &str) -> Result<()> {
-    let l = &state.config.rate_limits;
+pub async fn limit(core: &Core, what: &str, account_key: &str, client_ip: &str) -> Result<()> {
+    let l = &core.config.rate_limits;
     let (per_account, per_ip, window) = match what {
         "login" => (l.login_per_account, l.login_per_ip, l.login_window),
         "send_code" => (
@@ -267,7 +261,7 @@ pub async fn limit(state: &AppState, what: &str, account_key: &str, client_ip: &
         (format!("{what}:account:{account_key}"), per_account),
         (format!("{what}:ip:{client_ip}"), per_ip),
     ] {
-        if let Err(retry_after_secs) = limits::hit(&state.pool, &bucket, max, window).await? {
+        if let Err(retry_after_secs) = limits::hit(&core.pool, &bucket, max, window).await? {
             tracing::warn!(
                 what,
                 bucket = bucket.split(':').nth(1),
@@ -290,9 +284,8 @@ pub enum LoginName<'a> {
 /// recorded as `SignInFailed`). Unknown account and wrong password answer
 /// alike and cost the same time.
 pub async fn check_password(
-    state: &AppState,
-    ctx: &RequestContext,
-    surface: &'static str,
+    core: &Core,
+    meta: &CommandMeta,
     name: LoginName<'_>,
     password: &str,
 ) -> Result<AccountRow> {
@@ -309,10 +302,10 @@ pub async fn check_password(
         return Err(IdentityError::BadCredentials);
     }
     let key = Username::key_of(raw.trim());
-    limit(state, "login", &key, &ctx.client_ip).await?;
+    limit(core, "login", &key, &meta.client_ip).await?;
     let account = match name {
-        LoginName::UsernameOrEmail(_) => accounts::by_login(&state.pool, &key).await?,
-        LoginName::Email(_) => accounts::by_email_key(&state.pool, &Email::key_of(raw)).await?,
+        LoginName::UsernameOrEmail(_) => accounts::by_login(&core.pool, &key).await?,
+        LoginName::Email(_) => accounts::by_email_key(&core.pool, &Email::key_of(raw)).await?,
     };
     let ok = verify_password(
         account.as_ref().map(|a| a.password_hash.clone()),
@@ -322,9 +315,9 @@ pub async fn check_password(
     match (account, ok) {
         (Some(a), true) => Ok(a),
         (Some(a), false) => {
-            record(state, ctx, surface, a.account_id, || {
+            record(core, meta, a.account_id, || {
                 AccountCommand::RecordFailedSignIn {
-                    surface: surface.into(),
+                    surface: meta.surface.into(),
                     reason: "wrong_password".into(),
                     at: crate::store::now(),
                 }
@@ -333,7 +326,7 @@ pub async fn check_password(
             Err(IdentityError::BadCredentials)
         }
         (None, _) => {
-            tracing::info!(surface, "sign-in for an unknown account");
+            tracing::info!(surface = meta.surface, "sign-in for an unknown account");
             Err(IdentityError::BadCredentials)
         }
     }
@@ -342,29 +335,28 @@ pub async fn check_password(
 /// Runs an Account command with this request's metadata, without waiting
 /// for read models (for history-only events).
 async fn record(
-    state: &AppState,
-    ctx: &RequestContext,
-    surface: &'static str,
+    core: &Core,
+    meta: &CommandMeta,
     account_id: Uuid,
     make: impl FnMut() -> AccountCommand,
 ) -> Result<Option<crate::store::LogPosition>> {
-    let meta = ctx.meta(surface, actor_of(account_id));
-    Ok(state
+    let meta = meta.with_actor(actor_of(account_id));
+    Ok(core
         .store
-        .execute(&state.store.accounts, &account_id.to_string(), &meta, make)
+        .execute(&core.store.accounts, &account_id.to_string(), &meta, make)
         .await?)
 }
 
 /// Runs an Account command and answers once the accounts read model has it.
+/// (The actor is the account, whoever `meta` names.)
 pub async fn account_command(
-    state: &AppState,
-    ctx: &RequestContext,
-    surface: &'static str,
+    core: &Core,
+    meta: &CommandMeta,
     account_id: Uuid,
     make: impl FnMut() -> AccountCommand,
 ) -> Result<()> {
-    let pos = record(state, ctx, surface, account_id, make).await?;
-    state.settle(READ_MODELS, pos).await;
+    let pos = record(core, meta, account_id, make).await?;
+    core.settle(READ_MODELS, pos).await;
     Ok(())
 }
 
@@ -375,31 +367,12 @@ pub struct OpenedSession {
     pub ttl: Duration,
 }
 
-impl OpenedSession {
-    /// `Set-Cookie` for surfaces whose frontends rely on a cookie (000, 002).
-    pub fn cookie(&self, browser: &crate::config::BrowserConfig) -> String {
-        format!(
-            "{SESSION_COOKIE}={}; {}; Max-Age={}",
-            self.token,
-            browser.cookie_attributes(),
-            self.ttl.as_secs()
-        )
-    }
-}
-
-pub fn clear_cookie(browser: &crate::config::BrowserConfig) -> String {
-    format!(
-        "{SESSION_COOKIE}=; {}; Max-Age=0",
-        browser.cookie_attributes()
-    )
-}
-
 /// Opens a session (`SignedIn`) and issues its token once every process
 /// can see the session.
 pub async fn open_session(
-    state: &AppState,
-    ctx: &RequestContext,
-    surface: &'static str,
+    core: &Core,
+    id: &Identity,
+    meta: &CommandMeta,
     account_id: Uuid,
     device: DeviceCheck,
     single_device: bool,
@@ -408,16 +381,16 @@ pub async fn open_session(
     let session_id = Uuid::now_v7();
     let at = crate::store::now();
     let expires_at = at + chrono::Duration::from_std(ttl).map_err(anyhow::Error::from)?;
-    account_command(state, ctx, surface, account_id, || AccountCommand::SignIn {
+    account_command(core, meta, account_id, || AccountCommand::SignIn {
         session_id,
-        surface: surface.into(),
+        surface: meta.surface.into(),
         device: device.clone(),
         single_device,
         expires_at,
         at,
     })
     .await?;
-    let token = state.tokens.issue(
+    let token = id.tokens.issue(
         TokenSubject {
             account_id,
             session_id,
@@ -434,55 +407,39 @@ pub async fn open_session(
 
 /// A session on a surface without device binding (room chat, Chat8).
 pub async fn open_plain_session(
-    state: &AppState,
-    ctx: &RequestContext,
-    surface: &'static str,
+    core: &Core,
+    id: &Identity,
+    meta: &CommandMeta,
     account_id: Uuid,
     ttl: Duration,
 ) -> Result<OpenedSession> {
-    open_session(
-        state,
-        ctx,
-        surface,
-        account_id,
-        DeviceCheck::NotUsed,
-        false,
-        ttl,
-    )
-    .await
+    open_session(core, id, meta, account_id, DeviceCheck::NotUsed, false, ttl).await
 }
 
 /// Username-or-email and password, then a plain session.
 pub async fn sign_in(
-    state: &AppState,
-    ctx: &RequestContext,
-    surface: &'static str,
+    core: &Core,
+    id: &Identity,
+    meta: &CommandMeta,
     login: &str,
     password: &str,
     ttl: Duration,
 ) -> Result<(AccountRow, OpenedSession)> {
-    let account = check_password(
-        state,
-        ctx,
-        surface,
-        LoginName::UsernameOrEmail(login),
-        password,
-    )
-    .await?;
-    let session = open_plain_session(state, ctx, surface, account.account_id, ttl).await?;
+    let account = check_password(core, meta, LoginName::UsernameOrEmail(login), password).await?;
+    let session = open_plain_session(core, id, meta, account.account_id, ttl).await?;
     Ok((account, session))
 }
 
 pub async fn refresh_session(
-    state: &AppState,
-    ctx: &RequestContext,
-    surface: &'static str,
+    core: &Core,
+    id: &Identity,
+    meta: &CommandMeta,
     caller: &Caller,
     ttl: Duration,
 ) -> Result<OpenedSession> {
     let at = crate::store::now();
     let expires_at = at + chrono::Duration::from_std(ttl).map_err(anyhow::Error::from)?;
-    account_command(state, ctx, surface, caller.account_id, || {
+    account_command(core, meta, caller.account_id, || {
         AccountCommand::RefreshSession {
             session_id: caller.session_id,
             expires_at,
@@ -496,45 +453,35 @@ pub async fn refresh_session(
     };
     Ok(OpenedSession {
         session_id: caller.session_id,
-        token: state.tokens.issue(subject, expires_at),
+        token: id.tokens.issue(subject, expires_at),
         expires_at,
         ttl,
     })
 }
 
-pub async fn sign_out(
-    state: &AppState,
-    ctx: &RequestContext,
-    surface: &'static str,
-    caller: &Caller,
-) -> Result<()> {
-    account_command(state, ctx, surface, caller.account_id, || {
-        AccountCommand::SignOut {
-            session_id: caller.session_id,
-            at: crate::store::now(),
-        }
+pub async fn sign_out(core: &Core, meta: &CommandMeta, caller: &Caller) -> Result<()> {
+    account_command(core, meta, caller.account_id, || AccountCommand::SignOut {
+        session_id: caller.session_id,
+        at: crate::store::now(),
     })
     .await
 }
 
 /// Sets a new password; every session but `keep_session` ends.
 pub async fn set_password(
-    state: &AppState,
-    ctx: &RequestContext,
-    surface: &'static str,
+    core: &Core,
+    meta: &CommandMeta,
     account_id: Uuid,
     password: &Password,
     keep_session: Option<Uuid>,
     reset: bool,
 ) -> Result<()> {
     let hash = hash_password(password).await?;
-    account_command(state, ctx, surface, account_id, || {
-        AccountCommand::ChangePassword {
-            password_hash: hash.clone(),
-            keep_session,
-            reset,
-            at: crate::store::now(),
-        }
+    account_command(core, meta, account_id, || AccountCommand::ChangePassword {
+        password_hash: hash.clone(),
+        keep_session,
+        reset,
+        at: crate::store::now(),
     })
     .await
 }
@@ -554,58 +501,25 @@ pub enum AuthFailure {
     Unavailable(anyhow::Error),
 }
 
-/// The token a request carries: `Authorization: [Bearer] <token>`, else the
-/// session cookie when `cookie` is allowed. A malformed header is invalid,
-/// not absent.
-pub fn token_of(
-    headers: &HeaderMap,
-    cookie: bool,
-) -> std::result::Result<Option<String>, AuthFailure> {
-    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
-        return v
-            .to_str()
-            .ok()
-            .and_then(token_from_header)
-            .map(|t| Some(t.to_owned()))
-            .ok_or(AuthFailure::Invalid);
-    }
-    if !cookie {
-        return Ok(None);
-    }
-    let found = headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, v)| *k == SESSION_COOKIE && !v.is_empty())
-        .map(|(_, v)| v.to_owned());
-    Ok(found)
-}
-
 /// What checks a token: the signature key, the sessions kept, and the
 /// session table. A narrow part of the state for surfaces that take
 /// substates (`FromRef`).
 #[derive(Clone)]
 pub struct Authenticator {
-    tokens: std::sync::Arc<crate::auth::Tokens>,
     identity: std::sync::Arc<Identity>,
     pool: sqlx::PgPool,
     progress: std::sync::Arc<crate::projector::Progress>,
 }
 
-impl axum::extract::FromRef<AppState> for Authenticator {
-    fn from_ref(state: &AppState) -> Self {
+impl Authenticator {
+    pub fn new(core: &Core, identity: std::sync::Arc<Identity>) -> Self {
         Self {
-            tokens: state.tokens.clone(),
-            identity: state.identity.clone(),
-            pool: state.pool.clone(),
-            progress: state.progress.clone(),
+            identity,
+            pool: core.pool.clone(),
+            progress: core.progress.clone(),
         }
     }
-}
 
-impl Authenticator {
     /// A keyed signature of `text` (for links that carry their own
     /// authority, such as a chat file's expiring URL).
     pub fn sign(&self, text: &str) -> String {
@@ -631,16 +545,28 @@ impl Authenticator {
     /// the accounts projection, read-your-writes settled) whether the session
     /// is still open — so a sign-out on one process holds on every process.
     pub async fn authenticate(&self, token: &str) -> std::result::Result<Caller, AuthFailure> {
-        let subject = self.tokens.verify(token).map_err(|e| match e {
+        let subject = self.identity.tokens.verify(token).map_err(|e| match e {
             TokenError::Expired => AuthFailure::Expired,
             TokenError::Invalid => AuthFailure::Invalid,
         })?;
-        let row = self
+        let row = match self
             .session(subject.session_id)
             .await
             .map_err(|e| AuthFailure::Unavailable(e.into()))?
-            .filter(|s| s.account_id == subject.account_id)
-            .ok_or(AuthFailure::Invalid)?;
+        {
+            Some(row) if row.account_id == subject.account_id => row,
+            Some(_) => return Err(AuthFailure::Invalid),
+            // signed by us but not in the table: opened moments ago and not
+            // projected yet (the projector held back or out of reach, as in
+            // a failover) — come back, rather than "signed out"
+            None if opened_recently(subject.session_id) => {
+                return Err(AuthFailure::Unavailable(anyhow::anyhow!(
+                    "{}: the session is not projected yet",
+                    crate::db::UNAVAILABLE
+                )))
+            }
+            None => return Err(AuthFailure::Invalid),
+        };
         if let Some(reason) = &row.end_reason {
             return Err(AuthFailure::Ended {
                 reason: reason.clone(),
@@ -666,14 +592,16 @@ impl Authenticator {
     }
 }
 
-/// [`Authenticator::authenticate`] for surfaces that hold the whole state.
-pub async fn authenticate(
-    state: &AppState,
-    token: &str,
-) -> std::result::Result<Caller, AuthFailure> {
-    <Authenticator as axum::extract::FromRef<AppState>>::from_ref(state)
-        .authenticate(token)
-        .await
+/// Session ids are UUIDv7: their time tells when the session was opened.
+fn opened_recently(session_id: Uuid) -> bool {
+    const RECENT: Duration = Duration::from_secs(60);
+    session_id.get_timestamp().is_some_and(|t| {
+        let (secs, nanos) = t.to_unix();
+        let opened = std::time::UNIX_EPOCH + Duration::new(secs, nanos);
+        std::time::SystemTime::now()
+            .duration_since(opened)
+            .is_ok_and(|age| age < RECENT)
+    })
 }
 
 // ------------------------------------------------------------- email codes
@@ -691,24 +619,22 @@ fn new_code() -> String {
 
 /// Issues a fresh code for `purpose` and mails it.
 pub async fn send_code(
-    state: &AppState,
-    ctx: &RequestContext,
-    surface: &'static str,
+    core: &Core,
+    id: &Identity,
+    meta: &CommandMeta,
     email: &Email,
     purpose: &str,
     purpose_text: &str,
 ) -> Result<()> {
     let code = new_code();
     let key = email.key();
-    let code_hash = state.identity.code_hash(&key, purpose, &code);
-    let cfg = &state.config;
+    let code_hash = id.code_hash(&key, purpose, &code);
+    let cfg = &core.config;
     let ttl = chrono::Duration::from_std(cfg.code_ttl).map_err(anyhow::Error::from)?;
     let resend_after =
         chrono::Duration::from_std(cfg.code_resend_interval).map_err(anyhow::Error::from)?;
-    let meta: CommandMeta = ctx.meta(surface, "anonymous".into());
-    state
-        .store
-        .execute(&state.store.email_codes, &key, &meta, || {
+    core.store
+        .execute(&core.store.email_codes, &key, meta, || {
             EmailCodeCommand::Issue {
                 purpose: purpose.to_owned(),
                 code_hash: code_hash.clone(),
@@ -718,9 +644,7 @@ pub async fn send_code(
             }
         })
         .await?;
-    state
-        .identity
-        .mailer
+    id.mailer
         .send_code(email.as_str(), &code, purpose_text)
         .await
         .map_err(|e| {
@@ -731,9 +655,9 @@ pub async fn send_code(
 
 /// Uses up a code: wrong, used, superseded and expired codes are refused.
 pub async fn redeem_code(
-    state: &AppState,
-    ctx: &RequestContext,
-    surface: &'static str,
+    core: &Core,
+    id: &Identity,
+    meta: &CommandMeta,
     email: &Email,
     purpose: &str,
     code: &str,
@@ -743,11 +667,9 @@ pub async fn redeem_code(
         return Err(IdentityError::WrongCode);
     }
     let key = email.key();
-    let code_hash = state.identity.code_hash(&key, purpose, code);
-    let meta = ctx.meta(surface, "anonymous".into());
-    state
-        .store
-        .execute(&state.store.email_codes, &key, &meta, || {
+    let code_hash = id.code_hash(&key, purpose, code);
+    core.store
+        .execute(&core.store.email_codes, &key, meta, || {
             EmailCodeCommand::Redeem {
                 purpose: purpose.to_owned(),
                 code_hash: code_hash.clone(),
@@ -775,18 +697,5 @@ mod tests {
         );
         assert_eq!(number_of_invite_code("!!"), None);
         assert_eq!(number_of_invite_code("000000"), None);
-    }
-
-    #[test]
-    fn session_cookie_is_found_among_others() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "cookie",
-            "a=1; tidelog_session=tok.en; b=2".parse().unwrap(),
-        );
-        assert_eq!(token_of(&h, true).unwrap().as_deref(), Some("tok.en"));
-        assert_eq!(token_of(&h, false).unwrap(), None);
-        h.insert("authorization", "Basic x".parse().unwrap());
-        assert!(token_of(&h, true).is_err());
     }
 }

@@ -13,7 +13,7 @@ use aggregates::wallet::{wallet_id, Fingerprint};
 use aggregates::{Currency, WalletCommand, WalletError, WalletEvent};
 use uuid::Uuid;
 
-use crate::app::AppState;
+use crate::core::Core;
 use crate::store::{CommandError, CommandMeta, LogPosition, Store};
 
 /// The read model every ledger answer waits for.
@@ -155,6 +155,6 @@ pub async fn find_operation(
 }
 
 /// Waits until the ledger read model includes `pos` (read-your-writes).
-pub async fn settle(state: &AppState, pos: LogPosition) {
-    state.settle(&[PROJECTION], Some(pos)).await;
+pub async fn settle(core: &Core, pos: LogPosition) {
+    core.settle(&[PROJECTION], Some(pos)).await;
 }

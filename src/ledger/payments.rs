@@ -18,8 +18,8 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::{operate, LedgerError, Moved};
-use crate::app::AppState;
 use crate::config::PaymentConfig;
+use crate::core::Core;
 use crate::store::{now, CommandError, CommandMeta};
 
 #[derive(Debug, thiserror::Error)]
@@ -273,19 +273,19 @@ pub struct Recharge {
 }
 
 pub async fn open_recharge(
-    state: &AppState,
+    core: &Core,
     provider: &Provider,
     meta: &CommandMeta,
     account_id: Uuid,
     account_number: i64,
     price: Price,
 ) -> Result<Recharge, PaymentError> {
-    let cfg = &state.config.payments;
+    let cfg = &core.config.payments;
     provider.key()?;
     let coins = price.coins(cfg)?;
     let order_id = Uuid::new_v4();
     let id = order_id.to_string();
-    let store = &state.store;
+    let store = &core.store;
     let at = now();
     store
         .execute_only(&store.payment_orders, &id, meta, || {
@@ -314,7 +314,7 @@ pub async fn open_recharge(
                     }
                 })
                 .await?;
-            state.settle(&[super::PROJECTION], pos).await;
+            core.settle(&[super::PROJECTION], pos).await;
             return Err(e);
         }
     };
@@ -330,7 +330,7 @@ pub async fn open_recharge(
             }
         })
         .await?;
-    state.settle(&[super::PROJECTION], pos).await;
+    core.settle(&[super::PROJECTION], pos).await;
     Ok(Recharge {
         order_id,
         payment,
@@ -341,7 +341,7 @@ pub async fn open_recharge(
 /// Records a status report and credits the coins if the order is finished.
 /// Returns the order's status afterwards.
 pub async fn report(
-    state: &AppState,
+    core: &Core,
     meta: &CommandMeta,
     order_id: Uuid,
     payment_id: &str,
@@ -350,7 +350,7 @@ pub async fn report(
     source: ReportSource,
 ) -> Result<PaymentStatus, PaymentError> {
     let id = order_id.to_string();
-    let store = &state.store;
+    let store = &core.store;
     let order: PaymentOrder = store.load(&id).await?;
     match order.status() {
         None => return Err(PaymentError::UnknownOrder),
@@ -369,9 +369,9 @@ pub async fn report(
             }
         })
         .await?;
-    let credit = ensure_credited(state, meta, order_id).await?;
+    let credit = ensure_credited(core, meta, order_id).await?;
     let last = credit.map(|m| m.position).max(pos);
-    state.settle(&[super::PROJECTION], last).await;
+    core.settle(&[super::PROJECTION], last).await;
     let order: PaymentOrder = store.load(&id).await?;
     Ok(order.status().unwrap_or(status))
 }
@@ -379,12 +379,12 @@ pub async fn report(
 /// Credits a finished order's coins unless that happened already (the
 /// order's exclusive reference makes a second credit impossible).
 pub async fn ensure_credited(
-    state: &AppState,
+    core: &Core,
     meta: &CommandMeta,
     order_id: Uuid,
 ) -> Result<Option<Moved>, PaymentError> {
     let id = order_id.to_string();
-    let order: PaymentOrder = state.store.load(&id).await?;
+    let order: PaymentOrder = core.store.load(&id).await?;
     let Some((account_id, coins)) = order.creditable() else {
         return Ok(None);
     };
@@ -398,7 +398,7 @@ pub async fn ensure_credited(
         description: "crypto recharge".into(),
         at,
     };
-    match operate(&state.store, account_id, Currency::Coins, meta, || {
+    match operate(&core.store, account_id, Currency::Coins, meta, || {
         WalletCommand::Credit(movement())
     })
     .await
@@ -415,14 +415,14 @@ pub async fn ensure_credited(
 /// `check_payment_status`: the order's status for its owner. When the order
 /// is still open and heard nothing for `poll_after`, asks the provider.
 pub async fn check(
-    state: &AppState,
+    core: &Core,
     provider: &Provider,
     meta: &CommandMeta,
     account_id: Uuid,
     order_id: Uuid,
 ) -> Result<PaymentStatus, PaymentError> {
     let id = order_id.to_string();
-    let order: PaymentOrder = state.store.load(&id).await?;
+    let order: PaymentOrder = core.store.load(&id).await?;
     let status = order.status().ok_or(PaymentError::UnknownOrder)?;
     if order.owner() != Some(account_id) {
         return Err(PaymentError::NotYours);
@@ -431,13 +431,13 @@ pub async fn check(
         .last_heard()
         .map(|t| {
             now() - t
-                >= chrono::Duration::from_std(state.config.payments.poll_after).unwrap_or_default()
+                >= chrono::Duration::from_std(core.config.payments.poll_after).unwrap_or_default()
         })
         .unwrap_or(false);
     if status.is_final() {
         // a crash between status and credit is mended here too
-        if let Some(moved) = ensure_credited(state, meta, order_id).await? {
-            super::settle(state, moved.position).await;
+        if let Some(moved) = ensure_credited(core, meta, order_id).await? {
+            super::settle(core, moved.position).await;
         }
         return Ok(status);
     }
@@ -451,7 +451,7 @@ pub async fn check(
         Ok((reported, actually_paid)) => match PaymentStatus::parse(&reported) {
             Some(s) => {
                 report(
-                    state,
+                    core,
                     meta,
                     order_id,
                     &payment_id,
@@ -477,16 +477,16 @@ pub async fn check(
 /// Credits finished orders whose credit did not happen (a crash between the
 /// status and the credit), every `every`, until shutdown.
 pub async fn run_reconciler(
-    state: AppState,
+    core: Core,
     every: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        match projections::ledger::uncredited_orders(&state.pool, 100).await {
+        match projections::ledger::uncredited_orders(&core.pool, 100).await {
             Ok(orders) => {
                 for order_id in orders {
                     let meta = system_meta(order_id);
-                    if let Err(e) = ensure_credited(&state, &meta, order_id).await {
+                    if let Err(e) = ensure_credited(&core, &meta, order_id).await {
                         tracing::warn!(%order_id, error = %e, "reconciling a finished payment failed");
                     }
                 }

@@ -687,9 +687,14 @@ pub async fn subscribe(
     )
     .await;
     let after = read::standing(&core.pool, "", anchor, payer).await?;
-    after
-        .subscribed_until
-        .ok_or_else(|| LiveRoomsError::Internal(anyhow::anyhow!("subscription not projected")))
+    // paid, but the read model is behind (its projector out of reach, as in
+    // a failover): a retry with the same payment is safe
+    after.subscribed_until.ok_or_else(|| {
+        LiveRoomsError::Internal(anyhow::anyhow!(
+            "{}: the subscription is paid but not yet projected",
+            crate::db::UNAVAILABLE
+        ))
+    })
 }
 
 pub async fn set_subscription_price(

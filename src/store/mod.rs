@@ -80,6 +80,15 @@ pub struct CommandMeta {
 }
 
 impl CommandMeta {
+    /// The same request's metadata, acting as `actor` (a command that
+    /// acts for an account the request only names, such as a new one).
+    pub fn with_actor(&self, actor: String) -> Self {
+        Self {
+            actor,
+            ..self.clone()
+        }
+    }
+
     fn to_map(&self) -> HashMap<String, String> {
         HashMap::from([
             ("actor".into(), self.actor.clone()),

@@ -12,14 +12,14 @@ use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use super::AdminState;
 use super::{Admin, AdminError, Auditor};
-use crate::app::AppState;
 use crate::http::body::{self, BodyError};
 use crate::http::context::RequestContext;
 use crate::ledger::{self, LedgerError};
 use crate::store::now;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes() -> OpenApiRouter<AdminState> {
     OpenApiRouter::new()
         .routes(routes!(entries))
         .routes(routes!(wallet))
@@ -69,7 +69,7 @@ use schema::*;
 /// A failed query: 503 while the database is out of reach, 400 for a value
 /// it cannot store (a NUL), else 500; logged by `failure_status`.
 fn unavailable(e: impl Into<anyhow::Error>) -> AdminError {
-    match crate::http::failure_status("admin", &e.into()) {
+    match crate::http::reply::failure_status("admin", &e.into()) {
         StatusCode::SERVICE_UNAVAILABLE => {
             AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
         }
@@ -80,7 +80,7 @@ fn unavailable(e: impl Into<anyhow::Error>) -> AdminError {
     }
 }
 
-async fn account_id(state: &AppState, who: &str) -> Result<Uuid, AdminError> {
+async fn account_id(state: &AdminState, who: &str) -> Result<Uuid, AdminError> {
     projections::accounts::by_any(&state.pool, who)
         .await
         .map_err(unavailable)?
@@ -110,7 +110,7 @@ struct EntriesQuery {
     responses((status = 200, description = "A page of entries", body = Entries), (status = "4XX", description = "No or wrong token, bad input, unknown account", body = super::Failure)))]
 async fn entries(
     _: Auditor,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     query: Result<Query<EntriesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AdminError> {
     let Query(q) = query.map_err(|_| {
@@ -155,7 +155,7 @@ async fn entries(
     responses((status = 200, description = "The account's wallets", body = Wallets), (status = "4XX", description = "No or wrong token, bad input, unknown account", body = super::Failure)))]
 async fn wallet(
     _: Auditor,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(who): Path<String>,
 ) -> Result<Response, AdminError> {
     let id = account_id(&state, &who).await?;
@@ -181,7 +181,7 @@ async fn wallet(
     responses((status = 200, description = "The order, its provider's notifications and its credit", body = Object), (status = "4XX", description = "No or wrong token, bad input, unknown account", body = super::Failure)))]
 async fn payment(
     _: Auditor,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(order_id): Path<String>,
 ) -> Result<Response, AdminError> {
     let no_order = || AdminError::new(StatusCode::NOT_FOUND, "no such payment order");
@@ -226,7 +226,7 @@ fn body_error(e: BodyError) -> AdminError {
     responses((status = 200, description = "The correction, recorded once per operation id", body = Adjusted), (status = "4XX", description = "No or wrong token, bad input, unknown account", body = super::Failure)))]
 async fn adjust(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     ctx: RequestContext,
     req: Request,
 ) -> Result<Response, AdminError> {
@@ -280,7 +280,7 @@ async fn adjust(
         LedgerError::Contended => AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "busy, retry"),
         other => unavailable(anyhow::anyhow!("{other}")),
     })?;
-    ledger::settle(&state, moved.position).await;
+    ledger::settle(&state.core, moved.position).await;
     Ok(Json(json!({
         "position": moved.position.position,
         "balance_after": moved.balance_after,

@@ -12,18 +12,34 @@ use axum::{Json, Router};
 use subtle::ConstantTimeEq;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::app::AppState;
 use crate::auth::token_from_header;
-use crate::config::Config;
+use crate::config::{Config, Secret};
+use crate::core::Core;
+
+/// The operators' surface's own state: the core and the two tokens.
+#[derive(Clone)]
+pub struct AdminState {
+    pub core: Core,
+    pub admin_token: Secret,
+    /// the auditors' read-only token
+    pub audit_token: Secret,
+}
+
+impl std::ops::Deref for AdminState {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
 
 /// The surface's routes with their documentation.
-pub fn routes(_: &Config) -> OpenApiRouter<AppState> {
+pub fn routes(_: &Config) -> OpenApiRouter<AdminState> {
     OpenApiRouter::new()
         .routes(routes!(projections))
         .merge(ledger::routes())
 }
 
-pub fn router(config: &Config) -> Router<AppState> {
+pub fn router(config: &Config) -> Router<AdminState> {
     routes(config).split_for_parts().0
 }
 
@@ -53,7 +69,7 @@ impl AdminError {
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        crate::http::retry_after(
+        crate::http::reply::retry_after(
             (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response(),
         )
     }
@@ -69,7 +85,7 @@ pub enum Role {
     Auditor,
 }
 
-fn role_of(parts: &Parts, state: &AppState) -> Result<Role, AdminError> {
+fn role_of(parts: &Parts, state: &AdminState) -> Result<Role, AdminError> {
     let given = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
@@ -94,12 +110,12 @@ fn role_of(parts: &Parts, state: &AppState) -> Result<Role, AdminError> {
     }
 }
 
-impl FromRequestParts<AppState> for Admin {
+impl FromRequestParts<AdminState> for Admin {
     type Rejection = AdminError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        state: &AdminState,
     ) -> Result<Self, Self::Rejection> {
         match role_of(parts, state)? {
             Role::Admin => Ok(Admin),
@@ -114,12 +130,12 @@ impl FromRequestParts<AppState> for Admin {
 /// Proof that the caller may read the ledger (admin or audit token).
 pub struct Auditor(pub Role);
 
-impl FromRequestParts<AppState> for Auditor {
+impl FromRequestParts<AdminState> for Auditor {
     type Rejection = AdminError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        state: &AdminState,
     ) -> Result<Self, Self::Rejection> {
         role_of(parts, state).map(Auditor)
     }
@@ -131,7 +147,7 @@ impl FromRequestParts<AppState> for Auditor {
         (status = 200, description = "One row per projection", body = Vec<Object>),
         (status = "4XX", description = "No or wrong token", body = Failure),
     ))]
-async fn projections(_: Admin, State(state): State<AppState>) -> Result<Response, AdminError> {
+async fn projections(_: Admin, State(state): State<AdminState>) -> Result<Response, AdminError> {
     match crate::projector::status(&state.pool).await {
         Ok(rows) => Ok(Json(rows).into_response()),
         Err(e) => {

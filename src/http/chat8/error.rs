@@ -47,7 +47,7 @@ impl Chat8Error {
     }
     /// Logs the cause chain; the client sees only a generic message.
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        let status = crate::http::failure_status(super::SURFACE, &err.into());
+        let status = crate::http::reply::failure_status(super::SURFACE, &err.into());
         match status {
             StatusCode::BAD_REQUEST => Self::validation("body", "参数错误: 含有无法保存的字符"),
             StatusCode::SERVICE_UNAVAILABLE => {
@@ -65,7 +65,7 @@ impl IntoResponse for Chat8Error {
             "error": { "code": self.code, "message": self.message, "details": self.details },
             "timestamp": timestamp(),
         });
-        crate::http::retry_after((self.status, axum::Json(body)).into_response())
+        crate::http::reply::retry_after((self.status, axum::Json(body)).into_response())
     }
 }
 

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use super::error::Chat8Error;
 use crate::auth::Caller;
 use crate::http::body;
-use crate::identity::{self, AuthFailure, Authenticator};
+use crate::identity::{AuthFailure, Authenticator};
 
 pub struct C8Json<T>(pub T);
 
@@ -29,7 +29,8 @@ where
     type Rejection = Chat8Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Chat8Error> {
-        let token = identity::token_of(&parts.headers, false)?.ok_or(AuthFailure::Missing)?;
+        let token =
+            crate::http::session::token_of(&parts.headers, false)?.ok_or(AuthFailure::Missing)?;
         Ok(Bearer(
             Authenticator::from_ref(state).authenticate(&token).await?,
         ))

@@ -11,8 +11,8 @@ use serde_json::json;
 use super::dto::*;
 use super::error::Chat8Error;
 use super::extract::{Bearer, C8Json};
+use super::Chat8State;
 use super::SURFACE;
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::http::context::RequestContext;
 use crate::identity::{self, NewAccount};
@@ -21,7 +21,7 @@ use super::schema::*;
 
 type Result<T> = std::result::Result<T, Chat8Error>;
 
-async fn account_of(state: &AppState, caller: &Caller) -> Result<AccountRow> {
+async fn account_of(state: &Chat8State, caller: &Caller) -> Result<AccountRow> {
     accounts::by_id(&state.pool, caller.account_id)
         .await?
         .ok_or_else(|| Chat8Error::new(StatusCode::NOT_FOUND, "USER_001", "用户不存在"))
@@ -29,16 +29,23 @@ async fn account_of(state: &AppState, caller: &Caller) -> Result<AccountRow> {
 
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "chat8", request_body = RegisterRequest, responses((status = 201, description = "注册成功, signed in", body = Envelope<Registered>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn register(
-    State(state): State<AppState>,
+    State(state): State<Chat8State>,
     ctx: RequestContext,
     C8Json(body): C8Json<RegisterRequest>,
 ) -> Result<impl IntoResponse> {
     let new = NewAccount::try_from(body)?;
     let (username, email) = (new.username.clone(), new.email.clone());
-    let registered = identity::register(&state, &ctx, SURFACE, new).await?;
+    let registered =
+        identity::register(&state.core, &ctx.meta(SURFACE, "anonymous".into()), new).await?;
     let ttl = state.config.access_token_ttl;
-    let session =
-        identity::open_plain_session(&state, &ctx, SURFACE, registered.account_id, ttl).await?;
+    let session = identity::open_plain_session(
+        &state.core,
+        &state.identity,
+        &ctx.meta(SURFACE, "anonymous".into()),
+        registered.account_id,
+        ttl,
+    )
+    .await?;
     let data = json!({
         "user_id": registered.number,
         "username": username.map(|u| u.as_str().to_owned()),
@@ -51,13 +58,20 @@ pub async fn register(
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "chat8", request_body = LoginRequest, responses((status = 200, description = "登录成功", body = Envelope<LoggedIn>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn login(
-    State(state): State<AppState>,
+    State(state): State<Chat8State>,
     ctx: RequestContext,
     C8Json(body): C8Json<LoginRequest>,
 ) -> Result<impl IntoResponse> {
     let ttl = state.config.access_token_ttl;
-    let (account, session) =
-        identity::sign_in(&state, &ctx, SURFACE, &body.username, &body.password, ttl).await?;
+    let (account, session) = identity::sign_in(
+        &state.core,
+        &state.identity,
+        &ctx.meta(SURFACE, "anonymous".into()),
+        &body.username,
+        &body.password,
+        ttl,
+    )
+    .await?;
     let data = json!({
         "access_token": session.token,
         "token_type": "bearer",
@@ -69,12 +83,19 @@ pub async fn login(
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "chat8", security(("session" = [])), responses((status = 200, description = "A new token for the same session", body = Envelope<Refreshed>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn refresh(
-    State(state): State<AppState>,
+    State(state): State<Chat8State>,
     ctx: RequestContext,
     Bearer(caller): Bearer,
 ) -> Result<impl IntoResponse> {
     let ttl = state.config.access_token_ttl;
-    let session = identity::refresh_session(&state, &ctx, SURFACE, &caller, ttl).await?;
+    let session = identity::refresh_session(
+        &state.core,
+        &state.identity,
+        &ctx.meta(SURFACE, "anonymous".into()),
+        &caller,
+        ttl,
+    )
+    .await?;
     let data = json!({
         "access_token": session.token,
         "token_type": "bearer",
@@ -85,17 +106,17 @@ pub async fn refresh(
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "chat8", security(("session" = [])), responses((status = 200, description = "登出成功: the token no longer works", body = Done), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn logout(
-    State(state): State<AppState>,
+    State(state): State<Chat8State>,
     ctx: RequestContext,
     Bearer(caller): Bearer,
 ) -> Result<impl IntoResponse> {
-    identity::sign_out(&state, &ctx, SURFACE, &caller).await?;
+    identity::sign_out(&state.core, &ctx.meta(SURFACE, "anonymous".into()), &caller).await?;
     Ok(done("登出成功"))
 }
 
 #[utoipa::path(get, path = "/api/v1/user/profile", tag = "chat8", security(("session" = [])), responses((status = 200, description = "The caller's profile", body = Envelope<ProfileDto>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn profile(
-    State(state): State<AppState>,
+    State(state): State<Chat8State>,
     Bearer(caller): Bearer,
 ) -> Result<impl IntoResponse> {
     let account = account_of(&state, &caller).await?;
@@ -104,20 +125,23 @@ pub async fn profile(
 
 #[utoipa::path(put, path = "/api/v1/user/profile", tag = "chat8", request_body = ProfileRequest, security(("session" = [])), responses((status = 200, description = "资料已更新", body = Envelope<UserDto>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn update_profile(
-    State(state): State<AppState>,
+    State(state): State<Chat8State>,
     ctx: RequestContext,
     Bearer(caller): Bearer,
     C8Json(body): C8Json<ProfileRequest>,
 ) -> Result<impl IntoResponse> {
     let change = ProfileChange::try_from(body)?;
-    identity::account_command(&state, &ctx, SURFACE, caller.account_id, || {
-        AccountCommand::UpdateProfile {
+    identity::account_command(
+        &state.core,
+        &ctx.meta(SURFACE, "anonymous".into()),
+        caller.account_id,
+        || AccountCommand::UpdateProfile {
             username: change.username.clone(),
             email: change.email.clone(),
             avatar: change.avatar.clone(),
             at: crate::store::now(),
-        }
-    })
+        },
+    )
     .await?;
     let account = account_of(&state, &caller).await?;
     Ok(ok("资料已更新", UserDto::from(&account)))
@@ -125,7 +149,7 @@ pub async fn update_profile(
 
 #[utoipa::path(put, path = "/api/v1/user/password", tag = "chat8", request_body = PasswordRequest, security(("session" = [])), responses((status = 200, description = "密码修改成功", body = Done), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn change_password(
-    State(state): State<AppState>,
+    State(state): State<Chat8State>,
     ctx: RequestContext,
     Bearer(caller): Bearer,
     C8Json(body): C8Json<PasswordRequest>,
@@ -140,9 +164,8 @@ pub async fn change_password(
         ));
     }
     identity::set_password(
-        &state,
-        &ctx,
-        SURFACE,
+        &state.core,
+        &ctx.meta(SURFACE, "anonymous".into()),
         caller.account_id,
         &change.new,
         Some(caller.session_id),
@@ -154,18 +177,21 @@ pub async fn change_password(
 
 #[utoipa::path(put, path = "/api/v1/user/status", tag = "chat8", request_body = StatusRequest, security(("session" = [])), responses((status = 200, description = "状态已更新", body = Envelope<StatusSet>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn set_status(
-    State(state): State<AppState>,
+    State(state): State<Chat8State>,
     ctx: RequestContext,
     Bearer(caller): Bearer,
     C8Json(body): C8Json<StatusRequest>,
 ) -> Result<impl IntoResponse> {
     let status = Presence::try_from(body)?;
-    identity::account_command(&state, &ctx, SURFACE, caller.account_id, || {
-        AccountCommand::SetPresence {
+    identity::account_command(
+        &state.core,
+        &ctx.meta(SURFACE, "anonymous".into()),
+        caller.account_id,
+        || AccountCommand::SetPresence {
             status,
             at: crate::store::now(),
-        }
-    })
+        },
+    )
     .await?;
     Ok(ok("状态已更新", json!({ "status": status.as_str() })))
 }

@@ -8,6 +8,7 @@ mod extract;
 mod handlers;
 mod schema;
 mod social;
+mod state;
 mod uploads;
 pub mod ws;
 
@@ -18,8 +19,8 @@ use utoipa_axum::router::UtoipaMethodRouterExt;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use error::Chat8Error;
+pub use state::Chat8State;
 
-use crate::app::AppState;
 use crate::config::Config;
 
 pub const SURFACE: &str = "chat8";
@@ -35,7 +36,7 @@ pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// The surface's routes with their documentation.
-pub fn routes(config: &Config) -> OpenApiRouter<AppState> {
+pub fn routes(config: &Config) -> OpenApiRouter<Chat8State> {
     let avatar_limit =
         DefaultBodyLimit::max(config.chat8_avatar_max_bytes + uploads::FORM_OVERHEAD);
     let file_limit = DefaultBodyLimit::max(config.chat8_file_max_bytes + uploads::FORM_OVERHEAD);
@@ -63,7 +64,7 @@ pub fn routes(config: &Config) -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(ws::upgrade)).merge(api)
 }
 
-pub fn router(config: &Config) -> Router<AppState> {
+pub fn router(config: &Config) -> Router<Chat8State> {
     routes(config)
         .split_for_parts()
         .0

@@ -244,7 +244,7 @@ pub async fn get(
     };
     let mut name = None;
     if !signed {
-        let token = match identity::token_of(&headers, false)? {
+        let token = match crate::http::session::token_of(&headers, false)? {
             Some(t) => t,
             None => q.token.clone().ok_or_else(Chat8Error::invalid_token)?,
         };

@@ -30,8 +30,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::Chat8Error;
+use super::Chat8State;
 use super::{timestamp, SURFACE};
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::core::Core;
 use crate::http::context::RequestContext;
@@ -54,12 +54,12 @@ pub struct Sockets {
     auth: Authenticator,
 }
 
-impl FromRef<AppState> for Sockets {
-    fn from_ref(state: &AppState) -> Self {
+impl FromRef<Chat8State> for Sockets {
+    fn from_ref(state: &Chat8State) -> Self {
         Self {
-            core: Core::from_ref(state),
-            hub: state.social_hub.clone(),
-            auth: Authenticator::from_ref(state),
+            core: state.core.clone(),
+            hub: state.hub.clone(),
+            auth: state.auth.clone(),
         }
     }
 }

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::summary::hms;
 use super::READ_MODELS;
-use crate::http::json_bytes;
+use crate::http::reply::json_bytes;
 use crate::projector::{Progress, Stand, StandingCache, StreamCache};
 
 /// Answers kept; past it the cache starts again.

@@ -31,14 +31,14 @@ impl GiftError {
         Self::new(StatusCode::NOT_FOUND, format!("房间 {room_id} 不存在"))
     }
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        let status = crate::http::failure_status(super::SURFACE, &err.into());
-        Self::new(status, crate::http::failure_message(status))
+        let status = crate::http::reply::failure_status(super::SURFACE, &err.into());
+        Self::new(status, crate::http::reply::failure_message(status))
     }
 }
 
 impl IntoResponse for GiftError {
     fn into_response(self) -> Response {
-        crate::http::retry_after(
+        crate::http::reply::retry_after(
             (
                 self.status,
                 axum::Json(serde_json::json!({ "error": self.error })),

@@ -18,8 +18,8 @@ use super::month::Month;
 use super::schema::*;
 use super::summary::RoomSummary;
 use super::summary::{self, hms, month_summary, profit_yuan, yuan_of_gold, SummaryRequest};
+use super::GiftState;
 use super::{READ_MODELS, SURFACE};
-use crate::app::AppState;
 use crate::bilibili::parse_batch;
 use crate::http::body;
 use crate::http::context::RequestContext;
@@ -42,7 +42,7 @@ fn key_from_headers(headers: &HeaderMap) -> Option<String> {
         .then(|| rest.trim().to_owned())
 }
 
-fn check_key(state: &AppState, given: Option<&str>) -> Result<()> {
+fn check_key(state: &GiftState, given: Option<&str>) -> Result<()> {
     let expected = state.api_secret.expose().as_bytes();
     match given {
         Some(g) if bool::from(g.as_bytes().ct_eq(expected)) => Ok(()),
@@ -83,7 +83,7 @@ fn anchor_of(v: &Value, room_id: RoomId) -> Result<AnchorName> {
 
 /// Body of `/add/room` and `/delete/room`, authenticated by a header key or
 /// the body's `api_key`.
-async fn room_request(state: &AppState, req: Request) -> Result<(RoomId, AnchorName)> {
+async fn room_request(state: &GiftState, req: Request) -> Result<(RoomId, AnchorName)> {
     let header_key = key_from_headers(req.headers());
     if let Some(k) = &header_key {
         check_key(state, Some(k))?;
@@ -108,7 +108,7 @@ async fn room_request(state: &AppState, req: Request) -> Result<(RoomId, AnchorN
 /// Runs a room command with this request's metadata and answers once the
 /// listings have it.
 async fn room_command(
-    state: &AppState,
+    state: &GiftState,
     ctx: &RequestContext,
     room_id: RoomId,
     make: impl FnMut() -> MonitoredRoomCommand,
@@ -135,7 +135,7 @@ async fn room_command(
     security(("giftApiKey" = []), ()),
     responses((status = 200, description = "添加成功 (again: the same answer)", body = RoomAnswer), (status = "4XX", description = "Rejected: bad key, bad input, unknown room", body = Failure)))]
 pub async fn add_room(
-    State(state): State<AppState>,
+    State(state): State<GiftState>,
     ctx: RequestContext,
     req: Request,
 ) -> Result<impl IntoResponse> {
@@ -153,7 +153,7 @@ pub async fn add_room(
     security(("giftApiKey" = []), ()),
     responses((status = 200, description = "删除成功", body = RoomAnswer), (status = "4XX", description = "Rejected: bad key, bad input, unknown room", body = Failure)))]
 pub async fn delete_room(
-    State(state): State<AppState>,
+    State(state): State<GiftState>,
     ctx: RequestContext,
     req: Request,
 ) -> Result<impl IntoResponse> {
@@ -166,7 +166,7 @@ pub async fn delete_room(
 /// Drops observations already recorded (by their keys in the event store)
 /// and repeats within the batch; returns how many were dropped.
 async fn drop_recorded(
-    state: &AppState,
+    state: &GiftState,
     room_id: RoomId,
     obs: &mut Vec<Observation>,
 ) -> Result<usize> {
@@ -209,7 +209,7 @@ async fn drop_recorded(
     security(("giftApiKey" = [])),
     responses((status = 200, description = "The batch, recorded once however often it is sent", body = IngestAnswer), (status = "4XX", description = "Rejected: bad key, bad input, unknown room", body = Failure)))]
 pub async fn ingest(
-    State(state): State<AppState>,
+    State(state): State<GiftState>,
     ctx: RequestContext,
     Path(raw_room): Path<String>,
     req: Request,
@@ -269,7 +269,7 @@ fn query_map(uri: &Uri) -> HashMap<String, String> {
 }
 
 async fn summaries(
-    state: &AppState,
+    state: &GiftState,
     month: Month,
     now: chrono::DateTime<chrono::Utc>,
     with_concurrency: bool,
@@ -286,7 +286,7 @@ async fn summaries(
 
 #[utoipa::path(get, path = "/gift", tag = "gift",
     responses((status = 200, description = "This month's summary of every monitored room, with live concurrency", body = Vec<RoomSummary>), (status = "4XX", description = "Rejected: bad key, bad input, unknown room", body = Failure)))]
-pub async fn current_month(State(state): State<AppState>) -> Result<impl IntoResponse> {
+pub async fn current_month(State(state): State<GiftState>) -> Result<impl IntoResponse> {
     let now = chrono::Utc::now();
     let month = Month::of(now, state.config.timezone);
     Ok(axum::Json(summaries(&state, month, now, true).await?))
@@ -294,7 +294,7 @@ pub async fn current_month(State(state): State<AppState>) -> Result<impl IntoRes
 
 #[utoipa::path(get, path = "/gift/by_month", tag = "gift", params(MonthQuery),
     responses((status = 200, description = "A month's summary of every room", body = Vec<RoomSummary>), (status = "4XX", description = "Rejected: bad key, bad input, unknown room", body = Failure)))]
-pub async fn by_month(State(state): State<AppState>, uri: Uri) -> Result<Response> {
+pub async fn by_month(State(state): State<GiftState>, uri: Uri) -> Result<Response> {
     let q = query_map(&uri);
     let tz = state.config.timezone;
     let now = chrono::Utc::now();
@@ -314,7 +314,7 @@ pub async fn by_month(State(state): State<AppState>, uri: Uri) -> Result<Respons
 }
 
 /// `room_id` (required, positive) and `month`.
-fn room_and_month(state: &AppState, uri: &Uri) -> Result<(i64, Month)> {
+fn room_and_month(state: &GiftState, uri: &Uri) -> Result<(i64, Month)> {
     let q = query_map(uri);
     let raw = q
         .get("room_id")
@@ -328,7 +328,7 @@ fn room_and_month(state: &AppState, uri: &Uri) -> Result<(i64, Month)> {
     Ok((room_id, month))
 }
 
-async fn require_room(state: &AppState, room_id: i64) -> Result<()> {
+async fn require_room(state: &GiftState, room_id: i64) -> Result<()> {
     if gifts::room(&state.pool, room_id).await?.is_none() {
         return Err(GiftError::no_room(room_id));
     }
@@ -337,7 +337,7 @@ async fn require_room(state: &AppState, room_id: i64) -> Result<()> {
 
 #[utoipa::path(get, path = "/gift/live_sessions", tag = "gift", params(RoomMonthQuery),
     responses((status = 200, description = "A room's live sessions in a month", body = Sessions), (status = "4XX", description = "Rejected: bad key, bad input, unknown room", body = Failure)))]
-pub async fn live_sessions(State(state): State<AppState>, uri: Uri) -> Result<Response> {
+pub async fn live_sessions(State(state): State<GiftState>, uri: Uri) -> Result<Response> {
     let (room_id, month) = room_and_month(&state, &uri)?;
     let key = format!("live_sessions:{room_id}:{}", month.label());
     // kept while no batch touched this room, whatever other rooms receive
@@ -446,7 +446,7 @@ pub(super) struct SessionDto {
 
 #[utoipa::path(get, path = "/gift/sc", tag = "gift", params(RoomMonthQuery),
     responses((status = 200, description = "A room's super chats in a month", body = SuperChats), (status = "4XX", description = "Rejected: bad key, bad input, unknown room", body = Failure)))]
-pub async fn super_chats(State(state): State<AppState>, uri: Uri) -> Result<impl IntoResponse> {
+pub async fn super_chats(State(state): State<GiftState>, uri: Uri) -> Result<impl IntoResponse> {
     let (room_id, month) = room_and_month(&state, &uri)?;
     require_room(&state, room_id).await?;
     let tz = state.config.timezone;

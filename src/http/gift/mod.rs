@@ -7,6 +7,7 @@ mod error;
 mod handlers;
 pub mod month;
 mod schema;
+mod state;
 pub mod summary;
 
 use axum::extract::DefaultBodyLimit;
@@ -17,15 +18,15 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use cache::MonthCache;
 pub use error::GiftError;
+pub use state::GiftState;
 
-use crate::app::AppState;
 use crate::config::Config;
 
 pub const SURFACE: &str = "gift";
 pub(crate) const READ_MODELS: &[&str] = &["gifts"];
 
 /// The surface's routes with their documentation.
-pub fn routes(config: &Config) -> OpenApiRouter<AppState> {
+pub fn routes(config: &Config) -> OpenApiRouter<GiftState> {
     OpenApiRouter::new()
         .routes(routes!(handlers::add_room))
         .routes(routes!(handlers::delete_room))
@@ -36,7 +37,7 @@ pub fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(handlers::super_chats))
 }
 
-pub fn router(config: &Config) -> Router<AppState> {
+pub fn router(config: &Config) -> Router<GiftState> {
     routes(config)
         .split_for_parts()
         .0

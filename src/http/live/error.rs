@@ -20,14 +20,14 @@ impl LiveError {
         }
     }
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        let status = crate::http::failure_status(super::SURFACE, &err.into());
-        Self::new(status, crate::http::failure_message(status))
+        let status = crate::http::reply::failure_status(super::SURFACE, &err.into());
+        Self::new(status, crate::http::reply::failure_message(status))
     }
 }
 
 impl IntoResponse for LiveError {
     fn into_response(self) -> Response {
-        crate::http::retry_after(
+        crate::http::reply::retry_after(
             (
                 self.status,
                 axum::Json(json!({ "code": 1, "msg": self.msg })),

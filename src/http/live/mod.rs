@@ -24,13 +24,12 @@ pub use error::LiveError;
 pub use rooms::{account_of_uid, ranked_answer};
 pub use state::{LiveSurface, Parts};
 
-use crate::app::AppState;
 use crate::config::Config;
 
 pub const SURFACE: &str = "live";
 
 /// The surface's routes with their documentation.
-pub fn routes(config: &Config) -> OpenApiRouter<AppState> {
+pub fn routes(config: &Config) -> OpenApiRouter<LiveSurface> {
     let anchors = DefaultBodyLimit::max(config.live.card_max_bytes);
     let r = OpenApiRouter::new()
         .routes(routes!(rooms::get_all_lives))
@@ -72,10 +71,10 @@ pub fn routes(config: &Config) -> OpenApiRouter<AppState> {
 
 /// `path` + `/` served by `method` and documented as `path` is.
 fn slash_alias(
-    mut r: OpenApiRouter<AppState>,
+    mut r: OpenApiRouter<LiveSurface>,
     path: &str,
-    method: MethodRouter<AppState>,
-) -> OpenApiRouter<AppState> {
+    method: MethodRouter<LiveSurface>,
+) -> OpenApiRouter<LiveSurface> {
     let alias = format!("{path}/");
     let paths = &mut r.get_openapi_mut().paths.paths;
     let mut item = paths.get(path).cloned().expect("the path is documented");
@@ -86,7 +85,7 @@ fn slash_alias(
     r.route(&alias, method)
 }
 
-pub fn router(config: &Config) -> Router<AppState> {
+pub fn router(config: &Config) -> Router<LiveSurface> {
     routes(config)
         .split_for_parts()
         .0

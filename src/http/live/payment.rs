@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::error::LiveError;
 use super::handlers::session;
+use super::LiveSurface;
 use super::SURFACE;
-use crate::app::AppState;
 use crate::http::body::{self, BodyError};
 use crate::http::context::RequestContext;
 use crate::identity;
@@ -67,7 +67,7 @@ pub struct RechargeRequest {
 
 #[utoipa::path(post, path = "/api/payment/process_recharge", tag = "live", request_body = Recharge, security(("session" = []), ("sessionCookie" = [])), responses((status = 200, description = "A crypto payment opened with the provider (also with a trailing slash)", body = RechargeOpened), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn process_recharge(
-    State(state): State<AppState>,
+    State(state): State<LiveSurface>,
     ctx: RequestContext,
     headers: HeaderMap,
     LJson(body): LJson<RechargeRequest>,
@@ -82,7 +82,7 @@ pub async fn process_recharge(
     let price = Price::parse(&body.crypto_amount, &state.config.payments)?;
     let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
     let r = payments::open_recharge(
-        &state,
+        &state.core,
         &state.payment_provider,
         &meta,
         caller.account_id,
@@ -119,7 +119,7 @@ fn order_id(raw: &str) -> Result<Uuid> {
 /// answered the creation yet).
 #[utoipa::path(get, path = "/api/payment/check_payment_status/{order_id}", tag = "live", params(("order_id" = String, Path, description = "The caller's order")), security(("session" = []), ("sessionCookie" = [])), responses((status = 200, description = "The order's status, asked of the provider", body = schema::PaymentStatus), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn check_payment_status(
-    State(state): State<AppState>,
+    State(state): State<LiveSurface>,
     ctx: RequestContext,
     headers: HeaderMap,
     Path(raw): Path<String>,
@@ -128,7 +128,7 @@ pub async fn check_payment_status(
     let order_id = order_id(&raw)?;
     let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
     let status = payments::check(
-        &state,
+        &state.core,
         &state.payment_provider,
         &meta,
         caller.account_id,
@@ -151,7 +151,7 @@ pub async fn check_payment_status(
 /// forward only and credits a finished payment once.
 #[utoipa::path(post, path = "/api/payment/ipn", tag = "live", request_body = Ipn, params(("x-nowpayments-sig" = String, Header, description = "HMAC-SHA512 of the sorted body with the IPN secret")), responses((status = 200, description = "Applied forward only; a finished payment credited once", body = IpnApplied), (status = "4XX", description = "Rejected: bad input, no session, no access, unknown room", body = Failure)))]
 pub async fn ipn(
-    State(state): State<AppState>,
+    State(state): State<LiveSurface>,
     ctx: RequestContext,
     req: Request,
 ) -> Result<impl IntoResponse> {
@@ -187,7 +187,7 @@ pub async fn ipn(
         .ok_or_else(|| bad("payment_status"))?;
     let meta = ctx.meta("payment_ipn", "provider:payments".into());
     let now = payments::report(
-        &state,
+        &state.core,
         &meta,
         order_id,
         &payment_id,

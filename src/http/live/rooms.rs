@@ -104,7 +104,7 @@ pub(super) fn bad(msg: impl std::fmt::Display) -> LiveError {
 /// The session, if the request carries a good one (any surface's cookie or
 /// bearer); a bad or ended token is a guest, as `is_logged_in` answers.
 pub(super) async fn viewer(s: &LiveSurface, headers: &HeaderMap) -> Result<Option<Caller>> {
-    let token = match identity::token_of(headers, true) {
+    let token = match crate::http::session::token_of(headers, true) {
         Ok(Some(t)) => t,
         Ok(None) | Err(_) => return Ok(None),
     };
@@ -117,7 +117,7 @@ pub(super) async fn viewer(s: &LiveSurface, headers: &HeaderMap) -> Result<Optio
 
 /// The session, required.
 pub(super) async fn signed_in(s: &LiveSurface, headers: &HeaderMap) -> Result<Caller> {
-    let token = identity::token_of(headers, true)?.ok_or(AuthFailure::Missing)?;
+    let token = crate::http::session::token_of(headers, true)?.ok_or(AuthFailure::Missing)?;
     Ok(s.auth.authenticate(&token).await?)
 }
 

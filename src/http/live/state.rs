@@ -10,9 +10,9 @@ use axum::body::Bytes;
 use axum::extract::FromRef;
 use sqlx::PgPool;
 
-use crate::app::AppState;
 use crate::core::Core;
-use crate::identity::Authenticator;
+use crate::identity::{Authenticator, Identity};
+use crate::ledger::payments::Provider;
 use crate::projector::Progress;
 use crate::store::LogPosition;
 
@@ -24,20 +24,32 @@ pub struct Parts {
     pub chat_ips: IpWindows,
 }
 
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct LiveSurface {
     pub core: Core,
     pub auth: Authenticator,
+    pub identity: Arc<Identity>,
+    /// the crypto payment provider of coin recharges
+    pub payment_provider: Arc<Provider>,
     pub parts: Arc<Parts>,
 }
 
-impl FromRef<AppState> for LiveSurface {
-    fn from_ref(state: &AppState) -> Self {
+impl LiveSurface {
+    pub fn new(core: Core, identity: Arc<Identity>, payment_provider: Arc<Provider>) -> Self {
         Self {
-            core: Core::from_ref(state),
-            auth: Authenticator::from_ref(state),
-            parts: state.live_rooms.clone(),
+            auth: Authenticator::new(&core, identity.clone()),
+            core,
+            identity,
+            payment_provider,
+            parts: Arc::default(),
         }
+    }
+}
+
+impl std::ops::Deref for LiveSurface {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
     }
 }
 
@@ -172,7 +184,7 @@ impl Answer {
             )
                 .into_response()
         } else {
-            crate::http::json_bytes(self.json.clone())
+            crate::http::reply::json_bytes(self.json.clone())
         };
         resp.headers_mut().insert(
             header::VARY,

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::response::Response;
 use uuid::Uuid;
 
-use crate::http::json_bytes;
+use crate::http::reply::json_bytes;
 use crate::ledger::PROJECTION;
 use crate::projector::{Progress, Stand, StreamCache};
 

@@ -29,14 +29,14 @@ impl OceanError {
         Self::new(StatusCode::UNAUTHORIZED, "未登录或登录已失效")
     }
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        let status = crate::http::failure_status(super::SURFACE, &err.into());
-        Self::new(status, crate::http::failure_message(status))
+        let status = crate::http::reply::failure_status(super::SURFACE, &err.into());
+        Self::new(status, crate::http::reply::failure_message(status))
     }
 }
 
 impl IntoResponse for OceanError {
     fn into_response(self) -> Response {
-        crate::http::retry_after(
+        crate::http::reply::retry_after(
             (
                 self.status,
                 axum::Json(json!({ "status": "failed", "msg": self.msg })),

@@ -8,10 +8,10 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::OceanError;
-use crate::app::AppState;
+use super::Ocean1State;
 use crate::auth::Caller;
 use crate::http::body;
-use crate::identity::{self, AuthFailure};
+use crate::identity::AuthFailure;
 
 pub struct OJson<T>(pub T);
 
@@ -33,9 +33,9 @@ pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The session behind the request, or why there is none (heartbeat tells a
 /// displaced device apart from a stranger).
-pub async fn session_of(headers: &HeaderMap, state: &AppState) -> Result<Caller, AuthFailure> {
-    let token = identity::token_of(headers, true)?.ok_or(AuthFailure::Missing)?;
-    identity::authenticate(state, &token).await
+pub async fn session_of(headers: &HeaderMap, state: &Ocean1State) -> Result<Caller, AuthFailure> {
+    let token = crate::http::session::token_of(headers, true)?.ok_or(AuthFailure::Missing)?;
+    state.auth.authenticate(&token).await
 }
 
 /// The claimed identity headers must agree with the session.

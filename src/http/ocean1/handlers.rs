@@ -11,8 +11,8 @@ use serde_json::json;
 use super::dto::*;
 use super::error::OceanError;
 use super::extract::{check_headers, header as header_of, session_of, OJson};
+use super::Ocean1State;
 use super::SURFACE;
-use crate::app::AppState;
 use crate::http::context::RequestContext;
 use crate::identity::{self, AuthFailure, IdentityError, LoginName, NewAccount, PURPOSE_EMAIL};
 
@@ -27,15 +27,15 @@ fn success_msg(msg: &str) -> axum::Json<serde_json::Value> {
 /// Opens a single-device session and answers like a successful login, with
 /// the session token in the body and as an HttpOnly cookie.
 async fn signed_in(
-    state: &AppState,
+    state: &Ocean1State,
     ctx: &RequestContext,
     account: &AccountRow,
     device: DeviceCheck,
 ) -> std::result::Result<Response, IdentityError> {
     let session = identity::open_session(
-        state,
-        ctx,
-        SURFACE,
+        &state.core,
+        &state.identity,
+        &ctx.meta(SURFACE, "anonymous".into()),
         account.account_id,
         device,
         true,
@@ -56,7 +56,10 @@ async fn signed_in(
         }
     });
     Ok((
-        [(header::SET_COOKIE, session.cookie(&state.config.browser))],
+        [(
+            header::SET_COOKIE,
+            crate::http::session::cookie(&session, &state.config.browser),
+        )],
         axum::Json(body),
     )
         .into_response())
@@ -65,17 +68,17 @@ async fn signed_in(
 #[utoipa::path(post, path = "/api/auth/send_code", tag = "ocean1", request_body = SendCodeRequest,
     responses((status = 200, description = "邮件已发送 (the same whether or not the address has an account)", body = Done), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn send_code(
-    State(state): State<AppState>,
+    State(state): State<Ocean1State>,
     ctx: RequestContext,
     OJson(body): OJson<SendCodeRequest>,
 ) -> Result<impl IntoResponse> {
     let email = Email::parse(&body.email)?;
-    identity::limit(&state, "send_code", &email.key(), &ctx.client_ip).await?;
+    identity::limit(&state.core, "send_code", &email.key(), &ctx.client_ip).await?;
     // The same answer whether or not the address has an account.
     identity::send_code(
-        &state,
-        &ctx,
-        SURFACE,
+        &state.core,
+        &state.identity,
+        &ctx.meta(SURFACE, "anonymous".into()),
         &email,
         PURPOSE_EMAIL,
         "注册 / 重置密码",
@@ -87,7 +90,7 @@ pub async fn send_code(
 #[utoipa::path(post, path = "/api/auth/register", tag = "ocean1", request_body = RegisterRequest,
     responses((status = 200, description = "Registered and signed in on this device", body = SignedIn), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn register(
-    State(state): State<AppState>,
+    State(state): State<Ocean1State>,
     ctx: RequestContext,
     headers: HeaderMap,
     OJson(body): OJson<RegisterRequest>,
@@ -106,12 +109,12 @@ pub async fn register(
             Some(inviter.ok_or(IdentityError::BadInvite)?.account_id)
         }
     };
-    identity::limit(&state, "verify", &reg.email.key(), &ctx.client_ip).await?;
+    identity::limit(&state.core, "verify", &reg.email.key(), &ctx.client_ip).await?;
     // The code first: only the address's owner learns whether it is taken.
     identity::redeem_code(
-        &state,
-        &ctx,
-        SURFACE,
+        &state.core,
+        &state.identity,
+        &ctx.meta(SURFACE, "anonymous".into()),
         &reg.email,
         PURPOSE_EMAIL,
         &reg.verify_code,
@@ -126,7 +129,7 @@ pub async fn register(
         invited_by,
         device,
     };
-    identity::register(&state, &ctx, SURFACE, new).await?;
+    identity::register(&state.core, &ctx.meta(SURFACE, "anonymous".into()), new).await?;
     Ok(success_msg("注册成功"))
 }
 
@@ -134,7 +137,7 @@ pub async fn register(
     params(("x-device-id" = Option<String>, Header, description = "The device, when the body has no `device_id`")),
     responses((status = 200, description = "Signed in, or `NEED_VERIFY` on a new device", body = SignedIn), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn login(
-    State(state): State<AppState>,
+    State(state): State<Ocean1State>,
     ctx: RequestContext,
     headers: HeaderMap,
     OJson(body): OJson<LoginRequest>,
@@ -144,7 +147,13 @@ pub async fn login(
         header_of(&headers, "x-device-id"),
     )?;
     let name = LoginName::Email(&body.email);
-    let account = identity::check_password(&state, &ctx, SURFACE, name, &body.password).await?;
+    let account = identity::check_password(
+        &state.core,
+        &ctx.meta(SURFACE, "anonymous".into()),
+        name,
+        &body.password,
+    )
+    .await?;
     match signed_in(
         &state,
         &ctx,
@@ -157,17 +166,28 @@ pub async fn login(
         other => return Ok(other?),
     }
     // Right password, new device: prove the mailbox first.
-    identity::account_command(&state, &ctx, SURFACE, account.account_id, || {
-        AccountCommand::ChallengeDevice {
+    identity::account_command(
+        &state.core,
+        &ctx.meta(SURFACE, "anonymous".into()),
+        account.account_id,
+        || AccountCommand::ChallengeDevice {
             surface: SURFACE.into(),
             device: device.clone(),
             at: crate::store::now(),
-        }
-    })
+        },
+    )
     .await?;
     let email = Email::parse(account.email.as_deref().unwrap_or_default())?;
     let purpose = identity::device_purpose(&device);
-    match identity::send_code(&state, &ctx, SURFACE, &email, &purpose, "新设备登录验证").await
+    match identity::send_code(
+        &state.core,
+        &state.identity,
+        &ctx.meta(SURFACE, "anonymous".into()),
+        &email,
+        &purpose,
+        "新设备登录验证",
+    )
+    .await
     {
         // a code for this device is already on its way
         Ok(()) | Err(IdentityError::CodeTooSoon { .. }) => {}
@@ -180,7 +200,7 @@ pub async fn login(
     params(("x-device-id" = Option<String>, Header, description = "The device, when the body has no `device_id`")),
     responses((status = 200, description = "Signed in on the new device", body = SignedIn), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn login_verify(
-    State(state): State<AppState>,
+    State(state): State<Ocean1State>,
     ctx: RequestContext,
     headers: HeaderMap,
     OJson(body): OJson<LoginVerifyRequest>,
@@ -190,28 +210,36 @@ pub async fn login_verify(
         header_of(&headers, "x-device-id"),
     )?;
     let email = Email::parse(&body.email)?;
-    identity::limit(&state, "verify", &email.key(), &ctx.client_ip).await?;
+    identity::limit(&state.core, "verify", &email.key(), &ctx.client_ip).await?;
     let account = accounts::by_email_key(&state.pool, &email.key())
         .await?
         .ok_or(IdentityError::WrongCode)?;
     let purpose = identity::device_purpose(&device);
-    identity::redeem_code(&state, &ctx, SURFACE, &email, &purpose, &body.code).await?;
+    identity::redeem_code(
+        &state.core,
+        &state.identity,
+        &ctx.meta(SURFACE, "anonymous".into()),
+        &email,
+        &purpose,
+        &body.code,
+    )
+    .await?;
     Ok(signed_in(&state, &ctx, &account, DeviceCheck::BindNow(device)).await?)
 }
 
 #[utoipa::path(post, path = "/api/auth/reset_password", tag = "ocean1", request_body = ResetRequest,
     responses((status = 200, description = "密码重置成功", body = Done), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn reset_password(
-    State(state): State<AppState>,
+    State(state): State<Ocean1State>,
     ctx: RequestContext,
     OJson(body): OJson<ResetRequest>,
 ) -> Result<impl IntoResponse> {
     let reset = Reset::try_from(body)?;
-    identity::limit(&state, "verify", &reset.email.key(), &ctx.client_ip).await?;
+    identity::limit(&state.core, "verify", &reset.email.key(), &ctx.client_ip).await?;
     identity::redeem_code(
-        &state,
-        &ctx,
-        SURFACE,
+        &state.core,
+        &state.identity,
+        &ctx.meta(SURFACE, "anonymous".into()),
         &reset.email,
         PURPOSE_EMAIL,
         &reset.verify_code,
@@ -221,9 +249,8 @@ pub async fn reset_password(
         .await?
         .ok_or(IdentityError::NoAccount)?;
     identity::set_password(
-        &state,
-        &ctx,
-        SURFACE,
+        &state.core,
+        &ctx.meta(SURFACE, "anonymous".into()),
         account.account_id,
         &reset.password,
         None,
@@ -238,7 +265,7 @@ pub async fn reset_password(
     security(("session" = []), ("sessionCookie" = [])),
     responses((status = 200, description = "The session is alive (the day's login points paid once), or `rejected`", body = Beat), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn heartbeat(
-    State(state): State<AppState>,
+    State(state): State<Ocean1State>,
     ctx: RequestContext,
     headers: HeaderMap,
     OJson(body): OJson<HeartbeatRequest>,
@@ -260,7 +287,7 @@ pub async fn heartbeat(
         }
     }
     let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
-    let core = <crate::core::Core as axum::extract::FromRef<AppState>>::from_ref(&state);
+    let core = state.core.clone();
     let has_reward = crate::ledger::rewards::daily(&core, &meta, caller.account_id)
         .await
         .map_err(|e| match e {

@@ -11,6 +11,7 @@ mod handlers;
 mod pay;
 pub mod proxy;
 mod schema;
+mod state;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -20,14 +21,14 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use cache::HistoryCache;
 pub use error::OceanError;
+pub use state::Ocean1State;
 
-use crate::app::AppState;
 use crate::config::Config;
 
 pub const SURFACE: &str = "ocean1";
 
 /// The surface's routes with their documentation.
-pub fn routes(_: &Config) -> OpenApiRouter<AppState> {
+pub fn routes(_: &Config) -> OpenApiRouter<Ocean1State> {
     let image_limit = DefaultBodyLimit::max(proxy::JIMENG_IMAGE_MAX_BYTES + 64 * 1024);
     OpenApiRouter::new()
         .routes(routes!(handlers::send_code))
@@ -46,7 +47,7 @@ pub fn routes(_: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(proxy::jimeng_image).layer(image_limit))
 }
 
-pub fn router(config: &Config) -> Router<AppState> {
+pub fn router(config: &Config) -> Router<Ocean1State> {
     routes(config)
         .split_for_parts()
         .0

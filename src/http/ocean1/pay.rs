@@ -10,8 +10,8 @@ use serde_json::json;
 
 use super::error::OceanError;
 use super::extract::{check_headers, session_of, OJson};
+use super::Ocean1State;
 use super::SURFACE;
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::http::context::RequestContext;
 use crate::identity;
@@ -30,7 +30,7 @@ pub struct RedeemRequest {
     pub card_key: String,
 }
 
-async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller> {
+async fn caller(state: &Ocean1State, headers: &HeaderMap) -> Result<Caller> {
     let caller = session_of(headers, state).await?;
     check_headers(headers, &caller)?;
     Ok(caller)
@@ -73,7 +73,7 @@ impl From<LedgerError> for OceanError {
     security(("session" = []), ("sessionCookie" = [])),
     responses((status = 200, description = "充值成功: the card's points credited once", body = Redeemed), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn redeem(
-    State(state): State<AppState>,
+    State(state): State<Ocean1State>,
     ctx: RequestContext,
     headers: HeaderMap,
     OJson(body): OJson<RedeemRequest>,
@@ -103,7 +103,7 @@ pub async fn redeem(
         &body.card_key,
     )
     .await?;
-    ledger::settle(&state, moved.position).await;
+    ledger::settle(&state.core, moved.position).await;
     Ok(axum::Json(json!({
         "status": "success",
         "msg": "充值成功",
@@ -124,7 +124,7 @@ pub struct HistoryQuery {
     security(("session" = []), ("sessionCookie" = [])),
     responses((status = 200, description = "Point movements, newest first", body = History), (status = "4XX", description = "Rejected: bad input, no session, wrong code or password, rate limited", body = Failure)))]
 pub async fn history(
-    State(state): State<AppState>,
+    State(state): State<Ocean1State>,
     headers: HeaderMap,
     query: std::result::Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response> {

@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use super::error::OceanError;
 use super::extract::{check_headers, OJson};
+use super::Ocean1State;
 use super::SURFACE;
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::core::Core;
 use crate::generation::{self, GenerationError, JobSpec};
@@ -37,10 +37,10 @@ pub struct Proxy {
     http: reqwest::Client,
 }
 
-impl FromRef<AppState> for Proxy {
-    fn from_ref(state: &AppState) -> Self {
+impl FromRef<Ocean1State> for Proxy {
+    fn from_ref(state: &Ocean1State) -> Self {
         Self {
-            core: Core::from_ref(state),
+            core: state.core.clone(),
             http: state.upstream_http.clone(),
         }
     }
@@ -56,7 +56,8 @@ where
     type Rejection = OceanError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
-        let token = identity::token_of(&parts.headers, true)?.ok_or(AuthFailure::Missing)?;
+        let token =
+            crate::http::session::token_of(&parts.headers, true)?.ok_or(AuthFailure::Missing)?;
         let caller = Authenticator::from_ref(state).authenticate(&token).await?;
         check_headers(&parts.headers, &caller)?;
         Ok(Session(caller))

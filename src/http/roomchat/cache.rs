@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::response::Response;
 
 use super::dto::MessagePage;
-use crate::http::json_bytes;
+use crate::http::reply::json_bytes;
 use crate::projector::{Progress, Stand, StreamCache};
 
 /// Pages (and readers) kept; past it the cache starts again.

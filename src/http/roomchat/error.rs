@@ -39,8 +39,8 @@ impl RoomChatError {
     }
     /// Logs the cause chain; the client sees only a generic message.
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        let status = crate::http::failure_status(super::SURFACE, &err.into());
-        Self::new(status, crate::http::failure_message(status))
+        let status = crate::http::reply::failure_status(super::SURFACE, &err.into());
+        Self::new(status, crate::http::reply::failure_message(status))
     }
 
     /// The envelope as JSON text, fields in the seed's order.
@@ -75,7 +75,7 @@ struct Envelope<'a> {
 
 impl IntoResponse for RoomChatError {
     fn into_response(self) -> Response {
-        crate::http::retry_after(
+        crate::http::reply::retry_after(
             (
                 self.status,
                 [(axum::http::header::CONTENT_TYPE, "application/json")],

@@ -5,10 +5,10 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::RoomChatError;
-use crate::app::AppState;
+use super::RoomChatState;
 use crate::auth::Caller;
 use crate::http::body::{self, BodyError};
-use crate::identity::{self, AuthFailure};
+use crate::identity::AuthFailure;
 
 /// A JSON body. The content type is not insisted on (the frontend's own
 /// client decides it); size, syntax and shape are.
@@ -52,18 +52,18 @@ fn query_of<T: DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, RoomChatErr
 /// `?token=` (browsers cannot set headers on a WebSocket).
 pub struct AuthUser(pub Caller);
 
-impl FromRequestParts<AppState> for AuthUser {
+impl FromRequestParts<RoomChatState> for AuthUser {
     type Rejection = RoomChatError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        state: &RoomChatState,
     ) -> Result<Self, Self::Rejection> {
-        let token = match identity::token_of(&parts.headers, false)? {
+        let token = match crate::http::session::token_of(&parts.headers, false)? {
             Some(t) => t,
             None => query_token(&parts.uri).ok_or(AuthFailure::Missing)?,
         };
-        Ok(AuthUser(identity::authenticate(state, &token).await?))
+        Ok(AuthUser(state.auth.authenticate(&token).await?))
     }
 }
 

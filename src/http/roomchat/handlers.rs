@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::dto::*;
 use super::error::{Failure, RoomChatError};
 use super::extract::{AuthUser, RcJson, RcQuery};
+use super::RoomChatState;
 use super::{READ_MODELS, SURFACE};
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::http::context::RequestContext;
 use crate::identity::{self, NewAccount};
@@ -35,18 +35,14 @@ pub(super) fn member_of(caller: &Caller) -> Result<Member> {
     })
 }
 
-async fn next_id(state: &AppState, sequence: &'static str) -> Result<i64> {
+async fn next_id(state: &RoomChatState, sequence: &'static str) -> Result<i64> {
     Ok(state.sequences.next(&state.pool, sequence).await?)
-}
-
-async fn settle(state: &AppState, names: &[&str], pos: Option<LogPosition>) {
-    state.settle(names, pos).await
 }
 
 #[utoipa::path(post, path = "/register", tag = "roomchat", request_body = CredentialsRequest,
     responses((status = 200, description = "注册成功", body = Envelope<UserDto>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn register(
-    State(state): State<AppState>,
+    State(state): State<RoomChatState>,
     ctx: RequestContext,
     RcJson(body): RcJson<CredentialsRequest>,
 ) -> Result<impl IntoResponse> {
@@ -55,7 +51,8 @@ pub async fn register(
         .username
         .clone()
         .expect("room chat registers by username");
-    let registered = identity::register(&state, &ctx, SURFACE, new).await?;
+    let registered =
+        identity::register(&state.core, &ctx.meta(SURFACE, "anonymous".into()), new).await?;
     Ok(ok(
         "注册成功",
         UserDto {
@@ -68,13 +65,20 @@ pub async fn register(
 #[utoipa::path(post, path = "/login", tag = "roomchat", request_body = CredentialsRequest,
     responses((status = 200, description = "登录成功: the session token", body = Envelope<LoginDto>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn login(
-    State(state): State<AppState>,
+    State(state): State<RoomChatState>,
     ctx: RequestContext,
     RcJson(body): RcJson<CredentialsRequest>,
 ) -> Result<impl IntoResponse> {
     let ttl = state.config.jwt_ttl;
-    let (account, session) =
-        identity::sign_in(&state, &ctx, SURFACE, &body.username, &body.password, ttl).await?;
+    let (account, session) = identity::sign_in(
+        &state.core,
+        &state.identity,
+        &ctx.meta(SURFACE, "anonymous".into()),
+        &body.username,
+        &body.password,
+        ttl,
+    )
+    .await?;
     Ok(ok(
         "登录成功",
         LoginDto {
@@ -91,7 +95,7 @@ pub async fn login(
     security(("session" = [])),
     responses((status = 200, description = "创建成功", body = Envelope<RoomDto>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn create_room(
-    State(state): State<AppState>,
+    State(state): State<RoomChatState>,
     ctx: RequestContext,
     AuthUser(caller): AuthUser,
     RcJson(body): RcJson<CreateRoomRequest>,
@@ -113,7 +117,7 @@ pub async fn create_room(
             }
         })
         .await?;
-    settle(&state, READ_MODELS, pos).await;
+    state.settle(READ_MODELS, pos).await;
     let tz = state.config.timezone;
     Ok(ok(
         "创建成功",
@@ -131,7 +135,7 @@ pub async fn create_room(
 #[utoipa::path(get, path = "/api/room/list", tag = "roomchat", security(("session" = [])),
     responses((status = 200, description = "The caller's rooms", body = Envelope<Vec<RoomDto>>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn list_rooms(
-    State(state): State<AppState>,
+    State(state): State<RoomChatState>,
     AuthUser(caller): AuthUser,
 ) -> Result<impl IntoResponse> {
     let tz = state.config.timezone;
@@ -146,7 +150,7 @@ pub async fn list_rooms(
 }
 
 /// Rooms are visible to their members only; others learn whether it exists.
-async fn require_member(state: &AppState, room_id: RoomId, caller: &Caller) -> Result<()> {
+async fn require_member(state: &RoomChatState, room_id: RoomId, caller: &Caller) -> Result<()> {
     if !roomchat::is_member(&state.pool, room_id.get(), caller.number).await? {
         return Err(match roomchat::room(&state.pool, room_id.get()).await? {
             None => RoomChatError::not_found("房间不存在"),
@@ -160,7 +164,7 @@ async fn require_member(state: &AppState, room_id: RoomId, caller: &Caller) -> R
     security(("session" = [])),
     responses((status = 200, description = "The room's members", body = Envelope<Vec<MemberDto>>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn members(
-    State(state): State<AppState>,
+    State(state): State<RoomChatState>,
     AuthUser(caller): AuthUser,
     RcQuery(q): RcQuery<RoomQuery>,
 ) -> Result<impl IntoResponse> {
@@ -180,7 +184,7 @@ pub async fn members(
     security(("session" = [])),
     responses((status = 200, description = "添加用户到聊天室成功 (`data` null)", body = Envelope<Option<String>>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn add_user(
-    State(state): State<AppState>,
+    State(state): State<RoomChatState>,
     ctx: RequestContext,
     AuthUser(caller): AuthUser,
     RcJson(body): RcJson<AddUserRequest>,
@@ -207,13 +211,13 @@ pub async fn add_user(
             }
         })
         .await?;
-    settle(&state, READ_MODELS, pos).await;
+    state.settle(READ_MODELS, pos).await;
     Ok(ok("添加用户到聊天室成功", ()))
 }
 
 /// Posts a message; shared by `POST /api/message/send` and the WebSocket.
 pub(super) async fn post_message(
-    state: &AppState,
+    state: &RoomChatState,
     meta: &CommandMeta,
     caller: &Caller,
     msg: NewMessage,
@@ -250,7 +254,7 @@ pub(super) async fn post_message(
     security(("session" = [])),
     responses((status = 200, description = "发送成功", body = Envelope<MessageDto>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn send_message(
-    State(state): State<AppState>,
+    State(state): State<RoomChatState>,
     ctx: RequestContext,
     AuthUser(caller): AuthUser,
     RcJson(body): RcJson<SendRequest>,
@@ -258,7 +262,7 @@ pub async fn send_message(
     let msg = NewMessage::try_from(body)?;
     let meta = ctx.meta(SURFACE, actor(&caller));
     let (dto, pos) = post_message(&state, &meta, &caller, msg).await?;
-    settle(&state, READ_MODELS, pos).await;
+    state.settle(READ_MODELS, pos).await;
     Ok(ok("发送成功", dto))
 }
 
@@ -266,7 +270,7 @@ pub async fn send_message(
     security(("session" = [])),
     responses((status = 200, description = "A page of history before `last_message_id`", body = Envelope<Vec<MessageDto>>), (status = "4XX", description = "Rejected: bad input, no session, not a member, unknown room", body = Failure)))]
 pub async fn list_messages(
-    State(state): State<AppState>,
+    State(state): State<RoomChatState>,
     AuthUser(caller): AuthUser,
     RcQuery(q): RcQuery<ListMessagesQuery>,
 ) -> Result<Response> {

@@ -5,7 +5,9 @@ mod cache;
 mod dto;
 mod error;
 mod extract;
+pub mod feed;
 mod handlers;
+mod state;
 mod ws;
 
 use aggregates::ChatRoomEvent;
@@ -17,8 +19,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use cache::PageCache;
 pub use error::RoomChatError;
+pub use state::RoomChatState;
 
-use crate::app::AppState;
 use crate::config::Config;
 
 pub const SURFACE: &str = "roomchat";
@@ -26,7 +28,7 @@ pub const SURFACE: &str = "roomchat";
 pub(crate) const READ_MODELS: &[&str] = &["roomchat"];
 
 /// The surface's routes with their documentation.
-pub fn routes(_: &Config) -> OpenApiRouter<AppState> {
+pub fn routes(_: &Config) -> OpenApiRouter<RoomChatState> {
     OpenApiRouter::new()
         .routes(routes!(handlers::register))
         .routes(routes!(handlers::login))
@@ -39,7 +41,7 @@ pub fn routes(_: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(ws::upgrade))
 }
 
-pub fn router(config: &Config) -> Router<AppState> {
+pub fn router(config: &Config) -> Router<RoomChatState> {
     routes(config)
         .split_for_parts()
         .0

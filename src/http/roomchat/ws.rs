@@ -9,8 +9,8 @@ use super::dto::{Envelope, NewMessage, SendRequest};
 use super::error::{Failure, RoomChatError};
 use super::extract::AuthUser;
 use super::handlers::{actor_of, post_message};
+use super::RoomChatState;
 use super::SURFACE;
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::http::context::RequestContext;
 
@@ -25,7 +25,7 @@ const MAX_FRAME: usize = 64 * 1024;
         (status = "4XX", description = "No session, or not a WebSocket handshake", body = Failure),
     ))]
 pub async fn upgrade(
-    State(state): State<AppState>,
+    State(state): State<RoomChatState>,
     ctx: RequestContext,
     AuthUser(caller): AuthUser,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -45,7 +45,7 @@ fn envelope(msg: &'static str) -> String {
     .expect("static envelope")
 }
 
-async fn session(mut socket: WebSocket, state: AppState, ctx: RequestContext, caller: Caller) {
+async fn session(mut socket: WebSocket, state: RoomChatState, ctx: RequestContext, caller: Caller) {
     let mut sub = state.hub.subscribe(caller.number);
     if socket
         .send(Message::Text(envelope("连接成功").into()))
@@ -85,7 +85,7 @@ async fn session(mut socket: WebSocket, state: AppState, ctx: RequestContext, ca
 
 /// A frame is a send request; its push comes back through the live feed.
 async fn handle_frame(
-    state: &AppState,
+    state: &RoomChatState,
     ctx: &RequestContext,
     caller: &Caller,
     text: &str,
