@@ -443,10 +443,10 @@ async fn gifts_as_of(
     instant: &str,
     month: Option<&str>,
 ) -> anyhow::Result<()> {
-    use crate::http::gift::{month::Month, summary};
+    use crate::gifts::{summary, Month};
     let tz = config.timezone;
     let until = parse_instant(instant, tz)?;
-    let month = Month::parse_or_current(month, until, tz).map_err(|e| anyhow!("{}", e.error))?;
+    let month = Month::parse_or_current(month, until, tz)?;
     let projector = projections::gifts::GiftsProjector { tz };
     let request = summary::SummaryRequest {
         month,
@@ -495,7 +495,12 @@ async fn live_ranking(
         true,
         |scoped| async move {
             let rows = projections::live::lives(&scoped, None, None).await?;
-            Ok(crate::http::live::ranked_answer(rows, until, tz))
+            let ranked = projections::live::rank(rows, until);
+            let items = crate::liverooms::views::ranked(&ranked, tz);
+            // as `GET /api/live/get_ranked_lives` answers, as of `until`
+            Ok(serde_json::json!({
+                "code": 0, "status": "success", "data": { "lives_info": items }
+            }))
         },
     )
     .await?;

@@ -237,7 +237,8 @@ impl BrowserConfig {
                     .collect();
                 for o in &list {
                     let ok = (o.starts_with("http://") || o.starts_with("https://"))
-                        && axum::http::HeaderValue::from_str(o).is_ok();
+                        // what a header value can carry: visible ASCII
+                        && o.bytes().all(|b| b.is_ascii_graphic());
                     if !ok {
                         bail!("TIDELOG_CORS_ORIGINS: {o:?} is not an origin like https://app.example.com");
                     }

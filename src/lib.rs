@@ -11,6 +11,7 @@ pub mod db;
 pub mod embedded_pg;
 pub mod files;
 pub mod generation;
+pub mod gifts;
 pub mod http;
 pub mod identity;
 pub mod ids;

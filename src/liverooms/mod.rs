@@ -6,6 +6,7 @@
 pub mod card;
 pub mod earnings;
 pub mod sillytavern;
+pub mod views;
 
 use aggregates::audience::{follow_id, viewer_chat_id, ChatRate, Chatter, ViewerText};
 use aggregates::live_room::{
@@ -285,6 +286,21 @@ pub async fn set_live(
         .await?;
     core.settle(READ_MODELS, pos).await;
     Ok(())
+}
+
+/// A seed-000 `uid`: the account's UUID in unpadded base64url.
+pub fn uid_of(account_id: Uuid) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(account_id.as_bytes())
+}
+
+/// The account behind a seed-000 `uid`.
+pub fn account_of_uid(uid: &str) -> Option<Uuid> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(uid.trim())
+        .ok()?;
+    Uuid::from_slice(&bytes).ok()
 }
 
 /// What a chat upload did.

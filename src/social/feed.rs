@@ -91,7 +91,7 @@ fn frame_text(
     json!({
         "type": kind,
         "data": data,
-        "timestamp": crate::http::chat8::format_time(when),
+        "timestamp": crate::timefmt::rfc3339_utc(when),
         "seq": cursor(at),
     })
     .to_string()

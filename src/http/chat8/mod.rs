@@ -32,7 +32,7 @@ pub fn timestamp() -> String {
 }
 
 pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    crate::timefmt::rfc3339_utc(t)
 }
 
 /// The surface's routes with their documentation.

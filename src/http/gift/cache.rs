@@ -13,8 +13,8 @@ use axum::body::Bytes;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 
-use super::summary::hms;
 use super::READ_MODELS;
+use crate::gifts::summary::hms;
 use crate::http::reply::json_bytes;
 use crate::projector::{Progress, Stand, StandingCache, StreamCache};
 

@@ -76,3 +76,9 @@ pub fn from_command(room_id: i64, e: CommandError<MonitoredRoomError>) -> GiftEr
         other => GiftError::internal(anyhow::anyhow!("{other}")),
     }
 }
+
+impl From<crate::gifts::BadMonth> for GiftError {
+    fn from(e: crate::gifts::BadMonth) -> Self {
+        GiftError::bad_request(e.0)
+    }
+}

@@ -14,13 +14,13 @@ use subtle::ConstantTimeEq;
 
 use super::cache::AnswerBuilder;
 use super::error::{from_command, GiftError};
-use super::month::Month;
 use super::schema::*;
-use super::summary::RoomSummary;
-use super::summary::{self, hms, month_summary, profit_yuan, yuan_of_gold, SummaryRequest};
 use super::GiftState;
 use super::{READ_MODELS, SURFACE};
 use crate::bilibili::parse_batch;
+use crate::gifts::summary::RoomSummary;
+use crate::gifts::summary::{self, hms, month_summary, profit_yuan, yuan_of_gold, SummaryRequest};
+use crate::gifts::Month;
 use crate::http::body;
 use crate::http::context::RequestContext;
 use crate::store::CommandError;

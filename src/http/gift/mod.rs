@@ -5,10 +5,8 @@
 mod cache;
 mod error;
 mod handlers;
-pub mod month;
 mod schema;
 mod state;
-pub mod summary;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;

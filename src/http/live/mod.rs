@@ -21,7 +21,7 @@ use utoipa_axum::router::UtoipaMethodRouterExt;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use error::LiveError;
-pub use rooms::{account_of_uid, ranked_answer};
+pub use rooms::account_of_uid;
 pub use state::{LiveSurface, Parts};
 
 use crate::config::Config;
@@ -96,8 +96,4 @@ async fn method_not_allowed() -> LiveError {
     LiveError::new(StatusCode::METHOD_NOT_ALLOWED, "请求方法不允许")
 }
 
-/// Seed 000's `uid`: the account's UUID in unpadded base64url (22 characters).
-pub fn uid_of(account_id: uuid::Uuid) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(account_id.as_bytes())
-}
+pub use crate::liverooms::uid_of;

@@ -6,6 +6,7 @@
 use super::schema::*;
 use std::collections::HashMap;
 
+use crate::timefmt::sillytavern_send_date;
 use aggregates::audience::{Chatter, ChatterName, ViewerText};
 use aggregates::live_room::LiveRoomId;
 use axum::body::Bytes;
@@ -15,28 +16,23 @@ use axum::response::{IntoResponse, Response};
 use projections::live::{self as read, LiveRow};
 use serde::Serialize;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 use super::error::LiveError;
 use super::state::{Answer, LiveSurface, Presence};
-use super::{uid_of, SURFACE};
+use super::SURFACE;
 use crate::auth::Caller;
 use crate::http::body;
 use crate::http::context::RequestContext;
 use crate::identity::{self, AuthFailure};
+use crate::liverooms::uid_of;
+use crate::liverooms::views;
+pub(super) use crate::liverooms::views::room_name;
 use crate::liverooms::{self, Access, LiveRoomsError, Paid};
-use crate::timefmt::sillytavern_send_date;
 
 type Result<T> = std::result::Result<T, LiveError>;
 
 /// The account behind a seed-000 `uid` (unpadded base64url of its UUID).
-pub fn account_of_uid(uid: &str) -> Option<Uuid> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(uid.trim())
-        .ok()?;
-    Uuid::from_slice(&bytes).ok()
-}
+pub use crate::liverooms::account_of_uid;
 
 // ------------------------------------------------------------- extractors
 
@@ -153,68 +149,6 @@ async fn seen(
 
 // ------------------------------------------------------------------ views
 
-#[derive(Serialize)]
-struct RoomInfo<'a> {
-    title: &'a str,
-    coin_num: i64,
-    describe: &'a str,
-    room_type: i64,
-}
-
-#[derive(Serialize)]
-struct LiveItem<'a> {
-    room_id: &'a str,
-    room_name: String,
-    uid: String,
-    username: &'a str,
-    live_num: i64,
-    character_name: &'a str,
-    character_date: &'a str,
-    image_name: &'a str,
-    image_path: &'a str,
-    tags: &'a [String],
-    room_info: RoomInfo<'a>,
-}
-
-/// `<uid>_<character_name>_<character_date>`, as the seed shows.
-pub(super) fn room_name(uid: &str, character_name: &str, character_date: &str) -> String {
-    format!("{uid}_{character_name}_{character_date}")
-}
-
-impl<'a> LiveItem<'a> {
-    fn of(r: &'a LiveRow) -> Self {
-        let uid = uid_of(r.anchor_id);
-        Self {
-            room_id: &r.room_id,
-            room_name: room_name(&uid, &r.character_name, &r.character_date),
-            uid,
-            username: &r.anchor_name,
-            live_num: r.viewers,
-            character_name: &r.character_name,
-            character_date: &r.character_date,
-            image_name: &r.image_name,
-            image_path: &r.image_path,
-            tags: &r.tags,
-            room_info: RoomInfo {
-                title: &r.title,
-                coin_num: r.coin_num,
-                describe: &r.describe,
-                room_type: r.room_type,
-            },
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct RankedItem<'a> {
-    #[serde(flatten)]
-    room: LiveItem<'a>,
-    language: &'a str,
-    last_ai_reply: String,
-    ai_reply_count: i64,
-    score: f64,
-}
-
 fn json_body(v: &impl Serialize) -> Result<Bytes> {
     serde_json::to_vec(v)
         .map(Bytes::from)
@@ -256,7 +190,7 @@ pub async fn get_all_lives(
     let key = format!("all:{}", tag.as_deref().unwrap_or(""));
     kept(&s, &headers, &key, || async {
         let rows = read::lives(&s.core.pool, tag.as_deref(), Some(Presence::since())).await?;
-        let items: Vec<LiveItem> = rows.iter().map(LiveItem::of).collect();
+        let items: Vec<views::LiveItem> = rows.iter().map(views::LiveItem::of).collect();
         json_body(&json!({ "code": 0, "data": { "lives_info": items } }))
     })
     .await
@@ -281,27 +215,15 @@ pub async fn get_ranked_lives(
     .await
 }
 
-/// The ranked list's answer as of `now` (also what `tidelog live ranking`
-/// prints).
+/// The ranked list's answer as of `now` (`tidelog live ranking` prints
+/// the same).
 pub fn ranked_answer(
     rows: Vec<LiveRow>,
     now: chrono::DateTime<chrono::Utc>,
     tz: chrono_tz::Tz,
 ) -> Value {
     let ranked = read::rank(rows, now);
-    let items: Vec<RankedItem> = ranked
-        .iter()
-        .map(|(r, score)| RankedItem {
-            room: LiveItem::of(r),
-            language: &r.language,
-            last_ai_reply: r
-                .last_ai_reply_at
-                .map(|t| sillytavern_send_date(t, tz))
-                .unwrap_or_default(),
-            ai_reply_count: r.ai_reply_count,
-            score: read::rounded(*score),
-        })
-        .collect();
+    let items = views::ranked(&ranked, tz);
     json!({ "code": 0, "status": "success", "data": { "lives_info": items } })
 }
 

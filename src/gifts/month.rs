@@ -3,7 +3,10 @@
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use super::GiftError;
+/// A month that is not `YYYYMM` or `YYYY-MM` (from 1970): the text says so.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadMonth(pub String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Month {
@@ -12,9 +15,8 @@ pub struct Month {
 }
 
 impl Month {
-    pub fn parse(raw: &str) -> Result<Self, GiftError> {
-        let bad =
-            || GiftError::bad_request(format!("month {raw:?} 格式错误，应为 YYYYMM 或 YYYY-MM"));
+    pub fn parse(raw: &str) -> Result<Self, BadMonth> {
+        let bad = || BadMonth(format!("month {raw:?} 格式错误，应为 YYYYMM 或 YYYY-MM"));
         let digits = match raw.len() {
             6 => raw.to_owned(),
             7 if raw.as_bytes()[4] == b'-' => format!("{}{}", &raw[..4], &raw[5..]),
@@ -36,7 +38,7 @@ impl Month {
         raw: Option<&str>,
         now: DateTime<Utc>,
         tz: Tz,
-    ) -> Result<Self, GiftError> {
+    ) -> Result<Self, BadMonth> {
         match raw.map(str::trim).filter(|m| !m.is_empty()) {
             Some(m) => Self::parse(m),
             None => Ok(Self::of(now, tz)),
