@@ -203,14 +203,6 @@ impl Server {
             progress.clone(),
             shutdown_rx.clone(),
         ));
-        background.push(tokio::spawn(crate::http::roomchat::feed::run(
-            pool.clone(),
-            progress.clone(),
-            hub.clone(),
-            config.timezone,
-            shutdown_rx.clone(),
-        )));
-
         let store = Arc::new(Store::new(pool.clone()));
         background.push(tokio::spawn(projector::run_announcer(
             pool.clone(),
@@ -254,6 +246,12 @@ impl Server {
                 audit_token,
             },
         };
+        background.push(tokio::spawn(crate::http::roomchat::feed::run(
+            core.clone(),
+            hub.clone(),
+            config.timezone,
+            shutdown_rx.clone(),
+        )));
         background.push(tokio::spawn(crate::generation::run(
             core.clone(),
             state.upstream_http.clone(),

@@ -42,6 +42,8 @@ pub struct Caller {
     pub session_id: Uuid,
     pub surface: String,
     pub device_id: Option<String>,
+    /// when the session ends unless refreshed
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -55,6 +55,7 @@ const LAYERS: &[(&[&str], &str)] = &[
             "http::context",
             "http::reply",
             "http::session",
+            "http::socket",
         ],
         "HTTP toolkit",
     ),

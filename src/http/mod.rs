@@ -14,6 +14,7 @@ pub mod ocean1;
 pub mod reply;
 pub mod roomchat;
 pub mod session;
+pub mod socket;
 
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! sign-in, sessions, email codes and rate limits. Surfaces parse their own
 //! contract, call these, and map [`IdentityError`] to their own envelope.
 
+pub mod ends;
 pub mod limits;
 pub mod mail;
 
@@ -588,7 +589,24 @@ impl Authenticator {
             session_id: row.session_id,
             surface: row.surface.clone(),
             device_id: row.device_id.clone(),
+            expires_at: row.expires_at,
         })
+    }
+
+    /// Whether a session is still open, and until when (a socket asks when
+    /// its session should have expired, and before each frame it takes).
+    pub async fn still_open(
+        &self,
+        session_id: Uuid,
+    ) -> std::result::Result<Option<chrono::DateTime<chrono::Utc>>, AuthFailure> {
+        let row = self
+            .session(session_id)
+            .await
+            .map_err(|e| AuthFailure::Unavailable(e.into()))?;
+        Ok(row
+            .filter(|r| r.end_reason.is_none() && r.ended_at.is_none())
+            .map(|r| r.expires_at)
+            .filter(|t| *t > chrono::Utc::now()))
     }
 }
 

@@ -31,9 +31,6 @@ use crate::store::LogPosition;
 
 /// The projection the feed follows.
 pub const PROJECTION: &str = "social";
-/// The projection a `user_status` frame's change is read from (`/friends`
-/// reads presence there): such a frame waits until it applied its event.
-const PRESENCE: &str = "accounts";
 const TYPES: &[&str] = &[
     "Friendship",
     "Conversation",
@@ -113,7 +110,7 @@ async fn read(pool: &PgPool, after: LogPosition, upto: LogPosition) -> sqlx::Res
                 payload::text AS payload, recorded_at
            FROM events
           WHERE aggregate_type = ANY($1)
-            AND (aggregate_type <> 'Account' OR event_type = 'PresenceChanged')
+            AND (aggregate_type <> 'Account' OR event_type = ANY($7))
             AND (transaction_id, global_position) > ($2::text::xid8, $3)
             AND (transaction_id, global_position) <= ($4::text::xid8, $5)
           ORDER BY transaction_id, global_position LIMIT $6",
@@ -124,6 +121,7 @@ async fn read(pool: &PgPool, after: LogPosition, upto: LogPosition) -> sqlx::Res
     .bind(upto.txid.to_string())
     .bind(upto.position)
     .bind(BATCH)
+    .bind(ACCOUNT_EVENTS)
     .fetch_all(pool)
     .await
 }
@@ -404,39 +402,24 @@ pub async fn replay(
     Ok(Some(out))
 }
 
+/// The `Account` events the feed reads: presence changes (`user_status`
+/// frames, whose status `/friends` reads from `accounts`) and those that
+/// end sessions (their sockets close).
+const ACCOUNT_EVENTS: &[&str] = &[
+    "PresenceChanged",
+    "SignedOut",
+    "SignedIn",
+    "PasswordChanged",
+];
+
 /// How far frames may go now: the `social` projection's checkpoint, but
-/// short of the first presence change the `accounts` projection has not
-/// applied yet — a client that reads `/friends` when a `user_status` frame
-/// arrives must see that status. (Presence changes are `Account` events,
-/// which `accounts` applies: its checkpoint reaches them; other events
-/// never hold frames back, as its checkpoint does not move over them.)
+/// short of the first of [`ACCOUNT_EVENTS`] the `accounts` projection has
+/// not applied yet — a client that reads `/friends` when a `user_status`
+/// frame arrives must see that status, and a socket that opens after a
+/// session's end must find it ended.
 pub async fn limit(core: &Core) -> sqlx::Result<LogPosition> {
     let upto = core.progress.checkpoint(PROJECTION);
-    let presence = core.progress.checkpoint(PRESENCE);
-    if presence >= upto {
-        return Ok(upto);
-    }
-    let first: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT transaction_id::text::bigint, global_position FROM events
-          WHERE aggregate_type = 'Account' AND event_type = 'PresenceChanged'
-            AND (transaction_id, global_position) > ($1::text::xid8, $2)
-            AND (transaction_id, global_position) <= ($3::text::xid8, $4)
-          ORDER BY transaction_id, global_position LIMIT 1",
-    )
-    .bind(presence.txid.to_string())
-    .bind(presence.position)
-    .bind(upto.txid.to_string())
-    .bind(upto.position)
-    .fetch_optional(&core.pool)
-    .await?;
-    Ok(match first {
-        // just before it: positions are compared as pairs
-        Some((txid, position)) => LogPosition {
-            txid,
-            position: position - 1,
-        },
-        None => upto,
-    })
+    crate::identity::ends::feed_limit(core, upto, ACCOUNT_EVENTS).await
 }
 
 /// Pushes frames to this process's sockets as the `social` projection moves
@@ -475,6 +458,11 @@ pub async fn run(core: Core, hub: Arc<SocialHub>, mut shutdown: watch::Receiver<
                     txid: row.txid,
                     position: row.global_position,
                 };
+                if row.aggregate_type == "Account" {
+                    // in log order: no frame of a later event reaches them
+                    hub.sockets
+                        .end_sessions(&crate::identity::ends::ended_by(&row.payload));
+                }
                 match frames_of(&core.pool, &mut look, row, None).await {
                     Ok(frames) => {
                         for (u, f) in frames {

@@ -35,14 +35,15 @@ use super::{timestamp, SURFACE};
 use crate::auth::Caller;
 use crate::core::Core;
 use crate::http::context::RequestContext;
+use crate::http::socket::{close_ended, SessionWatch};
 use crate::identity::{self, Authenticator};
 use crate::social::feed::{self, Frame, SocialHub};
 use crate::social::{self, presence, SocialError};
 use crate::store::LogPosition;
 
 const MAX_FRAME: usize = 16 * 1024;
-/// The token was missing, forged or ended.
-pub const CLOSE_UNAUTHORIZED: u16 = 4001;
+/// The token was missing, forged or ended (or the session ended since).
+pub use crate::http::socket::CLOSE_UNAUTHORIZED;
 /// The path's user id is not the token's account.
 pub const CLOSE_FORBIDDEN: u16 = 4003;
 
@@ -136,8 +137,14 @@ async fn session(
     since: Option<Option<LogPosition>>,
 ) {
     // subscribed before the replay's end is read: nothing falls between
-    let mut sub = s.hub.sockets.subscribe(caller.number);
+    let mut sub = s.hub.sockets.subscribe(caller.number, caller.session_id);
     let conn = sub.id();
+    // an end the feed passed before the subscription shows in the table
+    let mut watch = SessionWatch::new(s.auth.clone(), &caller);
+    if !watch.open().await {
+        close_ended(&mut socket).await;
+        return;
+    }
     if let Err(e) =
         presence::opened(&s.core, &s.hub.node, conn, caller.account_id, caller.number).await
     {
@@ -152,6 +159,16 @@ async fn session(
     tracing::debug!(user = caller.number, "chat8 socket connected");
     loop {
         tokio::select! {
+            // an ended session is told as such, before its queue's end
+            biased;
+            _ = &mut sub.ended => {
+                close_ended(&mut socket).await;
+                break;
+            }
+            _ = watch.expired() => {
+                close_ended(&mut socket).await;
+                break;
+            }
             pushed = sub.rx.recv() => {
                 let Some(Frame { at, text }) = pushed else {
                     // dropped for falling behind, or the server stops
@@ -172,6 +189,10 @@ async fn session(
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue,
                 };
+                if !watch.open().await {
+                    close_ended(&mut socket).await;
+                    break;
+                }
                 let answer = match handle(&s.core, &ctx, &caller, &text).await {
                     Ok(a) => a,
                     Err(e) => Some(error_frame(e)),

@@ -1,6 +1,8 @@
 //! Room chat's push feed: each posted message goes to the room's members
 //! connected to this process, once the `roomchat` projection has applied
-//! it (whichever process took the send).
+//! it (whichever process took the send); a session that ends (sign-out,
+//! password change, displacement) has its sockets closed in log order, so
+//! no message posted after the end reaches them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,21 +13,17 @@ use chrono_tz::Tz;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+use crate::core::Core;
+use crate::identity::ends;
 use crate::live::Hub;
-use crate::projector::Progress;
 use crate::store::LogPosition;
 
 const PROJECTION: &str = "roomchat";
 
 /// Pushes each posted message to the room's members connected here, once the
 /// `roomchat` projection has applied it.
-pub async fn run(
-    pool: PgPool,
-    progress: Arc<Progress>,
-    hub: Arc<Hub>,
-    tz: Tz,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(core: Core, hub: Arc<Hub>, tz: Tz, mut shutdown: watch::Receiver<bool>) {
+    let pool = core.pool.clone();
     let mut last = match start_position(&pool).await {
         Ok(p) => p,
         Err(e) => {
@@ -33,14 +31,21 @@ pub async fn run(
             LogPosition::default()
         }
     };
-    let mut rx = progress.subscribe();
+    let mut rx = core.progress.subscribe();
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = rx.changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        let cp = progress.checkpoint(PROJECTION);
+        let own = core.progress.checkpoint(PROJECTION);
+        let cp = match ends::feed_limit(&core, own, ends::ENDING).await {
+            Ok(cp) => cp,
+            Err(e) => {
+                tracing::warn!(error = %e, "live feed cannot read the log; retrying");
+                continue;
+            }
+        };
         if hub.is_empty() {
             // nobody connected here: nothing to read
             last = last.max(cp);
@@ -93,9 +98,36 @@ async fn push_batch(
     .bind(FEED_BATCH)
     .fetch_all(pool)
     .await?;
+    // the sessions that ended up to where this batch reaches, in order
+    // among its messages
+    let reach = match rows.last() {
+        Some((txid, position, _)) if rows.len() as i64 == FEED_BATCH => LogPosition {
+            txid: *txid,
+            position: *position,
+        },
+        _ => upto,
+    };
+    let ended: Vec<(i64, i64, String)> = sqlx::query_as(
+        "SELECT transaction_id::text::bigint, global_position, payload::text FROM events
+          WHERE aggregate_type = 'Account' AND event_type = ANY($5)
+            AND (transaction_id, global_position) > ($1::text::xid8, $2)
+            AND (transaction_id, global_position) <= ($3::text::xid8, $4)
+          ORDER BY transaction_id, global_position",
+    )
+    .bind(after.txid.to_string())
+    .bind(after.position)
+    .bind(reach.txid.to_string())
+    .bind(reach.position)
+    .bind(ends::ENDING)
+    .fetch_all(pool)
+    .await?;
+    let mut ended = ended.into_iter().peekable();
     let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
     let mut last = after;
     for (txid, position, payload) in &rows {
+        while let Some((_, _, end)) = ended.next_if(|(t, p, _)| (*t, *p) < (*txid, *position)) {
+            hub.end_sessions(&ends::ended_by(&end));
+        }
         last = LogPosition {
             txid: *txid,
             position: *position,
@@ -121,6 +153,9 @@ async fn push_batch(
                 hub.send_to(&members[room_id], &text);
             }
         }
+    }
+    for (_, _, end) in ended {
+        hub.end_sessions(&ends::ended_by(&end));
     }
     Ok(if (rows.len() as i64) < FEED_BATCH {
         upto

@@ -13,6 +13,7 @@ use super::RoomChatState;
 use super::SURFACE;
 use crate::auth::Caller;
 use crate::http::context::RequestContext;
+use crate::http::socket::{close_ended, SessionWatch};
 
 const MAX_FRAME: usize = 64 * 1024;
 
@@ -46,7 +47,13 @@ fn envelope(msg: &'static str) -> String {
 }
 
 async fn session(mut socket: WebSocket, state: RoomChatState, ctx: RequestContext, caller: Caller) {
-    let mut sub = state.hub.subscribe(caller.number);
+    let mut sub = state.hub.subscribe(caller.number, caller.session_id);
+    // an end the feed passed before the subscription shows in the table
+    let mut watch = SessionWatch::new(state.auth.clone(), &caller);
+    if !watch.open().await {
+        close_ended(&mut socket).await;
+        return;
+    }
     if socket
         .send(Message::Text(envelope("连接成功").into()))
         .await
@@ -57,6 +64,16 @@ async fn session(mut socket: WebSocket, state: RoomChatState, ctx: RequestContex
     tracing::debug!(user = caller.number, "websocket connected");
     loop {
         tokio::select! {
+            // an ended session is told as such, before its queue's end
+            biased;
+            _ = &mut sub.ended => {
+                close_ended(&mut socket).await;
+                break;
+            }
+            _ = watch.expired() => {
+                close_ended(&mut socket).await;
+                break;
+            }
             pushed = sub.rx.recv() => {
                 let Some(text) = pushed else {
                     let _ = socket.send(Message::Close(None)).await;
@@ -73,6 +90,10 @@ async fn session(mut socket: WebSocket, state: RoomChatState, ctx: RequestContex
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue,
                 };
+                if !watch.open().await {
+                    close_ended(&mut socket).await;
+                    break;
+                }
                 if let Err(e) = handle_frame(&state, &ctx, &caller, &text).await {
                     if socket.send(Message::Text(e.body().into())).await.is_err() {
                         break;
