@@ -260,3 +260,95 @@ async fn a_logout_on_one_process_closes_the_socket_held_by_another() {
     assert!(seen.is_empty());
     drop((p1, p2));
 }
+
+async fn upload_chat_file(from: &User, to: &User, bytes: &[u8]) -> String {
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes.to_vec()).file_name("private.txt"),
+        )
+        .text("receiver_id", to.id.to_string());
+    let resp = from
+        .req(reqwest::Method::POST, "/upload/file")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    v["data"]["file_url"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_private_chat_file_cannot_be_made_an_avatar_to_read_it() {
+    let app = TestApp::start().await;
+    let (alice, bob) = befriended(&app).await;
+    let mallory = User::register(&app, "mallory").await;
+    let link = upload_chat_file(&alice, &bob, b"the pair's secret\n").await;
+    let path = link.split('?').next().unwrap().to_owned();
+    let read = |u: &User| {
+        u.http
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(&u.token)
+            .send()
+    };
+    assert_eq!(
+        read(&mallory).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // naming the file as an avatar is refused, and changes nothing
+    let (s, v) = mallory
+        .put("/user/profile", json!({"avatar": path.clone()}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "VALIDATION_ERROR", "{v}");
+    assert_eq!(
+        read(&mallory).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    // nor does the receiver make it public by naming it
+    let (s, _) = bob
+        .put("/user/profile", json!({"avatar": path.clone()}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        read(&mallory).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM accounts WHERE avatar LIKE '/api/v1/files/%'"
+        )
+        .await,
+        0
+    );
+    // the two parties still read it, and so does its link
+    assert_eq!(read(&alice).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(read(&bob).await.unwrap().status(), StatusCode::OK);
+    let by_link = app
+        .http
+        .get(format!("{}{link}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_link.status(), StatusCode::OK);
+    // an expired link (or one re-dated by hand) opens nothing
+    let exp = link
+        .split("exp=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let redated = link.replace(&format!("exp={exp}"), "exp=9999999999");
+    let forged = app
+        .http
+        .get(format!("{}{redated}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}

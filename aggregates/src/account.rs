@@ -35,6 +35,8 @@ pub struct Account {
     email: Option<String>,
     email_key: Option<String>,
     avatar: String,
+    /// the files this account uploaded as its avatar (their paths)
+    uploaded_avatars: BTreeSet<String>,
     presence: Option<Presence>,
     devices: BTreeSet<String>,
     sessions: BTreeMap<Uuid, ActiveSession>,
@@ -113,6 +115,12 @@ pub enum AccountCommand {
         status: Presence,
         at: DateTime<Utc>,
     },
+    /// An image the account uploaded becomes its avatar: only such a file
+    /// of tidelog's may ever be an avatar (served to everyone signed in).
+    UploadAvatar {
+        avatar: Avatar,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Events of the Account stream. Version 1 throughout; fields added after
@@ -178,6 +186,12 @@ pub enum AccountEvent {
     },
     /// Only the changed fields are present. A username or email change
     /// claims the new key and releases the previous one in the event store.
+    /// The account uploaded `avatar` (a file of tidelog's) and made it its
+    /// avatar.
+    AvatarUploaded {
+        avatar: String,
+        at: DateTime<Utc>,
+    },
     ProfileUpdated {
         username: Option<String>,
         username_key: Option<String>,
@@ -206,6 +220,7 @@ impl DomainEvent for AccountEvent {
             Self::SignedOut { .. } => "SignedOut",
             Self::PasswordChanged { .. } => "PasswordChanged",
             Self::ProfileUpdated { .. } => "ProfileUpdated",
+            Self::AvatarUploaded { .. } => "AvatarUploaded",
             Self::PresenceChanged { .. } => "PresenceChanged",
         }
         .into()
@@ -227,6 +242,10 @@ pub enum AccountError {
     UnknownDevice,
     #[error("the session has ended")]
     SessionNotActive,
+    /// An avatar naming one of tidelog's files the account did not upload
+    /// as its avatar (it could be a private chat file).
+    #[error("avatar: one of tidelog's files may be an avatar only once its account uploaded it as one (else an outside URL)")]
+    AvatarNotUploaded,
 }
 
 impl Account {
@@ -418,6 +437,11 @@ impl Aggregate for Account {
                 let username = username.filter(|u| Some(u.as_str()) != self.username.as_deref());
                 let email = email.filter(|e| Some(e.as_str()) != self.email.as_deref());
                 let avatar = avatar.filter(|a| a.as_str() != self.avatar);
+                if let Some(a) = &avatar {
+                    if a.is_tidelog_file() && !self.uploaded_avatars.contains(a.as_str()) {
+                        return Err(AccountError::AvatarNotUploaded);
+                    }
+                }
                 if username.is_none() && email.is_none() && avatar.is_none() {
                     return Ok(());
                 }
@@ -432,6 +456,16 @@ impl Aggregate for Account {
                     at,
                 };
                 sink.write(event, self).await;
+            }
+            AccountCommand::UploadAvatar { avatar, at } => {
+                sink.write(
+                    AccountEvent::AvatarUploaded {
+                        avatar: avatar.as_str().to_owned(),
+                        at,
+                    },
+                    self,
+                )
+                .await;
             }
             AccountCommand::SetPresence { status, at } => {
                 if self.presence != Some(status) {
@@ -523,6 +557,10 @@ impl Aggregate for Account {
                 }
             }
             AccountEvent::PresenceChanged { status, .. } => self.presence = Some(status),
+            AccountEvent::AvatarUploaded { avatar, .. } => {
+                self.uploaded_avatars.insert(avatar.clone());
+                self.avatar = avatar;
+            }
             AccountEvent::SignInFailed { .. } | AccountEvent::SignInChallenged { .. } => {}
         }
     }
@@ -786,6 +824,67 @@ mod tests {
                 at,
             })
             .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn only_an_uploaded_file_of_tidelog_s_may_be_an_avatar() {
+        let at = Utc::now();
+        let file = "/api/v1/files/aaaabbbbccccddddeeeeffff0000111122223333444455556666777788889999";
+        let naming = |avatar: &str| AccountCommand::UpdateProfile {
+            username: None,
+            email: None,
+            avatar: Some(Avatar::parse(avatar).unwrap()),
+            at,
+        };
+        // someone else's (or a private chat) file, named by hand
+        framework()
+            .given(vec![registered(Uuid::new_v4(), at)])
+            .when(naming(file))
+            .then_expect_error(AccountError::AvatarNotUploaded);
+        // an outside URL or a path tidelog never serves as its own is free text
+        framework()
+            .given(vec![registered(Uuid::new_v4(), at)])
+            .when(naming("https://cdn.example.com/a.png"))
+            .then_expect_events(vec![AccountEvent::ProfileUpdated {
+                username: None,
+                username_key: None,
+                previous_username_key: None,
+                email: None,
+                email_key: None,
+                previous_email_key: None,
+                avatar: Some("https://cdn.example.com/a.png".into()),
+                at,
+            }]);
+        // uploaded, it may be chosen again later
+        framework()
+            .given(vec![
+                registered(Uuid::new_v4(), at),
+                AccountEvent::AvatarUploaded {
+                    avatar: file.into(),
+                    at,
+                },
+                AccountEvent::ProfileUpdated {
+                    username: None,
+                    username_key: None,
+                    previous_username_key: None,
+                    email: None,
+                    email_key: None,
+                    previous_email_key: None,
+                    avatar: Some("https://cdn.example.com/a.png".into()),
+                    at,
+                },
+            ])
+            .when(naming(file))
+            .then_expect_events(vec![AccountEvent::ProfileUpdated {
+                username: None,
+                username_key: None,
+                previous_username_key: None,
+                email: None,
+                email_key: None,
+                previous_email_key: None,
+                avatar: Some(file.into()),
+                at,
+            }]);
     }
 
     #[test]

@@ -337,9 +337,17 @@ impl DeviceId {
 #[serde(transparent)]
 pub struct Avatar(String);
 
+/// Where tidelog serves its stored files (Chat8's `/api/v1/files/{sha256}`).
+pub const FILES_PATH: &str = "/api/v1/files/";
+
 impl Avatar {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         bounded_text(raw.trim(), "avatar", 512, true, false).map(Self)
+    }
+    /// Whether it names one of tidelog's own stored files (which only an
+    /// upload may make an avatar).
+    pub fn is_tidelog_file(&self) -> bool {
+        self.0.starts_with(FILES_PATH)
     }
     pub fn as_str(&self) -> &str {
         &self.0

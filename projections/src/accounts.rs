@@ -157,6 +157,16 @@ impl Projector for AccountsProjector {
                 .execute(conn)
                 .await?;
             }
+            AccountEvent::AvatarUploaded { avatar, at } => {
+                sqlx::query(
+                    "UPDATE accounts SET avatar = $2, updated_at = $3 WHERE account_id = $1",
+                )
+                .bind(account_id)
+                .bind(&avatar)
+                .bind(at)
+                .execute(conn)
+                .await?;
+            }
             AccountEvent::ProfileUpdated {
                 username,
                 username_key,

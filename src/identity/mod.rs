@@ -124,6 +124,9 @@ impl From<CommandError<AccountError>> for IdentityError {
             CommandError::Domain(AccountError::UnknownDevice) => Self::UnknownDevice,
             CommandError::Domain(AccountError::SessionNotActive) => Self::SessionEnded,
             CommandError::Domain(AccountError::NotRegistered) => Self::NoAccount,
+            CommandError::Domain(e @ AccountError::AvatarNotUploaded) => {
+                Self::Invalid(InvalidValue(e.to_string()))
+            }
             CommandError::Contended => Self::Contended,
             other => Self::Internal(anyhow::anyhow!("{other}")),
         }

@@ -141,10 +141,8 @@ pub async fn avatar(
             &core.store.accounts,
             &caller.account_id.to_string(),
             &meta,
-            || AccountCommand::UpdateProfile {
-                username: None,
-                email: None,
-                avatar: Some(avatar.clone()),
+            || AccountCommand::UploadAvatar {
+                avatar: avatar.clone(),
                 at,
             },
         )
@@ -213,9 +211,10 @@ pub struct FileQuery {
     token: Option<String>,
 }
 
-/// `GET /files/{sha256}`: an avatar to any signed-in user; a chat file to
-/// its sender and receiver — by bearer (or `?token=`), or by its signed
-/// link until it expires.
+/// `GET /files/{sha256}`: an avatar to any signed-in user (only an upload
+/// makes one of these files an avatar: a profile naming it is refused); a
+/// chat file to its sender and receiver — by bearer (or `?token=`), or by
+/// its signed link until it expires.
 #[utoipa::path(get, path = "/api/v1/files/{sha256}", tag = "chat8", params(("sha256" = String, Path, description = "The file's SHA-256 (64 hex digits)"), doc::FileQuery), security(("session" = []), ()), responses((status = 200, description = "The file's bytes", content_type = "application/octet-stream", body = Vec<u8>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
 pub async fn get(
     State(core): State<Core>,
