@@ -1,6 +1,7 @@
 //! Typed configuration from the environment. Secrets are wrapped so that
 //! `Debug` never prints them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -95,11 +96,16 @@ pub struct GenerationConfig {
     pub api_url: Option<String>,
     /// `GENERATION_API_KEY` (bearer)
     pub api_key: Option<Secret>,
-    /// `TIDELOG_PRICE_SORA_PER_SECOND`: points per second of video
-    /// (`size: "large"` costs double)
-    pub sora_per_second: i64,
-    /// `TIDELOG_PRICE_BANANA`: points per picture
-    pub banana_price: i64,
+    /// `TIDELOG_PRICES_SORA` (`model=points,…`): the Sora models offered
+    /// and their points per second of video (`size: "large"` costs
+    /// double); by default `sora-2` at `TIDELOG_PRICE_SORA_PER_SECOND` (10).
+    /// Any other model is refused (400): the gateway bills by model.
+    pub sora_prices: BTreeMap<String, i64>,
+    /// `TIDELOG_PRICES_BANANA` (`model=points,…`): the picture models
+    /// offered and their points per picture; by default `nano-banana`,
+    /// `nano-banana-fast` and the seed's `banana-v1` at
+    /// `TIDELOG_PRICE_BANANA` (20).
+    pub banana_prices: BTreeMap<String, i64>,
     /// `TIDELOG_GENERATION_SORA_DEADLINE_SECS` / `_BANANA_`: a job not
     /// ended by then fails, its points returned
     pub sora_deadline: Duration,
@@ -139,8 +145,8 @@ impl Default for GenerationConfig {
         Self {
             api_url: None,
             api_key: None,
-            sora_per_second: 10,
-            banana_price: 20,
+            sora_prices: default_prices(&["sora-2"], 10),
+            banana_prices: default_prices(&["nano-banana", "nano-banana-fast", "banana-v1"], 20),
             sora_deadline: Duration::from_secs(600),
             banana_deadline: Duration::from_secs(300),
             poll_interval: Duration::from_secs(2),
@@ -162,6 +168,33 @@ impl Default for GenerationConfig {
     }
 }
 
+fn default_prices(models: &[&str], price: i64) -> BTreeMap<String, i64> {
+    models.iter().map(|m| ((*m).to_owned(), price)).collect()
+}
+
+/// A price table `model=points,…` from `name`, else `models` at `price`.
+fn prices(name: &str, models: &[&str], price: i64) -> anyhow::Result<BTreeMap<String, i64>> {
+    let Some(raw) = var(name) else {
+        return Ok(default_prices(models, price));
+    };
+    let mut table = BTreeMap::new();
+    for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let parsed = item.split_once('=').and_then(|(m, p)| {
+            let m = m.trim();
+            let p: i64 = p.trim().parse().ok()?;
+            (!m.is_empty() && m.len() <= 64 && p >= 1).then(|| (m.to_owned(), p))
+        });
+        let Some((model, points)) = parsed else {
+            bail!("{name}: {item:?} is not model=points (points at least 1)");
+        };
+        table.insert(model, points);
+    }
+    if table.is_empty() {
+        bail!("{name}: no model priced");
+    }
+    Ok(table)
+}
+
 impl GenerationConfig {
     fn from_env() -> anyhow::Result<Self> {
         let d = Self::default();
@@ -173,8 +206,16 @@ impl GenerationConfig {
         Ok(Self {
             api_url: var("GENERATION_API_URL").map(|u| u.trim_end_matches('/').to_owned()),
             api_key: var("GENERATION_API_KEY").map(Secret::new),
-            sora_per_second: parse_var("TIDELOG_PRICE_SORA_PER_SECOND", d.sora_per_second)?.max(1),
-            banana_price: parse_var("TIDELOG_PRICE_BANANA", d.banana_price)?.max(1),
+            sora_prices: prices(
+                "TIDELOG_PRICES_SORA",
+                &["sora-2"],
+                parse_var("TIDELOG_PRICE_SORA_PER_SECOND", 10i64)?.max(1),
+            )?,
+            banana_prices: prices(
+                "TIDELOG_PRICES_BANANA",
+                &["nano-banana", "nano-banana-fast", "banana-v1"],
+                parse_var("TIDELOG_PRICE_BANANA", 20i64)?.max(1),
+            )?,
             sora_deadline: secs("TIDELOG_GENERATION_SORA_DEADLINE_SECS", d.sora_deadline)?,
             banana_deadline: secs("TIDELOG_GENERATION_BANANA_DEADLINE_SECS", d.banana_deadline)?,
             poll_interval: Duration::from_millis(
@@ -567,5 +608,28 @@ impl Config {
             generation: GenerationConfig::from_env()?,
             daily_reward_points: parse_var("TIDELOG_DAILY_REWARD_POINTS", 10i64)?.max(0),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn price_tables_are_model_points_pairs_and_refuse_anything_else() {
+        std::env::set_var("TIDELOG_TEST_PRICES", " sora-2=10, sora-2-pro = 30 ");
+        let t = prices("TIDELOG_TEST_PRICES", &["x"], 1).unwrap();
+        assert_eq!(t.get("sora-2"), Some(&10));
+        assert_eq!(t.get("sora-2-pro"), Some(&30));
+        assert_eq!(t.len(), 2);
+        for bad in ["sora-2", "sora-2=0", "=5", "a=b", ","] {
+            std::env::set_var("TIDELOG_TEST_PRICES", bad);
+            assert!(prices("TIDELOG_TEST_PRICES", &["x"], 1).is_err(), "{bad}");
+        }
+        std::env::remove_var("TIDELOG_TEST_PRICES");
+        assert_eq!(
+            prices("TIDELOG_TEST_PRICES", &["a", "b"], 7).unwrap(),
+            BTreeMap::from([("a".to_owned(), 7), ("b".to_owned(), 7)])
+        );
     }
 }

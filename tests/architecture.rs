@@ -56,6 +56,7 @@ const LAYERS: &[(&[&str], &str)] = &[
             "http::reply",
             "http::session",
             "http::socket",
+            "http::origin",
         ],
         "HTTP toolkit",
     ),

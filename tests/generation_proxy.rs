@@ -465,6 +465,15 @@ async fn bad_bodies_an_unconfigured_gateway_and_missing_sessions_hold_nothing() 
             json!({"prompt": "x", "url": "file:///etc/passwd"}),
         ),
         ("/api/proxy/sora", json!({"prompt": "x", "stream": "yes"})),
+        // a model the price table does not know: the gateway would bill it at its price
+        (
+            "/api/proxy/sora",
+            json!({"prompt": "x", "model": "sora-2-pro"}),
+        ),
+        (
+            "/api/proxy/banana",
+            json!({"prompt": "x", "model": "nano-banana-pro-4k"}),
+        ),
         (
             "/api/proxy/banana",
             json!({"prompt": "x", "urls": "https://a"}),

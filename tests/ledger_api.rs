@@ -356,12 +356,26 @@ async fn a_card_is_used_once_under_50_concurrent_redeems_and_the_history_follows
         .http
         .post(format!("{}/api/pay/redeem", app.base))
         .header("authorization", bearer(&token))
+        .header("content-type", "application/json")
         .body("{\"card_key\": ")
         .send()
         .await
         .unwrap();
     assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
     assert_eq!(malformed.json::<Value>().await.unwrap()["status"], "failed");
+    // JSON only, by its content type (a form or text/plain body is what
+    // another site's page could post without a preflight)
+    let not_json = app
+        .http
+        .post(format!("{}/api/pay/redeem", app.base))
+        .header("authorization", bearer(&token))
+        .header("content-type", "text/plain")
+        .body(json!({"card_key": codes[2]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(not_json.json::<Value>().await.unwrap()["status"], "failed");
     failed(
         &call(&app, Method::GET, "/api/user/history", &[], None).await,
         StatusCode::UNAUTHORIZED,

@@ -480,6 +480,19 @@ async fn viewers_chat_as_accounts_or_guests_and_read_the_last_twenty() {
         &say(guest.clone(), "anchor1", "it's me").await,
         StatusCode::CONFLICT,
     );
+    // nor one that passes for it: full-width letters, a zero-width space,
+    // a Cyrillic look-alike, a variation selector (issue 32's attacks)
+    for alike in [
+        "\u{ff42}\u{ff4f}\u{ff42}",
+        "b\u{200b}ob",
+        "b\u{043e}b",
+        "anchor\u{fe0f}1",
+    ] {
+        refused(
+            &say(guest.clone(), alike, "it's me").await,
+            StatusCode::CONFLICT,
+        );
+    }
     // a chatter's rate: three a minute here
     success(&say(bob.clone(), "", "two").await);
     success(&say(bob.clone(), "", "three").await);

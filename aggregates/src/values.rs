@@ -16,6 +16,45 @@ fn has_control(s: &str) -> bool {
     s.chars().any(|c| c.is_control())
 }
 
+/// A name as one would read it, for telling whether two names could pass
+/// for each other (a guest posing as a registered user): compatibility
+/// forms folded (NFKC: `ｃａｔ` is `cat`), invisible characters dropped
+/// (zero-width spaces and joiners, format controls, variation selectors),
+/// case folded, and letters that look alike mapped to one (Unicode TR 39's
+/// confusable skeleton: Cyrillic `а` is Latin `a`), until nothing changes.
+pub fn name_skeleton(raw: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let mut s: String = raw
+        .nfkc()
+        .filter(|c| !invisible(*c))
+        .collect::<String>()
+        .to_lowercase();
+    for _ in 0..4 {
+        let next = unicode_security::skeleton(&s)
+            .collect::<String>()
+            .nfkc()
+            .collect::<String>()
+            .to_lowercase();
+        if next == s {
+            break;
+        }
+        s = next;
+    }
+    s
+}
+
+/// Characters that show nothing: Unicode's default-ignorable code points,
+/// white space and controls.
+fn invisible(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(c as u32,
+            0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
+            | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+            | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF)
+}
+
 /// A login name: 1–32 characters, no white space or control characters.
 /// Compared case-insensitively for uniqueness (see [`Username::key`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -462,5 +501,24 @@ mod tests {
         let p = Password::parse("secret123").unwrap();
         assert!(!format!("{p:?}").contains("secret"));
         assert!(Password::parse("12345").is_err());
+    }
+
+    #[test]
+    fn names_that_pass_for_each_other_share_a_skeleton() {
+        let cat = name_skeleton("catsec");
+        for alike in [
+            "CatSec",
+            "\u{ff43}\u{ff41}\u{ff54}\u{ff53}\u{ff45}\u{ff43}", // full width
+            "cat\u{200b}sec",                                   // zero-width space
+            "cat\u{2060}se\u{200d}c",                           // word joiner, ZWJ
+            "c\u{0430}tsec",                                    // Cyrillic a
+            "ca\u{0074}\u{fe0f}sec",                            // variation selector
+        ] {
+            assert_eq!(name_skeleton(alike), cat, "{alike:?}");
+        }
+        for other in ["catsex", "dogsec", "cat_sec"] {
+            assert_ne!(name_skeleton(other), cat, "{other}");
+        }
+        assert_eq!(name_skeleton("游客1234"), name_skeleton("游客1234"));
     }
 }

@@ -1,6 +1,7 @@
 //! Projection "accounts": who can sign in (by name, email and number), their
 //! profile, bound devices and sessions.
 
+use aggregates::values::name_skeleton;
 use aggregates::AccountEvent;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -68,8 +69,9 @@ impl Projector for AccountsProjector {
             } => {
                 sqlx::query(
                     "INSERT INTO accounts (account_id, number, username, username_lower, email, email_lower,
-                                           nickname, invited_by, password_hash, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                                           nickname, invited_by, password_hash, created_at, updated_at,
+                                           username_skeleton, nickname_skeleton)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)",
                 )
                 .bind(account_id)
                 .bind(number)
@@ -81,6 +83,8 @@ impl Projector for AccountsProjector {
                 .bind(invited_by)
                 .bind(&password_hash)
                 .bind(registered_at)
+                .bind(username.as_deref().map(name_skeleton))
+                .bind(nickname.as_deref().map(name_skeleton))
                 .execute(conn)
                 .await?;
             }
@@ -179,6 +183,7 @@ impl Projector for AccountsProjector {
                 sqlx::query(
                     "UPDATE accounts SET
                         username = COALESCE($2, username), username_lower = COALESCE($3, username_lower),
+                        username_skeleton = COALESCE($8, username_skeleton),
                         email = COALESCE($4, email), email_lower = COALESCE($5, email_lower),
                         avatar = COALESCE($6, avatar), updated_at = $7
                       WHERE account_id = $1",
@@ -190,6 +195,7 @@ impl Projector for AccountsProjector {
                 .bind(&email_key)
                 .bind(&avatar)
                 .bind(at)
+                .bind(username.as_deref().map(name_skeleton))
                 .execute(conn)
                 .await?;
             }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod live;
 pub mod metrics;
 pub mod ocean1;
+pub mod origin;
 pub mod reply;
 pub mod roomchat;
 pub mod session;
@@ -80,6 +81,34 @@ async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
     roomchat::not_found(uri).await
 }
 
+/// The paths of the surfaces a session cookie authenticates (000, 002).
+const COOKIE_PATHS: &[&str] = &[
+    "/api/users/",
+    "/api/payment/",
+    "/api/live/",
+    "/api/anchor/",
+    "/api/auth/",
+    "/api/user/",
+    "/api/pay/",
+    "/api/proxy/",
+];
+
+/// A cookie-authenticated write from another site, refused in the envelope
+/// of the surface it was for.
+fn cross_site_refused(path: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    const WHY: &str = "跨站请求被拒绝: 请从本站页面操作";
+    let status = axum::http::StatusCode::FORBIDDEN;
+    if ["/api/users/", "/api/payment/", "/api/live/", "/api/anchor/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+    {
+        live::LiveError::new(status, WHY).into_response()
+    } else {
+        ocean1::OceanError::new(status, WHY).into_response()
+    }
+}
+
 /// Any origin without credentials by default; the configured frontends'
 /// origins with credentials (cookies), their own headers allowed.
 fn cors(browser: &crate::config::BrowserConfig) -> CorsLayer {
@@ -145,6 +174,15 @@ pub fn router(config: &Config, s: Surfaces) -> Router {
         .merge(docs::ops_routes(config).split_for_parts().0.with_state(s.ops))
         .merge(docs::router())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            origin::Guard {
+                allowed: browser.cors_origins.clone().unwrap_or_default(),
+                cookie_paths: COOKIE_PATHS,
+                unsafe_gets: &["/api/users/login_out"],
+                refuse: cross_site_refused,
+            },
+            origin::guard,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(cors(&browser))
         .layer(

@@ -528,14 +528,19 @@ pub async fn room(core: &Core, room_id: &LiveRoomId) -> Result<RoomAccessRow> {
 
 // ------------------------------------------------------------ viewer chat
 
-/// Whether a guest's name is a registered user's (username or nickname,
-/// ignoring case).
+/// Whether a guest's name is, or could pass for, a registered user's
+/// (username or nickname): compared by their confusable skeletons
+/// (`aggregates::values::name_skeleton`), so full-width letters, invisible
+/// characters, case and look-alike letters do not make another name.
 pub async fn name_is_registered(core: &Core, name: &str) -> Result<bool> {
     let key = name.to_lowercase();
     Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM accounts WHERE username_lower = $1 OR lower(nickname) = $1)",
+        "SELECT EXISTS (SELECT 1 FROM accounts
+                         WHERE username_lower = $1 OR lower(nickname) = $1
+                            OR username_skeleton = $2 OR nickname_skeleton = $2)",
     )
     .bind(key)
+    .bind(aggregates::values::name_skeleton(name))
     .fetch_one(&core.pool)
     .await?)
 }

@@ -212,6 +212,7 @@ fn body_error(e: BodyError) -> AdminError {
         BodyError::Unreadable(_) => "unreadable body",
         BodyError::Empty => "empty body",
         BodyError::Syntax => "malformed JSON",
+        BodyError::NotJson => "the body must be JSON",
         BodyError::Shape(_) => {
             "expected {account, currency, direction, amount (positive integer), description, operation_id}"
         }

@@ -82,6 +82,7 @@ impl From<BodyError> for Chat8Error {
             BodyError::Unreadable(_) => Self::new(status, "BAD_REQUEST", "无法读取请求体"),
             BodyError::Empty => Self::new(status, "BAD_REQUEST", "请求体为空"),
             BodyError::Syntax => Self::new(status, "BAD_REQUEST", "JSON 格式不正确"),
+            BodyError::NotJson => Self::new(status, "UNSUPPORTED_MEDIA_TYPE", "请求体必须是 JSON"),
             BodyError::Shape(detail) => Self {
                 details: json!({ "reason": detail }),
                 ..Self::new(

@@ -30,7 +30,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for LJson<T>
     type Rejection = LiveError;
 
     async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Self::Rejection> {
-        Ok(LJson(body::json(req, state).await?))
+        Ok(LJson(body::json_only(req, state).await?))
     }
 }
 

@@ -52,7 +52,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .into_iter()
             .map(|(k, v)| (k, Value::String(v)))
             .collect();
-        let bytes = body::bytes(req, state).await?;
+        let bytes = body::json_bytes(req, state).await?;
         if !bytes.iter().all(u8::is_ascii_whitespace) {
             let v: Value = serde_json::from_slice(&bytes)
                 .map_err(|_| LiveError::from(body::BodyError::Syntax))?;

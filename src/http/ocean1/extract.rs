@@ -19,7 +19,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OJson<T> {
     type Rejection = OceanError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Ok(OJson(body::json(req, state).await?))
+        Ok(OJson(body::json_only(req, state).await?))
     }
 }
 

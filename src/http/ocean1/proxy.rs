@@ -159,7 +159,7 @@ fn sora_spec(core: &Core, b: &ProxyBody) -> Result<JobSpec> {
     if let Some(u) = b.0.get("url").filter(|u| !u.is_null()) {
         body["url"] = Value::String(url_field(u, "url")?);
     }
-    let per_second = core.config.generation.sora_per_second;
+    let per_second = priced(&core.config.generation.sora_prices, &model)?;
     let price = per_second * duration * if size == "large" { 2 } else { 1 };
     Ok(JobSpec {
         kind: GenerationKind::Sora,
@@ -173,6 +173,7 @@ fn sora_spec(core: &Core, b: &ProxyBody) -> Result<JobSpec> {
 fn banana_spec(core: &Core, b: &ProxyBody) -> Result<JobSpec> {
     let prompt = prompt_of(b)?;
     let model = text_field(b.0.get("model"), "model", "nano-banana", 64)?;
+    let price = priced(&core.config.generation.banana_prices, &model)?;
     let image_size = text_field(b.0.get("imageSize"), "imageSize", "1K", 16)?;
     let aspect = text_field(b.0.get("aspectRatio"), "aspectRatio", "auto", 8)?;
     let mut body = json!({
@@ -191,7 +192,16 @@ fn banana_spec(core: &Core, b: &ProxyBody) -> Result<JobSpec> {
         model,
         prompt,
         body,
-        price: core.config.generation.banana_price,
+        price,
+    })
+}
+
+/// The price of a model the table offers; any other is refused before
+/// anything is held or sent (the gateway would bill it at its own price).
+fn priced(table: &std::collections::BTreeMap<String, i64>, model: &str) -> Result<i64> {
+    table.get(model).copied().ok_or_else(|| {
+        let offered: Vec<&str> = table.keys().map(String::as_str).collect();
+        bad(format!("model 不支持: 可用 {}", offered.join(", ")))
     })
 }
 

@@ -24,6 +24,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for RcJson<T> {
                 BodyError::Unreadable(_) => "无法读取请求体".to_owned(),
                 BodyError::Empty => "参数错误: 请求体为空".to_owned(),
                 BodyError::Syntax => "参数错误: JSON 格式不正确".to_owned(),
+                BodyError::NotJson => "参数错误: 请求体必须是 JSON".to_owned(),
                 BodyError::Shape(detail) => format!("参数错误: {detail}"),
             };
             RoomChatError::new(e.status(), msg)
