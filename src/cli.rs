@@ -338,13 +338,17 @@ pub async fn run() -> anyhow::Result<()> {
     }
 }
 
-/// The projections `names` ask for (`all`: every one), each once, in the
-/// order given.
+/// The projections `names` ask for (`all`: every one that can be rebuilt,
+/// which is all but the log's numbering), each once, in the order given.
 fn chosen_projections(
     names: &[String],
     tz: chrono_tz::Tz,
 ) -> anyhow::Result<Vec<std::sync::Arc<dyn projections::Projector>>> {
-    let all = projections::all(tz);
+    // the log's numbering is assigned once, never rebuilt
+    let all: Vec<_> = projections::all(tz)
+        .into_iter()
+        .filter(|p| p.rebuildable())
+        .collect();
     if names.iter().any(|n| n == "all") {
         return Ok(all);
     }

@@ -107,6 +107,24 @@ async fn an_append_that_commits_late_is_projected_not_skipped() {
     .await;
     // A reader that checkpointed at pos_b by global_position alone would never see "held".
     assert!(contents(&api, &alice, room_a).await.is_empty());
+    // the log's numbering waits the same way: "later" is numbered, "held" not yet
+    eventually("the later append is numbered", || async {
+        count(
+            &app.pool,
+            &format!("SELECT count(*) FROM log_positions WHERE global_position = {pos_b}"),
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert_eq!(
+        count(
+            &app.pool,
+            &format!("SELECT count(*) FROM log_positions WHERE global_position = {pos_a}")
+        )
+        .await,
+        0
+    );
 
     // Appends after A's xid wait for A; status says who holds them back.
     api.post(
@@ -164,6 +182,43 @@ async fn an_append_that_commits_late_is_projected_not_skipped() {
     )
     .await;
     assert_eq!(counted, 3, "each event applied exactly once");
+    // every event numbered once, contiguously, in (transaction_id, global_position) order
+    eventually("every event is numbered", || async {
+        count(&app.pool, "SELECT count(*) FROM log_positions").await
+            == count(&app.pool, "SELECT count(*) FROM events").await
+    })
+    .await;
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM (SELECT position, row_number() OVER (ORDER BY transaction_id, global_position) AS n
+                                     FROM log_positions) p WHERE position <> n"
+        )
+        .await,
+        0,
+        "contiguous from 1 in log order"
+    );
+    let numbers: Vec<(i64,)> = sqlx::query_as(
+        "SELECT position FROM log_positions WHERE global_position = ANY($1) ORDER BY position",
+    )
+    .bind(vec![pos_b, pos_a])
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let of_b: i64 = count(
+        &app.pool,
+        &format!("SELECT position FROM log_positions WHERE global_position = {pos_b}"),
+    )
+    .await;
+    assert_eq!(numbers.len(), 2);
+    assert_eq!(numbers[0].0, of_b, "the late commit sorts after");
+    assert!(
+        sqlx::query("DELETE FROM log_positions")
+            .execute(&app.pool)
+            .await
+            .is_err(),
+        "numbers are never taken back"
+    );
 
     app.stop().await;
     drop(conn_a);

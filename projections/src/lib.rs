@@ -12,6 +12,7 @@ pub mod generation;
 pub mod gifts;
 pub mod ledger;
 pub mod live;
+pub mod positions;
 pub mod roomchat;
 pub mod social;
 
@@ -51,6 +52,10 @@ pub enum ProjectionError {
     Payload(String),
 }
 
+/// `aggregate_types` of a projection that reads every event, whatever its
+/// type (the log's numbering, `positions`).
+pub const EVERY_TYPE: &[&str] = &[];
+
 /// A projection: owns some read-model tables and keeps them up to date from
 /// the events of some aggregate types. `apply` runs inside the batch's
 /// transaction and must use unqualified table names (rebuilds redirect them
@@ -60,8 +65,14 @@ pub trait Projector: Send + Sync {
     fn name(&self) -> &'static str;
     /// Tables written by this projection (and only by it).
     fn tables(&self) -> &'static [&'static str];
-    /// Aggregate types whose events this projection reads.
+    /// Aggregate types whose events this projection reads ([`EVERY_TYPE`]:
+    /// all of them).
     fn aggregate_types(&self) -> &'static [&'static str];
+    /// Whether `tidelog projections rebuild` may build its tables again
+    /// (not the log's numbering, which is assigned once).
+    fn rebuildable(&self) -> bool {
+        true
+    }
     /// Tables `apply` only inserts into (never reads or updates): a rebuild
     /// fills them without their non-unique indexes and builds those after.
     fn insert_only_tables(&self) -> &'static [&'static str] {
@@ -105,6 +116,7 @@ pub fn all(tz: chrono_tz::Tz) -> Vec<Arc<dyn Projector>> {
         Arc::new(live::LiveChatProjector),
         Arc::new(social::SocialProjector),
         Arc::new(generation::GenerationProjector),
+        Arc::new(positions::PositionsProjector),
     ]
 }
 

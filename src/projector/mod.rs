@@ -92,6 +92,11 @@ const SELECT_BATCH: &str = select_batch!("ANY($3)", "");
 /// rebuilds: two rows of three thrown away).
 const SELECT_BATCH_ONE_TYPE: &str = select_batch!("($3::text[])[1]", "events.aggregate_type, ");
 
+/// The same for a projection of every type ([`projections::EVERY_TYPE`]):
+/// the log's own order, every row (`$3` unused but bound).
+const SELECT_BATCH_EVERY_TYPE: &str =
+    select_batch!("aggregate_type AND cardinality($3::text[]) = 0", "");
+
 fn row_to_event(row: &sqlx::postgres::PgRow) -> sqlx::Result<StoredEvent> {
     Ok(StoredEvent {
         global_position: row.try_get("global_position")?,
@@ -125,7 +130,7 @@ pub(crate) struct Waker {
 
 impl Waker {
     fn reads_any(&self, types: &[&str]) -> bool {
-        self.types.iter().any(|t| types.contains(t))
+        self.types.is_empty() || self.types.iter().any(|t| types.contains(t))
     }
 }
 
@@ -783,10 +788,10 @@ async fn read_batch_of(
     limit: i64,
     until: Option<chrono::DateTime<chrono::Utc>>,
 ) -> sqlx::Result<Batch> {
-    let sql = if types.len() == 1 {
-        SELECT_BATCH_ONE_TYPE
-    } else {
-        SELECT_BATCH
+    let sql = match types.len() {
+        0 => SELECT_BATCH_EVERY_TYPE,
+        1 => SELECT_BATCH_ONE_TYPE,
+        _ => SELECT_BATCH,
     };
     let rows = sqlx::query(sql)
         .bind(cp.txid.to_string())
@@ -1028,10 +1033,16 @@ pub async fn wait_caught_up(
 ) -> sqlx::Result<bool> {
     let deadline = tokio::time::Instant::now() + timeout;
     for p in projectors {
-        for t in p.aggregate_types() {
+        // a projection of every type: the head of the whole log
+        let every: &[&str] = &[""];
+        let types = match p.aggregate_types() {
+            [] => every,
+            types => types,
+        };
+        for t in types {
             let head: Option<(i64, i64)> = sqlx::query_as(
                 "SELECT transaction_id::text::bigint, global_position FROM events
-                  WHERE aggregate_type = $1
+                  WHERE ($1 = '' OR aggregate_type = $1)
                   ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
             )
             .bind(t)

@@ -50,7 +50,7 @@ pub async fn status(pool: &PgPool) -> sqlx::Result<Vec<ProjectionStatus>> {
         .await?
         .unwrap_or_else(|| ProjectionStatus { name: p.name().into(), ..Default::default() });
         row.lag_events = sqlx::query_scalar(
-            "SELECT count(*) FROM events WHERE aggregate_type = ANY($1)
+            "SELECT count(*) FROM events WHERE (cardinality($1::text[]) = 0 OR aggregate_type = ANY($1))
                 AND (transaction_id, global_position) > ($2::text::xid8, $3)",
         )
         .bind(&types)
