@@ -137,6 +137,25 @@ async fn registered_on_room_chat_signs_in_on_chat8_ocean1_and_the_live_site() {
         .go(&app)
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    // a new address counts once proven with the code mailed to it
+    assert_eq!(v["data"]["email"], Value::Null, "{v}");
+    let proof = mail.code_for("Wanderer@Example.com", 0).await;
+    let (s, v) = call(Method::POST, "/api/v1/user/email/verify")
+        .bearer(&t)
+        .json(json!({"email": "Wanderer@Example.com", "code": "000000"}))
+        .go(&app)
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("CODE_001")),
+        "{v}"
+    );
+    let (s, v) = call(Method::POST, "/api/v1/user/email/verify")
+        .bearer(&t)
+        .json(json!({"email": "Wanderer@Example.com", "code": proof}))
+        .go(&app)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["email"], "Wanderer@Example.com");
 
     // Seed 002: an email login from a device never seen needs the mailbox.
@@ -147,7 +166,7 @@ async fn registered_on_room_chat_signs_in_on_chat8_ocean1_and_the_live_site() {
         .go(&app)
         .await;
     assert_eq!((s, &v), (StatusCode::OK, &json!({"status": "NEED_VERIFY"})));
-    let code = mail.code_for("Wanderer@Example.com", 0).await;
+    let code = mail.code_for("Wanderer@Example.com", 1).await;
     let (s, v, headers) = call(Method::POST, "/api/auth/login_verify")
         .ocean("laptop-1", "")
         .json(json!({"email": email, "code": code, "device_id": "laptop-1"}))

@@ -74,6 +74,16 @@ pub struct ProfileRequest {
     pub avatar: Option<String>,
 }
 
+/// `POST /user/email/verify`: the new address and the code mailed to it.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct EmailVerifyRequest {
+    #[schema(format = "email")]
+    pub email: String,
+    /// The six digits mailed to the new address
+    #[schema(pattern = "^[0-9]{6}$")]
+    pub code: String,
+}
+
 pub struct ProfileChange {
     pub username: Option<Username>,
     pub email: Option<Email>,

@@ -131,6 +131,25 @@ impl From<IdentityError> for Chat8Error {
             IdentityError::Contended => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "BUSY", "系统繁忙，请重试")
             }
+            IdentityError::WrongCode => {
+                Self::new(StatusCode::BAD_REQUEST, "CODE_001", "验证码错误或已使用")
+            }
+            IdentityError::ExpiredCode => {
+                Self::new(StatusCode::BAD_REQUEST, "CODE_002", "验证码已过期")
+            }
+            IdentityError::CodeTooSoon { retry_after_secs } => Self {
+                details: json!({ "retry_after": retry_after_secs }),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RATE_LIMITED",
+                    "验证码发送过于频繁，请稍后再试",
+                )
+            },
+            IdentityError::MailFailed => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "MAIL_FAILED",
+                "邮件发送失败，请稍后重试",
+            ),
             other => Self::internal(anyhow::Error::from(other)),
         }
     }

@@ -1,6 +1,6 @@
 //! Thin handlers: contract request -> identity command -> contract response.
 
-use aggregates::values::Presence;
+use aggregates::values::{Email, Presence};
 use aggregates::AccountCommand;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,7 +15,7 @@ use super::Chat8State;
 use super::SURFACE;
 use crate::auth::Caller;
 use crate::http::context::RequestContext;
-use crate::identity::{self, NewAccount};
+use crate::identity::{self, IdentityError, NewAccount};
 
 use super::schema::*;
 
@@ -131,20 +131,88 @@ pub async fn update_profile(
     C8Json(body): C8Json<ProfileRequest>,
 ) -> Result<impl IntoResponse> {
     let change = ProfileChange::try_from(body)?;
-    identity::account_command(
-        &state.core,
-        &ctx.meta(SURFACE, "anonymous".into()),
-        caller.account_id,
-        || AccountCommand::UpdateProfile {
+    let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
+    let before = account_of(&state, &caller).await?;
+    // a new address counts once its owner proves it with the code mailed
+    // there (`POST /user/email/verify`): unproven, it would sign in on
+    // Ocean1 and hold the address against its owner
+    let new_email = change
+        .email
+        .clone()
+        .filter(|e| before.email.as_deref().map(Email::key_of) != Some(e.key()));
+    if let Some(email) = &new_email {
+        identity::limit(&state.core, "send_code", &email.key(), &ctx.client_ip).await?;
+        if accounts::by_email_key(&state.pool, &email.key())
+            .await?
+            .is_some()
+        {
+            return Err(IdentityError::EmailTaken.into());
+        }
+        identity::send_code(
+            &state.core,
+            &state.identity,
+            &meta,
+            email,
+            &email_change_purpose(caller.account_id),
+            "确认新邮箱 / Confirm your new email address",
+        )
+        .await?;
+    }
+    identity::account_command(&state.core, &meta, caller.account_id, || {
+        AccountCommand::UpdateProfile {
             username: change.username.clone(),
-            email: change.email.clone(),
+            email: None,
             avatar: change.avatar.clone(),
             at: crate::store::now(),
-        },
-    )
+        }
+    })
     .await?;
     let account = account_of(&state, &caller).await?;
-    Ok(ok("资料已更新", UserDto::from(&account)))
+    let message = if new_email.is_some() {
+        "资料已更新; 验证码已发送至新邮箱, 验证后生效"
+    } else {
+        "资料已更新"
+    };
+    Ok(ok(message, UserDto::from(&account)))
+}
+
+/// The code of an email change is for this account only.
+fn email_change_purpose(account: uuid::Uuid) -> String {
+    format!("email-change:{account}")
+}
+
+/// `POST /user/email/verify {email, code}`: the code mailed to a new
+/// address proves it; the address then becomes the account's.
+#[utoipa::path(post, path = "/api/v1/user/email/verify", tag = "chat8", request_body = EmailVerifyRequest, security(("session" = [])), responses((status = 200, description = "邮箱已更新", body = Envelope<UserDto>), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]
+pub async fn verify_email(
+    State(state): State<Chat8State>,
+    ctx: RequestContext,
+    Bearer(caller): Bearer,
+    C8Json(body): C8Json<EmailVerifyRequest>,
+) -> Result<impl IntoResponse> {
+    let email = Email::parse(&body.email).map_err(|e| Chat8Error::validation("email", e.0))?;
+    identity::limit(&state.core, "verify", &email.key(), &ctx.client_ip).await?;
+    let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
+    identity::redeem_code(
+        &state.core,
+        &state.identity,
+        &meta,
+        &email,
+        &email_change_purpose(caller.account_id),
+        &body.code,
+    )
+    .await?;
+    identity::account_command(&state.core, &meta, caller.account_id, || {
+        AccountCommand::UpdateProfile {
+            username: None,
+            email: Some(email.clone()),
+            avatar: None,
+            at: crate::store::now(),
+        }
+    })
+    .await?;
+    let account = account_of(&state, &caller).await?;
+    Ok(ok("邮箱已更新", UserDto::from(&account)))
 }
 
 #[utoipa::path(put, path = "/api/v1/user/password", tag = "chat8", request_body = PasswordRequest, security(("session" = [])), responses((status = 200, description = "密码修改成功", body = Done), (status = "4XX", description = "Rejected (see the error codes of the seed)", body = Failure)))]

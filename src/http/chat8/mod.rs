@@ -60,6 +60,7 @@ pub fn routes(config: &Config) -> OpenApiRouter<Chat8State> {
         .routes(routes!(handlers::logout))
         .routes(routes!(handlers::update_profile, handlers::profile))
         .routes(routes!(handlers::change_password))
+        .routes(routes!(handlers::verify_email))
         .routes(routes!(handlers::set_status));
     OpenApiRouter::new().routes(routes!(ws::upgrade)).merge(api)
 }
