@@ -827,3 +827,69 @@ async fn an_as_of_replay_shows_the_month_as_it_stood_then() {
     );
     app.stop().await;
 }
+
+fn v2_fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/bilibili/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Real SEND_GIFT_V2 messages (captured in 2026-09, tests/fixtures/bilibili):
+/// each item is its SEND_GIFT — gold counted, a blind box at the box's
+/// price, silver not — once, however often it arrives.
+#[tokio::test]
+async fn send_gift_v2_items_count_once_each_at_their_gold() {
+    let app = start().await;
+    post(
+        &app,
+        "/add/room",
+        None,
+        &json!({"room_id": 9, "room_anchors": "主播九", "api_key": KEY}),
+    )
+    .await;
+    let now = Utc::now().timestamp_millis();
+    let mut batch = vec![json!({"cmd": "LIVE", "received_at": now - 3_600_000})];
+    for (i, name) in [
+        "starbot_send_gift_v2_gold.json",
+        "starbot_send_gift_v2_blind_box.json",
+        "starbot_send_gift_v2_silver.json",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut m = v2_fixture(name);
+        m["received_at"] = json!(now - 1000 + i as i64);
+        batch.push(m);
+    }
+    let v = ingest(&app, 9, &batch).await;
+    // the blind box holds two items, each its own gift
+    assert_eq!(
+        (
+            v["received"].as_i64(),
+            v["recorded"].as_i64(),
+            v["ignored"].as_i64()
+        ),
+        (Some(4), Some(5), Some(0)),
+        "{v}"
+    );
+    let again = ingest(&app, 9, &batch[1..]).await;
+    assert_eq!(
+        (again["recorded"].as_i64(), again["duplicates"].as_i64()),
+        (Some(0), Some(4)),
+        "{again}"
+    );
+    projected(&app).await;
+    let (_, v) = get(&app, "/gift").await;
+    let row = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["room_id"] == 9)
+        .unwrap()
+        .clone();
+    // 100 gold, plus two blind-box items of 5 × 33,000 at the box price; silver is not money
+    assert_eq!(row["gift"].as_f64(), Some(330.1), "{row}");
+    app.stop().await;
+}

@@ -1,11 +1,18 @@
-//! Bilibili live-danmaku messages (as the room's WebSocket delivers them,
-//! forwarded by a collector) parsed into the domain's [`Observation`]s.
+//! Bilibili's live protocol: the messages a room's WebSocket delivers
+//! (decoded by [`packet`], `SEND_GIFT_V2` turned back into `SEND_GIFT` by
+//! [`gift_v2`]) parsed into the domain's [`Observation`]s, and the request
+//! signing its web API asks for ([`wbi`]). The collector
+//! (`gifts::collector`) and `POST /ingest` both parse through here.
 //!
 //! `cmd` may carry a `:suffix` (`DANMU_MSG:4:0:2:2:2:0`), which is stripped.
 //! Each message may carry `received_at` (Unix milliseconds) — the event's
 //! time, so a recording can be replayed; without it the server's clock is
 //! used. Unknown commands are counted and left out; a known command whose
 //! required fields are missing or mistyped rejects the whole batch.
+
+pub mod gift_v2;
+pub mod packet;
+pub mod wbi;
 
 use aggregates::monitored_room::{
     BlindBox, GiftObservation, GuardObservation, Observation, SuperChatObservation,
@@ -87,6 +94,27 @@ fn short_hash(s: &str) -> String {
 pub fn parse_batch(items: &[Value], now: DateTime<Utc>) -> Result<Parsed, Malformed> {
     let mut parsed = Parsed::default();
     for (index, item) in items.iter().enumerate() {
+        // SEND_GIFT_V2: a protobuf of one or more gift items, each counted
+        // as the SEND_GIFT it stands for (its own tid)
+        if item["cmd"].as_str().and_then(|c| c.split(':').next()) == Some("SEND_GIFT_V2") {
+            let gifts = gift_v2::send_gift_messages(item).map_err(|e| Malformed {
+                index,
+                reason: format!("SEND_GIFT_V2: {e}"),
+            })?;
+            for gift in &gifts {
+                match parse_one(gift, now) {
+                    Ok(Some(o)) => parsed.observations.push(o),
+                    Ok(None) => parsed.ignored += 1,
+                    Err(reason) => {
+                        return Err(Malformed {
+                            index,
+                            reason: format!("SEND_GIFT_V2: {reason}"),
+                        })
+                    }
+                }
+            }
+            continue;
+        }
         match parse_one(item, now) {
             Ok(Some(o)) => parsed.observations.push(o),
             Ok(None) => parsed.ignored += 1,
