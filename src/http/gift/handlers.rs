@@ -1,10 +1,10 @@
 //! Thin handlers: contract request -> MonitoredRoom command or read query ->
 //! contract response.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use aggregates::values::{AnchorName, RoomId};
-use aggregates::{MonitoredRoomCommand, Observation};
+use aggregates::MonitoredRoomCommand;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
@@ -17,13 +17,13 @@ use super::error::{from_command, GiftError};
 use super::schema::*;
 use super::GiftState;
 use super::{READ_MODELS, SURFACE};
-use crate::bilibili::parse_batch;
 use crate::gifts::summary::RoomSummary;
 use crate::gifts::summary::{self, hms, month_summary, profit_yuan, yuan_of_gold, SummaryRequest};
+use crate::gifts::ingest::IngestError;
+use crate::gifts::ingest::ingest as record_batch;
 use crate::gifts::Month;
 use crate::http::body;
 use crate::http::context::RequestContext;
-use crate::store::CommandError;
 use crate::timefmt::local_seconds;
 
 type Result<T> = std::result::Result<T, GiftError>;
@@ -163,47 +163,6 @@ pub async fn delete_room(
     room_command(&state, &ctx, room_id, stop, "删除成功").await
 }
 
-/// Drops observations already recorded (by their keys in the event store)
-/// and repeats within the batch; returns how many were dropped.
-async fn drop_recorded(
-    state: &GiftState,
-    room_id: RoomId,
-    obs: &mut Vec<Observation>,
-) -> Result<usize> {
-    let keyed: Vec<String> = obs
-        .iter()
-        .filter_map(|o| o.dedupe_key().map(|k| format!("{room_id}:{k}")))
-        .collect();
-    let known: HashSet<String> = if keyed.is_empty() {
-        HashSet::new()
-    } else {
-        // One primary-key probe per key, whatever the statistics say: as
-        // `key = ANY($1)` the planner, with statistics from when the table
-        // was small, scanned every 'ingest' key and filtered (measured:
-        // 23 ms per call and falling throughput as the table grew).
-        sqlx::query_scalar(
-            "SELECT k.key FROM UNNEST($1::text[]) AS u(key)
-               CROSS JOIN LATERAL (SELECT key FROM event_store_unique_keys
-                                    WHERE kind = 'ingest' AND key = u.key LIMIT 1) k",
-        )
-        .bind(&keyed)
-        .fetch_all(&state.pool)
-        .await?
-        .into_iter()
-        .collect()
-    };
-    let before = obs.len();
-    let mut seen = HashSet::new();
-    obs.retain(|o| match o.dedupe_key() {
-        None => true,
-        Some(k) => {
-            let full = format!("{room_id}:{k}");
-            !known.contains(&full) && seen.insert(full)
-        }
-    });
-    Ok(before - obs.len())
-}
-
 #[utoipa::path(post, path = "/ingest/bilibili/{room_id}", tag = "gift", request_body = IngestBatch,
     params(("room_id" = i64, Path, description = "A monitored room")),
     security(("giftApiKey" = [])),
@@ -225,40 +184,23 @@ pub async fn ingest(
             "一批最多 {MAX_BATCH} 条消息"
         )));
     }
-    let parsed = parse_batch(&items, crate::store::now()).map_err(|m| {
-        GiftError::bad_request(format!("第 {} 条消息格式错误: {}", m.index, m.reason))
-    })?;
-    let mut observations = parsed.observations;
     let meta = ctx.meta(SURFACE, actor());
-    let mut duplicates = 0;
-    // A concurrent resend (another process) may claim a key between the
-    // check and the append: the append then fails as a whole and is retried.
-    for attempt in 0.. {
-        duplicates += drop_recorded(&state, room_id, &mut observations).await?;
-        let result = state
-            .store
-            .execute(
-                &state.store.monitored_rooms,
-                &room_id.to_string(),
-                &meta,
-                || MonitoredRoomCommand::Record {
-                    observations: observations.clone(),
-                },
-            )
-            .await;
-        match result {
-            Ok(_) => break,
-            Err(CommandError::UniqueKeyTaken(_)) if attempt < 5 => continue,
-            Err(e) => return Err(from_command(room_id.get(), e)),
-        }
-    }
+    let done = record_batch(&state.core, &meta, room_id, &items, crate::store::now())
+        .await
+        .map_err(|e| match e {
+            IngestError::Malformed(m) => {
+                GiftError::bad_request(format!("第 {} 条消息格式错误: {}", m.index, m.reason))
+            }
+            IngestError::Command(e) => from_command(room_id.get(), e),
+            IngestError::Database(e) => GiftError::internal(e),
+        })?;
     Ok(axum::Json(json!({
         "ok": true,
         "room_id": room_id.get(),
-        "received": items.len(),
-        "recorded": observations.len(),
-        "duplicates": duplicates,
-        "ignored": parsed.ignored,
+        "received": done.received,
+        "recorded": done.recorded,
+        "duplicates": done.duplicates,
+        "ignored": done.ignored,
     })))
 }
 
