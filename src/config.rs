@@ -84,6 +84,8 @@ pub struct Config {
     pub chat8_presence_stale: Duration,
     pub browser: BrowserConfig,
     pub generation: GenerationConfig,
+    /// The gift monitor's own Bilibili collector.
+    pub collector: CollectorConfig,
     /// `TIDELOG_DAILY_REWARD_POINTS`: Ocean1's reward on an account's first
     /// heartbeat of a local day (0: none)
     pub daily_reward_points: i64,
@@ -165,6 +167,91 @@ impl Default for GenerationConfig {
             jimeng_image_price: 20,
             jimeng_deadline: Duration::from_secs(300),
         }
+    }
+}
+
+/// The gift monitor's collector: each monitored room's Bilibili live stream,
+/// connected by one process at a time.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// `TIDELOG_COLLECTOR` (`on`, `off`): whether this process connects rooms
+    pub enabled: bool,
+    /// `BILIBILI_LIVE_API_URL` (`https://api.live.bilibili.com`)
+    pub live_api_url: String,
+    /// `BILIBILI_API_URL` (`https://api.bilibili.com`)
+    pub api_url: String,
+    /// `BILIBILI_WS_URL`: a WebSocket URL used instead of the hosts
+    /// Bilibili names (`ws://127.0.0.1:PORT/sub`: tests, proxies)
+    pub ws_url: Option<String>,
+    /// `BILIBILI_COOKIE`: a logged-in browser's cookie (`SESSDATA=…;
+    /// buvid3=…`); without it Bilibili masks names and may withhold messages
+    pub cookie: Option<Secret>,
+    /// `BILIBILI_USER_AGENT`: a current desktop browser's (stale ones are
+    /// refused by Bilibili)
+    pub user_agent: String,
+    /// `BILIBILI_HTTP_PER_SECOND`: calls to Bilibili's web API per second,
+    /// over every room of this process
+    pub http_per_second: u32,
+    /// `BILIBILI_LEASE_SECS`: how long a room stays with a process that
+    /// stops renewing (a crash); renewed every third of it
+    pub lease: Duration,
+    /// `BILIBILI_STATS_EVERY_SECS`: guard and fan-club counts polled this
+    /// often while a room is live (and at each session's start and end)
+    pub stats_every: Duration,
+    /// `BILIBILI_HEARTBEAT_SECS` (30)
+    pub heartbeat: Duration,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            live_api_url: "https://api.live.bilibili.com".into(),
+            api_url: "https://api.bilibili.com".into(),
+            ws_url: None,
+            cookie: None,
+            user_agent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/147.0.0.0 Safari/537.36".into(),
+            http_per_second: 5,
+            lease: Duration::from_secs(20),
+            stats_every: Duration::from_secs(600),
+            heartbeat: Duration::from_secs(30),
+        }
+    }
+}
+
+impl CollectorConfig {
+    fn from_env() -> anyhow::Result<Self> {
+        let d = Self::default();
+        let enabled = match var("TIDELOG_COLLECTOR").as_deref().map(str::trim) {
+            None | Some("on") | Some("true") | Some("1") => true,
+            Some("off") | Some("false") | Some("0") => false,
+            Some(other) => bail!("TIDELOG_COLLECTOR: {other:?} is neither on nor off"),
+        };
+        let url = |name: &str, default: String| -> anyhow::Result<String> {
+            let u = var(name).unwrap_or(default);
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                bail!("{name}: {u:?} is not an http(s) URL");
+            }
+            Ok(u.trim_end_matches('/').to_owned())
+        };
+        let ws_url = var("BILIBILI_WS_URL");
+        if let Some(u) = &ws_url {
+            if !(u.starts_with("ws://") || u.starts_with("wss://")) {
+                bail!("BILIBILI_WS_URL: {u:?} is not a ws(s) URL");
+            }
+        }
+        Ok(Self {
+            enabled,
+            live_api_url: url("BILIBILI_LIVE_API_URL", d.live_api_url)?,
+            api_url: url("BILIBILI_API_URL", d.api_url)?,
+            ws_url,
+            cookie: var("BILIBILI_COOKIE").map(Secret::new),
+            user_agent: var("BILIBILI_USER_AGENT").unwrap_or(d.user_agent),
+            http_per_second: parse_var("BILIBILI_HTTP_PER_SECOND", d.http_per_second)?.max(1),
+            lease: Duration::from_secs(parse_var("BILIBILI_LEASE_SECS", 20u64)?.max(3)),
+            stats_every: Duration::from_secs(parse_var("BILIBILI_STATS_EVERY_SECS", 600u64)?.max(5)),
+            heartbeat: Duration::from_secs(parse_var("BILIBILI_HEARTBEAT_SECS", 30u64)?.max(1)),
+        })
     }
 }
 
@@ -535,6 +622,7 @@ impl Default for Config {
             chat8_presence_stale: Duration::from_secs(30),
             browser: BrowserConfig::default(),
             generation: GenerationConfig::default(),
+            collector: CollectorConfig::default(),
             daily_reward_points: 10,
         }
     }
@@ -606,6 +694,7 @@ impl Config {
             ),
             browser: BrowserConfig::from_env()?,
             generation: GenerationConfig::from_env()?,
+            collector: CollectorConfig::from_env()?,
             daily_reward_points: parse_var("TIDELOG_DAILY_REWARD_POINTS", 10i64)?.max(0),
         })
     }
