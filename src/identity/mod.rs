@@ -277,6 +277,13 @@ pub async fn limit(core: &Core, what: &str, account_key: &str, client_ip: &str) 
     Ok(())
 }
 
+/// The `login` budget's key for an account: every guess at its password
+/// counts there (sign-ins by any of its names, a password change's current
+/// password).
+pub fn password_budget(account_id: Uuid) -> String {
+    format!("id:{account_id}")
+}
+
 /// How the sign-in names the account.
 pub enum LoginName<'a> {
     /// Seeds 003/004: a username, or an email in the same field.
@@ -306,11 +313,17 @@ pub async fn check_password(
         return Err(IdentityError::BadCredentials);
     }
     let key = Username::key_of(raw.trim());
-    limit(core, "login", &key, &meta.client_ip).await?;
     let account = match name {
         LoginName::UsernameOrEmail(_) => accounts::by_login(&core.pool, &key).await?,
         LoginName::Email(_) => accounts::by_email_key(&core.pool, &Email::key_of(raw)).await?,
     };
+    // one budget per account, whichever of its names is typed (username or
+    // email, on any surface); per typed name where no account has it
+    let bucket = match &account {
+        Some(a) => password_budget(a.account_id),
+        None => format!("name:{key}"),
+    };
+    limit(core, "login", &bucket, &meta.client_ip).await?;
     let ok = verify_password(
         account.as_ref().map(|a| a.password_hash.clone()),
         password.to_owned(),

@@ -3,6 +3,7 @@
 //! migrated template, and helpers to drive the real HTTP API.
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod chat8;
 pub mod provider;
 pub mod smtp;

@@ -223,6 +223,14 @@ pub async fn change_password(
     C8Json(body): C8Json<PasswordRequest>,
 ) -> Result<impl IntoResponse> {
     let change = PasswordChange::try_from(body)?;
+    // the current password is a guess at it like a sign-in's: same budget
+    identity::limit(
+        &state.core,
+        "login",
+        &identity::password_budget(caller.account_id),
+        &ctx.client_ip,
+    )
+    .await?;
     let account = account_of(&state, &caller).await?;
     if !crate::auth::verify_password(Some(account.password_hash), change.current).await {
         return Err(Chat8Error::new(
