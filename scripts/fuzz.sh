@@ -45,6 +45,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 base=http://127.0.0.1:$port
 export TIDELOG_BIND=127.0.0.1:$port TIDELOG_DATA_DIR=$out/data
 export TIDELOG_ADMIN_TOKEN=fuzz-admin-token-0123456789abcdef TIDELOG_AUDIT_TOKEN=fuzz-audit-token-0123456789abcdef
+# no Bilibili on a closed network: the collector stays off
+export TIDELOG_COLLECTOR=off
 export API_SECRET=fuzz-gift-key-0123456789abcdef
 export GENERATION_API_URL=$upstreams GENERATION_API_KEY=fuzz CHAT_API_URL=$upstreams/v1 CHAT_API_KEY=fuzz
 export JIMENG_API_URL=$upstreams JIMENG_ACCESS_KEY=fuzz JIMENG_SECRET_KEY=fuzz

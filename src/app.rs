@@ -273,6 +273,11 @@ impl Server {
             std::time::Duration::from_secs(30),
             shutdown_rx.clone(),
         )));
+        background.push(tokio::spawn(crate::gifts::collector::run(
+            core.clone(),
+            format!("{}:{}", hostname(), std::process::id()),
+            shutdown_rx.clone(),
+        )));
         background.push(tokio::spawn(crate::liverooms::earnings::run(
             core.clone(),
             std::time::Duration::from_secs(2),

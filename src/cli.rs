@@ -149,6 +149,13 @@ enum GiftsCommand {
         #[arg(long)]
         month: Option<String>,
     },
+    /// Every monitored room's collector: the process holding it, connected
+    /// since, last message, messages, reconnects, last error
+    Collectors {
+        /// JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -288,6 +295,9 @@ pub async fn run() -> anyhow::Result<()> {
                         command: EventsCommand::Account { who },
                     } => account_history(&pool, &who).await,
                     Command::Gifts {
+                        command: GiftsCommand::Collectors { json },
+                    } => print_collectors(&pool, json).await,
+                    Command::Gifts {
                         command: GiftsCommand::AsOf { instant, month },
                     } => {
                         gifts_as_of(
@@ -376,6 +386,39 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         _ = term.recv() => tracing::info!("terminated; shutting down"),
     }
     server.shutdown().await;
+    Ok(())
+}
+
+async fn print_collectors(pool: &PgPool, json: bool) -> anyhow::Result<()> {
+    let rows = crate::gifts::collector::lease::status(pool).await?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(());
+    }
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or("-".to_owned(), |t| {
+            t.format("%Y-%m-%d %H:%M:%S").to_string()
+        })
+    };
+    writeln!(
+        out,
+        "{:>12}  {:<24}  {:<19}  {:<19}  {:>9}  {:>10}  last error",
+        "room", "held by", "connected since", "last message", "messages", "reconnects"
+    )?;
+    for r in rows {
+        writeln!(
+            out,
+            "{:>12}  {:<24}  {:<19}  {:<19}  {:>9}  {:>10}  {}",
+            r.room_id,
+            r.holder.as_deref().unwrap_or("(nobody)"),
+            time(r.connected_since),
+            time(r.last_message_at),
+            r.messages.unwrap_or(0),
+            r.reconnects.unwrap_or(0),
+            r.last_error.as_deref().unwrap_or("")
+        )?;
+    }
     Ok(())
 }
 

@@ -200,6 +200,9 @@ pub struct CollectorConfig {
     pub stats_every: Duration,
     /// `BILIBILI_HEARTBEAT_SECS` (30)
     pub heartbeat: Duration,
+    /// `BILIBILI_RISK_PAUSE_SECS`: how long every call waits after a `-352`
+    /// (180)
+    pub risk_pause: Duration,
 }
 
 impl Default for CollectorConfig {
@@ -215,6 +218,7 @@ impl Default for CollectorConfig {
             lease: Duration::from_secs(20),
             stats_every: Duration::from_secs(600),
             heartbeat: Duration::from_secs(30),
+            risk_pause: Duration::from_secs(180),
         }
     }
 }
@@ -249,8 +253,11 @@ impl CollectorConfig {
             user_agent: var("BILIBILI_USER_AGENT").unwrap_or(d.user_agent),
             http_per_second: parse_var("BILIBILI_HTTP_PER_SECOND", d.http_per_second)?.max(1),
             lease: Duration::from_secs(parse_var("BILIBILI_LEASE_SECS", 20u64)?.max(3)),
-            stats_every: Duration::from_secs(parse_var("BILIBILI_STATS_EVERY_SECS", 600u64)?.max(5)),
+            stats_every: Duration::from_secs(
+                parse_var("BILIBILI_STATS_EVERY_SECS", 600u64)?.max(5),
+            ),
             heartbeat: Duration::from_secs(parse_var("BILIBILI_HEARTBEAT_SECS", 30u64)?.max(1)),
+            risk_pause: Duration::from_secs(parse_var("BILIBILI_RISK_PAUSE_SECS", 180u64)?.max(1)),
         })
     }
 }

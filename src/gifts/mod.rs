@@ -2,6 +2,7 @@
 //! and the monthly summaries that `/gift*` answers and `tidelog gifts as-of`
 //! prints.
 
+pub mod collector;
 pub mod ingest;
 pub mod month;
 pub mod summary;

@@ -75,6 +75,44 @@ fn render(rows: &[ProjectionStatus], head: i64) -> prometheus::Result<String> {
         &["projection", "xid"],
     )?;
     registry.register(Box::new(held.clone()))?;
+    let collector = &crate::gifts::collector::METRICS;
+    for (name, help, value) in [
+        (
+            "tidelog_collector_connections",
+            "Bilibili rooms connected by this process",
+            &collector.connections,
+        ),
+        (
+            "tidelog_collector_reconnects_total",
+            "room connections lost and made again",
+            &collector.reconnects,
+        ),
+        (
+            "tidelog_collector_refusals_352_total",
+            "calls refused by Bilibili's risk control (-352)",
+            &collector.refusals_352,
+        ),
+        (
+            "tidelog_collector_decode_errors_total",
+            "packets and messages the collector could not read",
+            &collector.decode_errors,
+        ),
+    ] {
+        let g = IntGauge::new(name, help)?;
+        g.set(value.load(std::sync::atomic::Ordering::Relaxed) as i64);
+        registry.register(Box::new(g))?;
+    }
+    let by_cmd = IntGaugeVec::new(
+        Opts::new(
+            "tidelog_collector_messages_total",
+            "messages decoded, by command",
+        ),
+        &["cmd"],
+    )?;
+    registry.register(Box::new(by_cmd.clone()))?;
+    for (cmd, n) in collector.messages() {
+        by_cmd.with_label_values(&[&cmd]).set(n as i64);
+    }
     let log_head = IntGauge::new(
         "tidelog_log_head_position",
         "highest global_position in the event store",

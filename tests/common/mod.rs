@@ -215,6 +215,11 @@ pub fn test_config(db: &PgConnectOptions, data_dir: &Path) -> Config {
         jwt_secret: Some(Secret::new(JWT_SECRET.into())),
         admin_token: Some(Secret::new(ADMIN_TOKEN.into())),
         db_pool_size: 8,
+        // tests that want the Bilibili collector turn it on, against a loopback Bilibili
+        collector: tidelog::config::CollectorConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..Config::default()
     }
 }
@@ -426,6 +431,7 @@ impl ServerProcess {
             .env_remove("DATABASE_URL")
             .env("TIDELOG_BIND", "127.0.0.1:0")
             .env("RUST_LOG", "info")
+            .env("TIDELOG_COLLECTOR", "off")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -36,6 +36,7 @@ impl std::ops::Deref for AdminState {
 pub fn routes(_: &Config) -> OpenApiRouter<AdminState> {
     OpenApiRouter::new()
         .routes(routes!(projections))
+        .routes(routes!(collector))
         .merge(ledger::routes())
 }
 
@@ -152,6 +153,26 @@ async fn projections(_: Admin, State(state): State<AdminState>) -> Result<Respon
         Ok(rows) => Ok(Json(rows).into_response()),
         Err(e) => {
             tracing::error!(error = %e, "admin: reading projection status");
+            Err(AdminError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database unavailable",
+            ))
+        }
+    }
+}
+
+/// Every monitored room's collector: the process holding it, connected
+/// since, last message, messages, reconnects, last error.
+#[utoipa::path(get, path = "/admin/collector", tag = "admin", security(("adminToken" = []), ("auditToken" = [])),
+    responses(
+        (status = 200, description = "One row per monitored room", body = Vec<Object>),
+        (status = "4XX", description = "No or wrong token", body = Failure),
+    ))]
+async fn collector(_: Auditor, State(state): State<AdminState>) -> Result<Response, AdminError> {
+    match crate::gifts::collector::lease::status(&state.pool).await {
+        Ok(rows) => Ok(Json(rows).into_response()),
+        Err(e) => {
+            tracing::error!(error = %e, "admin: reading the collectors");
             Err(AdminError(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database unavailable",
