@@ -379,3 +379,61 @@ async fn two_processes_connect_each_room_once_and_take_over_after_a_kill() {
     .await;
     drop(p2);
 }
+
+#[tokio::test]
+async fn a_thousand_rooms_on_one_process_stay_connected_and_heartbeating() {
+    const N: u64 = 1000;
+    let rooms: Vec<FakeRoom> = (0..N)
+        .map(|i| FakeRoom {
+            live_status: 0,
+            ..FakeRoom::new(100_000 + i, 0, 50_000 + i)
+        })
+        .collect();
+    let fake = FakeBilibili::start(FakeConfig {
+        rooms,
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let cfg = CollectorConfig {
+        heartbeat: Duration::from_secs(5),
+        ..collector(&fake)
+    };
+    let app = TestApp::start_with(move |c| {
+        c.api_secret = Some(Secret::new(KEY.into()));
+        c.collector = cfg;
+    })
+    .await;
+    // the rooms as the monitor's operators add them, many at once
+    let adds: Vec<_> = (0..N)
+        .map(|i| {
+            let base = app.base.clone();
+            tokio::spawn(async move { add_room(&base, (100_000 + i) as i64).await })
+        })
+        .collect();
+    for a in adds {
+        a.await.unwrap();
+    }
+    let control = fake.control();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let all = || (0..N).filter(|i| control.connections(100_000 + i) == 1).count();
+    while all() < N as usize {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {N} rooms connected after 2 minutes",
+            all()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // and they keep beating: every room's heartbeats reach the server
+    let before: usize = (0..N).map(|i| control.heartbeats(100_000 + i)).sum();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let beating = (0..N)
+        .filter(|i| control.heartbeats(100_000 + i) > 0)
+        .count();
+    let after: usize = (0..N).map(|i| control.heartbeats(100_000 + i)).sum();
+    assert_eq!(beating, N as usize);
+    assert!(after >= before + N as usize, "{before} → {after} heartbeats");
+    assert_eq!(all(), N as usize, "none dropped");
+    app.stop().await;
+}

@@ -5,6 +5,9 @@
 //! alone. Run it through `scripts/bench.sh [--quick]`.
 
 mod chat8;
+mod collector;
+#[path = "../../../tests/common/bilibili.rs"]
+mod fake_bilibili;
 mod peer;
 mod proxy;
 mod seed;
@@ -129,8 +132,20 @@ fn start_server(
     name: &str,
     gateway: &str,
 ) -> anyhow::Result<ServerChild> {
+    // the collector's own figures run a server of their own (collector.rs)
+    start_server_with(url, out, name, gateway, &[("TIDELOG_COLLECTOR", "off".into())])
+}
+
+fn start_server_with(
+    url: &str,
+    out: &std::path::Path,
+    name: &str,
+    gateway: &str,
+    extra: &[(&str, String)],
+) -> anyhow::Result<ServerChild> {
     let exe = std::env::current_exe()?.with_file_name("tidelog");
     let mut child = Command::new(&exe)
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
         // the generation proxy's figures: a gateway on loopback, no limit
         // on running jobs, a brisk poller
         .env("GENERATION_API_URL", gateway)
@@ -907,6 +922,21 @@ async fn scenarios(
             .insert("projection_lag_rate_per_s".into(), json!(rate));
     }
 
+    // 4b. The Bilibili collector: decoded and recorded messages per second
+    // (brotli batches to 16 rooms at once) beside /ingest's batch-100
+    // figure, and the memory of 1,000 rooms connected
+    if plan.wants("collector") {
+        wait_caught_up(pool).await?;
+        let batches = if plan.warmup < Duration::from_secs(1) { 10 } else { 50 };
+        let (fig, rss) = collector::figures(pool, url, out, gateway_url, batches).await?;
+        results
+            .figures
+            .insert("collector_messages_per_s".into(), fig);
+        results
+            .notes
+            .insert("collector_rooms_1000_rss_mb".into(), json!(rss));
+    }
+
     // 5. Reads with the store loaded (loading takes minutes: only when a
     // figure that needs it is selected).
     let after_load = [
@@ -1381,6 +1411,9 @@ fn report(
         .zip(direct.as_ref())
         .map_or(f64::NAN, |(p, d)| p.p99_ms - d.p99_ms);
     let streams_rss = note("proxy_open_streams_rss_mb");
+    let collector = per_s("collector_messages_per_s");
+    let ingest_b100 = per_s("http_gift_ingest_b100_c16");
+    let collector_rss = note("collector_rooms_1000_rss_mb");
     let num = |x: f64| if x.is_finite() { json!(x) } else { Value::Null };
     let json_report = json!({
         "commit": commit,
@@ -1405,7 +1438,10 @@ fn report(
         "proxy_over_direct": num(proxy_ratio),
         "proxy_added_p99_ms": num(proxy_added_p99),
         "proxy_open_streams_rss_mb": num(streams_rss),
+        "collector_messages_per_s": num(collector),
+        "collector_rooms_1000_rss_mb": num(collector_rss),
         "ratios": {
+            "collector_over_ingest_b100": num(collector / ingest_b100),
             "chat8_dm_c16_over_ceiling": num(dm16 / ceiling),
             "chat8_dm_c64_over_ceiling_c64": num(dm64 / ceiling64),
             "http_over_ceiling": num(http / ceiling),
@@ -1443,6 +1479,21 @@ fn report(
         fmt(peer),
         http / peer,
         yes(http / peer >= 2.0)
+    )?;
+    writeln!(
+        md,
+        "| collector messages/s ≥ 0.8 × /ingest batch-100 (c=16) | {} /s vs {} /s | {:.2} | {} |",
+        fmt(collector),
+        fmt(ingest_b100),
+        collector / ingest_b100,
+        yes(collector / ingest_b100 >= 0.8)
+    )?;
+    writeln!(
+        md,
+        "| server RSS with 1,000 collected rooms ≤ 150 MB | {} MB | {:.2} | {} |",
+        fmt(collector_rss),
+        collector_rss / 150.0,
+        yes(collector_rss <= 150.0)
     )?;
     writeln!(
         md,
