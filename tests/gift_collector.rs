@@ -131,7 +131,8 @@ async fn a_room_added_is_collected_by_itself_and_its_money_shows() {
     eventually("the guard counts are read", || async {
         count(
             &app.pool,
-            "SELECT count(*) FROM bili_rooms WHERE room_id = 1 AND guard_1 = 1 AND guard_2 = 2 AND guard_3 = 20 AND fans_count = 89",
+            // the fake's 20 舰长, 2 提督 and 1 总督, as seed 001 numbers them
+            "SELECT count(*) FROM bili_rooms WHERE room_id = 1 AND guard_1 = 20 AND guard_2 = 2 AND guard_3 = 1 AND fans_count = 89",
         )
         .await
             == 1

@@ -340,7 +340,8 @@ impl BiliApi {
         Ok(DanmuInfo { token, hosts })
     }
 
-    /// Guards by level (總督 1, 提督 2, 舰长 3), counted over the whole list.
+    /// Guards by Bilibili's level: [总督 (1), 提督 (2), 舰长 (3)], counted over
+    /// the whole list.
     pub async fn guard_counts(&self, room_id: u64, uid: u64) -> Result<[i64; 3], ApiError> {
         let mut counts = [0i64; 3];
         let mut seen = std::collections::HashSet::new();

@@ -348,8 +348,10 @@ fn read_frame(bytes: &[u8]) -> Vec<Incoming> {
 async fn stats(api: &BiliApi, room: &Room) -> Vec<Value> {
     let mut out = Vec::new();
     match api.guard_counts(room.room_id, room.uid).await {
-        Ok([g1, g2, g3]) => out.push(json!({"cmd": "GUARD_COUNTS", "received_at": now_ms(),
-            "data": {"guard_1": g1, "guard_2": g2, "guard_3": g3}})),
+        // seed 001 names them by rank upward: guard_1 舰长 (Bilibili's level
+        // 3), guard_2 提督 (2), guard_3 总督 (1)
+        Ok([governors, admirals, captains]) => out.push(json!({"cmd": "GUARD_COUNTS", "received_at": now_ms(),
+            "data": {"guard_1": captains, "guard_2": admirals, "guard_3": governors}})),
         Err(e) => {
             tracing::warn!(room = room.room_id, error = %e, "collector: reading the guard list")
         }
