@@ -150,6 +150,22 @@ async fn a_room_added_is_collected_by_itself_and_its_money_shows() {
     assert!(row["gift"].as_f64().unwrap() >= 1.1, "{row}");
     let sc = get(&app.base, "/gift/sc?room_id=1").await;
     assert!(sc.to_string().contains("加油"), "{sc}");
+    // the session ends: its start and end carry the counts read then
+    control.push(
+        5440,
+        &[json!({"cmd": "PREPARING", "roomid": 5440})],
+        Encoding::Plain,
+    );
+    eventually("the session ends with its counts", || async {
+        count(
+            &app.pool,
+            "SELECT count(*) FROM bili_sessions WHERE room_id = 1 AND ended_at IS NOT NULL
+                AND start_guard_1 = 20 AND start_guard_3 = 1 AND end_guard_1 = 20 AND end_fans_count = 89",
+        )
+        .await
+            == 1
+    })
+    .await;
 
     // the operator sees who holds it
     let r = client()
@@ -417,7 +433,11 @@ async fn a_thousand_rooms_on_one_process_stay_connected_and_heartbeating() {
     }
     let control = fake.control();
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let all = || (0..N).filter(|i| control.connections(100_000 + i) == 1).count();
+    let all = || {
+        (0..N)
+            .filter(|i| control.connections(100_000 + i) == 1)
+            .count()
+    };
     while all() < N as usize {
         assert!(
             std::time::Instant::now() < deadline,
@@ -434,7 +454,10 @@ async fn a_thousand_rooms_on_one_process_stay_connected_and_heartbeating() {
         .count();
     let after: usize = (0..N).map(|i| control.heartbeats(100_000 + i)).sum();
     assert_eq!(beating, N as usize);
-    assert!(after >= before + N as usize, "{before} → {after} heartbeats");
+    assert!(
+        after >= before + N as usize,
+        "{before} → {after} heartbeats"
+    );
     assert_eq!(all(), N as usize, "none dropped");
     app.stop().await;
 }

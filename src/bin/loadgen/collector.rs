@@ -37,11 +37,18 @@ async fn add(http: &reqwest::Client, base: &str, room: u64) -> anyhow::Result<()
     Ok(())
 }
 
-async fn connected(fake: &FakeBilibili, rooms: std::ops::Range<u64>, within: Duration) -> anyhow::Result<()> {
+async fn connected(
+    fake: &FakeBilibili,
+    rooms: std::ops::Range<u64>,
+    within: Duration,
+) -> anyhow::Result<()> {
     let control = fake.control();
     let deadline = Instant::now() + within;
     loop {
-        let n = rooms.clone().filter(|r| control.connections(*r) == 1).count();
+        let n = rooms
+            .clone()
+            .filter(|r| control.connections(*r) == 1)
+            .count();
         if n == rooms.clone().count() {
             return Ok(());
         }
@@ -98,7 +105,10 @@ pub async fn figures(
     for b in 0..batches_per_room {
         for room in FIRST..FIRST + ROOMS {
             let msgs: Vec<Value> = (0..100).map(|j| gift(&tag, room, b, j)).collect();
-            ensure!(control.push(room, &msgs, Encoding::Brotli) == 1, "room {room} not connected");
+            ensure!(
+                control.push(room, &msgs, Encoding::Brotli) == 1,
+                "room {room} not connected"
+            );
         }
     }
     let pattern = format!("%:gift:{tag}-%");
@@ -124,13 +134,26 @@ pub async fn figures(
     };
 
     // 1,000 rooms connected and heartbeating (30 s), and the server's memory then
-    for chunk in (FIRST + ROOMS..FIRST + ROOMS + MANY).collect::<Vec<_>>().chunks(50) {
+    for chunk in (FIRST + ROOMS..FIRST + ROOMS + MANY)
+        .collect::<Vec<_>>()
+        .chunks(50)
+    {
         let adds: Vec<_> = chunk.iter().map(|r| add(&http, &server.base, *r)).collect();
         futures::future::try_join_all(adds).await?;
     }
-    connected(&fake, FIRST + ROOMS..FIRST + ROOMS + MANY, Duration::from_secs(180)).await?;
-    let beats: usize = (FIRST + ROOMS..FIRST + ROOMS + MANY).map(|r| control.heartbeats(r)).sum();
-    ensure!(beats >= MANY as usize, "{beats} heartbeats from {MANY} rooms");
+    connected(
+        &fake,
+        FIRST + ROOMS..FIRST + ROOMS + MANY,
+        Duration::from_secs(180),
+    )
+    .await?;
+    let beats: usize = (FIRST + ROOMS..FIRST + ROOMS + MANY)
+        .map(|r| control.heartbeats(r))
+        .sum();
+    ensure!(
+        beats >= MANY as usize,
+        "{beats} heartbeats from {MANY} rooms"
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (_, rss_now) = rss_mb(server.child.id());
     drop(server);

@@ -133,7 +133,13 @@ fn start_server(
     gateway: &str,
 ) -> anyhow::Result<ServerChild> {
     // the collector's own figures run a server of their own (collector.rs)
-    start_server_with(url, out, name, gateway, &[("TIDELOG_COLLECTOR", "off".into())])
+    start_server_with(
+        url,
+        out,
+        name,
+        gateway,
+        &[("TIDELOG_COLLECTOR", "off".into())],
+    )
 }
 
 fn start_server_with(
@@ -927,7 +933,11 @@ async fn scenarios(
     // figure, and the memory of 1,000 rooms connected
     if plan.wants("collector") {
         wait_caught_up(pool).await?;
-        let batches = if plan.warmup < Duration::from_secs(1) { 10 } else { 50 };
+        let batches = if plan.warmup < Duration::from_secs(1) {
+            10
+        } else {
+            50
+        };
         let (fig, rss) = collector::figures(pool, url, out, gateway_url, batches).await?;
         results
             .figures

@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aggregates::values::RoomId;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::api::{ApiError, BiliApi, Room};
@@ -28,6 +29,8 @@ use crate::store::CommandMeta;
 
 /// Messages recorded at once at most, and how long one waits for others.
 const BATCH: usize = 100;
+/// Messages recorded at once when a backlog has built up.
+const MAX_BATCH: usize = 1000;
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -169,7 +172,7 @@ async fn session(
 
     let mut live = room.live;
     if live {
-        pending.extend(stats(api, &room).await);
+        pending.extend(stats(api, &room, now_ms()).await);
     }
     if let Some(followers) = room.attention {
         pending.push(
@@ -203,7 +206,7 @@ async fn session(
                 record(core, &meta, room_id, &mut pending, state).await;
             }
             _ = stats_every.tick(), if live => {
-                pending.extend(stats(api, &room).await);
+                pending.extend(stats(api, &room, now_ms()).await);
             }
             frame = ws.next() => {
                 let bytes = match frame {
@@ -218,32 +221,51 @@ async fn session(
                     }
                     Some(Ok(_)) => continue,
                 };
-                for item in read_frame(&bytes) {
-                    match item {
-                        Incoming::HeartbeatReply { .. } => last_reply = Instant::now(),
-                        Incoming::AuthReply { .. } => {}
-                        Incoming::Message(m) => {
-                            // a session's start and end: the guard and fan counts then
-                            match m["cmd"].as_str() {
-                                Some("LIVE") if !live => {
-                                    live = true;
-                                    pending.push(m);
-                                    pending.extend(stats(api, &room).await);
-                                    continue;
-                                }
-                                Some("PREPARING") if live => {
-                                    live = false;
-                                    pending.extend(stats(api, &room).await);
-                                }
-                                _ => {}
-                            }
-                            pending.push(m);
-                        }
-                    }
-                }
+                take(api, &room, &mut live, &mut last_reply, &mut pending, &bytes).await;
                 if pending.len() >= BATCH {
+                    // a backlog: take what has already arrived too, and
+                    // record it in one go (one append for up to MAX_BATCH)
+                    while pending.len() < MAX_BATCH {
+                        let Some(Some(Ok(Message::Binary(more)))) = ws.next().now_or_never() else {
+                            break;
+                        };
+                        take(api, &room, &mut live, &mut last_reply, &mut pending, &more).await;
+                    }
                     record(core, &meta, room_id, &mut pending, state).await;
                 }
+            }
+        }
+    }
+}
+
+/// A frame's messages into `pending`; a session's start and end (LIVE,
+/// PREPARING) also bring the guard and fan counts of that moment.
+async fn take(
+    api: &BiliApi,
+    room: &Room,
+    live: &mut bool,
+    last_reply: &mut Instant,
+    pending: &mut Vec<Value>,
+    bytes: &[u8],
+) {
+    for item in read_frame(bytes) {
+        match item {
+            Incoming::HeartbeatReply { .. } => *last_reply = Instant::now(),
+            Incoming::AuthReply { .. } => {}
+            Incoming::Message(m) => {
+                let turn = match m["cmd"].as_str() {
+                    Some("LIVE") if !*live => Some(true),
+                    Some("PREPARING") if *live => Some(false),
+                    _ => None,
+                };
+                if let Some(now_live) = turn {
+                    // the session copies the room's counts as it starts and
+                    // ends: they are recorded just before that message
+                    *live = now_live;
+                    let at = m["received_at"].as_i64().unwrap_or_else(now_ms) - 1;
+                    pending.extend(stats(api, room, at).await);
+                }
+                pending.push(m);
             }
         }
     }
@@ -274,7 +296,15 @@ async fn connect(
                 headers.insert(name, v);
             }
         }
-        match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(req)).await {
+        // small buffers: a process holds a thousand of these (the default
+        // 128 KiB each was most of its memory); a frame rarely exceeds a few KiB
+        let config = WebSocketConfig::default()
+            .read_buffer_size(8 * 1024)
+            .write_buffer_size(0)
+            .max_message_size(Some(4 << 20))
+            .max_frame_size(Some(4 << 20));
+        let connecting = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
+        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(Ok((ws, _))) => return Ok(ws),
             Ok(Err(e)) => last = format!("{url}: {e}"),
             Err(_) => last = format!("{url}: no answer in {CONNECT_TIMEOUT:?}"),
@@ -345,12 +375,13 @@ fn read_frame(bytes: &[u8]) -> Vec<Incoming> {
 }
 
 /// The room's guard counts and fan-club size, as messages of their own.
-async fn stats(api: &BiliApi, room: &Room) -> Vec<Value> {
+async fn stats(api: &BiliApi, room: &Room, at: i64) -> Vec<Value> {
     let mut out = Vec::new();
     match api.guard_counts(room.room_id, room.uid).await {
         // seed 001 names them by rank upward: guard_1 舰长 (Bilibili's level
         // 3), guard_2 提督 (2), guard_3 总督 (1)
-        Ok([governors, admirals, captains]) => out.push(json!({"cmd": "GUARD_COUNTS", "received_at": now_ms(),
+        Ok([governors, admirals, captains]) => out
+            .push(json!({"cmd": "GUARD_COUNTS", "received_at": at,
             "data": {"guard_1": captains, "guard_2": admirals, "guard_3": governors}})),
         Err(e) => {
             tracing::warn!(room = room.room_id, error = %e, "collector: reading the guard list")
