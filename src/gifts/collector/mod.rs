@@ -70,6 +70,21 @@ impl Metrics {
 
 pub static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::default);
 
+/// A Chrome (or Edge) older than a year or so: Bilibili has refused such
+/// agents since 2026-04 (blivedm #84).
+fn stale_agent(agent: &str) -> bool {
+    const OLDEST_CHROME: u32 = 140;
+    match agent.find("Chrome/") {
+        Some(i) => agent[i + 7..]
+            .split('.')
+            .next()
+            .and_then(|m| m.parse::<u32>().ok())
+            .is_none_or(|major| major < OLDEST_CHROME),
+        // a Firefox or Safari agent: not known to be stale
+        None => false,
+    }
+}
+
 struct Held {
     state: Arc<RoomState>,
     stop: watch::Sender<bool>,
@@ -87,6 +102,12 @@ pub async fn run(core: Core, node: String, mut shutdown: watch::Receiver<bool>) 
         tracing::warn!(
             "collector: BILIBILI_COOKIE is not set — without a logged-in cookie Bilibili masks \
              viewers' names and may withhold messages (see the README)"
+        );
+    }
+    if stale_agent(&cfg.user_agent) {
+        tracing::warn!(
+            agent = %cfg.user_agent,
+            "collector: BILIBILI_USER_AGENT names an old browser; Bilibili refuses stale agents with -352"
         );
     }
     let api = match BiliApi::new(cfg.clone()) {
@@ -219,5 +240,20 @@ async fn drop_room(
         if let Err(e) = lease::release(&core.pool, room_id, node).await {
             tracing::warn!(room_id, error = %e, "collector: releasing a lease");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn old_chrome_agents_are_told_apart() {
+        let ua = |v: &str| {
+            format!("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v} Safari/537.36")
+        };
+        assert!(super::stale_agent(&ua("120.0.0.0")));
+        assert!(!super::stale_agent(&ua("147.0.0.0")));
+        assert!(!super::stale_agent(
+            "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"
+        ));
     }
 }
