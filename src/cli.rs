@@ -856,22 +856,20 @@ fn audit_policy(
     use crate::tlog::cosignature::CosignatureVerifier;
     use crate::tlog::note::{Ed25519Verifier, NoteVerifier, Verifiers};
     let log_vkey = match log_vkey {
-        Some(v) => v,
+        Some(v) => Some(v),
         None => {
             let key = config.tlog.key_path(&config.data_dir);
-            crate::tlog::signer::load(&key, config.tlog.origin.as_deref())?
-                .ok_or_else(|| {
-                    anyhow!(
-                        "give the log's verifier key (--log-vkey): there is no signing key at {}",
-                        key.display()
-                    )
-                })?
-                .vkey()
+            crate::tlog::signer::load(&key, config.tlog.origin.as_deref())?.map(|s| s.vkey())
         }
     };
-    let log = Ed25519Verifier::from_vkey(log_vkey.trim())
-        .map_err(|e| anyhow!("--log-vkey {log_vkey:?}: {e}"))?;
-    let origin = log.name().to_owned();
+    let mut log_keys = Verifiers::new();
+    let mut origin = None;
+    if let Some(vkey) = log_vkey {
+        let log = Ed25519Verifier::from_vkey(vkey.trim())
+            .map_err(|e| anyhow!("--log-vkey {vkey:?}: {e}"))?;
+        origin = Some(log.name().to_owned());
+        log_keys.push(log)?;
+    }
     let (vkeys, default_quorum) = if witness_vkeys.is_empty() {
         let configured = config.tlog.witnesses.iter().map(|w| w.vkey.clone()).collect();
         (configured, config.tlog.quorum)
@@ -888,7 +886,7 @@ fn audit_policy(
     }
     Ok(crate::tlog::audit::Policy {
         origin,
-        log_keys: Verifiers::new().with(log)?,
+        log_keys,
         witnesses,
         quorum: quorum.unwrap_or(default_quorum),
     })
@@ -983,6 +981,9 @@ async fn audit_verify(
                 .unwrap_or_default(),
             tlog.not_numbered,
         )?;
+        if opts.policy.origin.is_none() {
+            writeln!(out, "note: no log key (--log-vkey, or a key file): the database's checkpoints were compared, not authenticated")?;
+        }
         if opts.archive.is_none() {
             writeln!(out, "note: no --checkpoints archive: the database's own checkpoints prove nothing against whoever controls the database")?;
         }
