@@ -252,13 +252,15 @@ impl Server {
             },
             tlog: tlog.clone(),
         };
-        background.push(tokio::spawn(crate::tlog::integrator::run(
-            core.clone(),
-            tlog.clone(),
-            database.options.clone(),
-            node,
-            shutdown_rx.clone(),
-        )));
+        if config.tlog.integrate {
+            background.push(tokio::spawn(crate::tlog::integrator::run(
+                core.clone(),
+                tlog.clone(),
+                database.options.clone(),
+                node,
+                shutdown_rx.clone(),
+            )));
+        }
         background.push(tokio::spawn(crate::tlog::signer::run(
             core.clone(),
             tlog,

@@ -106,6 +106,9 @@ pub struct TlogConfig {
     pub checkpoint_interval: Duration,
     /// `TIDELOG_TLOG_BATCH`: events per integration transaction
     pub batch: i64,
+    /// `TIDELOG_TLOG_INTEGRATOR`: whether this process may integrate (one
+    /// process at a time does); `false` leaves it to the others
+    pub integrate: bool,
     /// `TIDELOG_TLOG_WITNESSES`: `<vkey> <url>` pairs, comma-separated
     /// (tlog-witness `add-checkpoint` is posted to `<url>/add-checkpoint`)
     pub witnesses: Vec<WitnessConfig>,
@@ -130,6 +133,7 @@ impl Default for TlogConfig {
             key_file: None,
             checkpoint_interval: Duration::from_secs(5),
             batch: 5_000,
+            integrate: true,
             witnesses: Vec::new(),
             quorum: 0,
         }
@@ -157,6 +161,7 @@ impl TlogConfig {
                 parse_var("TIDELOG_TLOG_CHECKPOINT_MS", 5_000u64)?.max(100),
             ),
             batch: parse_var("TIDELOG_TLOG_BATCH", d.batch)?.clamp(1, 50_000),
+            integrate: parse_var("TIDELOG_TLOG_INTEGRATOR", true)?,
             witnesses,
             quorum,
         })

@@ -168,11 +168,15 @@ pub async fn latest_checkpoint(
     witnesses: &[String],
     quorum: usize,
 ) -> sqlx::Result<Option<StoredCheckpoint>> {
+    // newest first, stopping at the first with its quorum (an index scan
+    // backwards, not a grouping of every checkpoint ever signed)
     let row = sqlx::query(&format!(
         "{SELECT_CHECKPOINT}
-         GROUP BY c.size
-        HAVING count(s.witness) FILTER (WHERE s.witness = ANY($1)) >= $2
-         ORDER BY c.size DESC LIMIT 1"
+          WHERE c.size = (SELECT p.size FROM tlog_checkpoints p
+                           WHERE (SELECT count(*) FROM tlog_cosignatures q
+                                   WHERE q.size = p.size AND q.witness = ANY($1)) >= $2
+                           ORDER BY p.size DESC LIMIT 1)
+          GROUP BY c.size"
     ))
     .bind(witnesses)
     .bind(quorum as i64)
