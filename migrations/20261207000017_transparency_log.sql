@@ -4,7 +4,7 @@
 -- tlog_hashes holds complete-subtree hashes at the levels C2SP tlog-tiles
 -- serves (0, 8, 16, ...: level 0 = the leaf hashes), as runs: a run is the
 -- hashes of nodes first, first + 1, ... of one level, concatenated (32 bytes
--- each), appended by one integration batch. Every other complete subtree is
+-- each), appended by one integration batch, within one tile. Every other complete subtree is
 -- computed from the level below it that is a multiple of 8 (at most 128
 -- hashes). Append-only: a run must start where the level's last run ends,
 -- and nothing is ever updated or deleted.
@@ -13,7 +13,9 @@ CREATE TABLE tlog_hashes
     level  smallint NOT NULL CHECK (level >= 0 AND level % 8 = 0 AND level < 64),
     first  bigint   NOT NULL CHECK (first >= 0),
     hashes bytea    NOT NULL CHECK (length(hashes) > 0 AND length(hashes) % 32 = 0),
-    PRIMARY KEY (level, first)
+    PRIMARY KEY (level, first),
+    -- a run never crosses a tile boundary: at most 256 hashes, one tile
+    CHECK (first % 256 + length(hashes) / 32 <= 256)
 );
 
 CREATE FUNCTION tlog_hashes_contiguous() RETURNS trigger

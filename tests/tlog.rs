@@ -567,20 +567,14 @@ async fn a_rewritten_wallet_event_and_a_rollback_fail_verify_against_an_earlier_
     sqlx::query("DELETE FROM tlog_hashes").execute(&mut *conn).await.unwrap();
     let size = tree.size();
     let mut f = tidelog::tlog::merkle::Frontier::new();
-    let mut runs: std::collections::BTreeMap<u8, (u64, Vec<u8>)> = Default::default();
-    for i in 0..size {
-        let h = *tree.get(tidelog::tlog::merkle::NodeId::leaf(i)).unwrap();
-        f.push(h, |id, h| {
-            if id.level % 8 == 0 {
-                runs.entry(id.level).or_insert((id.index, vec![])).1.extend_from_slice(h);
-            }
-        });
-    }
-    for (level, (first, hashes)) in runs {
+    let leaves: Vec<Hash> = (0..size)
+        .map(|i| *tree.get(tidelog::tlog::merkle::NodeId::leaf(i)).unwrap())
+        .collect();
+    for run in tidelog::tlog::integrator::append_runs(&mut f, &leaves) {
         sqlx::query("INSERT INTO tlog_hashes (level, first, hashes) VALUES ($1, $2, $3)")
-            .bind(i16::from(level))
-            .bind(first as i64)
-            .bind(hashes)
+            .bind(i16::from(run.level))
+            .bind(run.first as i64)
+            .bind(run.hashes)
             .execute(&mut *conn)
             .await
             .unwrap();

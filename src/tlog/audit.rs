@@ -3,7 +3,9 @@
 //! now, every event one leaf, in place) and its incremental mode, and
 //! `tidelog audit export --tlog-tiles DIR`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use futures::TryStreamExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
@@ -64,6 +66,11 @@ pub struct TlogReport {
     pub oldest_not_under_checkpoint_secs: Option<f64>,
     /// events not numbered yet (the newest, still above the horizon)
     pub not_numbered: u64,
+    /// every event in the events table
+    pub events: u64,
+    /// the first event whose hash chain is broken (full runs check the
+    /// chains in the same pass, as `event_hash` computes them)
+    pub chain_broken: Option<String>,
     pub seconds: f64,
     pub discrepancies: Vec<String>,
 }
@@ -294,98 +301,140 @@ pub async fn verify(
         .filter(|(size, _)| **size > start && **size <= numbered)
         .map(|(size, ts)| (*size, ts[0].checkpoint.root, ts[0].source.clone()))
         .collect();
-    let mut ahead = ahead.into_iter().peekable();
-    let keep_at = report.newest_checkpoint.filter(|c| *c > start && *c <= numbered);
-    let mut kept: Option<Frontier> = None;
-    let mut last_good = start;
-    let mut first_changed: Option<String> = None;
-    let mut changed = 0u64;
-    let mut oldest_uncovered: Option<chrono::DateTime<chrono::Utc>> = None;
     let covered = report.newest_checkpoint.unwrap_or(0);
-    let mut seen = HashSet::new();
-    let mut next = start as i64 + 1;
-    'chunks: while next <= numbered as i64 {
-        let to = (next + CHUNK).min(numbered as i64 + 1);
-        let rows = leaf::numbered(&mut tx, next, to).await?;
-        // the leaf hashes the integrator stored for these leaves
-        let lo = next as u64 - 1;
-        let hi = (to as u64 - 1).min(head.size);
-        let stored_hashes = if lo < hi {
-            match stored::level_ranges(&mut tx, &[(0, lo, hi)]).await {
-                Ok(mut v) => v.pop().unwrap_or_default(),
-                Err(stored::StoredError::Db(e)) => return Err(e.into()),
-                Err(e) => {
-                    report.fail(format!("the stored leaf hashes are incomplete: {e}"));
-                    Vec::new()
+    // the stored leaf hashes, on a second connection in the same snapshot
+    let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut stored_tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *stored_tx)
+        .await?;
+    sqlx::query(&format!(
+        "SET TRANSACTION SNAPSHOT '{}'",
+        snapshot.replace('\'', "")
+    ))
+    .execute(&mut *stored_tx)
+    .await?;
+    let mut pass = Pass {
+        keep_at: report.newest_checkpoint.filter(|c| *c > start && *c <= numbered),
+        frontier,
+        ahead: ahead.into_iter().peekable(),
+        kept: None,
+        last_good: start,
+        first_changed: None,
+        changed: 0,
+        covered,
+        oldest_uncovered: None,
+        seen: HashSet::new(),
+        chains: (start == 0).then(Chains::default),
+        stored: StoredCursor {
+            head: head.size,
+            lo: 0,
+            buf: Vec::new(),
+            broken: false,
+        },
+        report: &mut report,
+    };
+    let mut not_numbered: Vec<leaf::Event> = Vec::new();
+    if start == 0 {
+        // everything: one scan of the events with their numbers (a hash
+        // join, not a lookup per event), put back in the log's order
+        sqlx::query("SET LOCAL synchronize_seqscans TO off")
+            .execute(&mut *tx)
+            .await?;
+        let mut rows = sqlx::query(leaf::SELECT_ALL).fetch(&mut *tx);
+        let mut early: BTreeMap<i64, leaf::Event> = BTreeMap::new();
+        let mut next = 1i64;
+        let mut scanned = 0u64;
+        while let Some(row) = rows.try_next().await? {
+            let (position, event) = leaf::event_of(&row)?;
+            scanned += 1;
+            if scanned.is_multiple_of(50_000) {
+                tick(50_000);
+            }
+            match position {
+                None => not_numbered.push(event),
+                Some(p) if p == next => {
+                    pass.leaf(&mut stored_tx, p as u64 - 1, &event).await?;
+                    next += 1;
+                    while let Some(e) = early.remove(&next) {
+                        pass.leaf(&mut stored_tx, next as u64 - 1, &e).await?;
+                        next += 1;
+                    }
                 }
-            }
-        } else {
-            Vec::new()
-        };
-        for (i, row) in rows.iter().enumerate() {
-            let want = next + i as i64;
-            if row.position != want {
-                report.fail(format!(
-                    "the log's numbering lacks position {want} (it goes on at {})",
-                    row.position
-                ));
-                break 'chunks;
-            }
-            let index = want as u64 - 1;
-            let Some(event) = &row.event else {
-                report.fail(format!(
-                    "leaf {index}: its event (global position {}) is missing from the events table (deleted)",
-                    row.global_position
-                ));
-                frontier.push([0; 32], |_, _| {});
-                continue;
-            };
-            if !seen.insert(event.global_position) {
-                report.fail(format!("event {} has two leaves", event.name()));
-            }
-            let h = event.leaf_hash();
-            if let Some(s) = stored_hashes.get(i) {
-                if *s != h {
-                    changed += 1;
-                    first_changed.get_or_insert_with(|| {
-                        format!(
-                            "event {} (leaf {index}, global position {}) is not what was logged: its bytes changed after integration",
-                            event.name(),
-                            event.global_position
-                        )
-                    });
-                }
-            }
-            if index >= covered {
-                oldest_uncovered = Some(
-                    oldest_uncovered.map_or(event.recorded_at, |o| o.min(event.recorded_at)),
-                );
-            }
-            frontier.push(h, |_, _| {});
-            report.leaves_hashed += 1;
-            let size = frontier.size();
-            if Some(size) == keep_at {
-                kept = Some(frontier.clone());
-            }
-            while let Some((csize, croot, source)) = ahead.next_if(|a| a.0 <= size) {
-                if csize == size && frontier.root() != croot {
-                    report.fail(format!(
-                        "{source}: the events no longer give its root: {}",
-                        first_changed.clone().unwrap_or_else(|| format!(
-                            "an event among leaves {last_good}..{csize} was changed, added or removed (and the stored hashes rewritten to match)"
-                        ))
-                    ));
-                } else if csize == size {
-                    last_good = size;
+                Some(p) => {
+                    early.insert(p, event);
                 }
             }
         }
-        tick(rows.len() as u64);
-        if rows.is_empty() {
-            break;
+        drop(rows);
+        pass.report.events = scanned;
+        // what is left waits behind positions whose events are gone
+        while next <= numbered as i64 {
+            match early.remove(&next) {
+                Some(e) => pass.leaf(&mut stored_tx, next as u64 - 1, &e).await?,
+                None => {
+                    let gp: Option<i64> = sqlx::query_scalar(
+                        "SELECT global_position FROM log_positions WHERE position = $1",
+                    )
+                    .bind(next)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    pass.missing(next as u64 - 1, gp);
+                }
+            }
+            next += 1;
         }
-        next = to;
+        // the newest, not numbered yet: their chains after the numbered ones
+        not_numbered.sort_by_key(|e| e.global_position);
+        for e in &not_numbered {
+            if let Some(c) = pass.chains.as_mut() {
+                c.check(e, pass.report);
+            }
+        }
+    } else {
+        // incremental: only the leaves numbered since
+        let mut next = start as i64 + 1;
+        while next <= numbered as i64 {
+            let to = (next + CHUNK).min(numbered as i64 + 1);
+            let rows = leaf::numbered(&mut tx, next, to).await?;
+            let mut expect = next;
+            for row in &rows {
+                while expect < row.position {
+                    pass.missing(expect as u64 - 1, None);
+                    expect += 1;
+                }
+                match &row.event {
+                    Some(e) => pass.leaf(&mut stored_tx, row.position as u64 - 1, e).await?,
+                    None => pass.missing(row.position as u64 - 1, Some(row.global_position)),
+                }
+                expect = row.position + 1;
+            }
+            tick(rows.len() as u64);
+            if rows.is_empty() {
+                break;
+            }
+            next = to;
+        }
+        // every event numbered once: the counts agree, or find which not
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&mut *tx)
+            .await?;
+        pass.report.events = events as u64;
+        if events as u64 != numbered {
+            not_numbered = leaf::not_numbered(&mut tx).await?;
+        }
     }
+    let Pass {
+        frontier,
+        kept,
+        first_changed,
+        changed,
+        mut oldest_uncovered,
+        ..
+    } = pass;
+    stored_tx.commit().await?;
     if changed > 0 {
         let first = first_changed.clone().unwrap_or_default();
         report.fail(format!("{changed} leaves differ from the events: the first, {first}"));
@@ -401,23 +450,23 @@ pub async fn verify(
             head.size
         ));
     }
-
-    // every event exactly one leaf: none left out of the numbering
-    let (not_numbered, oldest): (i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
-        "SELECT count(*), min(recorded_at) FROM events e
-          WHERE NOT EXISTS (SELECT 1 FROM log_positions p WHERE p.global_position = e.global_position)",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    report.not_numbered = not_numbered as u64;
+    let numbered_missing = report.events as i64 - not_numbered.len() as i64 - numbered as i64;
+    if numbered_missing < 0 && start > 0 {
+        report.fail(format!(
+            "{} numbered events are not in the events table (deleted)",
+            -numbered_missing
+        ));
+    }
     let now: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
         .fetch_one(&mut *tx)
         .await?;
-    if let Some(o) = oldest {
+    report.not_numbered = not_numbered.len() as u64;
+    if let Some(o) = not_numbered.iter().map(|e| e.recorded_at).min() {
         oldest_uncovered = Some(oldest_uncovered.map_or(o, |u| u.min(o)));
         if now - o > chrono::Duration::minutes(10) {
             report.fail(format!(
-                "{not_numbered} events are not in the log's numbering, the oldest recorded at {o} (an event inserted below the horizon?)"
+                "{} events are not in the log's numbering, the oldest recorded at {o} (an event inserted below the horizon?)",
+                not_numbered.len()
             ));
         }
     }
@@ -451,6 +500,174 @@ pub async fn verify(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The pass over the leaves in the log's order: each leaf hashed from its
+/// event, compared with the stored hash, pushed on the frontier, the root
+/// compared at every checkpoint's size; the hash chains on the way.
+struct Pass<'r> {
+    frontier: Frontier,
+    ahead: std::iter::Peekable<std::vec::IntoIter<(u64, Hash, String)>>,
+    keep_at: Option<u64>,
+    kept: Option<Frontier>,
+    last_good: u64,
+    first_changed: Option<String>,
+    changed: u64,
+    covered: u64,
+    oldest_uncovered: Option<chrono::DateTime<chrono::Utc>>,
+    seen: HashSet<i64>,
+    chains: Option<Chains>,
+    stored: StoredCursor,
+    report: &'r mut TlogReport,
+}
+
+impl Pass<'_> {
+    async fn leaf(
+        &mut self,
+        stored: &mut PgConnection,
+        index: u64,
+        event: &leaf::Event,
+    ) -> anyhow::Result<()> {
+        if !self.seen.insert(event.global_position) {
+            self.report.fail(format!("event {} has two leaves", event.name()));
+        }
+        if let Some(c) = self.chains.as_mut() {
+            c.check(event, self.report);
+        }
+        let h = event.leaf_hash();
+        if let Some(s) = self.stored.get(stored, index, self.report).await? {
+            if s != h {
+                self.changed += 1;
+                self.first_changed.get_or_insert_with(|| {
+                    format!(
+                        "event {} (leaf {index}, global position {}) is not what was logged: its bytes changed after integration",
+                        event.name(),
+                        event.global_position
+                    )
+                });
+            }
+        }
+        if index >= self.covered {
+            self.oldest_uncovered = Some(
+                self.oldest_uncovered
+                    .map_or(event.recorded_at, |o| o.min(event.recorded_at)),
+            );
+        }
+        self.push(h);
+        Ok(())
+    }
+
+    /// A numbered position without its event (`gp`: what it names, if the
+    /// number itself is there).
+    fn missing(&mut self, index: u64, gp: Option<i64>) {
+        self.report.fail(match gp {
+            Some(gp) => format!(
+                "leaf {index}: its event (global position {gp}) is missing from the events table (deleted)"
+            ),
+            None => format!("the log's numbering lacks position {}", index + 1),
+        });
+        self.push([0; 32]);
+    }
+
+    fn push(&mut self, h: Hash) {
+        self.frontier.push(h, |_, _| {});
+        self.report.leaves_hashed += 1;
+        let size = self.frontier.size();
+        if Some(size) == self.keep_at {
+            self.kept = Some(self.frontier.clone());
+        }
+        while let Some((csize, croot, source)) = self.ahead.next_if(|a| a.0 <= size) {
+            if csize != size {
+                continue;
+            }
+            if self.frontier.root() == croot {
+                self.last_good = size;
+                continue;
+            }
+            let why = self.first_changed.clone().unwrap_or_else(|| {
+                format!(
+                    "an event among leaves {}..{csize} was changed, added or removed (and the stored hashes rewritten to match)",
+                    self.last_good
+                )
+            });
+            self.report
+                .fail(format!("{source}: the events no longer give its root: {why}"));
+        }
+    }
+}
+
+/// The per-stream hash chains, checked in the log's order (a stream's
+/// events are numbered in their sequence's order): each event's hash is
+/// `event_hash` of its content and its predecessor's hash, as the database
+/// computes it.
+#[derive(Default)]
+struct Chains {
+    last: HashMap<(String, String), (i64, Vec<u8>)>,
+    broken: bool,
+}
+
+impl Chains {
+    fn check(&mut self, e: &leaf::Event, report: &mut TlogReport) {
+        let key = (e.aggregate_type.clone(), e.aggregate_id.clone());
+        let (prev_seq, prev_hash) = match self.last.get(&key) {
+            Some((s, h)) => (*s, Some(h.as_slice())),
+            None => (0, None),
+        };
+        let why = if e.prev_hash.as_deref() != prev_hash {
+            Some("its link to the previous event is broken")
+        } else if e.sequence != prev_seq + 1 {
+            Some("the stream has a gap before it")
+        } else if e.chain_hash() != e.hash.as_slice() {
+            Some("its content does not match its hash")
+        } else {
+            None
+        };
+        if let (Some(why), false) = (why, self.broken) {
+            self.broken = true;
+            report.chain_broken = Some(format!(
+                "hash chain: event {}/{} #{} at position {}: {why}",
+                e.aggregate_type, e.aggregate_id, e.sequence, e.global_position
+            ));
+        }
+        self.last.insert(key, (e.sequence, e.hash.clone()));
+    }
+}
+
+/// The stored leaf hashes, read ahead in chunks.
+struct StoredCursor {
+    head: u64,
+    lo: u64,
+    buf: Vec<Hash>,
+    broken: bool,
+}
+
+impl StoredCursor {
+    async fn get(
+        &mut self,
+        conn: &mut PgConnection,
+        index: u64,
+        report: &mut TlogReport,
+    ) -> anyhow::Result<Option<Hash>> {
+        if index >= self.head || self.broken {
+            return Ok(None);
+        }
+        if index < self.lo || index >= self.lo + self.buf.len() as u64 {
+            let hi = (index + CHUNK as u64).min(self.head);
+            match stored::level_ranges(conn, &[(0, index, hi)]).await {
+                Ok(mut v) => {
+                    self.lo = index;
+                    self.buf = v.pop().unwrap_or_default();
+                }
+                Err(stored::StoredError::Db(e)) => return Err(e.into()),
+                Err(e) => {
+                    report.fail(format!("the stored leaf hashes are incomplete: {e}"));
+                    self.broken = true;
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(self.buf.get((index - self.lo) as usize).copied())
+    }
 }
 
 fn load_state(path: &Path, policy: &Policy) -> anyhow::Result<State> {

@@ -7,7 +7,6 @@
 //! (a trigger): a process killed mid-batch leaves nothing, and the next one
 //! continues from the committed head, with no gap and no leaf twice.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +15,15 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 
-use super::merkle::{Frontier, Hash};
-use super::tiles::TILE_HEIGHT;
+use super::merkle::{Frontier, Hash, HASH_SIZE};
+use super::tiles::{TILE_HEIGHT, TILE_WIDTH};
 use super::{leaf, stored, Log};
 use crate::core::Core;
 
 const POLL_EVERY: Duration = Duration::from_millis(500);
+/// After a batch that was not full, at least this long before the next:
+/// fewer, larger transactions beside the write path, a bounded delay.
+const PACE: Duration = Duration::from_millis(200);
 const LOCK_RETRY_EVERY: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -65,8 +67,7 @@ impl Integrator {
             return Ok(0);
         }
         let mut frontier = self.frontier.clone();
-        // level -> (first node, hashes): the runs this batch appends
-        let mut runs: BTreeMap<u8, (u64, Vec<u8>)> = BTreeMap::new();
+        let mut leaves = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             let want = first + i as i64;
             if row.position != want {
@@ -79,19 +80,18 @@ impl Integrator {
                     row.global_position
                 );
             };
-            frontier.push(event.leaf_hash(), |id, h| {
-                if id.level % TILE_HEIGHT == 0 {
-                    runs.entry(id.level)
-                        .or_insert_with(|| (id.index, Vec::new()))
-                        .1
-                        .extend_from_slice(h);
-                }
-            });
+            leaves.push(event.leaf_hash());
         }
-        let levels: Vec<i16> = runs.keys().map(|l| i16::from(*l)).collect();
-        let firsts: Vec<i64> = runs.values().map(|r| r.0 as i64).collect();
-        let hashes: Vec<Vec<u8>> = runs.into_values().map(|r| r.1).collect();
+        let runs = append_runs(&mut frontier, &leaves);
+        let levels: Vec<i16> = runs.iter().map(|r| i16::from(r.level)).collect();
+        let firsts: Vec<i64> = runs.iter().map(|r| r.first as i64).collect();
+        let hashes: Vec<Vec<u8>> = runs.into_iter().map(|r| r.hashes).collect();
         let mut tx = conn.begin().await?;
+        // derived from durable events and numbers, recomputed the same after
+        // a crash: no need to wait for this commit's flush
+        sqlx::query("SET LOCAL synchronous_commit TO off")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO tlog_hashes (level, first, hashes)
              SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
@@ -120,6 +120,40 @@ impl Integrator {
         self.frontier = frontier;
         Ok(rows.len())
     }
+}
+
+/// Hashes one level's consecutive complete subtrees, as stored: never
+/// across a tile boundary (a run is at most one tile, 8 KiB).
+pub struct Run {
+    pub level: u8,
+    pub first: u64,
+    pub hashes: Vec<u8>,
+}
+
+/// Appends leaf hashes to `frontier`; returns the runs of tile-level hashes
+/// they complete, in an order the contiguity trigger accepts.
+pub fn append_runs(frontier: &mut Frontier, leaves: &[Hash]) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    for h in leaves {
+        frontier.push(*h, |id, h| {
+            if id.level % TILE_HEIGHT != 0 {
+                return;
+            }
+            let open = runs.iter_mut().rev().find(|r| r.level == id.level).filter(|r| {
+                id.index % u64::from(TILE_WIDTH) != 0
+                    && r.first + (r.hashes.len() / HASH_SIZE) as u64 == id.index
+            });
+            match open {
+                Some(r) => r.hashes.extend_from_slice(h),
+                None => runs.push(Run {
+                    level: id.level,
+                    first: id.index,
+                    hashes: h.to_vec(),
+                }),
+            }
+        });
+    }
+    runs
 }
 
 /// Works the integrator while this process holds its lock; woken by the
@@ -182,8 +216,14 @@ async fn work(
         }
         tokio::select! {
             _ = shutdown.changed() => return Ok(()),
-            _ = wake.changed() => {}
-            _ = tokio::time::sleep(POLL_EVERY) => {}
+            _ = tokio::time::sleep(PACE) => {}
+        }
+        if n == 0 {
+            tokio::select! {
+                _ = shutdown.changed() => return Ok(()),
+                _ = wake.changed() => {}
+                _ = tokio::time::sleep(POLL_EVERY) => {}
+            }
         }
     }
 }

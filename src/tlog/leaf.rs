@@ -34,6 +34,8 @@ pub struct Event {
     pub metadata: String,
     pub recorded_at: chrono::DateTime<chrono::Utc>,
     pub hash: Vec<u8>,
+    /// the chain's link (not in the leaf: the hash covers it)
+    pub prev_hash: Option<Vec<u8>>,
 }
 
 impl Event {
@@ -86,6 +88,34 @@ impl Event {
     pub fn leaf_hash(&self) -> Hash {
         leaf_hash(&self.leaf())
     }
+
+    /// The chain hash as the database's `event_hash` computes it:
+    /// SHA-256 of the previous hash and the fields joined by U+001F.
+    pub fn chain_hash(&self) -> Hash {
+        let mut h = Sha256::new();
+        if let Some(p) = &self.prev_hash {
+            h.update(p);
+        }
+        let sequence = self.sequence.to_string();
+        let micros = self.recorded_at.timestamp_micros().to_string();
+        let fields = [
+            self.aggregate_type.as_str(),
+            &self.aggregate_id,
+            &sequence,
+            &self.event_type,
+            &self.event_version,
+            &self.payload,
+            &self.metadata,
+            &micros,
+        ];
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                h.update([0x1f]);
+            }
+            h.update(f.as_bytes());
+        }
+        h.finalize().into()
+    }
 }
 
 /// A position of the log and its event (`None`: the numbered event is not
@@ -97,46 +127,78 @@ pub struct Numbered {
     pub event: Option<Event>,
 }
 
-const SELECT: &str = "
-SELECT p.position, p.global_position, e.global_position AS found, e.aggregate_type, e.aggregate_id,
-       e.sequence, e.event_type, e.event_version, e.payload::text AS payload,
-       e.metadata::text AS metadata, e.recorded_at, e.hash
-  FROM log_positions p LEFT JOIN events e ON e.global_position = p.global_position
- WHERE p.position >= $1 AND p.position < $2
- ORDER BY p.position";
+const COLUMNS: &str = "e.global_position AS found, e.aggregate_type, e.aggregate_id, e.sequence,
+       e.event_type, e.event_version, e.payload::text AS payload, e.metadata::text AS metadata,
+       e.recorded_at, e.hash, e.prev_hash";
+
+/// Every event with its log position (`NULL`: not numbered yet), in no
+/// particular order: one scan of the events table joined to the numbers.
+pub const SELECT_ALL: &str = "SELECT p.position, e.global_position AS found, e.aggregate_type, e.aggregate_id, e.sequence,
+       e.event_type, e.event_version, e.payload::text AS payload, e.metadata::text AS metadata,
+       e.recorded_at, e.hash, e.prev_hash
+  FROM events e LEFT JOIN log_positions p ON p.global_position = e.global_position";
+
+fn event_row(r: &sqlx::postgres::PgRow) -> sqlx::Result<Option<Event>> {
+    let found: Option<i64> = r.try_get("found")?;
+    let Some(global_position) = found else {
+        return Ok(None);
+    };
+    Ok(Some(Event {
+        global_position,
+        aggregate_type: r.try_get("aggregate_type")?,
+        aggregate_id: r.try_get("aggregate_id")?,
+        sequence: r.try_get("sequence")?,
+        event_type: r.try_get("event_type")?,
+        event_version: r.try_get("event_version")?,
+        payload: r.try_get("payload")?,
+        metadata: r.try_get("metadata")?,
+        recorded_at: r.try_get("recorded_at")?,
+        hash: r.try_get("hash")?,
+        prev_hash: r.try_get("prev_hash")?,
+    }))
+}
+
+/// A row of [`SELECT_ALL`]: its position and event.
+pub fn event_of(r: &sqlx::postgres::PgRow) -> sqlx::Result<(Option<i64>, Event)> {
+    let event = event_row(r)?.ok_or_else(|| sqlx::Error::Decode("no event".into()))?;
+    Ok((r.try_get("position")?, event))
+}
 
 /// The numbered events of positions `[from, to)`, in order (fewer if the
 /// numbering has not got that far).
 pub async fn numbered(conn: &mut PgConnection, from: i64, to: i64) -> sqlx::Result<Vec<Numbered>> {
-    let rows = sqlx::query(SELECT)
-        .bind(from)
-        .bind(to)
-        .fetch_all(conn)
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT p.position, p.global_position, {COLUMNS}
+           FROM log_positions p LEFT JOIN events e ON e.global_position = p.global_position
+          WHERE p.position >= $1 AND p.position < $2
+          ORDER BY p.position"
+    ))
+    .bind(from)
+    .bind(to)
+    .fetch_all(conn)
+    .await?;
     rows.iter()
         .map(|r| {
-            let found: Option<i64> = r.try_get("found")?;
-            let event = match found {
-                None => None,
-                Some(global_position) => Some(Event {
-                    global_position,
-                    aggregate_type: r.try_get("aggregate_type")?,
-                    aggregate_id: r.try_get("aggregate_id")?,
-                    sequence: r.try_get("sequence")?,
-                    event_type: r.try_get("event_type")?,
-                    event_version: r.try_get("event_version")?,
-                    payload: r.try_get("payload")?,
-                    metadata: r.try_get("metadata")?,
-                    recorded_at: r.try_get("recorded_at")?,
-                    hash: r.try_get("hash")?,
-                }),
-            };
             Ok(Numbered {
                 position: r.try_get("position")?,
                 global_position: r.try_get("global_position")?,
-                event,
+                event: event_row(r)?,
             })
         })
+        .collect()
+}
+
+/// The events not in the log's numbering (an anti-join over every event).
+pub async fn not_numbered(conn: &mut PgConnection) -> sqlx::Result<Vec<Event>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM events e
+          WHERE NOT EXISTS (SELECT 1 FROM log_positions p WHERE p.global_position = e.global_position)
+          ORDER BY e.global_position"
+    ))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .filter_map(|r| event_row(r).transpose())
         .collect()
 }
 
@@ -187,6 +249,7 @@ mod tests {
             metadata: r#"{"actor": "admin"}"#.into(),
             recorded_at: chrono::DateTime::from_timestamp_micros(1_780_000_000_123_456).unwrap(),
             hash: vec![0xab; 32],
+            prev_hash: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! cosignatures. Any complete subtree hash is computed from the stored
 //! level below it that is a multiple of 8.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{PgConnection, Row};
 
@@ -96,24 +96,42 @@ pub async fn level_ranges(
     Ok(out)
 }
 
-/// The stored range a node is computed from: `(base level, lo, hi)`.
+/// The stored range a node is computed from: `(base level, lo, hi)`, an
+/// aligned range of at most 128 hashes, so inside one tile.
 fn base_of(id: NodeId) -> (u8, u64, u64) {
     let base = id.level - id.level % TILE_HEIGHT;
     let k = id.level - base;
     (base, id.index << k, (id.index + 1) << k)
 }
 
-/// The hashes of `ids` (complete subtrees), computed from the stored levels.
+/// The hashes of `ids` (complete subtrees), computed from the stored levels:
+/// each from a range inside one tile, each tile read once.
 pub async fn nodes(
     conn: &mut PgConnection,
     ids: &[NodeId],
 ) -> Result<HashMap<NodeId, Hash>, StoredError> {
-    let ranges: Vec<(u8, u64, u64)> = ids.iter().map(|id| base_of(*id)).collect();
+    let tile = |level: u8, lo: u64| (level, lo >> TILE_HEIGHT);
+    let mut spans: BTreeMap<(u8, u64), (u64, u64)> = BTreeMap::new();
+    for id in ids {
+        let (level, lo, hi) = base_of(*id);
+        let span = spans.entry(tile(level, lo)).or_insert((lo, hi));
+        *span = (span.0.min(lo), span.1.max(hi));
+    }
+    let ranges: Vec<(u8, u64, u64)> = spans.iter().map(|((l, _), (lo, hi))| (*l, *lo, *hi)).collect();
     let got = level_ranges(conn, &ranges).await?;
+    let by_tile: HashMap<(u8, u64), (u64, &Vec<Hash>)> = spans
+        .keys()
+        .zip(ranges.iter().zip(&got))
+        .map(|(k, (r, hashes))| (*k, (r.1, hashes)))
+        .collect();
     Ok(ids
         .iter()
-        .zip(got)
-        .map(|(id, hashes)| (*id, root_from_leaf_hashes(&hashes)))
+        .map(|id| {
+            let (level, lo, hi) = base_of(*id);
+            let (start, hashes) = by_tile[&tile(level, lo)];
+            let slice = &hashes[(lo - start) as usize..(hi - start) as usize];
+            (*id, root_from_leaf_hashes(slice))
+        })
         .collect())
 }
 

@@ -173,7 +173,7 @@ async fn leaf_index(
     let Ok(Query(q)) = q else { return Err(bad()) };
     match (&q.event, q.index) {
         (Some(name), None) => reads::index_of_event(conn, name).await.map_err(failed),
-        (None, Some(i)) if i < i64::MAX as u64 => Ok(i),
+        (None, Some(i)) if i < 1 << 62 => Ok(i),
         _ => Err(bad()),
     }
 }
