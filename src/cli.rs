@@ -1064,7 +1064,7 @@ async fn audit_prove(
     let index = reads::index_of_event(&mut conn, event)
         .await
         .map_err(|e| anyhow!("{e}"))?;
-    let (proof, ev) = reads::proof(&mut conn, &cosigners, index, size)
+    let (proof, ev) = reads::proof(&mut conn, &cosigners, None, index, size)
         .await
         .map_err(|e| anyhow!("{e}"))?;
     if let Some(path) = entry {

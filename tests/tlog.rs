@@ -797,7 +797,9 @@ async fn a_process_killed_mid_integration_leaves_no_gap_and_no_leaf_twice() {
     eventually("a batch waiting in mid-transaction", || async {
         count(
             &pool,
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE tlog_head%'",
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+               AND query LIKE 'WITH runs AS (INSERT INTO tlog_hashes%' AND pid <> pg_backend_pid()
+               AND datname = current_database()",
         )
         .await
             == 1
@@ -806,7 +808,7 @@ async fn a_process_killed_mid_integration_leaves_no_gap_and_no_leaf_twice() {
     first.kill9();
     blocker.rollback().await.unwrap();
     eventually("the killed process's session gone", || async {
-        count(&pool, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE tlog_head%'").await == 0
+        count(&pool, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'WITH runs AS (INSERT INTO tlog_hashes%' AND pid <> pg_backend_pid() AND datname = current_database()").await == 0
     })
     .await;
     assert_eq!(count(&pool, "SELECT size FROM tlog_head").await, 500, "nothing of the batch kept");

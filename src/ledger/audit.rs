@@ -66,10 +66,7 @@ async fn verify_with(
 ) -> anyhow::Result<VerifyReport> {
     let started = std::time::Instant::now();
     let mut report = VerifyReport::default();
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = crate::db::begin_snapshot(pool, None).await?;
     // the hash chains are checked on a second connection in the same
     // snapshot, while this one recomputes the ledger (two cores, half the time)
     let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
@@ -388,16 +385,7 @@ async fn check_chains(
     snapshot: String,
     imported: tokio::sync::oneshot::Sender<()>,
 ) -> anyhow::Result<(i64, Option<Broken>)> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(&format!(
-        "SET TRANSACTION SNAPSHOT '{}'",
-        snapshot.replace('\'', "")
-    ))
-    .execute(&mut *tx)
-    .await?;
+    let mut tx = crate::db::begin_snapshot(&pool, Some(&snapshot)).await?;
     let _ = imported.send(());
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&mut *tx)

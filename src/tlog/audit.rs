@@ -210,10 +210,7 @@ pub async fn verify(
         }
         report.skipped_files = skipped;
     }
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = crate::db::begin_snapshot(pool, None).await?;
     let head = stored::head(&mut tx).await?;
     report.tree_size = head.size;
     let numbered: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM log_positions")
@@ -306,16 +303,7 @@ pub async fn verify(
     let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
         .fetch_one(&mut *tx)
         .await?;
-    let mut stored_tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *stored_tx)
-        .await?;
-    sqlx::query(&format!(
-        "SET TRANSACTION SNAPSHOT '{}'",
-        snapshot.replace('\'', "")
-    ))
-    .execute(&mut *stored_tx)
-    .await?;
+    let mut stored_tx = crate::db::begin_snapshot(pool, Some(&snapshot)).await?;
     let mut pass = Pass {
         keep_at: report.newest_checkpoint.filter(|c| *c > start && *c <= numbered),
         frontier,
@@ -727,10 +715,7 @@ pub async fn export_tiles(
     dir: &Path,
     mut tick: impl FnMut(u64),
 ) -> anyhow::Result<StoredCheckpoint> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = crate::db::begin_snapshot(pool, None).await?;
     let cp = stored::latest_checkpoint(&mut tx, &cosigners.labels, cosigners.quorum)
         .await?
         .ok_or_else(|| anyhow!("the log has no checkpoint with its cosignatures yet"))?;

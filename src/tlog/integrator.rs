@@ -30,6 +30,22 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// The tree's right edge as committed, kept in memory between batches.
 pub struct Integrator {
     frontier: Frontier,
+    /// the next batch's read, started while this one hashes and commits:
+    /// (its first position, the read)
+    ahead: Option<(i64, tokio::task::JoinHandle<sqlx::Result<Vec<leaf::Numbered>>>)>,
+}
+
+/// Reads positions `[from, from + batch)` on a connection of its own.
+fn read_ahead(
+    pool: &PgPool,
+    from: i64,
+    batch: i64,
+) -> tokio::task::JoinHandle<sqlx::Result<Vec<leaf::Numbered>>> {
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        let mut conn = pool.acquire().await?;
+        leaf::numbered(&mut conn, from, from + batch).await
+    })
 }
 
 impl Integrator {
@@ -45,7 +61,10 @@ impl Integrator {
                 head.size
             );
         }
-        Ok(Self { frontier })
+        Ok(Self {
+            frontier,
+            ahead: None,
+        })
     }
 
     pub fn size(&self) -> u64 {
@@ -61,11 +80,26 @@ impl Integrator {
     pub async fn step(&mut self, pool: &PgPool, batch: i64, owner: &str) -> anyhow::Result<usize> {
         let size = self.frontier.size();
         let first = size as i64 + 1;
-        let mut conn = pool.acquire().await?;
-        let rows = leaf::numbered(&mut conn, first, first + batch).await?;
+        let rows = match self.ahead.take() {
+            Some((from, read)) if from == first => read.await??,
+            Some((_, read)) => {
+                read.abort();
+                let mut conn = pool.acquire().await?;
+                leaf::numbered(&mut conn, first, first + batch).await?
+            }
+            None => {
+                let mut conn = pool.acquire().await?;
+                leaf::numbered(&mut conn, first, first + batch).await?
+            }
+        };
         if rows.is_empty() {
             return Ok(0);
         }
+        if rows.len() as i64 == batch {
+            // more is likely numbered: read it while this batch is done
+            self.ahead = Some((first + batch, read_ahead(pool, first + batch, batch)));
+        }
+        let mut conn = pool.acquire().await?;
         let mut frontier = self.frontier.clone();
         let mut leaves = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
@@ -92,22 +126,20 @@ impl Integrator {
         sqlx::query("SET LOCAL synchronous_commit TO off")
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO tlog_hashes (level, first, hashes)
-             SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
-        )
-        .bind(&levels)
-        .bind(&firsts)
-        .bind(&hashes)
-        .execute(&mut *tx)
-        .await?;
+        // one statement: the transaction holds its id (and so every
+        // projector's horizon) for as short a time as it can
         let moved = sqlx::query(
-            "UPDATE tlog_head SET size = $2, root = $3, updated_at = now(), owner = $4 WHERE size = $1",
+            "WITH runs AS (INSERT INTO tlog_hashes (level, first, hashes)
+                           SELECT * FROM unnest($5::smallint[], $6::bigint[], $7::bytea[]))
+             UPDATE tlog_head SET size = $2, root = $3, updated_at = now(), owner = $4 WHERE size = $1",
         )
         .bind(size as i64)
         .bind(frontier.size() as i64)
         .bind(frontier.root().as_slice())
         .bind(owner)
+        .bind(&levels)
+        .bind(&firsts)
+        .bind(&hashes)
         .execute(&mut *tx)
         .await?;
         if moved.rows_affected() != 1 {
@@ -206,6 +238,10 @@ async fn work(
     loop {
         let n = integrator.step(&core.pool, log.batch, owner).await?;
         log.set_status(|s| s.integrator_error = None);
+        if n > 0 {
+            // a projector that found this transaction in its horizon looks again now
+            core.progress.wake_held_back_workers();
+        }
         if n as i64 == log.batch {
             continue;
         }

@@ -15,7 +15,7 @@
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, Row};
 
-use super::merkle::{leaf_hash, Hash};
+use super::merkle::Hash;
 use super::tiles::MAX_ENTRY_SIZE;
 
 pub const LEAF_V1: &[u8] = b"tidelog-event/v1\n";
@@ -49,6 +49,21 @@ impl Event {
 
     /// The leaf bytes (the tlog-tiles entry).
     pub fn leaf(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.payload.len() + self.metadata.len());
+        self.write_leaf(|b| out.extend_from_slice(b));
+        out
+    }
+
+    /// Its leaf hash, `SHA-256(0x00 ‖ leaf)`, without building the bytes.
+    pub fn leaf_hash(&self) -> Hash {
+        let mut h = Sha256::new();
+        h.update([0x00]);
+        self.write_leaf(|b| h.update(b));
+        h.finalize().into()
+    }
+
+    /// Feeds the leaf's bytes to `out`, piece by piece.
+    fn write_leaf(&self, mut out: impl FnMut(&[u8])) {
         let sequence = self.sequence.to_string();
         let micros = self.recorded_at.timestamp_micros().to_string();
         let mut fields: [&[u8]; 9] = [
@@ -76,17 +91,11 @@ impl Event {
             fields[5] = &digests[0];
             fields[6] = &digests[1];
         }
-        let mut out = Vec::with_capacity(len(header, &fields));
-        out.extend_from_slice(header);
+        out(header);
         for f in fields {
-            out.extend_from_slice(&(f.len() as u32).to_be_bytes());
-            out.extend_from_slice(f);
+            out(&(f.len() as u32).to_be_bytes());
+            out(f);
         }
-        out
-    }
-
-    pub fn leaf_hash(&self) -> Hash {
-        leaf_hash(&self.leaf())
     }
 
     /// The chain hash as the database's `event_hash` computes it:
@@ -272,6 +281,10 @@ mod tests {
             want.extend_from_slice(f);
         }
         assert_eq!(leaf, want);
+        assert_eq!(
+            event(r#"{"a": 1}"#).leaf_hash(),
+            super::super::merkle::leaf_hash(&want)
+        );
         // a space more in the stored text is another leaf
         assert_ne!(event(r#"{"a":  1}"#).leaf_hash(), event(r#"{"a": 1}"#).leaf_hash());
     }

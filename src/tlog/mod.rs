@@ -60,6 +60,8 @@ pub struct Log {
     pub checkpoint_interval: Duration,
     pub batch: i64,
     status: Mutex<Status>,
+    /// tile hashes read for proofs, kept (they never change)
+    pub tiles: stored::TileCache,
 }
 
 /// A witness of the log: its key and where it takes `add-checkpoint`.
@@ -118,6 +120,8 @@ impl Log {
             checkpoint_interval: config.tlog.checkpoint_interval,
             batch: config.tlog.batch,
             status: Mutex::default(),
+            // 2,048 tiles of at most 8 KiB
+            tiles: stored::TileCache::new(2048),
         })
     }
 

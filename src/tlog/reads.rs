@@ -7,7 +7,7 @@ use super::checkpoint::Checkpoint;
 use super::merkle::{consistency_proof, consistency_proof_ids, inclusion_proof_ids, Hash};
 use super::note::Note;
 use super::proof::TlogProof;
-use super::stored::{self, StoredCheckpoint, StoredError};
+use super::stored::{self, StoredCheckpoint, StoredError, TileCache};
 use super::tiles::{encode_entry_bundle, parse_tile_path, TilePath, TILE_HEIGHT};
 use super::{leaf, Cosigners};
 
@@ -106,6 +106,7 @@ pub async fn leaves(conn: &mut PgConnection, lo: u64, hi: u64) -> Result<Vec<Vec
 pub async fn proof(
     conn: &mut PgConnection,
     w: &Cosigners,
+    cache: Option<&TileCache>,
     index: u64,
     size: Option<u64>,
 ) -> Result<(TlogProof, leaf::Event), ReadError> {
@@ -129,7 +130,7 @@ pub async fn proof(
         .pop()
         .and_then(|n| n.event)
         .ok_or_else(|| ReadError::Broken(format!("leaf {index}: its event is missing")))?;
-    let hashes = stored::nodes(conn, &inclusion_proof_ids(index, cp.size)).await?;
+    let hashes = stored::nodes_cached(conn, cache, &inclusion_proof_ids(index, cp.size)).await?;
     let note = cp.cosigned(labels);
     let proof = TlogProof::build(index, &note, &hashes, Some(event.name().into_bytes()))
         .map_err(|e| ReadError::Broken(e.to_string()))?;

@@ -130,7 +130,9 @@ pub async fn run(
                 return Ok(());
             }
             let mut conn = core.pool.acquire().await?;
-            sign_if_grew(&mut conn, &log).await?;
+            if sign_if_grew(&mut conn, &log).await?.is_some() {
+                core.progress.wake_held_back_workers();
+            }
             log.set_status(|s| s.signer_error = None);
             drop(conn);
             cosign_latest(&core, &log, &http).await

@@ -104,32 +104,92 @@ fn base_of(id: NodeId) -> (u8, u64, u64) {
     (base, id.index << k, (id.index + 1) << k)
 }
 
+/// Hashes read from `tlog_hashes`, kept: a stored hash never changes, so
+/// the first hashes of a tile, once read, stay true. Bounded; when full,
+/// the leaf-level tiles (one per 256 events, the cold ones) are forgotten.
+pub struct TileCache {
+    tiles: std::sync::Mutex<HashMap<(u8, u64), std::sync::Arc<Vec<Hash>>>>,
+    capacity: usize,
+}
+
+impl TileCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            tiles: Default::default(),
+            capacity,
+        }
+    }
+
+    fn get(&self, key: (u8, u64), len: usize) -> Option<std::sync::Arc<Vec<Hash>>> {
+        let tiles = self.tiles.lock().unwrap();
+        tiles.get(&key).filter(|t| t.len() >= len).cloned()
+    }
+
+    fn put(&self, key: (u8, u64), hashes: std::sync::Arc<Vec<Hash>>) {
+        let mut tiles = self.tiles.lock().unwrap();
+        if tiles.len() >= self.capacity {
+            tiles.retain(|(level, _), _| *level > 0);
+            if tiles.len() >= self.capacity {
+                tiles.clear();
+            }
+        }
+        tiles.insert(key, hashes);
+    }
+}
+
 /// The hashes of `ids` (complete subtrees), computed from the stored levels:
-/// each from a range inside one tile, each tile read once.
+/// each from a range inside one tile, each tile's first hashes read once
+/// (and kept in `cache`, if given).
 pub async fn nodes(
     conn: &mut PgConnection,
     ids: &[NodeId],
 ) -> Result<HashMap<NodeId, Hash>, StoredError> {
+    nodes_cached(conn, None, ids).await
+}
+
+pub async fn nodes_cached(
+    conn: &mut PgConnection,
+    cache: Option<&TileCache>,
+    ids: &[NodeId],
+) -> Result<HashMap<NodeId, Hash>, StoredError> {
     let tile = |level: u8, lo: u64| (level, lo >> TILE_HEIGHT);
-    let mut spans: BTreeMap<(u8, u64), (u64, u64)> = BTreeMap::new();
+    // per tile: how many of its first hashes are needed
+    let mut needed: BTreeMap<(u8, u64), u64> = BTreeMap::new();
     for id in ids {
         let (level, lo, hi) = base_of(*id);
-        let span = spans.entry(tile(level, lo)).or_insert((lo, hi));
-        *span = (span.0.min(lo), span.1.max(hi));
+        let key = tile(level, lo);
+        let len = hi - (key.1 << TILE_HEIGHT);
+        let n = needed.entry(key).or_insert(len);
+        *n = (*n).max(len);
     }
-    let ranges: Vec<(u8, u64, u64)> = spans.iter().map(|((l, _), (lo, hi))| (*l, *lo, *hi)).collect();
-    let got = level_ranges(conn, &ranges).await?;
-    let by_tile: HashMap<(u8, u64), (u64, &Vec<Hash>)> = spans
-        .keys()
-        .zip(ranges.iter().zip(&got))
-        .map(|(k, (r, hashes))| (*k, (r.1, hashes)))
+    let mut tiles: HashMap<(u8, u64), std::sync::Arc<Vec<Hash>>> = HashMap::new();
+    let mut missing = Vec::new();
+    for (key, len) in &needed {
+        match cache.and_then(|c| c.get(*key, *len as usize)) {
+            Some(t) => {
+                tiles.insert(*key, t);
+            }
+            None => missing.push(*key),
+        }
+    }
+    let ranges: Vec<(u8, u64, u64)> = missing
+        .iter()
+        .map(|k| (k.0, k.1 << TILE_HEIGHT, (k.1 << TILE_HEIGHT) + needed[k]))
         .collect();
+    for (key, hashes) in missing.into_iter().zip(level_ranges(conn, &ranges).await?) {
+        let hashes = std::sync::Arc::new(hashes);
+        if let Some(c) = cache {
+            c.put(key, hashes.clone());
+        }
+        tiles.insert(key, hashes);
+    }
     Ok(ids
         .iter()
         .map(|id| {
             let (level, lo, hi) = base_of(*id);
-            let (start, hashes) = by_tile[&tile(level, lo)];
-            let slice = &hashes[(lo - start) as usize..(hi - start) as usize];
+            let key = tile(level, lo);
+            let start = key.1 << TILE_HEIGHT;
+            let slice = &tiles[&key][(lo - start) as usize..(hi - start) as usize];
             (*id, root_from_leaf_hashes(slice))
         })
         .collect())

@@ -193,7 +193,13 @@ async fn proof(
     let mut conn = state.pool.acquire().await.map_err(unavailable)?;
     let index = leaf_index(&mut conn, &q).await?;
     let size = q.ok().and_then(|Query(q)| q.size);
-    let (proof, _) = reads::proof(&mut conn, &state.tlog.cosigners(), index, size)
+    let (proof, _) = reads::proof(
+        &mut conn,
+        &state.tlog.cosigners(),
+        Some(&state.tlog.tiles),
+        index,
+        size,
+    )
         .await
         .map_err(failed)?;
     Ok(text(proof.encode()))
