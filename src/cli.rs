@@ -451,9 +451,8 @@ pub async fn run() -> anyhow::Result<()> {
                             },
                     } => {
                         let cosigners = crate::tlog::Cosigners::from_config(&config)?;
-                        let cp =
-                            crate::tlog::audit::export_tiles(&pool, &cosigners, &dir, |_| {})
-                                .await?;
+                        let cp = crate::tlog::audit::export_tiles(&pool, &cosigners, &dir, |_| {})
+                            .await?;
                         eprintln_info(&format!(
                             "{} leaves written to {} as tlog-tiles, with the checkpoint of size {}",
                             cp.size,
@@ -875,7 +874,12 @@ fn audit_policy(
         log_keys.push(log)?;
     }
     let (vkeys, default_quorum) = if witness_vkeys.is_empty() {
-        let configured = config.tlog.witnesses.iter().map(|w| w.vkey.clone()).collect();
+        let configured = config
+            .tlog
+            .witnesses
+            .iter()
+            .map(|w| w.vkey.clone())
+            .collect();
         (configured, config.tlog.quorum)
     } else {
         let n = witness_vkeys.len();

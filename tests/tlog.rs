@@ -204,9 +204,15 @@ async fn what_tidelog_produces_passes_verifiers_nobody_on_the_team_wrote() {
     let url = url_of(&app.db);
     let env = [
         ("DATABASE_URL", url.clone()),
-        ("TIDELOG_TLOG_KEY_FILE", keys.path().join("log.key").display().to_string()),
+        (
+            "TIDELOG_TLOG_KEY_FILE",
+            keys.path().join("log.key").display().to_string(),
+        ),
         ("TIDELOG_TLOG_ORIGIN", ORIGIN.into()),
-        ("TIDELOG_TLOG_WITNESSES", format!("{witness_vkey} {witness_url}")),
+        (
+            "TIDELOG_TLOG_WITNESSES",
+            format!("{witness_vkey} {witness_url}"),
+        ),
         ("TIDELOG_TLOG_WITNESS_QUORUM", "1".into()),
     ];
     assert_eq!(ok(&tidelog(&env, &["audit", "vkey"])).trim(), log_vkey);
@@ -271,18 +277,22 @@ async fn what_tidelog_produces_passes_verifiers_nobody_on_the_team_wrote() {
     write(dir, "old-checkpoint", old.as_bytes());
     let (s, proof_text) = get(
         &app,
-        &format!("/admin/tlog/consistency?old={}&new={}", old_cp.size, cp.size),
+        &format!(
+            "/admin/tlog/consistency?old={}&new={}",
+            old_cp.size, cp.size
+        ),
     )
     .await;
     assert_eq!(s, StatusCode::OK);
     let proof_text = String::from_utf8(proof_text).unwrap();
     let (first, lines) = proof_text.split_once('\n').unwrap();
     assert_eq!(first, format!("new {}", cp.size));
-    let log_signed: String = sqlx::query_scalar("SELECT note FROM tlog_checkpoints WHERE size = $1")
-        .bind(cp.size as i64)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let log_signed: String =
+        sqlx::query_scalar("SELECT note FROM tlog_checkpoints WHERE size = $1")
+            .bind(cp.size as i64)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     let consistency: Vec<Hash> = lines
         .lines()
         .map(|l| tidelog::tlog::checkpoint::parse_hash_b64(l).unwrap())
@@ -304,10 +314,22 @@ async fn what_tidelog_produces_passes_verifiers_nobody_on_the_team_wrote() {
     let entry = dir.join("entry");
     let proof = ok(&tidelog(
         &env,
-        &["audit", "prove", &event, "--size", &size, "--entry", entry.to_str().unwrap()],
+        &[
+            "audit",
+            "prove",
+            &event,
+            "--size",
+            &size,
+            "--entry",
+            entry.to_str().unwrap(),
+        ],
     ));
     write(dir, "entry.tlog-proof", proof.as_bytes());
-    let (s, http_proof) = get(&app, &format!("/admin/tlog/proof?event={event}&size={size}")).await;
+    let (s, http_proof) = get(
+        &app,
+        &format!("/admin/tlog/proof?event={event}&size={size}"),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(String::from_utf8(http_proof).unwrap(), proof);
     let (s, http_entry) = get(&app, &format!("/admin/tlog/entry?event={event}")).await;
@@ -410,7 +432,16 @@ async fn what_tidelog_produces_passes_verifiers_nobody_on_the_team_wrote() {
     assert!(std::fs::read_dir(&archive).unwrap().count() >= 2);
     let report = ok(&tidelog(
         &env,
-        &["audit", "verify", "--checkpoints", archive.to_str().unwrap(), "--log-vkey", &log_vkey, "--witness-vkey", &witness_vkey],
+        &[
+            "audit",
+            "verify",
+            "--checkpoints",
+            archive.to_str().unwrap(),
+            "--log-vkey",
+            &log_vkey,
+            "--witness-vkey",
+            &witness_vkey,
+        ],
     ));
     assert!(report.contains("OK: transparency log"), "{report}");
     app.stop().await;
@@ -461,12 +492,19 @@ async fn adjust(app: &TestApp, number: i64, amount: i64, why: &str) {
         .http
         .post(format!("{}/admin/ledger/adjustments", app.base))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"account": number.to_string(), "currency": "coins",
-            "direction": "credit", "amount": amount, "description": why, "operation_id": why}))
+        .json(
+            &serde_json::json!({"account": number.to_string(), "currency": "coins",
+            "direction": "credit", "amount": amount, "description": why, "operation_id": why}),
+        )
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "{}",
+        resp.text().await.unwrap()
+    );
 }
 
 #[tokio::test]
@@ -494,13 +532,24 @@ async fn a_rewritten_wallet_event_and_a_rollback_fail_verify_against_an_earlier_
     write(archive.path(), "2026-12-07T10:00.txt", first.as_bytes());
     write(archive.path(), "README", b"our checkpoints\n");
     let verify = |extra: &[&str]| {
-        let mut args = vec!["audit", "verify", "--checkpoints", archive.path().to_str().unwrap()];
+        let mut args = vec![
+            "audit",
+            "verify",
+            "--checkpoints",
+            archive.path().to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         tidelog(&env, &args)
     };
     let report = ok(&verify(&[]));
-    assert!(report.contains("OK: hash chains") && report.contains("OK: transparency log"), "{report}");
-    assert!(report.contains("1 archived checkpoints (1 files skipped)"), "{report}");
+    assert!(
+        report.contains("OK: hash chains") && report.contains("OK: transparency log"),
+        "{report}"
+    );
+    assert!(
+        report.contains("1 archived checkpoints (1 files skipped)"),
+        "{report}"
+    );
     // incremental: a first run writes the state, a second hashes only what grew
     let state_dir = open_tempdir();
     let state = state_dir.path().join("tlog-state.json");
@@ -509,9 +558,13 @@ async fn a_rewritten_wallet_event_and_a_rollback_fail_verify_against_an_earlier_
     adjust(&app, bob, 2, "more").await;
     let second = checkpoint_of_all(&app).await;
     write(archive.path(), "second", second.as_bytes());
-    let json: Value = serde_json::from_str(&ok(&verify(&["--incremental", state, "--json"]))).unwrap();
+    let json: Value =
+        serde_json::from_str(&ok(&verify(&["--incremental", state, "--json"]))).unwrap();
     let grown = body(second.as_bytes()).size - body(first.as_bytes()).size;
-    assert_eq!(json["tlog"]["incremental_from"], body(first.as_bytes()).size);
+    assert_eq!(
+        json["tlog"]["incremental_from"],
+        body(first.as_bytes()).size
+    );
     assert_eq!(json["tlog"]["leaves_hashed"], grown, "{json}");
 
     // a superuser rewrites what a movement was for, and the stream's chain
@@ -541,10 +594,16 @@ async fn a_rewritten_wallet_event_and_a_rollback_fail_verify_against_an_earlier_
     ok(&tidelog(&env, &["projections", "rebuild", "all"]));
     // the chains and the ledger agree again; the log does not
     let text = failed(&verify(&[]));
-    assert!(text.contains("OK: hash chains") || !text.contains("hash chain:"), "{text}");
+    assert!(
+        text.contains("OK: hash chains") || !text.contains("hash chain:"),
+        "{text}"
+    );
     let named = format!("event Wallet/{wallet}/{seq}");
     assert!(text.contains(&named), "{text}");
-    assert!(text.contains("checkpoint file") && text.contains("no longer give its root"), "{text}");
+    assert!(
+        text.contains("checkpoint file") && text.contains("no longer give its root"),
+        "{text}"
+    );
 
     // a thorough superuser also recomputes the log's stored hashes and head
     let all = events(&app.pool).await as i64;
@@ -564,7 +623,10 @@ async fn a_rewritten_wallet_event_and_a_rollback_fail_verify_against_an_earlier_
         .execute(&mut *conn)
         .await
         .unwrap();
-    sqlx::query("DELETE FROM tlog_hashes").execute(&mut *conn).await.unwrap();
+    sqlx::query("DELETE FROM tlog_hashes")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     let size = tree.size();
     let mut f = tidelog::tlog::merkle::Frontier::new();
     let leaves: Vec<Hash> = (0..size)
@@ -606,13 +668,18 @@ async fn a_rewritten_wallet_event_and_a_rollback_fail_verify_against_an_earlier_
     eventually("the signer refuses", || async {
         let (_, b) = get(&app, "/admin/tlog/status").await;
         let v: Value = serde_json::from_slice(&b).unwrap();
-        v["signer_error"].as_str().is_some_and(|e| e.contains("refusing to sign"))
+        v["signer_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refusing to sign"))
     })
     .await;
 
     // the newest events deleted, with their numbers: a rollback
     let mut conn = app.pool.acquire().await.unwrap();
-    for (table, trigger) in [("events", "events_append_only"), ("log_positions", "log_positions_append_only")] {
+    for (table, trigger) in [
+        ("events", "events_append_only"),
+        ("log_positions", "log_positions_append_only"),
+    ] {
         sqlx::query(&format!("ALTER TABLE {table} DISABLE TRIGGER {trigger}"))
             .execute(&mut *conn)
             .await
@@ -662,7 +729,14 @@ async fn add_checkpoint(base: &str, body: String) -> (StatusCode, String) {
 /// `tidelog witness serve` on `dir`: the process and its base URL.
 fn spawn_witness(dir: &Path, log_vkey: &str) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidelog"))
-        .args(["witness", "serve", "--bind", "127.0.0.1:0", "--name", "witness.test/auditor"])
+        .args([
+            "witness",
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--name",
+            "witness.test/auditor",
+        ])
         .arg("--dir")
         .arg(dir)
         .args(["--log-vkey", log_vkey])
@@ -690,16 +764,33 @@ fn spawn_witness(dir: &Path, log_vkey: &str) -> (std::process::Child, String) {
 /// A witness holding (25, ours) refuses every other history.
 async fn refusals(base: &str, log: &Ed25519Signer, ours: &MemoryStore, theirs: &MemoryStore) {
     // another history from its size: the proof cannot hold
-    let forged = request(25, consistency_proof(25, 30, theirs).unwrap(), signed(log, theirs, 30));
-    assert_eq!(add_checkpoint(base, forged).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let forged = request(
+        25,
+        consistency_proof(25, 30, theirs).unwrap(),
+        signed(log, theirs, 30),
+    );
+    assert_eq!(
+        add_checkpoint(base, forged).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     // the same size with another root
     let same = request(25, vec![], signed(log, theirs, 25));
-    assert_eq!(add_checkpoint(base, same).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        add_checkpoint(base, same).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     // a rollback to a smaller tree
     let smaller = request(25, vec![], signed(log, ours, 22));
-    assert_eq!(add_checkpoint(base, smaller).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        add_checkpoint(base, smaller).await.0,
+        StatusCode::BAD_REQUEST
+    );
     // claiming it saw less: 409 with the size it holds
-    let less = request(20, consistency_proof(20, 30, ours).unwrap(), signed(log, ours, 30));
+    let less = request(
+        20,
+        consistency_proof(20, 30, ours).unwrap(),
+        signed(log, ours, 30),
+    );
     let (s, b) = add_checkpoint(base, less).await;
     assert_eq!((s, b.as_str()), (StatusCode::CONFLICT, "25\n"));
     // a log it does not follow; a signature that does not verify
@@ -708,7 +799,10 @@ async fn refusals(base: &str, log: &Ed25519Signer, ours: &MemoryStore, theirs: &
         .unwrap()
         .sign(&[&stranger])
         .unwrap();
-    assert_eq!(add_checkpoint(base, request(0, vec![], cp)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        add_checkpoint(base, request(0, vec![], cp)).await.0,
+        StatusCode::NOT_FOUND
+    );
     let mut bad = signed(log, ours, 30).into_bytes();
     bad[ORIGIN.len() + 1] = b'9';
     let bad = request(25, vec![], String::from_utf8(bad).unwrap());
@@ -725,13 +819,21 @@ async fn the_witness_cosigns_only_extensions_of_what_it_saw_and_remembers_across
     let mut theirs = MemoryStore::new();
     for i in 0..30u32 {
         ours.push_leaf(format!("event {i}").as_bytes());
-        let other = if i < 10 { format!("event {i}") } else { format!("forged {i}") };
+        let other = if i < 10 {
+            format!("event {i}")
+        } else {
+            format!("forged {i}")
+        };
         theirs.push_leaf(other.as_bytes());
     }
     let (s, lines) = add_checkpoint(&base, request(0, vec![], signed(&log, &ours, 20))).await;
     assert_eq!(s, StatusCode::OK, "{lines}");
     assert!(lines.starts_with("— witness.test/auditor "), "{lines}");
-    let grow = request(20, consistency_proof(20, 25, &ours).unwrap(), signed(&log, &ours, 25));
+    let grow = request(
+        20,
+        consistency_proof(20, 25, &ours).unwrap(),
+        signed(&log, &ours, 25),
+    );
     let (s, lines) = add_checkpoint(&base, grow).await;
     assert_eq!(s, StatusCode::OK, "{lines}");
     refusals(&base, &log, &ours, &theirs).await;
@@ -740,7 +842,11 @@ async fn the_witness_cosigns_only_extensions_of_what_it_saw_and_remembers_across
     child.wait().unwrap();
     let (mut child, base) = spawn_witness(dir.path(), &log.vkey());
     refusals(&base, &log, &ours, &theirs).await;
-    let grow = request(25, consistency_proof(25, 30, &ours).unwrap(), signed(&log, &ours, 30));
+    let grow = request(
+        25,
+        consistency_proof(25, 30, &ours).unwrap(),
+        signed(&log, &ours, 30),
+    );
     assert_eq!(add_checkpoint(&base, grow).await.0, StatusCode::OK);
     // its archive: every checkpoint it cosigned
     let log_dir = std::fs::read_dir(dir.path().join("logs"))
@@ -761,7 +867,10 @@ async fn the_witness_cosigns_only_extensions_of_what_it_saw_and_remembers_across
         hash_b64(&tree_hash(30, &ours).unwrap())
     );
     // one witness per directory; its key printed while it runs
-    let vkey = ok(&tidelog(&[], &["witness", "vkey", "--dir", dir.path().to_str().unwrap()]));
+    let vkey = ok(&tidelog(
+        &[],
+        &["witness", "vkey", "--dir", dir.path().to_str().unwrap()],
+    ));
     assert!(vkey.starts_with("witness.test/auditor+"), "{vkey}");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -811,9 +920,17 @@ async fn a_process_killed_mid_integration_leaves_no_gap_and_no_leaf_twice() {
         count(&pool, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'WITH runs AS (INSERT INTO tlog_hashes%' AND pid <> pg_backend_pid() AND datname = current_database()").await == 0
     })
     .await;
-    assert_eq!(count(&pool, "SELECT size FROM tlog_head").await, 500, "nothing of the batch kept");
     assert_eq!(
-        count(&pool, "SELECT coalesce(sum(length(hashes) / 32), 0)::bigint FROM tlog_hashes WHERE level = 0").await,
+        count(&pool, "SELECT size FROM tlog_head").await,
+        500,
+        "nothing of the batch kept"
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT coalesce(sum(length(hashes) / 32), 0)::bigint FROM tlog_hashes WHERE level = 0"
+        )
+        .await,
         500
     );
     // the next process continues
@@ -835,7 +952,11 @@ async fn a_process_killed_mid_integration_leaves_no_gap_and_no_leaf_twice() {
     .await;
     assert_eq!(gaps, 0);
     assert_eq!(
-        count(&pool, "SELECT sum(length(hashes) / 32)::bigint FROM tlog_hashes WHERE level = 0").await,
+        count(
+            &pool,
+            "SELECT sum(length(hashes) / 32)::bigint FROM tlog_hashes WHERE level = 0"
+        )
+        .await,
         all
     );
     let tree = tree_from_events(&pool).await;
@@ -846,7 +967,10 @@ async fn a_process_killed_mid_integration_leaves_no_gap_and_no_leaf_twice() {
     assert_eq!(root, tree.root().to_vec());
     let key = data.path().join("tlog/log.key");
     let out = tidelog(
-        &[("DATABASE_URL", url), ("TIDELOG_TLOG_KEY_FILE", key.display().to_string())],
+        &[
+            ("DATABASE_URL", url),
+            ("TIDELOG_TLOG_KEY_FILE", key.display().to_string()),
+        ],
         &["audit", "verify"],
     );
     let text = ok(&out);

@@ -44,7 +44,11 @@ async fn add_checkpoint(State(state): State<WitnessState>, body: Bytes) -> Respo
         }
         Err(e @ WitnessError::Storage(_)) => {
             tracing::error!(error = %e, "witness storage failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "witness storage failed\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "witness storage failed\n",
+            )
+                .into_response()
         }
     }
 }

@@ -136,7 +136,10 @@ fn read_archive(
             continue;
         };
         if cp.origin != origin {
-            skipped.push(format!("{name}: a checkpoint of another log ({})", cp.origin));
+            skipped.push(format!(
+                "{name}: a checkpoint of another log ({})",
+                cp.origin
+            ));
             continue;
         }
         match check_signatures(&note, policy) {
@@ -198,10 +201,9 @@ pub async fn verify(
     };
     let mut targets = Vec::new();
     if let Some(dir) = &opts.archive {
-        let origin = policy
-            .origin
-            .as_deref()
-            .ok_or_else(|| anyhow!("checking an archive of checkpoints needs the log's verifier key"))?;
+        let origin = policy.origin.as_deref().ok_or_else(|| {
+            anyhow!("checking an archive of checkpoints needs the log's verifier key")
+        })?;
         let (t, problems, skipped) = read_archive(dir, origin, policy)?;
         report.archived_checkpoints = t.len();
         targets = t;
@@ -237,8 +239,12 @@ pub async fn verify(
                 source: format!("the database's checkpoint of size {size}"),
                 checkpoint: cp,
             }),
-            Ok(_) => report.fail(format!("the database's checkpoint of size {size} is another log's or another size's")),
-            Err(e) => report.fail(format!("the database's checkpoint of size {size} does not verify under the log's key: {e}")),
+            Ok(_) => report.fail(format!(
+                "the database's checkpoint of size {size} is another log's or another size's"
+            )),
+            Err(e) => report.fail(format!(
+                "the database's checkpoint of size {size} does not verify under the log's key: {e}"
+            )),
         }
     }
     report.newest_checkpoint =
@@ -249,7 +255,10 @@ pub async fn verify(
         by_size.entry(t.checkpoint.size).or_default().push(t);
     }
     for (size, ts) in &by_size {
-        if ts.iter().any(|t| t.checkpoint.root != ts[0].checkpoint.root) {
+        if ts
+            .iter()
+            .any(|t| t.checkpoint.root != ts[0].checkpoint.root)
+        {
             let sources: Vec<&str> = ts.iter().map(|t| t.source.as_str()).collect();
             report.fail(format!(
                 "split view: the log signed two different trees of size {size} ({})",
@@ -305,7 +314,9 @@ pub async fn verify(
         .await?;
     let mut stored_tx = crate::db::begin_snapshot(pool, Some(&snapshot)).await?;
     let mut pass = Pass {
-        keep_at: report.newest_checkpoint.filter(|c| *c > start && *c <= numbered),
+        keep_at: report
+            .newest_checkpoint
+            .filter(|c| *c > start && *c <= numbered),
         frontier,
         ahead: ahead.into_iter().peekable(),
         kept: None,
@@ -394,7 +405,10 @@ pub async fn verify(
                     expect += 1;
                 }
                 match &row.event {
-                    Some(e) => pass.leaf(&mut stored_tx, row.position as u64 - 1, e).await?,
+                    Some(e) => {
+                        pass.leaf(&mut stored_tx, row.position as u64 - 1, e)
+                            .await?
+                    }
                     None => pass.missing(row.position as u64 - 1, Some(row.global_position)),
                 }
                 expect = row.position + 1;
@@ -425,7 +439,9 @@ pub async fn verify(
     stored_tx.commit().await?;
     if changed > 0 {
         let first = first_changed.clone().unwrap_or_default();
-        report.fail(format!("{changed} leaves differ from the events: the first, {first}"));
+        report.fail(format!(
+            "{changed} leaves differ from the events: the first, {first}"
+        ));
     }
     if head.size > numbered {
         report.fail(format!(
@@ -517,7 +533,8 @@ impl Pass<'_> {
         event: &leaf::Event,
     ) -> anyhow::Result<()> {
         if !self.seen.insert(event.global_position) {
-            self.report.fail(format!("event {} has two leaves", event.name()));
+            self.report
+                .fail(format!("event {} has two leaves", event.name()));
         }
         if let Some(c) = self.chains.as_mut() {
             c.check(event, self.report);
@@ -578,8 +595,9 @@ impl Pass<'_> {
                     self.last_good
                 )
             });
-            self.report
-                .fail(format!("{source}: the events no longer give its root: {why}"));
+            self.report.fail(format!(
+                "{source}: the events no longer give its root: {why}"
+            ));
         }
     }
 }
@@ -662,7 +680,11 @@ fn load_state(path: &Path, policy: &Policy) -> anyhow::Result<State> {
     let s: State = serde_json::from_slice(&std::fs::read(path)?)
         .with_context(|| format!("reading the state file {}", path.display()))?;
     if policy.origin.as_ref() != Some(&s.origin) {
-        bail!("{} is the state of another log ({})", path.display(), s.origin);
+        bail!(
+            "{} is the state of another log ({})",
+            path.display(),
+            s.origin
+        );
     }
     Ok(s)
 }
@@ -689,7 +711,13 @@ async fn check_older(
                 Ok(hashes) => consistency_proof(*size, s.size, &hashes)
                     .map_err(|e| anyhow!("{e}"))
                     .and_then(|p| {
-                        Ok(verify_consistency(*size, s.size, &t.checkpoint.root, &state_root, &p)?)
+                        Ok(verify_consistency(
+                            *size,
+                            s.size,
+                            &t.checkpoint.root,
+                            &state_root,
+                            &p,
+                        )?)
                     })
                     .is_ok(),
                 Err(stored::StoredError::Db(e)) => return Err(e.into()),
@@ -723,7 +751,9 @@ pub async fn export_tiles(
     std::fs::create_dir_all(dir)?;
     // hash tiles, level by level, a thousand tiles a query
     for level in 0u8.. {
-        let count = size.checked_shr(u32::from(level * TILE_HEIGHT)).unwrap_or(0);
+        let count = size
+            .checked_shr(u32::from(level * TILE_HEIGHT))
+            .unwrap_or(0);
         if count == 0 {
             break;
         }

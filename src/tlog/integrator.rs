@@ -32,7 +32,10 @@ pub struct Integrator {
     frontier: Frontier,
     /// the next batch's read, started while this one hashes and commits:
     /// (its first position, the read)
-    ahead: Option<(i64, tokio::task::JoinHandle<sqlx::Result<Vec<leaf::Numbered>>>)>,
+    ahead: Option<(
+        i64,
+        tokio::task::JoinHandle<sqlx::Result<Vec<leaf::Numbered>>>,
+    )>,
 }
 
 /// Reads positions `[from, from + batch)` on a connection of its own.
@@ -105,7 +108,10 @@ impl Integrator {
         for (i, row) in rows.iter().enumerate() {
             let want = first + i as i64;
             if row.position != want {
-                bail!("log position {want} is missing (the numbering goes on at {})", row.position);
+                bail!(
+                    "log position {want} is missing (the numbering goes on at {})",
+                    row.position
+                );
             }
             let Some(event) = &row.event else {
                 bail!(
@@ -171,10 +177,14 @@ pub fn append_runs(frontier: &mut Frontier, leaves: &[Hash]) -> Vec<Run> {
             if id.level % TILE_HEIGHT != 0 {
                 return;
             }
-            let open = runs.iter_mut().rev().find(|r| r.level == id.level).filter(|r| {
-                id.index % u64::from(TILE_WIDTH) != 0
-                    && r.first + (r.hashes.len() / HASH_SIZE) as u64 == id.index
-            });
+            let open = runs
+                .iter_mut()
+                .rev()
+                .find(|r| r.level == id.level)
+                .filter(|r| {
+                    id.index % u64::from(TILE_WIDTH) != 0
+                        && r.first + (r.hashes.len() / HASH_SIZE) as u64 == id.index
+                });
             match open {
                 Some(r) => r.hashes.extend_from_slice(h),
                 None => runs.push(Run {
@@ -233,7 +243,10 @@ async fn work(
         .await
         .context("loading the transparency log")?;
     drop(conn);
-    tracing::info!(size = integrator.size(), "transparency log integrator holds its lock");
+    tracing::info!(
+        size = integrator.size(),
+        "transparency log integrator holds its lock"
+    );
     let mut last_ping = tokio::time::Instant::now();
     loop {
         let n = integrator.step(&core.pool, log.batch, owner).await?;

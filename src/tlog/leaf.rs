@@ -142,7 +142,8 @@ const COLUMNS: &str = "e.global_position AS found, e.aggregate_type, e.aggregate
 
 /// Every event with its log position (`NULL`: not numbered yet), in no
 /// particular order: one scan of the events table joined to the numbers.
-pub const SELECT_ALL: &str = "SELECT p.position, e.global_position AS found, e.aggregate_type, e.aggregate_id, e.sequence,
+pub const SELECT_ALL: &str =
+    "SELECT p.position, e.global_position AS found, e.aggregate_type, e.aggregate_id, e.sequence,
        e.event_type, e.event_version, e.payload::text AS payload, e.metadata::text AS metadata,
        e.recorded_at, e.hash, e.prev_hash
   FROM events e LEFT JOIN log_positions p ON p.global_position = e.global_position";
@@ -286,7 +287,10 @@ mod tests {
             super::super::merkle::leaf_hash(&want)
         );
         // a space more in the stored text is another leaf
-        assert_ne!(event(r#"{"a":  1}"#).leaf_hash(), event(r#"{"a": 1}"#).leaf_hash());
+        assert_ne!(
+            event(r#"{"a":  1}"#).leaf_hash(),
+            event(r#"{"a": 1}"#).leaf_hash()
+        );
     }
 
     #[test]

@@ -104,9 +104,8 @@ impl Log {
             .iter()
             .map(|w| {
                 Ok(Witness {
-                    verifier: CosignatureVerifier::from_vkey(&w.vkey).map_err(|e| {
-                        anyhow::anyhow!("TIDELOG_TLOG_WITNESSES: {}: {e}", w.vkey)
-                    })?,
+                    verifier: CosignatureVerifier::from_vkey(&w.vkey)
+                        .map_err(|e| anyhow::anyhow!("TIDELOG_TLOG_WITNESSES: {}: {e}", w.vkey))?,
                     url: w.url.clone(),
                     last_size: Mutex::new(None),
                 })
@@ -211,11 +210,7 @@ async fn hold_lock(
     every: Duration,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<PgConnection>> {
-    let mut conn = connect
-        .clone()
-        .application_name(name)
-        .connect()
-        .await?;
+    let mut conn = connect.clone().application_name(name).connect().await?;
     loop {
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
             .bind(name)

@@ -115,9 +115,9 @@ pub async fn proof(
         Some(s) => stored::checkpoint_of_size(conn, labels, s)
             .await?
             .ok_or_else(|| ReadError::NotFound(format!("no checkpoint of size {s}")))?,
-        None => latest(conn, w).await?.ok_or_else(|| {
-            ReadError::NotFound("no checkpoint with its cosignatures yet".into())
-        })?,
+        None => latest(conn, w)
+            .await?
+            .ok_or_else(|| ReadError::NotFound("no checkpoint with its cosignatures yet".into()))?,
     };
     if index >= cp.size {
         return Err(ReadError::NotFound(format!(
@@ -160,10 +160,12 @@ pub async fn consistency(
 ) -> Result<(u64, Vec<Hash>), ReadError> {
     let new = match new {
         Some(n) => n,
-        None => latest(conn, w)
-            .await?
-            .ok_or_else(|| ReadError::NotFound("no checkpoint yet".into()))?
-            .size,
+        None => {
+            latest(conn, w)
+                .await?
+                .ok_or_else(|| ReadError::NotFound("no checkpoint yet".into()))?
+                .size
+        }
     };
     if old > new {
         return Err(ReadError::Invalid(format!(
@@ -177,7 +179,8 @@ pub async fn consistency(
         )));
     }
     let hashes = stored::nodes(conn, &consistency_proof_ids(old, new)).await?;
-    let proof = consistency_proof(old, new, &hashes).map_err(|e| ReadError::Broken(e.to_string()))?;
+    let proof =
+        consistency_proof(old, new, &hashes).map_err(|e| ReadError::Broken(e.to_string()))?;
     Ok((new, proof))
 }
 

@@ -88,8 +88,9 @@ pub fn load_or_generate(path: &Path, origin: Option<&str>) -> anyhow::Result<Ed2
             Ok(signer)
         }
         // another process of the same data directory was first
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load(path, origin)?
-            .ok_or_else(|| anyhow!("{} vanished", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            load(path, origin)?.ok_or_else(|| anyhow!("{} vanished", path.display()))
+        }
         Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
     }
 }

@@ -107,8 +107,11 @@ fn base_of(id: NodeId) -> (u8, u64, u64) {
 /// Hashes read from `tlog_hashes`, kept: a stored hash never changes, so
 /// the first hashes of a tile, once read, stay true. Bounded; when full,
 /// the leaf-level tiles (one per 256 events, the cold ones) are forgotten.
+/// A tile's first hashes, shared.
+type TileHashes = std::sync::Arc<Vec<Hash>>;
+
 pub struct TileCache {
-    tiles: std::sync::Mutex<HashMap<(u8, u64), std::sync::Arc<Vec<Hash>>>>,
+    tiles: std::sync::Mutex<HashMap<(u8, u64), TileHashes>>,
     capacity: usize,
 }
 
@@ -120,12 +123,12 @@ impl TileCache {
         }
     }
 
-    fn get(&self, key: (u8, u64), len: usize) -> Option<std::sync::Arc<Vec<Hash>>> {
+    fn get(&self, key: (u8, u64), len: usize) -> Option<TileHashes> {
         let tiles = self.tiles.lock().unwrap();
         tiles.get(&key).filter(|t| t.len() >= len).cloned()
     }
 
-    fn put(&self, key: (u8, u64), hashes: std::sync::Arc<Vec<Hash>>) {
+    fn put(&self, key: (u8, u64), hashes: TileHashes) {
         let mut tiles = self.tiles.lock().unwrap();
         if tiles.len() >= self.capacity {
             tiles.retain(|(level, _), _| *level > 0);
@@ -162,7 +165,7 @@ pub async fn nodes_cached(
         let n = needed.entry(key).or_insert(len);
         *n = (*n).max(len);
     }
-    let mut tiles: HashMap<(u8, u64), std::sync::Arc<Vec<Hash>>> = HashMap::new();
+    let mut tiles: HashMap<(u8, u64), TileHashes> = HashMap::new();
     let mut missing = Vec::new();
     for (key, len) in &needed {
         match cache.and_then(|c| c.get(*key, *len as usize)) {

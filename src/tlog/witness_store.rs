@@ -131,10 +131,9 @@ impl WitnessStore {
         let cosigned = handle_add_checkpoint(
             body,
             |o| {
-                self.logs.get(o).map(|keys| WitnessedLog {
-                    keys,
-                    latest: head,
-                })
+                self.logs
+                    .get(o)
+                    .map(|keys| WitnessedLog { keys, latest: head })
             },
             &[&self.cosigner],
             now,
@@ -142,11 +141,15 @@ impl WitnessStore {
         let dir = self.log_dir(&cosigned.checkpoint.origin);
         let persisted = (|| -> anyhow::Result<()> {
             std::fs::create_dir_all(dir.join("checkpoints"))?;
-            std::fs::write(dir.join("origin"), format!("{}\n", cosigned.checkpoint.origin))?;
+            std::fs::write(
+                dir.join("origin"),
+                format!("{}\n", cosigned.checkpoint.origin),
+            )?;
             // the commitment first, then the archive's copy
             write_atomically(&dir.join("latest"), cosigned.cosigned_checkpoint.as_bytes())?;
             write_atomically(
-                &dir.join("checkpoints").join(cosigned.checkpoint.size.to_string()),
+                &dir.join("checkpoints")
+                    .join(cosigned.checkpoint.size.to_string()),
                 cosigned.cosigned_checkpoint.as_bytes(),
             )?;
             Ok(())

@@ -959,7 +959,12 @@ async fn scenarios(
                     }
                 })
                 .await;
-                tracing::info!(on, run = r, per_s = format!("{:.0}", f.per_s), "sends, integrator on/off");
+                tracing::info!(
+                    on,
+                    run = r,
+                    per_s = format!("{:.0}", f.per_s),
+                    "sends, integrator on/off"
+                );
                 if on {
                     on_runs.push(f);
                 } else {
@@ -1069,29 +1074,35 @@ async fn scenarios(
     bench.on(pool);
     let signed = tlog::checkpointed(pool).await?;
     if plan.wants("read_tlog_inclusion_proof") {
-        repeat(plan, pool, "read_tlog_inclusion_proof", &mut results, |_| {
-            let fx = fx.clone();
-            closed_loop(16, plan.warmup, plan.measure, 1, move |w, i| {
+        repeat(
+            plan,
+            pool,
+            "read_tlog_inclusion_proof",
+            &mut results,
+            |_| {
                 let fx = fx.clone();
-                // leaves from all over the tree
-                let index = (w as u64 * 1_000_003 + i * 104_729) % signed as u64;
-                async move {
-                    let resp = fx
-                        .http
-                        .get(format!("{}/admin/tlog/proof?index={index}", fx.base))
-                        .bearer_auth(ADMIN)
-                        .send()
-                        .await?;
-                    let status = resp.status();
-                    let body = resp.text().await?;
-                    if !status.is_success() || !body.starts_with("c2sp.org/tlog-proof@v1\n") {
-                        bail!("HTTP {status}: {body}");
+                closed_loop(16, plan.warmup, plan.measure, 1, move |w, i| {
+                    let fx = fx.clone();
+                    // leaves from all over the tree
+                    let index = (w as u64 * 1_000_003 + i * 104_729) % signed as u64;
+                    async move {
+                        let resp = fx
+                            .http
+                            .get(format!("{}/admin/tlog/proof?index={index}", fx.base))
+                            .bearer_auth(ADMIN)
+                            .send()
+                            .await?;
+                        let status = resp.status();
+                        let body = resp.text().await?;
+                        if !status.is_success() || !body.starts_with("c2sp.org/tlog-proof@v1\n") {
+                            bail!("HTTP {status}: {body}");
+                        }
+                        Ok(())
                     }
-                    Ok(())
-                }
-            })
-            .map_ok()
-        })
+                })
+                .map_ok()
+            },
+        )
         .await?;
     }
 

@@ -200,8 +200,8 @@ async fn proof(
         index,
         size,
     )
-        .await
-        .map_err(failed)?;
+    .await
+    .map_err(failed)?;
     Ok(text(proof.encode()))
 }
 
@@ -255,7 +255,10 @@ async fn consistency(
         ));
     };
     if q.old >= i64::MAX as u64 || q.new.is_some_and(|n| n >= i64::MAX as u64) {
-        return Err(AdminError::new(StatusCode::BAD_REQUEST, "size out of range"));
+        return Err(AdminError::new(
+            StatusCode::BAD_REQUEST,
+            "size out of range",
+        ));
     }
     let mut conn = state.pool.acquire().await.map_err(unavailable)?;
     let (new, hashes) = reads::consistency(&mut conn, &state.tlog.cosigners(), q.old, q.new)
