@@ -49,6 +49,8 @@ struct AppState {
     /// pooled HTTP client for the generation gateways
     upstream_http: reqwest::Client,
     secrets: Secrets,
+    /// the transparency log: this process's signing key and witnesses
+    tlog: Arc<crate::tlog::Log>,
 }
 
 /// The shared secrets: configured, else generated once and kept in the
@@ -120,6 +122,7 @@ impl FromRef<AppState> for AdminState {
             core: s.core.clone(),
             admin_token: s.secrets.admin_token.clone(),
             audit_token: s.secrets.audit_token.clone(),
+            tlog: s.tlog.clone(),
         }
     }
 }
@@ -180,6 +183,8 @@ impl Server {
             None => shared_secret(&pool, &config, "audit_token").await?,
         };
         let payment_provider = Arc::new(Provider::new(&config.payments)?);
+        // the signing key from its file (never the database), generated on first start
+        let tlog = Arc::new(crate::tlog::Log::open(&config)?);
         let progress = Progress::new();
         let hub = Arc::new(Hub::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -194,7 +199,7 @@ impl Server {
             pool: pool.clone(),
             connect: database.options.clone(),
             batch_size: config.projector_batch,
-            node,
+            node: node.clone(),
         };
         let projectors = projections::all(config.timezone);
         background.extend(projector::spawn_workers(
@@ -245,7 +250,23 @@ impl Server {
                 card_secret,
                 audit_token,
             },
+            tlog: tlog.clone(),
         };
+        if config.tlog.integrate {
+            background.push(tokio::spawn(crate::tlog::integrator::run(
+                core.clone(),
+                tlog.clone(),
+                database.options.clone(),
+                node,
+                shutdown_rx.clone(),
+            )));
+        }
+        background.push(tokio::spawn(crate::tlog::signer::run(
+            core.clone(),
+            tlog,
+            database.options.clone(),
+            shutdown_rx.clone(),
+        )));
         background.push(tokio::spawn(crate::http::roomchat::feed::run(
             core.clone(),
             hub.clone(),
@@ -323,6 +344,53 @@ impl Server {
         self.pool.close().await;
         let db = self.database;
         let _ = tokio::task::spawn_blocking(move || db.stop_embedded_if_started()).await;
+    }
+}
+
+/// `tidelog witness serve`: a tlog-witness on `bind`, its state in its
+/// own directory.
+pub struct WitnessServer {
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<std::io::Result<()>>,
+}
+
+impl WitnessServer {
+    pub async fn start(
+        store: crate::tlog::witness_store::WitnessStore,
+        bind: SocketAddr,
+    ) -> anyhow::Result<Self> {
+        let state = crate::http::witness::WitnessState {
+            store: Arc::new(store),
+        };
+        let app = crate::http::witness::routes()
+            .split_for_parts()
+            .0
+            .with_state(state)
+            .layer(axum::extract::DefaultBodyLimit::max(64 * 1024));
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("binding {bind}"))?;
+        let addr = listener.local_addr()?;
+        let (shutdown, mut stop) = watch::channel(false);
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        });
+        tracing::info!(%addr, "tidelog witness listening");
+        Ok(Self {
+            addr,
+            shutdown,
+            http,
+        })
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http).await;
     }
 }
 

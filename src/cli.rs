@@ -70,10 +70,47 @@ enum Command {
         #[command(subcommand)]
         command: CardsCommand,
     },
-    /// The auditors' checks and exports of the coin and point ledger
+    /// The auditors' checks and exports of the coin and point ledger and
+    /// of the transparency log
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// A C2SP tlog-witness an auditor runs: cosigns a log's checkpoints
+    /// only when they extend what it saw
+    Witness {
+        #[command(subcommand)]
+        command: WitnessCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WitnessCommand {
+    /// Serve `POST /add-checkpoint` (its key and state kept in --dir; every
+    /// checkpoint it cosigns archived under `<dir>/logs/<id>/checkpoints/`)
+    Serve {
+        /// The witness's directory (key, state, archive); mode 0700
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// Listen address
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        bind: std::net::SocketAddr,
+        /// A log to follow: its verifier key (`tidelog audit vkey`); the
+        /// log's origin is the key's name. Repeatable
+        #[arg(long = "log-vkey", required = true)]
+        log_vkeys: Vec<String>,
+        /// The witness's key name on first start (default
+        /// `tidelog-witness.localhost/<hostname>`)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print the witness's verifier key (for the log's TIDELOG_TLOG_WITNESSES),
+    /// generating the key on first use
+    Vkey {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -105,11 +142,51 @@ enum AuditCommand {
     /// Recompute from the events: hash chains, balances against the
     /// projected ones, postings summing to zero per currency, every finished
     /// payment and redeemed card credited exactly once. Exits non-zero
-    /// naming the first discrepancy
+    /// naming the first discrepancy. Then the transparency log: every event
+    /// one leaf, unchanged and in place, against every checkpoint of
+    /// --checkpoints (and the database's own)
     Verify {
         /// Print the whole report as JSON
         #[arg(long)]
         json: bool,
+        /// The auditor's archive of checkpoints: every file in it (any name,
+        /// any depth) that is a checkpoint of this log must verify and be
+        /// matched by the events
+        #[arg(long, value_name = "DIR")]
+        checkpoints: Option<std::path::PathBuf>,
+        /// Check only what the log grew since the run that wrote this state
+        /// file (the transparency log alone; written when the run passes)
+        #[arg(long, value_name = "FILE")]
+        incremental: Option<std::path::PathBuf>,
+        /// The log's verifier key to trust (default: the one of the signing
+        /// key file, TIDELOG_TLOG_KEY_FILE)
+        #[arg(long)]
+        log_vkey: Option<String>,
+        /// A witness's verifier key (cosignature/v1); repeatable (default:
+        /// TIDELOG_TLOG_WITNESSES)
+        #[arg(long = "witness-vkey")]
+        witness_vkeys: Vec<String>,
+        /// Witness cosignatures each archived checkpoint needs (default:
+        /// every witness given, or TIDELOG_TLOG_WITNESS_QUORUM)
+        #[arg(long)]
+        quorum: Option<usize>,
+    },
+    /// Print the transparency log's verifier key
+    /// (`<name>+<key id>+<base64 key>`), generating the signing key file on
+    /// first use
+    Vkey,
+    /// Print a `c2sp.org/tlog-proof@v1` file for one event: its leaf
+    /// index, inclusion proof and the cosigned checkpoint
+    Prove {
+        /// `<aggregate_type>/<aggregate_id>/<sequence>`
+        event: String,
+        /// Prove against the signed checkpoint of this size (default: the
+        /// latest cosigned one)
+        #[arg(long)]
+        size: Option<u64>,
+        /// Also write the event's leaf bytes (what the proof is checked with)
+        #[arg(long, value_name = "FILE")]
+        entry: Option<std::path::PathBuf>,
     },
     /// Write ledger entries (with actor, request id, surface, client IP and
     /// event hash) recorded in [from, to) as CSV or JSON lines
@@ -127,6 +204,11 @@ enum AuditCommand {
         /// Write to this file instead of stdout
         #[arg(long)]
         output: Option<std::path::PathBuf>,
+        /// Instead: the whole transparency log as C2SP tlog-tiles files in
+        /// DIR (`checkpoint`, `tile/<L>/<N>`, `tile/entries/<N>`) at its
+        /// latest cosigned checkpoint
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["from", "to", "account", "output"])]
+        tlog_tiles: Option<std::path::PathBuf>,
     },
 }
 
@@ -216,9 +298,29 @@ pub async fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Config => {
-            writeln!(std::io::stdout(), "{config:#?}")?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{config:#?}")?;
+            let key = config.tlog.key_path(&config.data_dir);
+            match crate::tlog::signer::load(&key, config.tlog.origin.as_deref())? {
+                Some(signer) => writeln!(out, "transparency log vkey: {}", signer.vkey())?,
+                None => writeln!(
+                    out,
+                    "transparency log vkey: none yet ({} is made on first start)",
+                    key.display()
+                )?,
+            }
             Ok(())
         }
+        Command::Audit {
+            command: AuditCommand::Vkey,
+        } => {
+            let key = config.tlog.key_path(&config.data_dir);
+            let signer =
+                crate::tlog::signer::load_or_generate(&key, config.tlog.origin.as_deref())?;
+            writeln!(std::io::stdout(), "{}", signer.vkey())?;
+            Ok(())
+        }
+        Command::Witness { command } => witness(command).await,
         Command::Openapi { surface } => {
             let doc = crate::http::docs::openapi(surface.as_deref()).ok_or_else(|| {
                 let known: Vec<_> = crate::http::docs::SURFACES.iter().map(|s| s.name).collect();
@@ -326,8 +428,49 @@ pub async fn run() -> anyhow::Result<()> {
                             .await
                     }
                     Command::Audit {
-                        command: AuditCommand::Verify { json },
-                    } => audit_verify(&pool, json).await,
+                        command:
+                            AuditCommand::Verify {
+                                json,
+                                checkpoints,
+                                incremental,
+                                log_vkey,
+                                witness_vkeys,
+                                quorum,
+                            },
+                    } => {
+                        let explicit = log_vkey.is_some();
+                        let mut policy = audit_policy(&config, log_vkey, witness_vkeys, quorum)?;
+                        if !explicit {
+                            implicit_key_of_this_log(&pool, &mut policy).await?;
+                        }
+                        let opts = crate::tlog::audit::VerifyOptions {
+                            policy,
+                            archive: checkpoints,
+                            incremental,
+                        };
+                        audit_verify(&pool, json, &opts).await
+                    }
+                    Command::Audit {
+                        command: AuditCommand::Prove { event, size, entry },
+                    } => audit_prove(&pool, &config, &event, size, entry).await,
+                    Command::Audit {
+                        command:
+                            AuditCommand::Export {
+                                tlog_tiles: Some(dir),
+                                ..
+                            },
+                    } => {
+                        let cosigners = crate::tlog::Cosigners::from_config(&config)?;
+                        let cp = crate::tlog::audit::export_tiles(&pool, &cosigners, &dir, |_| {})
+                            .await?;
+                        eprintln_info(&format!(
+                            "{} leaves written to {} as tlog-tiles, with the checkpoint of size {}",
+                            cp.size,
+                            dir.display(),
+                            cp.size
+                        ));
+                        Ok(())
+                    }
                     Command::Audit {
                         command:
                             AuditCommand::Export {
@@ -336,9 +479,16 @@ pub async fn run() -> anyhow::Result<()> {
                                 format,
                                 account,
                                 output,
+                                tlog_tiles: None,
                             },
                     } => audit_export(&pool, &config, from, to, format, account, output).await,
-                    Command::Serve | Command::Config | Command::Openapi { .. } => unreachable!(),
+                    Command::Serve
+                    | Command::Config
+                    | Command::Openapi { .. }
+                    | Command::Witness { .. }
+                    | Command::Audit {
+                        command: AuditCommand::Vkey,
+                    } => unreachable!(),
                 }
             }
             .await;
@@ -741,51 +891,265 @@ fn eprintln_info(msg: &str) {
     let _ = writeln!(std::io::stderr(), "{msg}");
 }
 
-async fn audit_verify(pool: &PgPool, json: bool) -> anyhow::Result<()> {
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(pool)
-        .await?;
-    let bar = indicatif::ProgressBar::new(total.max(1) as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("verifying {bar:40} {pos}/{len} events {elapsed}")
+/// Who `audit verify` trusts: the given log key (else the key file's),
+/// the given witnesses (else the configured ones) and quorum.
+fn audit_policy(
+    config: &Config,
+    log_vkey: Option<String>,
+    witness_vkeys: Vec<String>,
+    quorum: Option<usize>,
+) -> anyhow::Result<crate::tlog::audit::Policy> {
+    use crate::tlog::cosignature::CosignatureVerifier;
+    use crate::tlog::note::{Ed25519Verifier, NoteVerifier, Verifiers};
+    let log_vkey = match log_vkey {
+        Some(v) => Some(v),
+        None => {
+            let key = config.tlog.key_path(&config.data_dir);
+            crate::tlog::signer::load(&key, config.tlog.origin.as_deref())?.map(|s| s.vkey())
+        }
+    };
+    let mut log_keys = Verifiers::new();
+    let mut origin = None;
+    if let Some(vkey) = log_vkey {
+        let log = Ed25519Verifier::from_vkey(vkey.trim())
+            .map_err(|e| anyhow!("--log-vkey {vkey:?}: {e}"))?;
+        origin = Some(log.name().to_owned());
+        log_keys.push(log)?;
+    }
+    let (vkeys, default_quorum) = if witness_vkeys.is_empty() {
+        let configured = config
+            .tlog
+            .witnesses
+            .iter()
+            .map(|w| w.vkey.clone())
+            .collect();
+        (configured, config.tlog.quorum)
+    } else {
+        let n = witness_vkeys.len();
+        (witness_vkeys, n)
+    };
+    let mut witnesses = Verifiers::new();
+    for v in &vkeys {
+        witnesses.push(
+            CosignatureVerifier::from_vkey(v.trim())
+                .map_err(|e| anyhow!("witness key {v:?}: {e}"))?,
+        )?;
+    }
+    Ok(crate::tlog::audit::Policy {
+        origin,
+        log_keys,
+        witnesses,
+        quorum: quorum.unwrap_or(default_quorum),
+    })
+}
+
+/// A key taken from the key file rather than given: if the database's
+/// newest checkpoint is another origin's, the file is not this log's key,
+/// and the checkpoints are compared without it (saying so).
+async fn implicit_key_of_this_log(
+    pool: &PgPool,
+    policy: &mut crate::tlog::audit::Policy,
+) -> anyhow::Result<()> {
+    let Some(origin) = policy.origin.clone() else {
+        return Ok(());
+    };
+    let newest: Option<String> =
+        sqlx::query_scalar("SELECT note FROM tlog_checkpoints ORDER BY size DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await?;
+    let theirs = newest
+        .as_deref()
+        .and_then(crate::tlog::reads::body_of)
+        .map(|c| c.origin);
+    if theirs.as_ref().is_some_and(|o| *o != origin) {
+        eprintln_info(&format!(
+            "the key file's log ({origin}) is not this database's ({}): give --log-vkey",
+            theirs.unwrap_or_default()
+        ));
+        policy.origin = None;
+        policy.log_keys = Default::default();
+    }
+    Ok(())
+}
+
+async fn audit_verify(
+    pool: &PgPool,
+    json: bool,
+    opts: &crate::tlog::audit::VerifyOptions,
+) -> anyhow::Result<()> {
+    // the transparency log alone in incremental mode; else with the ledger
+    let tlog = crate::tlog::audit::verify(pool, opts, |_| {});
+    let (ledger, tlog) = if opts.incremental.is_some() {
+        (None, tlog.await?)
+    } else {
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(pool)
+            .await?;
+        let bar = indicatif::ProgressBar::new(total.max(1) as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "verifying {bar:40} {pos}/{len} events {elapsed}",
+            )
             .expect("static template"),
+        );
+        // the hash chains are checked by the transparency log's pass
+        let ledger = crate::ledger::audit::verify_without_chains(pool, |n| bar.inc(n));
+        let (ledger, tlog) = tokio::join!(ledger, tlog);
+        bar.finish_and_clear();
+        let (mut ledger, tlog) = (ledger?, tlog?);
+        ledger.events = tlog.events as i64;
+        if let Some(broken) = &tlog.chain_broken {
+            // the headline: a broken chain explains everything after it
+            ledger.discrepancies.insert(0, broken.clone());
+        }
+        (Some(ledger), tlog)
+    };
+    let mut discrepancies: Vec<String> = ledger
+        .as_ref()
+        .map(|r| r.discrepancies.clone())
+        .unwrap_or_default();
+    discrepancies.extend(
+        tlog.discrepancies
+            .iter()
+            .map(|d| format!("transparency log: {d}")),
     );
-    let report = crate::ledger::audit::verify(pool, |n| bar.inc(n)).await?;
-    bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        let mut value = match &ledger {
+            Some(r) => serde_json::to_value(r)?,
+            None => serde_json::json!({}),
+        };
+        value["tlog"] = serde_json::to_value(&tlog)?;
+        value["discrepancies"] = serde_json::to_value(&discrepancies)?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
     } else {
-        writeln!(
-            out,
-            "{} events ({} wallet events, {} wallets), {} finished payments, {} redeemed cards checked in {:.2} s",
-            report.events,
-            report.wallet_events,
-            report.wallets,
-            report.payments_finished,
-            report.cards_redeemed,
-            report.seconds
-        )?;
-        if report.projection_behind > 0 {
+        if let Some(report) = &ledger {
             writeln!(
                 out,
-                "note: the ledger projection has not applied {} wallet events yet; compared up to its checkpoint",
-                report.projection_behind
+                "{} events ({} wallet events, {} wallets), {} finished payments, {} redeemed cards checked in {:.2} s",
+                report.events,
+                report.wallet_events,
+                report.wallets,
+                report.payments_finished,
+                report.cards_redeemed,
+                report.seconds
             )?;
+            if report.projection_behind > 0 {
+                writeln!(
+                    out,
+                    "note: the ledger projection has not applied {} wallet events yet; compared up to its checkpoint",
+                    report.projection_behind
+                )?;
+            }
         }
-        for d in &report.discrepancies {
+        writeln!(
+            out,
+            "transparency log {}: {} events numbered, {} leaves integrated, {} leaves hashed{} in {:.2} s; {} archived checkpoints ({} files skipped), {} in the database, the newest of size {}",
+            if tlog.origin.is_empty() { "(no log key given)" } else { &tlog.origin },
+            tlog.numbered_events,
+            tlog.tree_size,
+            tlog.leaves_hashed,
+            tlog.incremental_from
+                .map(|s| format!(" (from {s}, where the last run ended)"))
+                .unwrap_or_default(),
+            tlog.seconds,
+            tlog.archived_checkpoints,
+            tlog.skipped_files.len(),
+            tlog.database_checkpoints,
+            tlog.newest_checkpoint
+                .map_or("-".to_owned(), |s| s.to_string()),
+        )?;
+        writeln!(
+            out,
+            "not yet under a checkpoint: {} events{} ({} not numbered yet)",
+            tlog.not_under_checkpoint,
+            tlog.oldest_not_under_checkpoint_secs
+                .map(|s| format!(", the oldest {s:.1} s old"))
+                .unwrap_or_default(),
+            tlog.not_numbered,
+        )?;
+        if opts.policy.origin.is_none() {
+            writeln!(out, "note: no log key (--log-vkey, or a key file): the database's checkpoints were compared, not authenticated")?;
+        }
+        if opts.archive.is_none() {
+            writeln!(out, "note: no --checkpoints archive: the database's own checkpoints prove nothing against whoever controls the database")?;
+        }
+        for d in &discrepancies {
             writeln!(out, "DISCREPANCY: {d}")?;
         }
     }
-    match report.discrepancies.first() {
+    match discrepancies.first() {
         Some(first) => Err(anyhow!("audit failed: {first}")),
         None => {
             if !json {
+                if ledger.is_some() {
+                    writeln!(
+                        out,
+                        "OK: hash chains, balances, postings, payments and cards agree"
+                    )?;
+                }
                 writeln!(
                     out,
-                    "OK: hash chains, balances, postings, payments and cards agree"
+                    "OK: transparency log: every numbered event is one leaf, unchanged and in place, and every checkpoint checked matches"
                 )?;
             }
+            Ok(())
+        }
+    }
+}
+
+async fn audit_prove(
+    pool: &PgPool,
+    config: &Config,
+    event: &str,
+    size: Option<u64>,
+    entry: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use crate::tlog::reads;
+    let cosigners = crate::tlog::Cosigners::from_config(config)?;
+    let mut conn = pool.acquire().await?;
+    let index = reads::index_of_event(&mut conn, event)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let (proof, ev) = reads::proof(&mut conn, &cosigners, None, index, size)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    if let Some(path) = entry {
+        std::fs::write(&path, ev.leaf()).with_context(|| format!("writing {}", path.display()))?;
+    }
+    std::io::stdout().write_all(proof.encode().as_bytes())?;
+    Ok(())
+}
+
+async fn witness(command: WitnessCommand) -> anyhow::Result<()> {
+    use crate::tlog::witness_store::WitnessStore;
+    match command {
+        WitnessCommand::Vkey { dir, name } => {
+            writeln!(
+                std::io::stdout(),
+                "{}",
+                WitnessStore::vkey_of(&dir, name.as_deref())?
+            )?;
+            Ok(())
+        }
+        WitnessCommand::Serve {
+            dir,
+            bind,
+            log_vkeys,
+            name,
+        } => {
+            let store = WitnessStore::open(&dir, name.as_deref(), &log_vkeys)?;
+            let vkey = store.vkey();
+            let origins: Vec<String> = store.origins().map(str::to_owned).collect();
+            let server = crate::app::WitnessServer::start(store, bind).await?;
+            tracing::info!(%vkey, ?origins, "witnessing");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            server.shutdown().await;
             Ok(())
         }
     }

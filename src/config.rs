@@ -89,6 +89,114 @@ pub struct Config {
     /// `TIDELOG_DAILY_REWARD_POINTS`: Ocean1's reward on an account's first
     /// heartbeat of a local day (0: none)
     pub daily_reward_points: i64,
+    pub tlog: TlogConfig,
+}
+
+/// The transparency log (`src/tlog`): its signing key, checkpoints and
+/// witnesses.
+#[derive(Debug, Clone)]
+pub struct TlogConfig {
+    /// `TIDELOG_TLOG_ORIGIN`: the checkpoints' origin line and key name;
+    /// unset: the name kept in the key file (generated as
+    /// `tidelog.localhost/<16 hex digits>` with the key)
+    pub origin: Option<String>,
+    /// `TIDELOG_TLOG_KEY_FILE`: the Ed25519 signing key (never in the
+    /// database); unset: `<data dir>/tlog/log.key`, generated on first start
+    pub key_file: Option<PathBuf>,
+    /// `TIDELOG_TLOG_CHECKPOINT_MS`: how often a checkpoint is signed when
+    /// the tree grew
+    pub checkpoint_interval: Duration,
+    /// `TIDELOG_TLOG_BATCH`: events per integration transaction
+    pub batch: i64,
+    /// `TIDELOG_TLOG_INTEGRATOR`: whether this process may integrate (one
+    /// process at a time does); `false` leaves it to the others
+    pub integrate: bool,
+    /// `TIDELOG_TLOG_WITNESSES`: `<vkey> <url>` pairs, comma-separated
+    /// (tlog-witness `add-checkpoint` is posted to `<url>/add-checkpoint`)
+    pub witnesses: Vec<WitnessConfig>,
+    /// `TIDELOG_TLOG_WITNESS_QUORUM`: cosignatures a checkpoint needs to be
+    /// served as the latest; default: every configured witness
+    pub quorum: usize,
+}
+
+/// A witness the log sends its checkpoints to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessConfig {
+    /// Its cosignature/v1 verifier key (`<name>+<id>+<base64>`)
+    pub vkey: String,
+    /// Its tlog-witness prefix, e.g. `https://witness.example/tlog`
+    pub url: String,
+}
+
+impl Default for TlogConfig {
+    fn default() -> Self {
+        Self {
+            origin: None,
+            key_file: None,
+            checkpoint_interval: Duration::from_secs(5),
+            batch: 5_000,
+            integrate: true,
+            witnesses: Vec::new(),
+            quorum: 0,
+        }
+    }
+}
+
+impl TlogConfig {
+    fn from_env() -> anyhow::Result<Self> {
+        let d = Self::default();
+        let witnesses = match var("TIDELOG_TLOG_WITNESSES") {
+            None => Vec::new(),
+            Some(raw) => parse_witnesses(&raw)?,
+        };
+        let quorum = parse_var("TIDELOG_TLOG_WITNESS_QUORUM", witnesses.len())?;
+        if quorum > witnesses.len() {
+            bail!(
+                "TIDELOG_TLOG_WITNESS_QUORUM={quorum} is more than the {} witnesses configured",
+                witnesses.len()
+            );
+        }
+        Ok(Self {
+            origin: var("TIDELOG_TLOG_ORIGIN").map(|o| o.trim().to_owned()),
+            key_file: var("TIDELOG_TLOG_KEY_FILE").map(PathBuf::from),
+            checkpoint_interval: Duration::from_millis(
+                parse_var("TIDELOG_TLOG_CHECKPOINT_MS", 5_000u64)?.max(100),
+            ),
+            batch: parse_var("TIDELOG_TLOG_BATCH", d.batch)?.clamp(1, 50_000),
+            integrate: parse_var("TIDELOG_TLOG_INTEGRATOR", true)?,
+            witnesses,
+            quorum,
+        })
+    }
+
+    /// The signing key's file.
+    pub fn key_path(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("tlog").join("log.key"))
+    }
+}
+
+/// `<vkey> <url>, <vkey> <url>, ...`
+pub fn parse_witnesses(raw: &str) -> anyhow::Result<Vec<WitnessConfig>> {
+    let mut out = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let mut parts = item.split_whitespace();
+        let (Some(vkey), Some(url), None) = (parts.next(), parts.next(), parts.next()) else {
+            bail!("TIDELOG_TLOG_WITNESSES: {item:?} is not `<vkey> <url>`");
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("TIDELOG_TLOG_WITNESSES: {url:?} is not an http(s) URL");
+        }
+        if vkey.splitn(3, '+').count() != 3 {
+            bail!("TIDELOG_TLOG_WITNESSES: {vkey:?} is not a vkey <name>+<id>+<key>");
+        }
+        out.push(WitnessConfig {
+            vkey: vkey.to_owned(),
+            url: url.trim_end_matches('/').to_owned(),
+        });
+    }
+    Ok(out)
 }
 
 /// Seed 002's generation proxy: the GrsAI-style gateway and the prices.
@@ -631,6 +739,7 @@ impl Default for Config {
             generation: GenerationConfig::default(),
             collector: CollectorConfig::default(),
             daily_reward_points: 10,
+            tlog: TlogConfig::default(),
         }
     }
 }
@@ -703,6 +812,7 @@ impl Config {
             generation: GenerationConfig::from_env()?,
             collector: CollectorConfig::from_env()?,
             daily_reward_points: parse_var("TIDELOG_DAILY_REWARD_POINTS", 10i64)?.max(0),
+            tlog: TlogConfig::from_env()?,
         })
     }
 }

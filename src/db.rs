@@ -75,6 +75,29 @@ impl Database {
     }
 }
 
+/// A read-only, repeatable-read transaction (one snapshot for every read
+/// of an audit), in `snapshot` when given (exported by another such
+/// transaction with `pg_export_snapshot()`, so two connections read the same
+/// state).
+pub async fn begin_snapshot(
+    pool: &PgPool,
+    snapshot: Option<&str>,
+) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    if let Some(id) = snapshot {
+        sqlx::query(&format!(
+            "SET TRANSACTION SNAPSHOT '{}'",
+            id.replace('\'', "")
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(tx)
+}
+
 /// The text that marks an error as the database being out of reach (kept
 /// through layers that carry errors as text, e.g. the event store's).
 pub const UNAVAILABLE: &str = "database unavailable";

@@ -23,3 +23,4 @@ pub mod social;
 pub mod store;
 pub mod telemetry;
 pub mod timefmt;
+pub mod tlog;

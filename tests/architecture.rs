@@ -70,6 +70,7 @@ const LAYERS: &[(&[&str], &str)] = &[
             "http::admin",
             "http::health",
             "http::metrics",
+            "http::witness",
             "grpc",
         ],
         "surfaces",

@@ -50,6 +50,12 @@ fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
         "chat8_socket_delivery_p99_ms",
         "proxy_over_direct",
         "proxy_open_streams_rss_mb",
+        "tlog_integrate_events_per_s",
+        "tlog_integration_delay_p99_ms",
+        "http_command_tlog_on_per_s",
+        "http_command_tlog_off_per_s",
+        "audit_verify_s_per_1m_events",
+        "tlog_inclusion_proof_p99_ms",
     ] {
         let v = report[key]
             .as_f64()

@@ -79,11 +79,18 @@ async fn two_processes_share_projections_and_apply_each_event_exactly_once() {
             .unwrap();
     let projections = projections::all(chrono_tz::UTC).len();
     assert_eq!(owners.len(), projections);
-    // one advisory lock per projection, held by exactly one session
-    assert_eq!(
-        count(&pool, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").await,
-        projections as i64
-    );
+    // one advisory lock per projection, held by exactly one session; one
+    // for the transparency log's integrator
+    let held = |app: &'static str| {
+        let pool = pool.clone();
+        async move {
+            count(&pool, &format!("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = '{app}'
+                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")).await
+        }
+    };
+    assert_eq!(held("tidelog-projector-lock").await, projections as i64);
+    assert_eq!(held("tidelog-tlog-integrator").await, 1);
 
     // Kill one process: the other takes over whatever it was working.
     p1.kill9();

@@ -74,8 +74,9 @@ pub const SURFACES: &[Surface] = &[
     Surface {
         name: "admin",
         title: "Operators and auditors",
-        description: "`/admin/*`: projections and the ledger. `Authorization: Bearer` with \
-            the admin token (`TIDELOG_ADMIN_TOKEN`), or the audit token for the ledger's \
+        description: "`/admin/*`: projections, the ledger and the transparency log \
+            (`/admin/tlog/*`). `Authorization: Bearer` with the admin token \
+            (`TIDELOG_ADMIN_TOKEN`), or the audit token for the ledger's and the log's \
             reads. Failures `{error}`.",
         document: |c| super::admin::routes(c).split_for_parts().1,
     },

@@ -16,6 +16,7 @@ pub mod reply;
 pub mod roomchat;
 pub mod session;
 pub mod socket;
+pub mod witness;
 
 use std::time::Duration;
 

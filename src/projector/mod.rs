@@ -296,6 +296,16 @@ impl Progress {
         }
     }
 
+    /// Wakes the workers that last found themselves held back, after a
+    /// transaction of another kind (the transparency log's) ended.
+    pub(crate) fn wake_held_back_workers(&self) {
+        for w in self.wakers.lock().unwrap().iter() {
+            if w.held_back.load(Ordering::Relaxed) {
+                w.notify.notify_one();
+            }
+        }
+    }
+
     pub(crate) fn wake_all(&self) {
         for w in self.wakers.lock().unwrap().iter() {
             w.notify.notify_one();

@@ -12,6 +12,7 @@ mod peer;
 mod proxy;
 mod seed;
 mod stats;
+mod tlog;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -168,6 +169,10 @@ fn start_server_with(
         .env("TIDELOG_ADMIN_TOKEN", ADMIN)
         // the clients chat as fast as they can, all from one address
         .env("TIDELOG_LIVE_CHAT_PER_MINUTE", "0")
+        // the transparency log's integrator runs in the load generator
+        // (tlog.rs), where it can be switched off; checkpoints every second
+        .env("TIDELOG_TLOG_INTEGRATOR", "false")
+        .env("TIDELOG_TLOG_CHECKPOINT_MS", "1000")
         .env("TIDELOG_LIVE_CHAT_PER_IP_PER_MINUTE", "0")
         .env("RUST_LOG", "warn,tidelog::app=info")
         .stderr(Stdio::piped())
@@ -545,6 +550,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let server = start_server(&url, &out, "server", &gateway_url)?;
     let pid = server.child.id();
     tracing::info!(base = %server.base, pid, "server started");
+    // the server's log (its key, made at its start), integrated from here
+    let mut tlog_config = config.clone();
+    tlog_config.tlog.key_file = Some(out.join("server").join("tlog").join("log.key"));
+    let tlog_config = Arc::new(tlog_config);
+    let log = Arc::new(tidelog::tlog::Log::open(&tlog_config)?);
+    let mut bench = TlogBench {
+        running: Some(tlog::start(&tlog_config, &pool, &database.options, &log)),
+        config: tlog_config,
+        connect: database.options.clone(),
+        log,
+    };
 
     let result = scenarios(
         &plan,
@@ -553,8 +569,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         pid,
         (&url, &out),
         (&gateway_url, &gateway),
+        &mut bench,
     )
     .await;
+    bench.off().await;
     drop(server);
     pool.close().await;
     let _ = tokio::task::spawn_blocking(move || database.stop_embedded_if_started()).await;
@@ -562,6 +580,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
     report(&plan, &out, &results, started.elapsed(), args.quick)
 }
 
+/// The transparency log's integrator, run by the load generator.
+struct TlogBench {
+    config: Arc<Config>,
+    connect: PgConnectOptions,
+    log: Arc<tidelog::tlog::Log>,
+    running: Option<tlog::Running>,
+}
+
+impl TlogBench {
+    async fn off(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+
+    fn on(&mut self, pool: &PgPool) {
+        if self.running.is_none() {
+            self.running = Some(tlog::start(&self.config, pool, &self.connect, &self.log));
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn scenarios(
     plan: &Plan,
     pool: &PgPool,
@@ -570,11 +611,14 @@ async fn scenarios(
     // where a second server process of the same store starts
     (url, out): (&str, &std::path::Path),
     (gateway_url, gateway): (&str, &proxy::Gateway),
+    bench: &mut TlogBench,
 ) -> anyhow::Result<Results> {
     let mut results = Results {
         figures: BTreeMap::new(),
         notes: BTreeMap::new(),
     };
+    // how far behind the numbering the integrator is, all through the commands
+    let delays = tlog::DelaySampler::start(pool);
     // a fresh (payer, room) pair per VIP payment: about 40 a second per
     // client at most, for the 16 clients' share of the measured seconds
     let vip_rooms = ((plan.measure + plan.warmup).as_secs_f64() * 40.0).clamp(40.0, 600.0) as usize;
@@ -900,6 +944,65 @@ async fn scenarios(
     results
         .notes
         .insert("rss_after_commands_mb".into(), json!(hwm));
+    let (p99, max, samples) = delays.finish().await?;
+    results
+        .notes
+        .insert("tlog_integration_delay_p99_ms".into(), json!(p99));
+    results
+        .notes
+        .insert("tlog_integration_delay_max_ms".into(), json!(max));
+    results
+        .notes
+        .insert("tlog_integration_delay_samples".into(), json!(samples));
+
+    // 3b. Sends with the transparency log's integrator off and running,
+    // alternately, side by side.
+    if plan.wants("tlog_sends") {
+        let mut off_runs = Vec::new();
+        let mut on_runs = Vec::new();
+        for r in 0..plan.repeats {
+            for on in [false, true] {
+                if on {
+                    bench.on(pool);
+                    tlog::caught_up(pool).await?;
+                } else {
+                    bench.off().await;
+                }
+                wait_caught_up(pool).await?;
+                let fx = fx.clone();
+                let f = closed_loop(16, plan.warmup, plan.measure, 1, move |w, i| {
+                    let fx = fx.clone();
+                    async move {
+                        let k = w % fx.tokens.len();
+                        let body = json!({"room_id": fx.rooms[k], "content": format!("tlog {r} {i} from {w}")});
+                        check(fx.http.post(format!("{}/api/message/send", fx.base)).header("Authorization", &fx.tokens[k]).json(&body).send().await?).await?;
+                        Ok(())
+                    }
+                })
+                .await;
+                tracing::info!(
+                    on,
+                    run = r,
+                    per_s = format!("{:.0}", f.per_s),
+                    "sends, integrator on/off"
+                );
+                if on {
+                    on_runs.push(f);
+                } else {
+                    off_runs.push(f);
+                }
+            }
+        }
+        bench.on(pool);
+        results.figures.insert(
+            "http_roomchat_send_c16_tlog_off".into(),
+            median_figure(&off_runs),
+        );
+        results.figures.insert(
+            "http_roomchat_send_c16_tlog_on".into(),
+            median_figure(&on_runs),
+        );
+    }
 
     // 4. Projection lag at half the peak single-message ingestion rate.
     if plan.wants("projection_lag") {
@@ -959,6 +1062,8 @@ async fn scenarios(
         "ceiling_read_pk",
         "rebuild",
         "audit_verify",
+        "tlog_integrate",
+        "read_tlog_inclusion_proof",
     ];
     if !after_load.iter().any(|n| plan.wants(n)) {
         note_rss(&mut results, pid);
@@ -972,6 +1077,9 @@ async fn scenarios(
         sqlx::query_scalar("SELECT account_id FROM accounts WHERE username = 'reader'")
             .fetch_one(pool)
             .await?;
+    // the integrator waits for the store: then it is timed over all of it
+    tlog::caught_up(pool).await?;
+    bench.off().await;
     let loaded = seed::load(pool, plan.events, reader, &bar).await?;
     bar.finish_and_clear();
     results
@@ -994,6 +1102,49 @@ async fn scenarios(
     results
         .notes
         .insert("store_events_total".into(), json!(total_events));
+    // 5a. The integrator over the loaded store, alone, from where it stopped.
+    let (leaves, secs) = tlog::integrate_all(pool, bench.log.batch).await?;
+    results
+        .notes
+        .insert("tlog_integrated_leaves".into(), json!(leaves));
+    results.notes.insert(
+        "tlog_integrate_events_per_s".into(),
+        json!(leaves as f64 / secs),
+    );
+    bench.on(pool);
+    let signed = tlog::checkpointed(pool).await?;
+    if plan.wants("read_tlog_inclusion_proof") {
+        repeat(
+            plan,
+            pool,
+            "read_tlog_inclusion_proof",
+            &mut results,
+            |_| {
+                let fx = fx.clone();
+                closed_loop(16, plan.warmup, plan.measure, 1, move |w, i| {
+                    let fx = fx.clone();
+                    // leaves from all over the tree
+                    let index = (w as u64 * 1_000_003 + i * 104_729) % signed as u64;
+                    async move {
+                        let resp = fx
+                            .http
+                            .get(format!("{}/admin/tlog/proof?index={index}", fx.base))
+                            .bearer_auth(ADMIN)
+                            .send()
+                            .await?;
+                        let status = resp.status();
+                        let body = resp.text().await?;
+                        if !status.is_success() || !body.starts_with("c2sp.org/tlog-proof@v1\n") {
+                            bail!("HTTP {status}: {body}");
+                        }
+                        Ok(())
+                    }
+                })
+                .map_ok()
+            },
+        )
+        .await?;
+    }
 
     let chat_room = loaded.chat_rooms[0];
     let month = format!("{}{:02}", seed::GIFT_MONTH.0, seed::GIFT_MONTH.1);
@@ -1111,22 +1262,31 @@ async fn scenarios(
             bar.finish_and_clear();
             wait_caught_up(pool).await?;
         }
-        let mut verify_runs = Vec::new();
-        let mut wallet_events = 0;
+        // the Merkle pass checks the tree: every event integrated and signed
+        tlog::caught_up(pool).await?;
+        tlog::checkpointed(pool).await?;
+        let mut runs = Vec::new();
         for _ in 0..plan.repeats {
-            let report = tidelog::ledger::audit::verify(pool, |_| {}).await?;
-            if let Some(d) = report.discrepancies.first() {
-                bail!("audit verify found a discrepancy in the benchmark store: {d}");
-            }
-            wallet_events = report.wallet_events;
-            verify_runs.push(report.seconds);
+            runs.push(tlog::verify(pool, &bench.log).await?);
         }
-        results
-            .notes
-            .insert("audit_verify_seconds".into(), json!(median(verify_runs)));
-        results
-            .notes
-            .insert("audit_verify_wallet_events".into(), json!(wallet_events));
+        let m = |key: &str| median(runs.iter().filter_map(|r| r[key].as_f64()).collect());
+        let events = m("events");
+        // `tidelog audit verify`: the ledger's checks and the transparency
+        // log's Merkle pass at once
+        for (note, value) in [
+            ("audit_verify_seconds", m("seconds")),
+            ("audit_verify_ledger_seconds", m("ledger_seconds")),
+            ("tlog_verify_seconds", m("tlog_seconds")),
+            ("audit_verify_events", events),
+            ("audit_verify_wallet_events", m("wallet_events")),
+            ("tlog_verify_leaves", m("leaves_hashed")),
+            (
+                "audit_verify_seconds_per_1m_events",
+                m("seconds") / events * 1e6,
+            ),
+        ] {
+            results.notes.insert(note.into(), json!(value));
+        }
     }
 
     // 7. seed 000's lists over 10,000 rooms (a tenth live) and as many live
@@ -1424,6 +1584,16 @@ fn report(
     let collector = per_s("collector_messages_per_s");
     let ingest_b100 = per_s("http_gift_ingest_b100_c16");
     let collector_rss = note("collector_rooms_1000_rss_mb");
+    let integrate = note("tlog_integrate_events_per_s");
+    let (sends_on, sends_off) = (
+        per_s("http_roomchat_send_c16_tlog_on"),
+        per_s("http_roomchat_send_c16_tlog_off"),
+    );
+    let tlog_delay = note("tlog_integration_delay_p99_ms");
+    let verify_per_1m = note("audit_verify_seconds_per_1m_events");
+    let proof_p99 = f("read_tlog_inclusion_proof")
+        .map(|f| f.p99_ms)
+        .unwrap_or(f64::NAN);
     let num = |x: f64| if x.is_finite() { json!(x) } else { Value::Null };
     let json_report = json!({
         "commit": commit,
@@ -1450,7 +1620,14 @@ fn report(
         "proxy_open_streams_rss_mb": num(streams_rss),
         "collector_messages_per_s": num(collector),
         "collector_rooms_1000_rss_mb": num(collector_rss),
+        "tlog_integrate_events_per_s": num(integrate),
+        "tlog_integration_delay_p99_ms": num(tlog_delay),
+        "http_command_tlog_on_per_s": num(sends_on),
+        "http_command_tlog_off_per_s": num(sends_off),
+        "audit_verify_s_per_1m_events": num(verify_per_1m),
+        "tlog_inclusion_proof_p99_ms": num(proof_p99),
         "ratios": {
+            "http_command_tlog_on_over_off": num(sends_on / sends_off),
             "collector_over_ingest_b100": num(collector / ingest_b100),
             "chat8_dm_c16_over_ceiling": num(dm16 / ceiling),
             "chat8_dm_c64_over_ceiling_c64": num(dm64 / ceiling64),
@@ -1574,6 +1751,48 @@ fn report(
         fmt(streams_rss),
         streams_rss / 200.0,
         yes(streams_rss <= 200.0)
+    )?;
+    writeln!(
+        md,
+        "| transparency log: integrate ≥ 100,000 events/s ({} leaves of the loaded store) | {} /s | {:.2} | {} |",
+        fmt(note("tlog_integrated_leaves")),
+        fmt(integrate),
+        integrate / 100_000.0,
+        yes(integrate >= 100_000.0)
+    )?;
+    writeln!(
+        md,
+        "| room-chat sends c=16 with the integrator running, within noise of it off | {} /s vs {} /s | {:.2} | {} |",
+        fmt(sends_on),
+        fmt(sends_off),
+        sends_on / sends_off,
+        yes(sends_on / sends_off >= 0.9)
+    )?;
+    writeln!(
+        md,
+        "| integration delay p99 ≤ 3 s through every command scenario (max {} ms) | {} ms | {:.2} | {} |",
+        fmt(note("tlog_integration_delay_max_ms")),
+        fmt(tlog_delay),
+        tlog_delay / 3000.0,
+        yes(tlog_delay <= 3000.0)
+    )?;
+    writeln!(
+        md,
+        "| audit verify (ledger + Merkle pass) ≤ 10 s per 1,000,000 events ({} events: {} s; ledger {} s, Merkle pass {} s, at once) | {} s | {:.2} | {} |",
+        fmt(note("audit_verify_events")),
+        fmt(note("audit_verify_seconds")),
+        fmt(note("audit_verify_ledger_seconds")),
+        fmt(note("tlog_verify_seconds")),
+        fmt(verify_per_1m),
+        verify_per_1m / 10.0,
+        yes(verify_per_1m <= 10.0)
+    )?;
+    writeln!(
+        md,
+        "| inclusion proof (`/admin/tlog/proof`, c=16) p99 ≤ 5 ms | {} ms | {:.2} | {} |",
+        fmt(proof_p99),
+        proof_p99 / 5.0,
+        yes(proof_p99 <= 5.0)
     )?;
     writeln!(
         md,

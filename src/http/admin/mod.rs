@@ -1,8 +1,10 @@
 //! Operators' API under `/admin`: bare JSON, errors as `{"error": "..."}`,
 //! `Authorization: Bearer <TIDELOG_ADMIN_TOKEN>`. The ledger's read routes
-//! also take the auditors' read-only `TIDELOG_AUDIT_TOKEN`.
+//! and the transparency log's (`/admin/tlog/*`) also take the auditors'
+//! read-only `TIDELOG_AUDIT_TOKEN`.
 
 mod ledger;
+mod tlog;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -23,6 +25,8 @@ pub struct AdminState {
     pub admin_token: Secret,
     /// the auditors' read-only token
     pub audit_token: Secret,
+    /// the transparency log (its key, witnesses and quorum)
+    pub tlog: std::sync::Arc<crate::tlog::Log>,
 }
 
 impl std::ops::Deref for AdminState {
@@ -38,6 +42,7 @@ pub fn routes(_: &Config) -> OpenApiRouter<AdminState> {
         .routes(routes!(projections))
         .routes(routes!(collector))
         .merge(ledger::routes())
+        .merge(tlog::routes())
 }
 
 pub fn router(config: &Config) -> Router<AdminState> {
@@ -53,18 +58,23 @@ pub struct Failure {
 }
 
 #[derive(Debug)]
-pub struct AdminError(StatusCode, &'static str);
+pub struct AdminError(StatusCode, std::borrow::Cow<'static, str>);
 
 impl AdminError {
     pub fn new(status: StatusCode, msg: &'static str) -> Self {
-        Self(status, msg)
+        Self(status, msg.into())
+    }
+
+    /// With a message made for this answer.
+    pub fn text(status: StatusCode, msg: String) -> Self {
+        Self(status, msg.into())
     }
 }
 
 impl AdminError {
     /// No route under `/admin` has this path.
     pub fn not_found() -> Self {
-        Self(StatusCode::NOT_FOUND, "no such route")
+        Self::new(StatusCode::NOT_FOUND, "no such route")
     }
 }
 
@@ -92,7 +102,10 @@ fn role_of(parts: &Parts, state: &AdminState) -> Result<Role, AdminError> {
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(token_from_header)
-        .ok_or(AdminError(StatusCode::UNAUTHORIZED, "admin token required"))?;
+        .ok_or(AdminError::new(
+            StatusCode::UNAUTHORIZED,
+            "admin token required",
+        ))?;
     // both compared in full, in constant time
     let admin = bool::from(
         given
@@ -107,7 +120,10 @@ fn role_of(parts: &Parts, state: &AdminState) -> Result<Role, AdminError> {
     match (admin, auditor) {
         (true, _) => Ok(Role::Admin),
         (false, true) => Ok(Role::Auditor),
-        _ => Err(AdminError(StatusCode::UNAUTHORIZED, "invalid admin token")),
+        _ => Err(AdminError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid admin token",
+        )),
     }
 }
 
@@ -120,7 +136,7 @@ impl FromRequestParts<AdminState> for Admin {
     ) -> Result<Self, Self::Rejection> {
         match role_of(parts, state)? {
             Role::Admin => Ok(Admin),
-            Role::Auditor => Err(AdminError(
+            Role::Auditor => Err(AdminError::new(
                 StatusCode::FORBIDDEN,
                 "the audit token is read-only",
             )),
@@ -153,7 +169,7 @@ async fn projections(_: Admin, State(state): State<AdminState>) -> Result<Respon
         Ok(rows) => Ok(Json(rows).into_response()),
         Err(e) => {
             tracing::error!(error = %e, "admin: reading projection status");
-            Err(AdminError(
+            Err(AdminError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database unavailable",
             ))

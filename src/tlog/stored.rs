@@ -1,0 +1,292 @@
+//! The tree as PostgreSQL keeps it: hash runs at the tile levels
+//! (`tlog_hashes`), the integrator's head, the signed checkpoints and their
+//! cosignatures. Any complete subtree hash is computed from the stored
+//! level below it that is a multiple of 8.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::{PgConnection, Row};
+
+use super::merkle::{root_from_leaf_hashes, Hash, NodeId, HASH_SIZE};
+use super::tiles::TILE_HEIGHT;
+
+/// The tree's size and root as the integrator last committed them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub size: u64,
+    pub root: Hash,
+}
+
+pub async fn head(conn: &mut PgConnection) -> sqlx::Result<Head> {
+    let (size, root): (i64, Vec<u8>) = sqlx::query_as("SELECT size, root FROM tlog_head")
+        .fetch_one(conn)
+        .await?;
+    Ok(Head {
+        size: size as u64,
+        root: to_hash(&root).ok_or_else(|| decode_error("tlog_head.root"))?,
+    })
+}
+
+fn to_hash(b: &[u8]) -> Option<Hash> {
+    b.try_into().ok()
+}
+
+fn decode_error(what: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("{what} is not a 32-byte hash").into())
+}
+
+/// What the stored hashes cannot give.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredError {
+    #[error("stored hashes at level {level} do not cover nodes {lo}..{hi}")]
+    Missing { level: u8, lo: u64, hi: u64 },
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Hashes of nodes `[lo, hi)` of each `(level, lo, hi)` (levels multiples
+/// of 8), in one round trip.
+pub async fn level_ranges(
+    conn: &mut PgConnection,
+    ranges: &[(u8, u64, u64)],
+) -> Result<Vec<Vec<Hash>>, StoredError> {
+    if ranges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let levels: Vec<i16> = ranges.iter().map(|r| i16::from(r.0)).collect();
+    let los: Vec<i64> = ranges.iter().map(|r| r.1 as i64).collect();
+    let his: Vec<i64> = ranges.iter().map(|r| r.2 as i64).collect();
+    let rows = sqlx::query(
+        "SELECT r.i, h.first, h.hashes
+           FROM unnest($1::smallint[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS r(level, lo, hi, i)
+           CROSS JOIN LATERAL (
+                SELECT t.first, t.hashes FROM tlog_hashes t
+                 WHERE t.level = r.level AND t.first < r.hi
+                   AND t.first >= coalesce((SELECT max(u.first) FROM tlog_hashes u
+                                             WHERE u.level = r.level AND u.first <= r.lo), 0)) h
+          ORDER BY r.i, h.first",
+    )
+    .bind(&levels)
+    .bind(&los)
+    .bind(&his)
+    .fetch_all(conn)
+    .await?;
+    let mut out: Vec<Vec<Hash>> = ranges
+        .iter()
+        .map(|r| Vec::with_capacity((r.2 - r.1) as usize))
+        .collect();
+    for row in rows {
+        let i = row.try_get::<i64, _>(0)? as usize - 1;
+        let first = row.try_get::<i64, _>(1)? as u64;
+        let bytes: &[u8] = row.try_get(2)?;
+        let (_, lo, hi) = ranges[i];
+        let got = &mut out[i];
+        for (k, h) in bytes.chunks_exact(HASH_SIZE).enumerate() {
+            let node = first + k as u64;
+            if node == lo + got.len() as u64 && node < hi {
+                got.push(to_hash(h).expect("32-byte chunk"));
+            }
+        }
+    }
+    for (got, &(level, lo, hi)) in out.iter().zip(ranges) {
+        if got.len() as u64 != hi - lo {
+            return Err(StoredError::Missing { level, lo, hi });
+        }
+    }
+    Ok(out)
+}
+
+/// The stored range a node is computed from: `(base level, lo, hi)`, an
+/// aligned range of at most 128 hashes, so inside one tile.
+fn base_of(id: NodeId) -> (u8, u64, u64) {
+    let base = id.level - id.level % TILE_HEIGHT;
+    let k = id.level - base;
+    (base, id.index << k, (id.index + 1) << k)
+}
+
+/// Hashes read from `tlog_hashes`, kept: a stored hash never changes, so
+/// the first hashes of a tile, once read, stay true. Bounded; when full,
+/// the leaf-level tiles (one per 256 events, the cold ones) are forgotten.
+/// A tile's first hashes, shared.
+type TileHashes = std::sync::Arc<Vec<Hash>>;
+
+pub struct TileCache {
+    tiles: std::sync::Mutex<HashMap<(u8, u64), TileHashes>>,
+    capacity: usize,
+}
+
+impl TileCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            tiles: Default::default(),
+            capacity,
+        }
+    }
+
+    fn get(&self, key: (u8, u64), len: usize) -> Option<TileHashes> {
+        let tiles = self.tiles.lock().unwrap();
+        tiles.get(&key).filter(|t| t.len() >= len).cloned()
+    }
+
+    fn put(&self, key: (u8, u64), hashes: TileHashes) {
+        let mut tiles = self.tiles.lock().unwrap();
+        if tiles.len() >= self.capacity {
+            tiles.retain(|(level, _), _| *level > 0);
+            if tiles.len() >= self.capacity {
+                tiles.clear();
+            }
+        }
+        tiles.insert(key, hashes);
+    }
+}
+
+/// The hashes of `ids` (complete subtrees), computed from the stored levels:
+/// each from a range inside one tile, each tile's first hashes read once
+/// (and kept in `cache`, if given).
+pub async fn nodes(
+    conn: &mut PgConnection,
+    ids: &[NodeId],
+) -> Result<HashMap<NodeId, Hash>, StoredError> {
+    nodes_cached(conn, None, ids).await
+}
+
+pub async fn nodes_cached(
+    conn: &mut PgConnection,
+    cache: Option<&TileCache>,
+    ids: &[NodeId],
+) -> Result<HashMap<NodeId, Hash>, StoredError> {
+    let tile = |level: u8, lo: u64| (level, lo >> TILE_HEIGHT);
+    // per tile: how many of its first hashes are needed
+    let mut needed: BTreeMap<(u8, u64), u64> = BTreeMap::new();
+    for id in ids {
+        let (level, lo, hi) = base_of(*id);
+        let key = tile(level, lo);
+        let len = hi - (key.1 << TILE_HEIGHT);
+        let n = needed.entry(key).or_insert(len);
+        *n = (*n).max(len);
+    }
+    let mut tiles: HashMap<(u8, u64), TileHashes> = HashMap::new();
+    let mut missing = Vec::new();
+    for (key, len) in &needed {
+        match cache.and_then(|c| c.get(*key, *len as usize)) {
+            Some(t) => {
+                tiles.insert(*key, t);
+            }
+            None => missing.push(*key),
+        }
+    }
+    let ranges: Vec<(u8, u64, u64)> = missing
+        .iter()
+        .map(|k| (k.0, k.1 << TILE_HEIGHT, (k.1 << TILE_HEIGHT) + needed[k]))
+        .collect();
+    for (key, hashes) in missing.into_iter().zip(level_ranges(conn, &ranges).await?) {
+        let hashes = std::sync::Arc::new(hashes);
+        if let Some(c) = cache {
+            c.put(key, hashes.clone());
+        }
+        tiles.insert(key, hashes);
+    }
+    Ok(ids
+        .iter()
+        .map(|id| {
+            let (level, lo, hi) = base_of(*id);
+            let key = tile(level, lo);
+            let start = key.1 << TILE_HEIGHT;
+            let slice = &tiles[&key][(lo - start) as usize..(hi - start) as usize];
+            (*id, root_from_leaf_hashes(slice))
+        })
+        .collect())
+}
+
+/// A signed checkpoint as stored, with the cosignature lines received.
+#[derive(Clone, Debug)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    pub note: String,
+    pub signed_at: chrono::DateTime<chrono::Utc>,
+    /// `(witness, line)`
+    pub cosignatures: Vec<(String, String)>,
+}
+
+impl StoredCheckpoint {
+    /// The note with the cosignature lines of `witnesses` (names `name+id`)
+    /// appended.
+    pub fn cosigned(&self, witnesses: &[String]) -> String {
+        let mut note = self.note.clone();
+        for (w, line) in &self.cosignatures {
+            if witnesses.contains(w) {
+                note.push_str(line);
+                if !line.ends_with('\n') {
+                    note.push('\n');
+                }
+            }
+        }
+        note
+    }
+}
+
+const SELECT_CHECKPOINT: &str = "
+SELECT c.size, c.note, c.signed_at,
+       coalesce(array_agg(s.witness ORDER BY s.witness) FILTER (WHERE s.witness = ANY($1)), '{}') AS witnesses,
+       coalesce(array_agg(s.line ORDER BY s.witness) FILTER (WHERE s.witness = ANY($1)), '{}') AS lines
+  FROM tlog_checkpoints c LEFT JOIN tlog_cosignatures s ON s.size = c.size";
+
+fn checkpoint_of(row: &sqlx::postgres::PgRow) -> sqlx::Result<StoredCheckpoint> {
+    let witnesses: Vec<String> = row.try_get("witnesses")?;
+    let lines: Vec<String> = row.try_get("lines")?;
+    Ok(StoredCheckpoint {
+        size: row.try_get::<i64, _>("size")? as u64,
+        note: row.try_get("note")?,
+        signed_at: row.try_get("signed_at")?,
+        cosignatures: witnesses.into_iter().zip(lines).collect(),
+    })
+}
+
+/// The newest checkpoint with at least `quorum` cosignatures from
+/// `witnesses` (`name+id` each).
+pub async fn latest_checkpoint(
+    conn: &mut PgConnection,
+    witnesses: &[String],
+    quorum: usize,
+) -> sqlx::Result<Option<StoredCheckpoint>> {
+    // newest first, stopping at the first with its quorum (an index scan
+    // backwards, not a grouping of every checkpoint ever signed)
+    let row = sqlx::query(&format!(
+        "{SELECT_CHECKPOINT}
+          WHERE c.size = (SELECT p.size FROM tlog_checkpoints p
+                           WHERE (SELECT count(*) FROM tlog_cosignatures q
+                                   WHERE q.size = p.size AND q.witness = ANY($1)) >= $2
+                           ORDER BY p.size DESC LIMIT 1)
+          GROUP BY c.size"
+    ))
+    .bind(witnesses)
+    .bind(quorum as i64)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(checkpoint_of).transpose()
+}
+
+/// The checkpoint of `size`, if one was signed.
+pub async fn checkpoint_of_size(
+    conn: &mut PgConnection,
+    witnesses: &[String],
+    size: u64,
+) -> sqlx::Result<Option<StoredCheckpoint>> {
+    let row = sqlx::query(&format!(
+        "{SELECT_CHECKPOINT} WHERE c.size = $2 GROUP BY c.size"
+    ))
+    .bind(witnesses)
+    .bind(size as i64)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(checkpoint_of).transpose()
+}
+
+/// Every signed checkpoint, oldest first, without cosignatures.
+pub async fn all_checkpoints(conn: &mut PgConnection) -> sqlx::Result<Vec<(u64, String)>> {
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT size, note FROM tlog_checkpoints ORDER BY size")
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().map(|(s, n)| (s as u64, n)).collect())
+}
