@@ -29,6 +29,10 @@ use crate::projector::{self, Progress, RuntimeSettings};
 use crate::social::feed::SocialHub;
 use crate::store::Store;
 
+/// How often the gRPC endpoint's live feed looks for new events when no
+/// projection progress is announced (it is, on every batch, here).
+const GRPC_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How long a starting server waits for its read models to catch up.
 const STARTUP_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -142,11 +146,15 @@ impl AppState {
 
 pub struct Server {
     pub addr: SocketAddr,
+    /// The KurrentDB-protocol read endpoint's address (`TIDELOG_GRPC_BIND`;
+    /// `None`: off).
+    pub grpc_addr: Option<SocketAddr>,
     pub pool: PgPool,
     shutdown: watch::Sender<bool>,
     hub: Arc<Hub>,
     social_hub: Arc<SocialHub>,
     http: JoinHandle<std::io::Result<()>>,
+    grpc: Option<crate::grpc::Endpoint>,
     background: Vec<JoinHandle<()>>,
     database: Database,
 }
@@ -228,6 +236,16 @@ impl Server {
             store,
             progress,
         };
+        let grpc = crate::grpc::start(
+            &core,
+            &config.grpc,
+            crate::grpc::Settings {
+                audit_token: Some(audit_token.clone()),
+                poll: GRPC_POLL,
+            },
+            shutdown_rx.clone(),
+        )
+        .await?;
         let state = AppState {
             core: core.clone(),
             identity,
@@ -293,6 +311,8 @@ impl Server {
         tracing::info!(%addr, "tidelog listening");
         Ok(Self {
             addr,
+            grpc_addr: grpc.as_ref().map(|g| g.addr),
+            grpc,
             pool,
             shutdown,
             hub,
@@ -312,6 +332,9 @@ impl Server {
         self.hub.close_all();
         self.social_hub.sockets.close_all();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http).await;
+        if let Some(grpc) = self.grpc {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), grpc.stopped()).await;
+        }
         for h in self.background {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), h).await;
         }

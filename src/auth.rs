@@ -164,6 +164,17 @@ pub async fn shared_secret(
     if config.database_url.is_none() {
         return load_or_create_secret(&config.data_dir, name);
     }
+    // kept already: read only (a hot standby takes no INSERT)
+    let kept: Option<String> =
+        sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await
+            .with_context(|| format!("reading {name} from the database"))?;
+    if let Some(value) = kept {
+        write_secret_file(&config.data_dir, name, &value)?;
+        return Ok(Secret::new(value));
+    }
     let earlier = std::fs::read_to_string(config.data_dir.join("secrets").join(name))
         .ok()
         .map(|s| s.trim().to_owned())

@@ -75,6 +75,20 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The analysts' KurrentDB-protocol read endpoint
+    Grpc {
+        #[command(subcommand)]
+        command: GrpcCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GrpcCommand {
+    /// Serve the KurrentDB-protocol read endpoint alone (no HTTP, no
+    /// projectors) on TIDELOG_GRPC_BIND, reading the database it is given:
+    /// a hot standby with --database-url, where it polls for new events
+    /// (100 ms) as no notification reaches a standby
+    Serve,
 }
 
 #[derive(Subcommand)]
@@ -236,12 +250,16 @@ pub async fn run() -> anyhow::Result<()> {
             let result = async {
                 // a rebuild holds two connections (applier and reader)
                 // while it catches up, and several run at once
-                let size = rebuilding
-                    .as_ref()
-                    .map_or(4, |chosen| (2 * chosen.len() as u32 + 2).max(4));
+                let size = match (&rebuilding, &other) {
+                    (Some(chosen), _) => (2 * chosen.len() as u32 + 2).max(4),
+                    // every read and subscription takes a connection now and then
+                    (None, Command::Grpc { .. }) => config.db_pool_size,
+                    (None, _) => 4,
+                };
                 let pool = database.pool(size).await?;
                 // a hot standby is read as it is: it takes its schema from the primary
-                if db::in_recovery(&pool).await? {
+                let standby = db::in_recovery(&pool).await?;
+                if standby {
                     tracing::info!("reading a standby: its state is the primary's of a moment ago");
                 } else {
                     db::migrate(&pool).await?;
@@ -328,6 +346,9 @@ pub async fn run() -> anyhow::Result<()> {
                                 output,
                             },
                     } => audit_export(&pool, &config, from, to, format, account, output).await,
+                    Command::Grpc {
+                        command: GrpcCommand::Serve,
+                    } => grpc_serve(&pool, &config, standby).await,
                     Command::Serve | Command::Config | Command::Openapi { .. } => unreachable!(),
                 }
             }
@@ -376,6 +397,48 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         _ = term.recv() => tracing::info!("terminated; shutting down"),
     }
     server.shutdown().await;
+    Ok(())
+}
+
+/// The read endpoint on its own: progress heard through LISTEN on a
+/// primary, polled for on a standby (which takes no LISTEN).
+async fn grpc_serve(pool: &PgPool, config: &Config, standby: bool) -> anyhow::Result<()> {
+    let core = crate::core::Core::new(std::sync::Arc::new(config.clone()), pool.clone());
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let listener = (!standby).then(|| {
+        tokio::spawn(projector::run_listener(
+            pool.clone(),
+            core.progress.clone(),
+            stop_rx.clone(),
+        ))
+    });
+    // the token is needed where there are credentials to check: over TLS
+    let audit_token = match (&config.grpc.tls_cert, &config.audit_token) {
+        (None, _) => None,
+        (Some(_), Some(token)) => Some(token.clone()),
+        (Some(_), None) => Some(crate::auth::shared_secret(pool, config, "audit_token").await?),
+    };
+    let settings = crate::grpc::Settings {
+        audit_token,
+        poll: if standby {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_millis(500)
+        },
+    };
+    let endpoint = crate::grpc::start(&core, &config.grpc, settings, stop_rx)
+        .await?
+        .ok_or_else(|| anyhow!("TIDELOG_GRPC_BIND is off: there is nothing to serve"))?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+        _ = term.recv() => tracing::info!("terminated; shutting down"),
+    }
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), endpoint.stopped()).await;
+    if let Some(listener) = listener {
+        let _ = listener.await;
+    }
     Ok(())
 }
 
@@ -552,29 +615,12 @@ type TailRow = (
 
 fn tail_line(r: TailRow) -> serde_json::Value {
     let mut payload = r.8;
-    redact(&mut payload);
+    crate::store::redact_credentials(&mut payload);
     serde_json::json!({
         "global_position": r.0, "transaction_id": r.1, "recorded_at": r.2, "aggregate_type": r.3,
         "aggregate_id": r.4, "sequence": r.5, "event_type": r.6, "event_version": r.7,
         "payload": payload, "metadata": r.9, "hash": r.10,
     })
-}
-
-/// Credentials stay in the store; they do not go to terminals.
-fn redact(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, val) in m.iter_mut() {
-                if k == "password_hash" || k == "private_key_encrypted" {
-                    *val = serde_json::Value::String("<redacted>".into());
-                } else {
-                    redact(val);
-                }
-            }
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(redact),
-        _ => {}
-    }
 }
 
 async fn tail(pool: &PgPool, count: i64, follow: bool) -> anyhow::Result<()> {

@@ -87,6 +87,58 @@ pub struct Config {
     /// `TIDELOG_DAILY_REWARD_POINTS`: Ocean1's reward on an account's first
     /// heartbeat of a local day (0: none)
     pub daily_reward_points: i64,
+    pub grpc: GrpcConfig,
+}
+
+/// The analysts' KurrentDB-protocol read endpoint (`src/grpc`).
+#[derive(Debug, Clone)]
+pub struct GrpcConfig {
+    /// `TIDELOG_GRPC_BIND`: where it listens (`off`: nowhere). Plaintext
+    /// only on a loopback address; anywhere else it needs TLS.
+    pub bind: Option<SocketAddr>,
+    /// `TIDELOG_GRPC_TLS_CERT` / `TIDELOG_GRPC_TLS_KEY`: PEM files of the
+    /// certificate chain and its private key. With them the endpoint
+    /// speaks TLS only and every read needs the auditors' token as the
+    /// password of the clients' basic credentials.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+/// KurrentDB's own port, on loopback.
+pub const DEFAULT_GRPC_BIND: &str = "127.0.0.1:2113";
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            bind: Some(DEFAULT_GRPC_BIND.parse().unwrap()),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+impl GrpcConfig {
+    fn from_env() -> anyhow::Result<Self> {
+        let bind = match var("TIDELOG_GRPC_BIND").as_deref().map(str::trim) {
+            None => Self::default().bind,
+            Some("off") | Some("none") => None,
+            Some(v) => Some(v.parse().map_err(|e| {
+                anyhow::anyhow!("TIDELOG_GRPC_BIND={v:?} is not host:port (or off): {e}")
+            })?),
+        };
+        let tls_cert = var("TIDELOG_GRPC_TLS_CERT").map(PathBuf::from);
+        let tls_key = var("TIDELOG_GRPC_TLS_KEY").map(PathBuf::from);
+        if tls_cert.is_some() != tls_key.is_some() {
+            bail!(
+                "TIDELOG_GRPC_TLS_CERT and TIDELOG_GRPC_TLS_KEY go together: set both or neither"
+            );
+        }
+        Ok(Self {
+            bind,
+            tls_cert,
+            tls_key,
+        })
+    }
 }
 
 /// Seed 002's generation proxy: the GrsAI-style gateway and the prices.
@@ -536,6 +588,7 @@ impl Default for Config {
             browser: BrowserConfig::default(),
             generation: GenerationConfig::default(),
             daily_reward_points: 10,
+            grpc: GrpcConfig::default(),
         }
     }
 }
@@ -607,6 +660,7 @@ impl Config {
             browser: BrowserConfig::from_env()?,
             generation: GenerationConfig::from_env()?,
             daily_reward_points: parse_var("TIDELOG_DAILY_REWARD_POINTS", 10i64)?.max(0),
+            grpc: GrpcConfig::from_env()?,
         })
     }
 }

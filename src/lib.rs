@@ -12,6 +12,7 @@ pub mod embedded_pg;
 pub mod files;
 pub mod generation;
 pub mod gifts;
+pub mod grpc;
 pub mod http;
 pub mod identity;
 pub mod ids;

@@ -214,6 +214,12 @@ pub fn test_config(db: &PgConnectOptions, data_dir: &Path) -> Config {
         jwt_secret: Some(Secret::new(JWT_SECRET.into())),
         admin_token: Some(Secret::new(ADMIN_TOKEN.into())),
         db_pool_size: 8,
+        // the gRPC endpoint on loopback: tests that read it turn it on
+        // (`start_with`) at port 0, no two servers share a port
+        grpc: tidelog::config::GrpcConfig {
+            bind: None,
+            ..Default::default()
+        },
         ..Config::default()
     }
 }
@@ -424,6 +430,7 @@ impl ServerProcess {
         cmd.arg("serve")
             .env_remove("DATABASE_URL")
             .env("TIDELOG_BIND", "127.0.0.1:0")
+            .env("TIDELOG_GRPC_BIND", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

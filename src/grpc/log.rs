@@ -1,0 +1,238 @@
+//! The numbered log as the endpoint reads it: every event that the
+//! `positions` projection numbered (`log_positions`, contiguous from 1 in
+//! the horizon-safe order), with its stream, revision, body and metadata.
+//! An event not numbered yet is not served: neither on `$all` nor on its
+//! stream (a stream is read up to its first event without a number).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+
+use crate::store::{redact_credentials, CREDENTIAL_KEYS};
+
+/// Rows per query.
+pub const PAGE: i64 = 1000;
+
+/// One event as clients get it.
+#[derive(Debug)]
+pub struct LogEvent {
+    /// Its log position (`log_positions.position`): commit and prepare
+    /// position alike, never 0.
+    pub position: u64,
+    /// `<AggregateType>-<aggregate id>`
+    pub stream: String,
+    /// The stream's sequence (from 1): revision + 1.
+    pub sequence: i64,
+    pub event_type: String,
+    /// The payload JSON (credentials redacted).
+    pub data: Bytes,
+    /// The event's metadata JSON (actor, surface, request, correlation,
+    /// causation, client IP).
+    pub metadata: Bytes,
+    /// `recorded_at` in 100 ns ticks since the Unix epoch, as the protocol
+    /// writes `created`.
+    pub created_ticks: i64,
+    /// The first 122 bits of the event's chain hash, as a version-8 UUID:
+    /// the same event has the same id on every read and every standby.
+    pub id: uuid::Uuid,
+}
+
+impl LogEvent {
+    pub fn revision(&self) -> u64 {
+        (self.sequence - 1).max(0) as u64
+    }
+}
+
+const COLUMNS: &str = "e.aggregate_type, e.aggregate_id, e.sequence, e.event_type,
+    e.payload::text AS payload, e.metadata::text AS metadata, e.recorded_at,
+    substring(e.hash FROM 1 FOR 16) AS hash16";
+
+fn event_of(row: &PgRow, position: u64) -> sqlx::Result<LogEvent> {
+    let aggregate_type: &str = row.try_get("aggregate_type")?;
+    let aggregate_id: &str = row.try_get("aggregate_id")?;
+    let payload: String = row.try_get("payload")?;
+    let metadata: String = row.try_get("metadata")?;
+    let recorded_at: chrono::DateTime<chrono::Utc> = row.try_get("recorded_at")?;
+    let hash: Vec<u8> = row.try_get("hash16")?;
+    let mut id = [0u8; 16];
+    let n = hash.len().min(16);
+    id[..n].copy_from_slice(&hash[..n]);
+    Ok(LogEvent {
+        position,
+        stream: format!("{aggregate_type}-{aggregate_id}"),
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        data: Bytes::from(redacted(payload)),
+        metadata: Bytes::from(metadata),
+        created_ticks: recorded_at.timestamp_micros() * 10,
+        id: uuid::Builder::from_custom_bytes(id).into_uuid(),
+    })
+}
+
+/// The payload with its credentials replaced (parsed only when it names
+/// one of their keys).
+fn redacted(payload: String) -> String {
+    if !CREDENTIAL_KEYS.iter().any(|k| payload.contains(k)) {
+        return payload;
+    }
+    match serde_json::from_str::<serde_json::Value>(&payload) {
+        Ok(mut v) => {
+            redact_credentials(&mut v);
+            v.to_string()
+        }
+        Err(_) => payload,
+    }
+}
+
+fn numbered(rows: Vec<PgRow>) -> sqlx::Result<Vec<Arc<LogEvent>>> {
+    rows.iter()
+        .map(|r| {
+            let position: i64 = r.try_get("position")?;
+            event_of(r, position as u64).map(Arc::new)
+        })
+        .collect()
+}
+
+/// The last position given (0: none yet).
+pub async fn head(pool: &PgPool) -> sqlx::Result<u64> {
+    let head: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM log_positions")
+        .fetch_one(pool)
+        .await?;
+    Ok(head as u64)
+}
+
+/// Up to `limit` events after position `after`, in log order.
+pub async fn after(pool: &PgPool, after: u64, limit: i64) -> sqlx::Result<Vec<Arc<LogEvent>>> {
+    let rows = sqlx::query(&format!(
+        "SELECT p.position, {COLUMNS}
+           FROM log_positions p JOIN events e ON e.global_position = p.global_position
+          WHERE p.position > $1 ORDER BY p.position LIMIT $2"
+    ))
+    .bind(clamp(after))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    numbered(rows)
+}
+
+/// Up to `limit` events before position `before`, newest first.
+pub async fn before(pool: &PgPool, before: u64, limit: i64) -> sqlx::Result<Vec<Arc<LogEvent>>> {
+    let rows = sqlx::query(&format!(
+        "SELECT p.position, {COLUMNS}
+           FROM log_positions p JOIN events e ON e.global_position = p.global_position
+          WHERE p.position < $1 ORDER BY p.position DESC LIMIT $2"
+    ))
+    .bind(clamp(before))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    numbered(rows)
+}
+
+fn clamp(position: u64) -> i64 {
+    position.min(i64::MAX as u64) as i64
+}
+
+/// A stream of the log: `<AggregateType>-<id>`. The type is what comes
+/// before the first `-` (aggregate types have none); names of no tidelog
+/// stream (`$all`, `$`-streams, no `-`) are `None`.
+pub fn parse_stream(name: &str) -> Option<(&str, &str)> {
+    if name.starts_with('$') {
+        return None;
+    }
+    let (ty, id) = name.split_once('-')?;
+    (!ty.is_empty() && !id.is_empty()).then_some((ty, id))
+}
+
+/// Up to `limit` rows of a stream from `sequence` (inclusive) on, in the
+/// direction asked; `None` for a row not numbered yet.
+pub async fn stream_page(
+    pool: &PgPool,
+    (ty, id): (&str, &str),
+    sequence: i64,
+    backwards: bool,
+    limit: i64,
+) -> sqlx::Result<Vec<Option<Arc<LogEvent>>>> {
+    let (cmp, order) = if backwards {
+        ("<=", "DESC")
+    } else {
+        (">=", "ASC")
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT p.position, {COLUMNS}
+           FROM events e LEFT JOIN log_positions p ON p.global_position = e.global_position
+          WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 AND e.sequence {cmp} $3
+          ORDER BY e.sequence {order} LIMIT $4"
+    ))
+    .bind(ty)
+    .bind(id)
+    .bind(sequence)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let position: Option<i64> = r.try_get("position")?;
+            position
+                .map(|p| event_of(r, p as u64).map(Arc::new))
+                .transpose()
+        })
+        .collect()
+}
+
+/// The sequence of a stream's last numbered event (`None`: no event of it
+/// is numbered, or it has none). Events not numbered yet are the newest
+/// ones of a stream; they are skipped.
+pub async fn stream_last(pool: &PgPool, (ty, id): (&str, &str)) -> sqlx::Result<Option<i64>> {
+    let mut below = i64::MAX;
+    loop {
+        let rows: Vec<(i64, bool)> = sqlx::query_as(
+            "SELECT e.sequence, p.position IS NOT NULL
+               FROM events e LEFT JOIN log_positions p ON p.global_position = e.global_position
+              WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 AND e.sequence < $3
+              ORDER BY e.sequence DESC LIMIT 64",
+        )
+        .bind(ty)
+        .bind(id)
+        .bind(below)
+        .fetch_all(pool)
+        .await?;
+        if let Some((sequence, _)) = rows.iter().find(|(_, numbered)| *numbered) {
+            return Ok(Some(*sequence));
+        }
+        match rows.last() {
+            Some((sequence, _)) if rows.len() == 64 => below = *sequence,
+            _ => return Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_split_at_the_first_dash() {
+        assert_eq!(
+            parse_stream("Account-0b6f-11"),
+            Some(("Account", "0b6f-11"))
+        );
+        assert_eq!(parse_stream("ChatRoom-7"), Some(("ChatRoom", "7")));
+        for none in ["$all", "$ce-Account", "Account", "-7", "Account-", ""] {
+            assert_eq!(parse_stream(none), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn credentials_are_redacted_and_other_payloads_pass_untouched() {
+        let p = r#"{"AccountRegistered":{"number":1,"password_hash":"$argon2id$x"}}"#;
+        assert_eq!(
+            redacted(p.into()),
+            r#"{"AccountRegistered":{"number":1,"password_hash":"<redacted>"}}"#
+        );
+        let q = r#"{"MessagePosted": {"content": "hi"}}"#;
+        assert_eq!(redacted(q.into()), q);
+    }
+}
