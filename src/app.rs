@@ -344,6 +344,64 @@ impl Server {
     }
 }
 
+/// The KurrentDB-protocol read endpoint alone (`tidelog grpc serve`): no
+/// HTTP, no projectors. Progress is heard through LISTEN on a primary and
+/// polled for on a hot standby (which takes no LISTEN).
+pub struct GrpcAlone {
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    endpoint: crate::grpc::Endpoint,
+    listener: Option<JoinHandle<()>>,
+}
+
+impl GrpcAlone {
+    pub async fn start(config: &Config, pool: &PgPool, standby: bool) -> anyhow::Result<Self> {
+        let core = Core::new(Arc::new(config.clone()), pool.clone());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let listener = (!standby).then(|| {
+            tokio::spawn(projector::run_listener(
+                pool.clone(),
+                core.progress.clone(),
+                shutdown_rx.clone(),
+            ))
+        });
+        // the token is needed where there are credentials to check: over TLS
+        let audit_token = match (&config.grpc.tls_cert, &config.audit_token) {
+            (None, _) => None,
+            (Some(_), Some(token)) => Some(token.clone()),
+            (Some(_), None) => Some(shared_secret(pool, config, "audit_token").await?),
+        };
+        let settings = crate::grpc::Settings {
+            audit_token,
+            poll: if standby {
+                std::time::Duration::from_millis(100)
+            } else {
+                GRPC_POLL
+            },
+        };
+        let endpoint = crate::grpc::start(&core, &config.grpc, settings, shutdown_rx)
+            .await?
+            .ok_or_else(|| {
+                anyhow::anyhow!("TIDELOG_GRPC_BIND is off: there is nothing to serve")
+            })?;
+        Ok(Self {
+            addr: endpoint.addr,
+            shutdown,
+            endpoint,
+            listener,
+        })
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), self.endpoint.stopped()).await;
+        if let Some(listener) = self.listener {
+            let _ = listener.await;
+        }
+    }
+}
+
 fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()

@@ -222,7 +222,7 @@ fn write_secret_file(data_dir: &Path, name: &str, value: &str) -> anyhow::Result
     Ok(())
 }
 
-fn random_secret() -> String {
+pub fn random_secret() -> String {
     use base64::Engine;
     let mut bytes = [0u8; 48];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);

@@ -75,10 +75,31 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// SQL access for BI tools
+    Analytics {
+        #[command(subcommand)]
+        command: AnalyticsCommand,
+    },
     /// The analysts' KurrentDB-protocol read endpoint
     Grpc {
         #[command(subcommand)]
         command: GrpcCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AnalyticsCommand {
+    /// (Re)build the `analytics` schema of documented views (the events,
+    /// every read model, the projections' progress) and give a read-only
+    /// role access to it alone; on the primary (standbys get both by
+    /// replication). A new role's password is printed once
+    Setup {
+        /// The role BI tools log in as (created if missing)
+        #[arg(long, default_value = crate::analytics::DEFAULT_ROLE)]
+        role: String,
+        /// Give an existing role a new password (printed once)
+        #[arg(long)]
+        new_password: bool,
     },
 }
 
@@ -349,6 +370,9 @@ pub async fn run() -> anyhow::Result<()> {
                     Command::Grpc {
                         command: GrpcCommand::Serve,
                     } => grpc_serve(&pool, &config, standby).await,
+                    Command::Analytics {
+                        command: AnalyticsCommand::Setup { role, new_password },
+                    } => analytics_setup(&pool, &config, &role, new_password).await,
                     Command::Serve | Command::Config | Command::Openapi { .. } => unreachable!(),
                 }
             }
@@ -400,45 +424,46 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The read endpoint on its own: progress heard through LISTEN on a
-/// primary, polled for on a standby (which takes no LISTEN).
-async fn grpc_serve(pool: &PgPool, config: &Config, standby: bool) -> anyhow::Result<()> {
+async fn analytics_setup(
+    pool: &PgPool,
+    config: &Config,
+    role: &str,
+    new_password: bool,
+) -> anyhow::Result<()> {
     let core = crate::core::Core::new(std::sync::Arc::new(config.clone()), pool.clone());
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let listener = (!standby).then(|| {
-        tokio::spawn(projector::run_listener(
-            pool.clone(),
-            core.progress.clone(),
-            stop_rx.clone(),
-        ))
-    });
-    // the token is needed where there are credentials to check: over TLS
-    let audit_token = match (&config.grpc.tls_cert, &config.audit_token) {
-        (None, _) => None,
-        (Some(_), Some(token)) => Some(token.clone()),
-        (Some(_), None) => Some(crate::auth::shared_secret(pool, config, "audit_token").await?),
-    };
-    let settings = crate::grpc::Settings {
-        audit_token,
-        poll: if standby {
-            Duration::from_millis(100)
-        } else {
-            Duration::from_millis(500)
-        },
-    };
-    let endpoint = crate::grpc::start(&core, &config.grpc, settings, stop_rx)
-        .await?
-        .ok_or_else(|| anyhow!("TIDELOG_GRPC_BIND is off: there is nothing to serve"))?;
+    let setup = crate::analytics::setup(&core, role, new_password).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "role {} {}; read-only, sees only the analytics schema",
+        setup.role,
+        if setup.created { "created" } else { "kept" }
+    )?;
+    if let Some(password) = &setup.password {
+        writeln!(out, "password (shown once): {password}")?;
+    }
+    writeln!(
+        out,
+        "views: {}",
+        setup
+            .views
+            .iter()
+            .map(|v| format!("analytics.{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    Ok(())
+}
+
+/// The read endpoint on its own, until interrupted.
+async fn grpc_serve(pool: &PgPool, config: &Config, standby: bool) -> anyhow::Result<()> {
+    let endpoint = crate::app::GrpcAlone::start(config, pool, standby).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
         _ = term.recv() => tracing::info!("terminated; shutting down"),
     }
-    let _ = stop.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), endpoint.stopped()).await;
-    if let Some(listener) = listener {
-        let _ = listener.await;
-    }
+    endpoint.shutdown().await;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! tidelog: one event-sourced, CQRS server for five frontends.
 //! `main.rs` only calls [`cli::run`]; tests start [`app::Server`] directly.
 
+pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod bilibili;

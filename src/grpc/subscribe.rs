@@ -115,7 +115,13 @@ pub async fn run(
                     sub.take(&e).await?;
                 }
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => sub.catch_up().await?,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::debug!(
+                    missed,
+                    "a gRPC subscriber fell behind the live feed; catching up from the database"
+                );
+                sub.catch_up().await?
+            }
             Err(broadcast::error::RecvError::Closed) => return Err(shutting_down()),
         }
     }
