@@ -7,8 +7,10 @@
 //!
 //! Served: `Streams.Read` (`read.rs`, `subscribe.rs`),
 //! `ServerFeatures.GetSupportedMethods` and `Gossip.Read` (one member, the
-//! leader). Every other method of `Streams` — the writes — is refused with
-//! the protocol's access-denied error; any other service is unimplemented.
+//! leader). Every other method of `Streams` — the writes — and the v2
+//! append service are refused with the protocol's access-denied error; any
+//! other service (persistent subscriptions, projections, users) is
+//! unimplemented.
 //!
 //! The mapping: a stream is `<AggregateType>-<aggregate id>`; its revision
 //! is the event's sequence − 1 (revisions start at 0, sequences at 1); an
@@ -141,6 +143,7 @@ pub async fn start(
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(streams)
+        .add_service(V2Appends)
         .add_service(server_features_server::ServerFeaturesServer::new(
             node.clone(),
         ))
@@ -214,14 +217,7 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let refusal = if req.uri().path() != READ_PATH {
-            let mut status = Status::permission_denied(format!(
-                "Access denied: tidelog's KurrentDB-protocol endpoint is read-only ({} writes)",
-                req.uri().path()
-            ));
-            status
-                .metadata_mut()
-                .insert("exception", "access-denied".parse().expect("ASCII"));
-            Some(status)
+            Some(write_refused(req.uri().path()))
         } else {
             self.token.as_deref().and_then(|token| {
                 let given = req
@@ -244,6 +240,40 @@ where
             Some(status) => futures::future::ready(Ok(status.into_http())).boxed(),
             None => self.inner.call(req).boxed(),
         }
+    }
+}
+
+/// The protocol's answer to what a user may not do.
+fn write_refused(path: &str) -> Status {
+    let mut status = Status::permission_denied(format!(
+        "Access denied: tidelog's KurrentDB-protocol endpoint is read-only ({path} writes)"
+    ));
+    status
+        .metadata_mut()
+        .insert("exception", "access-denied".parse().expect("ASCII"));
+    status
+}
+
+/// The protocol's v2 streams service, which only appends (newer clients'
+/// multi-stream appends): refused like the v1 writes.
+#[derive(Clone)]
+struct V2Appends;
+
+impl NamedService for V2Appends {
+    const NAME: &'static str = "kurrentdb.protocol.v2.streams.StreamsService";
+}
+
+impl<B> tower::Service<http::Request<B>> for V2Appends {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = futures::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        futures::future::ready(Ok(write_refused(req.uri().path()).into_http()))
     }
 }
 
