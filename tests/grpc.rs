@@ -67,17 +67,20 @@ async fn all_numbered(pool: &PgPool) -> u64 {
     counts().await.0
 }
 
+/// position, stream, sequence, type, payload, metadata, hash, recorded at
+type LogRow = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    chrono::DateTime<chrono::Utc>,
+);
+
 async fn log(pool: &PgPool) -> Vec<Logged> {
-    let rows: Vec<(
-        i64,
-        String,
-        i64,
-        String,
-        String,
-        String,
-        Vec<u8>,
-        chrono::DateTime<chrono::Utc>,
-    )> = sqlx::query_as(
+    let rows: Vec<LogRow> = sqlx::query_as(
         "SELECT p.position, e.aggregate_type || '-' || e.aggregate_id, e.sequence, e.event_type,
                     e.payload::text, e.metadata::text, e.hash, e.recorded_at
                FROM log_positions p JOIN events e ON e.global_position = p.global_position

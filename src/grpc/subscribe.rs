@@ -145,7 +145,7 @@ impl Subscription<'_> {
                     self.out.event(e).await?;
                 }
                 self.scanned += 1;
-                if self.scanned % filter.checkpoint_every == 0 {
+                if self.scanned.is_multiple_of(filter.checkpoint_every) {
                     self.out.checkpoint(self.after).await?;
                 }
             }

@@ -98,6 +98,7 @@ fn now_us() -> u64 {
 /// one by one at `rate` per second; the lag of every (message,
 /// subscriber) pair from the send's answer, and the server's RSS (MB)
 /// once every subscriber is live.
+#[allow(clippy::too_many_arguments)]
 pub async fn subscription_lag(
     addr: &str,
     http: &reqwest::Client,
