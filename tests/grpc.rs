@@ -239,6 +239,11 @@ async fn a_stock_rust_client_reads_streams_and_all_both_ways_as_the_log_holds_th
         &got,
         &log[..(k - 1) as usize].iter().rev().collect::<Vec<_>>(),
     );
+    // a position far past the head, backwards: everything
+    let got = all(ReadAllOptions::default().backwards().position(at(n + 5000)))
+        .await
+        .unwrap();
+    assert_all_same(&got, &log.iter().rev().collect::<Vec<_>>());
     // (the client turns End into backwards unless told forwards after it)
     assert!(all(ReadAllOptions::default()
         .position(StreamPosition::End)

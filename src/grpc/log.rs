@@ -103,12 +103,16 @@ pub async fn head(pool: &PgPool) -> sqlx::Result<u64> {
     Ok(head as u64)
 }
 
-/// Up to `limit` events after position `after`, in log order.
+/// Up to `limit` events after position `after`, in log order. Positions
+/// are contiguous, so a page is a range of them: bounded on both sides,
+/// the statement keeps its index plan when PostgreSQL plans it once for
+/// every value (a bare `position > $1 … LIMIT $2` went parallel: 30 ms a
+/// page instead of 4).
 pub async fn after(pool: &PgPool, after: u64, limit: i64) -> sqlx::Result<Vec<Arc<LogEvent>>> {
     let rows = sqlx::query(&format!(
         "SELECT p.position, {COLUMNS}
            FROM log_positions p JOIN events e ON e.global_position = p.global_position
-          WHERE p.position > $1 ORDER BY p.position LIMIT $2"
+          WHERE p.position > $1 AND p.position <= $1 + $2 ORDER BY p.position"
     ))
     .bind(clamp(after))
     .bind(limit)
@@ -117,12 +121,13 @@ pub async fn after(pool: &PgPool, after: u64, limit: i64) -> sqlx::Result<Vec<Ar
     numbered(rows)
 }
 
-/// Up to `limit` events before position `before`, newest first.
+/// Up to `limit` events before position `before` (at most the head + 1),
+/// newest first.
 pub async fn before(pool: &PgPool, before: u64, limit: i64) -> sqlx::Result<Vec<Arc<LogEvent>>> {
     let rows = sqlx::query(&format!(
         "SELECT p.position, {COLUMNS}
            FROM log_positions p JOIN events e ON e.global_position = p.global_position
-          WHERE p.position < $1 ORDER BY p.position DESC LIMIT $2"
+          WHERE p.position < $1 AND p.position >= $1 - $2 ORDER BY p.position DESC"
     ))
     .bind(clamp(before))
     .bind(limit)
@@ -131,8 +136,9 @@ pub async fn before(pool: &PgPool, before: u64, limit: i64) -> sqlx::Result<Vec<
     numbered(rows)
 }
 
+/// A position as a bigint, with room for the page arithmetic.
 fn clamp(position: u64) -> i64 {
-    position.min(i64::MAX as u64) as i64
+    position.min(i64::MAX as u64 / 2) as i64
 }
 
 /// A stream of the log: `<AggregateType>-<id>`. The type is what comes

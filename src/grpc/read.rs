@@ -152,16 +152,17 @@ async fn read_all(
     count: u64,
     filter: Option<&Filter>,
 ) -> Result<(), Stop> {
-    let cursor = match (from, backwards) {
-        (AllFrom::Start, false) => 0,
-        (AllFrom::Position(at), false) => at.saturating_sub(1),
-        (AllFrom::End, true) => u64::MAX,
-        (AllFrom::Position(at), true) => at,
-        (AllFrom::End, false) | (AllFrom::Start, true) => return Ok(()),
-    };
     if count == 0 {
         return Ok(());
     }
+    let cursor = match (from, backwards) {
+        (AllFrom::Start, false) => 0,
+        (AllFrom::Position(at), false) => at.saturating_sub(1),
+        // pages are ranges of positions: backwards starts at the head
+        (AllFrom::End, true) => log::head(pool).await? + 1,
+        (AllFrom::Position(at), true) => at.min(log::head(pool).await? + 1),
+        (AllFrom::End, false) | (AllFrom::Start, true) => return Ok(()),
+    };
     let limit = match filter {
         Some(_) => log::PAGE,
         None => count.min(log::PAGE as u64) as i64,

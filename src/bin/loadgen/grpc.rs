@@ -71,7 +71,7 @@ pub async fn catch_up_read(pool: &PgPool) -> anyhow::Result<(f64, u64)> {
                FROM events
               WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
                 AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-              ORDER BY transaction_id, global_position LIMIT 1000",
+              ORDER BY events.transaction_id, events.global_position LIMIT 1000",
         )
         .bind(txid.to_string())
         .bind(position)
