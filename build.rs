@@ -16,6 +16,8 @@ fn main() {
         .build_server(true)
         // event bodies are shared, not copied, between subscribers
         .bytes(["."])
+        // three entries an event: no hashing
+        .btree_map(["."])
         .compile_fds(fds)
         .expect("generating the gRPC code");
 }

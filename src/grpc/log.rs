@@ -45,25 +45,30 @@ impl LogEvent {
     }
 }
 
+/// The columns [`event_of`] reads, in its order (by index: no name lookups
+/// per row), after the position or global position that leads each row.
 const COLUMNS: &str = "e.aggregate_type, e.aggregate_id, e.sequence, e.event_type,
-    e.payload::text AS payload, e.metadata::text AS metadata, e.recorded_at,
-    substring(e.hash FROM 1 FOR 16) AS hash16";
+    e.payload::text, e.metadata::text, e.recorded_at, substring(e.hash FROM 1 FOR 16)";
 
 fn event_of(row: &PgRow, position: u64) -> sqlx::Result<LogEvent> {
-    let aggregate_type: &str = row.try_get("aggregate_type")?;
-    let aggregate_id: &str = row.try_get("aggregate_id")?;
-    let payload: String = row.try_get("payload")?;
-    let metadata: String = row.try_get("metadata")?;
-    let recorded_at: chrono::DateTime<chrono::Utc> = row.try_get("recorded_at")?;
-    let hash: Vec<u8> = row.try_get("hash16")?;
+    let aggregate_type: &str = row.try_get(1)?;
+    let aggregate_id: &str = row.try_get(2)?;
+    let payload: String = row.try_get(5)?;
+    let metadata: String = row.try_get(6)?;
+    let recorded_at: chrono::DateTime<chrono::Utc> = row.try_get(7)?;
+    let hash: &[u8] = row.try_get(8)?;
     let mut id = [0u8; 16];
     let n = hash.len().min(16);
     id[..n].copy_from_slice(&hash[..n]);
+    let mut stream = String::with_capacity(aggregate_type.len() + 1 + aggregate_id.len());
+    stream.push_str(aggregate_type);
+    stream.push('-');
+    stream.push_str(aggregate_id);
     Ok(LogEvent {
         position,
-        stream: format!("{aggregate_type}-{aggregate_id}"),
-        sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
+        stream,
+        sequence: row.try_get(3)?,
+        event_type: row.try_get(4)?,
         data: Bytes::from(redacted(payload)),
         metadata: Bytes::from(metadata),
         created_ticks: recorded_at.timestamp_micros() * 10,
@@ -89,7 +94,7 @@ fn redacted(payload: String) -> String {
 fn numbered(rows: Vec<PgRow>) -> sqlx::Result<Vec<Arc<LogEvent>>> {
     rows.iter()
         .map(|r| {
-            let position: i64 = r.try_get("position")?;
+            let position: i64 = r.try_get(0)?;
             event_of(r, position as u64).map(Arc::new)
         })
         .collect()
@@ -103,12 +108,67 @@ pub async fn head(pool: &PgPool) -> sqlx::Result<u64> {
     Ok(head as u64)
 }
 
-/// Up to `limit` events after position `after`, in log order. Positions
-/// are contiguous, so a page is a range of them: bounded on both sides,
-/// the statement keeps its index plan when PostgreSQL plans it once for
-/// every value (a bare `position > $1 … LIMIT $2` went parallel: 30 ms a
-/// page instead of 4).
+/// Up to `limit` events after position `after`, in log order.
+///
+/// Read in the log's own order, without the numbers: the numbered events
+/// are the first ones of the `(transaction_id, global_position)` order
+/// (numbered below the horizon, no later commit sorts before them) and are
+/// numbered contiguously in it, so the i-th event after the one numbered
+/// `after` is numbered `after + i` — and no more of them than the head
+/// allows are read. The index walk of the projectors' catch-up, half the
+/// time of a join with `log_positions` per row. Each page's last number is
+/// checked against `log_positions`; were it ever off, the page is read
+/// again through the join (and the mismatch logged).
 pub async fn after(pool: &PgPool, after: u64, limit: i64) -> sqlx::Result<Vec<Arc<LogEvent>>> {
+    let after_i = clamp(after);
+    // from the start, or after the event numbered `after` (two statements:
+    // an OR of the two would not walk the index from where it starts)
+    let bound = if after_i == 0 {
+        ""
+    } else {
+        "WHERE (e.transaction_id, e.global_position) >
+               (SELECT transaction_id, global_position FROM log_positions WHERE position = $1)"
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT e.global_position, {COLUMNS}
+           FROM events e {bound}
+          ORDER BY e.transaction_id, e.global_position
+          LIMIT greatest(0, least($2, (SELECT coalesce(max(position), 0) FROM log_positions) - $1))"
+    ))
+    .bind(after_i)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let Some(last) = rows.last() else {
+        return Ok(Vec::new());
+    };
+    let last_global: i64 = last.try_get(0)?;
+    let last_position = after_i + rows.len() as i64;
+    let numbered: Option<i64> =
+        sqlx::query_scalar("SELECT global_position FROM log_positions WHERE position = $1")
+            .bind(last_position)
+            .fetch_optional(pool)
+            .await?;
+    if numbered != Some(last_global) {
+        tracing::error!(
+            position = last_position,
+            global_position = last_global,
+            numbered = ?numbered,
+            "the log's numbers are not the log's order here; reading through log_positions"
+        );
+        return after_joined(pool, after, limit).await;
+    }
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| event_of(r, after + 1 + i as u64).map(Arc::new))
+        .collect()
+}
+
+/// [`after`] through the numbers themselves. Positions are contiguous, so
+/// a page is a range of them: bounded on both sides, the statement keeps
+/// its index plan when PostgreSQL plans it once for every value (a bare
+/// `position > $1 … LIMIT $2` went parallel: 30 ms a page instead of 4).
+async fn after_joined(pool: &PgPool, after: u64, limit: i64) -> sqlx::Result<Vec<Arc<LogEvent>>> {
     let rows = sqlx::query(&format!(
         "SELECT p.position, {COLUMNS}
            FROM log_positions p JOIN events e ON e.global_position = p.global_position
@@ -180,7 +240,7 @@ pub async fn stream_page(
     .await?;
     rows.iter()
         .map(|r| {
-            let position: Option<i64> = r.try_get("position")?;
+            let position: Option<i64> = r.try_get(0)?;
             position
                 .map(|p| event_of(r, p as u64).map(Arc::new))
                 .transpose()

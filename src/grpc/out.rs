@@ -5,7 +5,7 @@
 //! its log position and `ReadEvent.position` set to it (Python asserts
 //! it), and the metadata `type`, `content-type` and `created`.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -81,7 +81,7 @@ impl Out {
                 least_significant_bits: lsb as i64,
             })
         };
-        let metadata = HashMap::from([
+        let metadata = BTreeMap::from([
             ("type".to_owned(), e.event_type.clone()),
             ("content-type".to_owned(), "application/json".to_owned()),
             ("created".to_owned(), e.created_ticks.to_string()),
