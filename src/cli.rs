@@ -415,12 +415,18 @@ fn chosen_projections(
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let server = Server::start(config).await?;
+    interrupted().await?;
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Returns on Ctrl-C or SIGTERM.
+async fn interrupted() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
         _ = term.recv() => tracing::info!("terminated; shutting down"),
     }
-    server.shutdown().await;
     Ok(())
 }
 
@@ -458,11 +464,7 @@ async fn analytics_setup(
 /// The read endpoint on its own, until interrupted.
 async fn grpc_serve(pool: &PgPool, config: &Config, standby: bool) -> anyhow::Result<()> {
     let endpoint = crate::app::GrpcAlone::start(config, pool, standby).await?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
-        _ = term.recv() => tracing::info!("terminated; shutting down"),
-    }
+    interrupted().await?;
     endpoint.shutdown().await;
     Ok(())
 }
