@@ -9,6 +9,7 @@ fn main() {
         "src/grpc/proto/streams.proto",
         "src/grpc/proto/serverfeatures.proto",
         "src/grpc/proto/gossip.proto",
+        "src/grpc/proto/wire.proto",
     ];
     let fds = protox::compile(files, ["src/grpc/proto"]).expect("compiling the gRPC protos");
     tonic_build::configure()
@@ -18,6 +19,11 @@ fn main() {
         .bytes(["."])
         // three entries an event: no hashing
         .btree_map(["."])
+        // events go out encoded once (wire.proto)
+        .extern_path(
+            ".event_store.client.streams.ReadResp.ReadEvent",
+            "crate::grpc::wire::EncodedEvent",
+        )
         .compile_fds(fds)
         .expect("generating the gRPC code");
 }

@@ -119,6 +119,7 @@ mod tests {
             metadata: Default::default(),
             created_ticks: 0,
             id: uuid::Uuid::nil(),
+            encoded: Default::default(),
         }
     }
 

@@ -4,12 +4,13 @@
 //! An event not numbered yet is not served: neither on `$all` nor on its
 //! stream (a stream is read up to its first event without a number).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
+use super::wire::EncodedEvent;
 use crate::store::{redact_credentials, CREDENTIAL_KEYS};
 
 /// Rows per query.
@@ -37,11 +38,23 @@ pub struct LogEvent {
     /// The first 122 bits of the event's chain hash, as a version-8 UUID:
     /// the same event has the same id on every read and every standby.
     pub id: uuid::Uuid,
+    /// Its `ReadEvent` encoded, with a structured id and with a string id
+    /// (`wire.rs`), once each, when first wanted.
+    pub encoded: [OnceLock<Bytes>; 2],
 }
 
 impl LogEvent {
     pub fn revision(&self) -> u64 {
         (self.sequence - 1).max(0) as u64
+    }
+
+    /// The event on the wire, ids as strings or structured.
+    pub fn encoded(&self, uuid_string: bool) -> EncodedEvent {
+        EncodedEvent(
+            self.encoded[usize::from(uuid_string)]
+                .get_or_init(|| super::wire::encode(self, uuid_string))
+                .clone(),
+        )
     }
 }
 
@@ -73,6 +86,7 @@ fn event_of(row: &PgRow, position: u64) -> sqlx::Result<LogEvent> {
         metadata: Bytes::from(metadata),
         created_ticks: recorded_at.timestamp_micros() * 10,
         id: uuid::Builder::from_custom_bytes(id).into_uuid(),
+        encoded: Default::default(),
     })
 }
 

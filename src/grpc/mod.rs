@@ -41,6 +41,7 @@ mod read;
 mod request;
 mod subscribe;
 mod tls;
+mod wire;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

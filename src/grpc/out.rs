@@ -1,24 +1,14 @@
 //! What a `Read` call sends, in the shapes every stock client accepts:
-//! each `ReadResp` has its content set (the Rust client unwraps it); an
-//! event carries its id in the form asked for (Python drops an event whose
-//! string id is empty), its stream, `commit_position = prepare_position =`
-//! its log position and `ReadEvent.position` set to it (Python asserts
-//! it), and the metadata `type`, `content-type` and `created`.
+//! each `ReadResp` has its content set (the Rust client unwraps it);
+//! events as `wire.rs` encodes them.
 
-use std::collections::BTreeMap;
-
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::log::LogEvent;
-use super::proto::event_store::client::uuid;
-use super::proto::streams::read_resp::{self, read_event, Content};
+use super::proto::streams::read_resp::{self, Content};
 use super::proto::streams::ReadResp;
-use super::proto::{StreamIdentifier, Uuid};
-
-/// Responses buffered per call before the call's task waits for the client.
-pub const BUFFER: usize = 64;
+use super::wire::stream_identifier;
 
 /// The client went away: its call's task ends.
 #[derive(Debug)]
@@ -48,9 +38,19 @@ pub fn position(at: u64) -> read_resp::Position {
 }
 
 impl Out {
-    pub fn new(uuid_string: bool) -> (Self, mpsc::Receiver<Result<ReadResp, Status>>) {
-        let (tx, rx) = mpsc::channel(BUFFER);
+    /// `buffer`: answers held for a slow client before the call's task
+    /// waits for it.
+    pub fn new(
+        uuid_string: bool,
+        buffer: usize,
+    ) -> (Self, mpsc::Receiver<Result<ReadResp, Status>>) {
+        let (tx, rx) = mpsc::channel(buffer);
         (Self { tx, uuid_string }, rx)
+    }
+
+    /// Whether the client wants ids as strings.
+    pub fn uuid_string(&self) -> bool {
+        self.uuid_string
     }
 
     async fn send(&self, content: Content) -> Result<(), Gone> {
@@ -68,38 +68,7 @@ impl Out {
     }
 
     pub async fn event(&self, e: &LogEvent) -> Result<(), Gone> {
-        self.send(Content::Event(self.read_event(e))).await
-    }
-
-    pub fn read_event(&self, e: &LogEvent) -> read_resp::ReadEvent {
-        let id = if self.uuid_string {
-            uuid::Value::String(e.id.to_string())
-        } else {
-            let (msb, lsb) = e.id.as_u64_pair();
-            uuid::Value::Structured(uuid::Structured {
-                most_significant_bits: msb as i64,
-                least_significant_bits: lsb as i64,
-            })
-        };
-        let metadata = BTreeMap::from([
-            ("type".to_owned(), e.event_type.clone()),
-            ("content-type".to_owned(), "application/json".to_owned()),
-            ("created".to_owned(), e.created_ticks.to_string()),
-        ]);
-        read_resp::ReadEvent {
-            event: Some(read_event::RecordedEvent {
-                id: Some(Uuid { value: Some(id) }),
-                stream_identifier: Some(stream_identifier(&e.stream)),
-                stream_revision: e.revision(),
-                prepare_position: e.position,
-                commit_position: e.position,
-                metadata,
-                custom_metadata: e.metadata.clone(),
-                data: e.data.clone(),
-            }),
-            link: None,
-            position: Some(read_event::Position::CommitPosition(e.position)),
-        }
+        self.send(Content::Event(e.encoded(self.uuid_string))).await
     }
 
     pub async fn confirmation(&self) -> Result<(), Gone> {
@@ -149,11 +118,5 @@ impl Out {
             timestamp: Some(now()),
         }))
         .await
-    }
-}
-
-fn stream_identifier(name: &str) -> StreamIdentifier {
-    StreamIdentifier {
-        stream_name: Bytes::copy_from_slice(name.as_bytes()),
     }
 }

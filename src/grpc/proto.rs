@@ -19,4 +19,11 @@ pub mod event_store {
     }
 }
 
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod tidelog {
+    pub mod wire {
+        tonic::include_proto!("tidelog.wire");
+    }
+}
+
 pub use event_store::client::{gossip, server_features, streams, Empty, StreamIdentifier, Uuid};

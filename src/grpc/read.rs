@@ -15,6 +15,12 @@ use super::feed::Feed;
 use super::filter::Filter;
 use super::log::{self, LogEvent};
 use super::out::{Gone, Out};
+
+/// Answers a read holds for its client before its task waits: finite reads
+/// stream pages (a page's worth keeps the pipe full); a live subscriber
+/// holds few, its backlog is read again from the database.
+const READ_BUFFER: usize = 512;
+const SUBSCRIPTION_BUFFER: usize = 64;
 use super::proto::streams::streams_server;
 use super::proto::streams::{ReadReq, ReadResp};
 use super::request::{AllFrom, Request, RevisionFrom, Target};
@@ -63,7 +69,11 @@ impl streams_server::Streams for Streams {
 
     async fn read(&self, call: Call<ReadReq>) -> Result<Response<Self::ReadStream>, Status> {
         let request = Request::parse(call.into_inner())?;
-        let (out, rx) = Out::new(request.uuid_string);
+        let buffer = match request.count {
+            Some(_) => READ_BUFFER,
+            None => SUBSCRIPTION_BUFFER,
+        };
+        let (out, rx) = Out::new(request.uuid_string, buffer);
         let pool = self.pool.clone();
         let feed = self.feed.clone();
         let shutdown = self.shutdown.clone();
@@ -109,12 +119,14 @@ async fn read(pool: &PgPool, out: &Out, request: Request, count: u64) -> Result<
 }
 
 /// Pages of the log from `cursor` (exclusive) in one direction, each read
-/// while the one before is being sent; ends after a short page.
+/// and encoded (ids as strings or not) while the one before is being sent;
+/// ends after a short page.
 pub fn prefetch(
     pool: PgPool,
     mut cursor: u64,
     backwards: bool,
     limit: i64,
+    uuid_string: bool,
 ) -> mpsc::Receiver<sqlx::Result<Vec<Arc<LogEvent>>>> {
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
@@ -124,6 +136,11 @@ pub fn prefetch(
             } else {
                 log::after(&pool, cursor, limit).await
             };
+            if let Ok(page) = &page {
+                for e in page {
+                    e.encoded(uuid_string);
+                }
+            }
             let next = match &page {
                 Ok(p) if p.len() as i64 == limit => p.last().map(|e| e.position),
                 _ => None,
@@ -167,7 +184,7 @@ async fn read_all(
         Some(_) => log::PAGE,
         None => count.min(log::PAGE as u64) as i64,
     };
-    let mut pages = prefetch(pool.clone(), cursor, backwards, limit);
+    let mut pages = prefetch(pool.clone(), cursor, backwards, limit, out.uuid_string());
     let mut sent = 0u64;
     while let Some(page) = pages.recv().await {
         for e in page? {

@@ -171,7 +171,13 @@ impl Subscription<'_> {
 
     /// Everything numbered after `after`, up to the head, from the database.
     async fn catch_up(&mut self) -> Result<(), Stop> {
-        let mut pages = prefetch(self.pool.clone(), self.after, false, log::PAGE);
+        let mut pages = prefetch(
+            self.pool.clone(),
+            self.after,
+            false,
+            log::PAGE,
+            self.out.uuid_string(),
+        );
         while let Some(page) = pages.recv().await {
             for e in page? {
                 if e.position == self.after + 1 {
