@@ -12,4 +12,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bins --quiet
+# the stock KurrentDB client the gRPC figures read through (a dev-dependency)
+cargo build --release --example grpc-client --quiet
 exec target/release/loadgen --out target/bench "$@"

@@ -43,7 +43,7 @@ upstreams=http://127.0.0.1:$(cat "$out/upstreams.port")
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 base=http://127.0.0.1:$port
-export TIDELOG_BIND=127.0.0.1:$port TIDELOG_DATA_DIR=$out/data
+export TIDELOG_BIND=127.0.0.1:$port TIDELOG_DATA_DIR=$out/data TIDELOG_GRPC_BIND=off
 export TIDELOG_ADMIN_TOKEN=fuzz-admin-token-0123456789abcdef TIDELOG_AUDIT_TOKEN=fuzz-audit-token-0123456789abcdef
 # no Bilibili on a closed network: the collector stays off
 export TIDELOG_COLLECTOR=off

@@ -54,7 +54,7 @@ class Server:
     def __init__(self, binary, data_dir, database_url=None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, TIDELOG_BIND=f"127.0.0.1:{self.port}", TIDELOG_DATA_DIR=data_dir, TIDELOG_COLLECTOR="off",
+        env = dict(os.environ, TIDELOG_BIND=f"127.0.0.1:{self.port}", TIDELOG_DATA_DIR=data_dir, TIDELOG_COLLECTOR="off", TIDELOG_GRPC_BIND="off",
                    TIDELOG_ADMIN_TOKEN=ADMIN, API_SECRET=GIFT_KEY, RUST_LOG="warn")
         env.pop("DATABASE_URL", None)
         if database_url:

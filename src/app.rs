@@ -29,6 +29,10 @@ use crate::projector::{self, Progress, RuntimeSettings};
 use crate::social::feed::SocialHub;
 use crate::store::Store;
 
+/// How often the gRPC endpoint's live feed looks for new events when no
+/// projection progress is announced (it is, on every batch, here).
+const GRPC_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How long a starting server waits for its read models to catch up.
 const STARTUP_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -145,11 +149,15 @@ impl AppState {
 
 pub struct Server {
     pub addr: SocketAddr,
+    /// The KurrentDB-protocol read endpoint's address (`TIDELOG_GRPC_BIND`;
+    /// `None`: off).
+    pub grpc_addr: Option<SocketAddr>,
     pub pool: PgPool,
     shutdown: watch::Sender<bool>,
     hub: Arc<Hub>,
     social_hub: Arc<SocialHub>,
     http: JoinHandle<std::io::Result<()>>,
+    grpc: Option<crate::grpc::Endpoint>,
     background: Vec<JoinHandle<()>>,
     database: Database,
 }
@@ -233,6 +241,16 @@ impl Server {
             store,
             progress,
         };
+        let grpc = crate::grpc::start(
+            &core,
+            &config.grpc,
+            crate::grpc::Settings {
+                audit_token: Some(audit_token.clone()),
+                poll: GRPC_POLL,
+            },
+            shutdown_rx.clone(),
+        )
+        .await?;
         let state = AppState {
             core: core.clone(),
             identity,
@@ -319,6 +337,8 @@ impl Server {
         tracing::info!(%addr, "tidelog listening");
         Ok(Self {
             addr,
+            grpc_addr: grpc.as_ref().map(|g| g.addr),
+            grpc,
             pool,
             shutdown,
             hub,
@@ -338,6 +358,9 @@ impl Server {
         self.hub.close_all();
         self.social_hub.sockets.close_all();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http).await;
+        if let Some(grpc) = self.grpc {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), grpc.stopped()).await;
+        }
         for h in self.background {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), h).await;
         }
@@ -391,6 +414,64 @@ impl WitnessServer {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http).await;
+    }
+}
+
+/// The KurrentDB-protocol read endpoint alone (`tidelog grpc serve`): no
+/// HTTP, no projectors. Progress is heard through LISTEN on a primary and
+/// polled for on a hot standby (which takes no LISTEN).
+pub struct GrpcAlone {
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    endpoint: crate::grpc::Endpoint,
+    listener: Option<JoinHandle<()>>,
+}
+
+impl GrpcAlone {
+    pub async fn start(config: &Config, pool: &PgPool, standby: bool) -> anyhow::Result<Self> {
+        let core = Core::new(Arc::new(config.clone()), pool.clone());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let listener = (!standby).then(|| {
+            tokio::spawn(projector::run_listener(
+                pool.clone(),
+                core.progress.clone(),
+                shutdown_rx.clone(),
+            ))
+        });
+        // the token is needed where there are credentials to check: over TLS
+        let audit_token = match (&config.grpc.tls_cert, &config.audit_token) {
+            (None, _) => None,
+            (Some(_), Some(token)) => Some(token.clone()),
+            (Some(_), None) => Some(shared_secret(pool, config, "audit_token").await?),
+        };
+        let settings = crate::grpc::Settings {
+            audit_token,
+            poll: if standby {
+                std::time::Duration::from_millis(100)
+            } else {
+                GRPC_POLL
+            },
+        };
+        let endpoint = crate::grpc::start(&core, &config.grpc, settings, shutdown_rx)
+            .await?
+            .ok_or_else(|| {
+                anyhow::anyhow!("TIDELOG_GRPC_BIND is off: there is nothing to serve")
+            })?;
+        Ok(Self {
+            addr: endpoint.addr,
+            shutdown,
+            endpoint,
+            listener,
+        })
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), self.endpoint.stopped()).await;
+        if let Some(listener) = self.listener {
+            let _ = listener.await;
+        }
     }
 }
 

@@ -164,6 +164,17 @@ pub async fn shared_secret(
     if config.database_url.is_none() {
         return load_or_create_secret(&config.data_dir, name);
     }
+    // kept already: read only (a hot standby takes no INSERT)
+    let kept: Option<String> =
+        sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await
+            .with_context(|| format!("reading {name} from the database"))?;
+    if let Some(value) = kept {
+        write_secret_file(&config.data_dir, name, &value)?;
+        return Ok(Secret::new(value));
+    }
     let earlier = std::fs::read_to_string(config.data_dir.join("secrets").join(name))
         .ok()
         .map(|s| s.trim().to_owned())
@@ -211,7 +222,7 @@ fn write_secret_file(data_dir: &Path, name: &str, value: &str) -> anyhow::Result
     Ok(())
 }
 
-fn random_secret() -> String {
+pub fn random_secret() -> String {
     use base64::Engine;
     let mut bytes = [0u8; 48];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);

@@ -82,6 +82,16 @@ enum Command {
         #[command(subcommand)]
         command: WitnessCommand,
     },
+    /// SQL access for BI tools
+    Analytics {
+        #[command(subcommand)]
+        command: AnalyticsCommand,
+    },
+    /// The analysts' KurrentDB-protocol read endpoint
+    Grpc {
+        #[command(subcommand)]
+        command: GrpcCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -112,6 +122,31 @@ enum WitnessCommand {
         #[arg(long)]
         name: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum AnalyticsCommand {
+    /// (Re)build the `analytics` schema of documented views (the events,
+    /// every read model, the projections' progress) and give a read-only
+    /// role access to it alone; on the primary (standbys get both by
+    /// replication). A new role's password is printed once
+    Setup {
+        /// The role BI tools log in as (created if missing)
+        #[arg(long, default_value = crate::analytics::DEFAULT_ROLE)]
+        role: String,
+        /// Give an existing role a new password (printed once)
+        #[arg(long)]
+        new_password: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum GrpcCommand {
+    /// Serve the KurrentDB-protocol read endpoint alone (no HTTP, no
+    /// projectors) on TIDELOG_GRPC_BIND, reading the database it is given:
+    /// a hot standby with --database-url, where it polls for new events
+    /// (100 ms) as no notification reaches a standby
+    Serve,
 }
 
 #[derive(Subcommand)]
@@ -345,12 +380,16 @@ pub async fn run() -> anyhow::Result<()> {
             let result = async {
                 // a rebuild holds two connections (applier and reader)
                 // while it catches up, and several run at once
-                let size = rebuilding
-                    .as_ref()
-                    .map_or(4, |chosen| (2 * chosen.len() as u32 + 2).max(4));
+                let size = match (&rebuilding, &other) {
+                    (Some(chosen), _) => (2 * chosen.len() as u32 + 2).max(4),
+                    // every read and subscription takes a connection now and then
+                    (None, Command::Grpc { .. }) => config.db_pool_size,
+                    (None, _) => 4,
+                };
                 let pool = database.pool(size).await?;
                 // a hot standby is read as it is: it takes its schema from the primary
-                if db::in_recovery(&pool).await? {
+                let standby = db::in_recovery(&pool).await?;
+                if standby {
                     tracing::info!("reading a standby: its state is the primary's of a moment ago");
                 } else {
                     db::migrate(&pool).await?;
@@ -482,6 +521,12 @@ pub async fn run() -> anyhow::Result<()> {
                                 tlog_tiles: None,
                             },
                     } => audit_export(&pool, &config, from, to, format, account, output).await,
+                    Command::Grpc {
+                        command: GrpcCommand::Serve,
+                    } => grpc_serve(&pool, &config, standby).await,
+                    Command::Analytics {
+                        command: AnalyticsCommand::Setup { role, new_password },
+                    } => analytics_setup(&pool, &config, &role, new_password).await,
                     Command::Serve
                     | Command::Config
                     | Command::Openapi { .. }
@@ -530,12 +575,57 @@ fn chosen_projections(
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let server = Server::start(config).await?;
+    interrupted().await?;
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Returns on Ctrl-C or SIGTERM.
+async fn interrupted() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
         _ = term.recv() => tracing::info!("terminated; shutting down"),
     }
-    server.shutdown().await;
+    Ok(())
+}
+
+async fn analytics_setup(
+    pool: &PgPool,
+    config: &Config,
+    role: &str,
+    new_password: bool,
+) -> anyhow::Result<()> {
+    let core = crate::core::Core::new(std::sync::Arc::new(config.clone()), pool.clone());
+    let setup = crate::analytics::setup(&core, role, new_password).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "role {} {}; read-only, sees only the analytics schema",
+        setup.role,
+        if setup.created { "created" } else { "kept" }
+    )?;
+    if let Some(password) = &setup.password {
+        writeln!(out, "password (shown once): {password}")?;
+    }
+    writeln!(
+        out,
+        "views: {}",
+        setup
+            .views
+            .iter()
+            .map(|v| format!("analytics.{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    Ok(())
+}
+
+/// The read endpoint on its own, until interrupted.
+async fn grpc_serve(pool: &PgPool, config: &Config, standby: bool) -> anyhow::Result<()> {
+    let endpoint = crate::app::GrpcAlone::start(config, pool, standby).await?;
+    interrupted().await?;
+    endpoint.shutdown().await;
     Ok(())
 }
 
@@ -745,29 +835,12 @@ type TailRow = (
 
 fn tail_line(r: TailRow) -> serde_json::Value {
     let mut payload = r.8;
-    redact(&mut payload);
+    crate::store::redact_credentials(&mut payload);
     serde_json::json!({
         "global_position": r.0, "transaction_id": r.1, "recorded_at": r.2, "aggregate_type": r.3,
         "aggregate_id": r.4, "sequence": r.5, "event_type": r.6, "event_version": r.7,
         "payload": payload, "metadata": r.9, "hash": r.10,
     })
-}
-
-/// Credentials stay in the store; they do not go to terminals.
-fn redact(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, val) in m.iter_mut() {
-                if k == "password_hash" || k == "private_key_encrypted" {
-                    *val = serde_json::Value::String("<redacted>".into());
-                } else {
-                    redact(val);
-                }
-            }
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(redact),
-        _ => {}
-    }
 }
 
 async fn tail(pool: &PgPool, count: i64, follow: bool) -> anyhow::Result<()> {

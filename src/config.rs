@@ -90,6 +90,7 @@ pub struct Config {
     /// heartbeat of a local day (0: none)
     pub daily_reward_points: i64,
     pub tlog: TlogConfig,
+    pub grpc: GrpcConfig,
 }
 
 /// The transparency log (`src/tlog`): its signing key, checkpoints and
@@ -138,6 +139,33 @@ impl Default for TlogConfig {
             integrate: true,
             witnesses: Vec::new(),
             quorum: 0,
+        }
+    }
+}
+
+/// The analysts' KurrentDB-protocol read endpoint (`src/grpc`).
+#[derive(Debug, Clone)]
+pub struct GrpcConfig {
+    /// `TIDELOG_GRPC_BIND`: where it listens (`off`: nowhere). Plaintext
+    /// only on a loopback address; anywhere else it needs TLS.
+    pub bind: Option<SocketAddr>,
+    /// `TIDELOG_GRPC_TLS_CERT` / `TIDELOG_GRPC_TLS_KEY`: PEM files of the
+    /// certificate chain and its private key. With them the endpoint
+    /// speaks TLS only and every read needs the auditors' token as the
+    /// password of the clients' basic credentials.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+/// KurrentDB's own port, on loopback.
+pub const DEFAULT_GRPC_BIND: &str = "127.0.0.1:2113";
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            bind: Some(DEFAULT_GRPC_BIND.parse().unwrap()),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -197,6 +225,30 @@ pub fn parse_witnesses(raw: &str) -> anyhow::Result<Vec<WitnessConfig>> {
         });
     }
     Ok(out)
+}
+
+impl GrpcConfig {
+    fn from_env() -> anyhow::Result<Self> {
+        let bind = match var("TIDELOG_GRPC_BIND").as_deref().map(str::trim) {
+            None => Self::default().bind,
+            Some("off") | Some("none") => None,
+            Some(v) => Some(v.parse().map_err(|e| {
+                anyhow::anyhow!("TIDELOG_GRPC_BIND={v:?} is not host:port (or off): {e}")
+            })?),
+        };
+        let tls_cert = var("TIDELOG_GRPC_TLS_CERT").map(PathBuf::from);
+        let tls_key = var("TIDELOG_GRPC_TLS_KEY").map(PathBuf::from);
+        if tls_cert.is_some() != tls_key.is_some() {
+            bail!(
+                "TIDELOG_GRPC_TLS_CERT and TIDELOG_GRPC_TLS_KEY go together: set both or neither"
+            );
+        }
+        Ok(Self {
+            bind,
+            tls_cert,
+            tls_key,
+        })
+    }
 }
 
 /// Seed 002's generation proxy: the GrsAI-style gateway and the prices.
@@ -740,6 +792,7 @@ impl Default for Config {
             collector: CollectorConfig::default(),
             daily_reward_points: 10,
             tlog: TlogConfig::default(),
+            grpc: GrpcConfig::default(),
         }
     }
 }
@@ -813,6 +866,7 @@ impl Config {
             collector: CollectorConfig::from_env()?,
             daily_reward_points: parse_var("TIDELOG_DAILY_REWARD_POINTS", 10i64)?.max(0),
             tlog: TlogConfig::from_env()?,
+            grpc: GrpcConfig::from_env()?,
         })
     }
 }

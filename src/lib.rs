@@ -1,6 +1,7 @@
 //! tidelog: one event-sourced, CQRS server for five frontends.
 //! `main.rs` only calls [`cli::run`]; tests start [`app::Server`] directly.
 
+pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod bilibili;
@@ -12,6 +13,7 @@ pub mod embedded_pg;
 pub mod files;
 pub mod generation;
 pub mod gifts;
+pub mod grpc;
 pub mod http;
 pub mod identity;
 pub mod ids;

@@ -62,6 +62,27 @@ fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
             .unwrap_or_else(|| panic!("{key} is not a number: {report}"));
         assert!(v > 0.0, "{key} = {v}");
     }
+    // the gRPC figures read through the stock client, an example that a
+    // whole `cargo test` builds (a single test target does not)
+    let client = std::path::Path::new(env!("CARGO_BIN_EXE_loadgen"))
+        .with_file_name("examples")
+        .join("grpc-client");
+    if client.exists() {
+        for key in [
+            "grpc_read_all_events_per_s",
+            "ceiling_catch_up_read_events_per_s",
+            "grpc_subscribers_rss_mb",
+        ] {
+            let v = report[key].as_f64().unwrap_or(0.0);
+            assert!(v > 0.0, "{key} = {v}: {report}");
+        }
+        assert!(report["grpc_subscription_lag_p99_ms"].as_f64().is_some());
+    } else {
+        eprintln!(
+            "{} not built: the gRPC figures are not checked",
+            client.display()
+        );
+    }
     assert!(report["cores"].as_u64().unwrap() >= 1);
     let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(

@@ -56,6 +56,30 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6)
 }
 
+/// The payload keys that hold credentials (argon2id password hashes, sealed
+/// private keys): they stay in the store and go to no reader outside it —
+/// terminals (`events tail`), analysts' clients (the gRPC endpoint), BI
+/// tools (the analytics views, whose SQL names the same keys).
+pub const CREDENTIAL_KEYS: [&str; 2] = ["password_hash", "private_key_encrypted"];
+
+/// Replaces the value of every [`CREDENTIAL_KEYS`] key, at any depth, with
+/// `"<redacted>"`.
+pub fn redact_credentials(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                if CREDENTIAL_KEYS.contains(&k.as_str()) {
+                    *val = serde_json::Value::String("<redacted>".into());
+                } else {
+                    redact_credentials(val);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(redact_credentials),
+        _ => {}
+    }
+}
+
 /// Snapshot long streams (chat rooms) every this many events.
 const SNAPSHOT_EVERY: usize = 100;
 const MAX_CONFLICT_RETRIES: usize = 20;

@@ -137,28 +137,42 @@ pub async fn fresh_database_on(admin: &PgConnectOptions) -> PgConnectOptions {
             .await
             .unwrap();
     }
-    // Databases of runs more than two hours old are garbage.
+    // Databases of runs more than two hours old are garbage, and so,
+    // on this machine's own cluster, are those of test processes that
+    // ended: a whole `cargo test` (and CI's repeated rounds) would
+    // otherwise keep ~1,000 databases, gigabytes of disk, until it ends.
     let cutoff = chrono::Utc::now().timestamp() - 7200;
+    let local = std::env::var_os("DATABASE_URL").is_none();
     let old: Vec<String> =
         sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname ~ '^t_[0-9]+_'")
             .fetch_all(&mut conn)
             .await
             .unwrap();
     for name in old {
-        let ts: i64 = name
-            .split('_')
-            .nth(1)
+        let mut parts = name.split('_').skip(1);
+        let ts: i64 = parts
+            .next()
             .and_then(|s| s.parse().ok())
             .unwrap_or(i64::MAX);
-        if ts < cutoff {
+        let ended = parts
+            .next()
+            .and_then(|p| p.strip_prefix('p'))
+            .and_then(|p| p.parse::<i32>().ok())
+            .is_some_and(|pid| {
+                local
+                    && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                        == Err(nix::errno::Errno::ESRCH)
+            });
+        if ts < cutoff || ended {
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&mut conn)
                 .await;
         }
     }
     let name = format!(
-        "t_{}_{}",
+        "t_{}_p{}_{}",
         chrono::Utc::now().timestamp(),
+        std::process::id(),
         uuid::Uuid::new_v4().simple()
     );
     sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
@@ -218,6 +232,12 @@ pub fn test_config(db: &PgConnectOptions, data_dir: &Path) -> Config {
         // tests that want the Bilibili collector turn it on, against a loopback Bilibili
         collector: tidelog::config::CollectorConfig {
             enabled: false,
+            ..Default::default()
+        },
+        // the gRPC endpoint on loopback: tests that read it turn it on
+        // (`start_with`) at port 0, no two servers share a port
+        grpc: tidelog::config::GrpcConfig {
+            bind: None,
             ..Default::default()
         },
         ..Config::default()
@@ -430,6 +450,7 @@ impl ServerProcess {
         cmd.arg("serve")
             .env_remove("DATABASE_URL")
             .env("TIDELOG_BIND", "127.0.0.1:0")
+            .env("TIDELOG_GRPC_BIND", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .env("TIDELOG_COLLECTOR", "off")
             .stdin(Stdio::null())

@@ -4,10 +4,13 @@
 //! `report.md` and `report.json`. Claims are ratios, never absolute times
 //! alone. Run it through `scripts/bench.sh [--quick]`.
 
+#![recursion_limit = "256"]
+
 mod chat8;
 mod collector;
 #[path = "../../../tests/common/bilibili.rs"]
 mod fake_bilibili;
+mod grpc;
 mod peer;
 mod proxy;
 mod seed;
@@ -97,6 +100,8 @@ impl Plan {
 struct ServerChild {
     child: Child,
     base: String,
+    /// the KurrentDB-protocol endpoint (plaintext, loopback)
+    grpc: Option<String>,
 }
 
 impl Drop for ServerChild {
@@ -164,6 +169,7 @@ fn start_server_with(
         .env("DATABASE_URL", url)
         .env("TIDELOG_DATA_DIR", out.join(name))
         .env("TIDELOG_BIND", "127.0.0.1:0")
+        .env("TIDELOG_GRPC_BIND", "127.0.0.1:0")
         .env("TIDELOG_JWT_SECRET", JWT)
         .env("API_SECRET", API_KEY)
         .env("TIDELOG_ADMIN_TOKEN", ADMIN)
@@ -174,18 +180,25 @@ fn start_server_with(
         .env("TIDELOG_TLOG_INTEGRATOR", "false")
         .env("TIDELOG_TLOG_CHECKPOINT_MS", "1000")
         .env("TIDELOG_LIVE_CHAT_PER_IP_PER_MINUTE", "0")
-        .env("RUST_LOG", "warn,tidelog::app=info")
+        .env("RUST_LOG", "warn,tidelog::app=info,tidelog::grpc=info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .with_context(|| format!("starting {}", exe.display()))?;
     let stderr = child.stderr.take().expect("piped");
     let mut lines = BufReader::new(stderr).lines();
+    let mut grpc = None;
     let addr = loop {
         let Some(line) = lines.next() else {
             bail!("the server exited before listening")
         };
         let line = line?;
+        if let Some(i) = line.find("tidelog gRPC listening addr=") {
+            grpc = line[i + "tidelog gRPC listening addr=".len()..]
+                .split_whitespace()
+                .next()
+                .map(str::to_owned);
+        }
         if let Some(i) = line.find("tidelog listening addr=") {
             break line[i + "tidelog listening addr=".len()..]
                 .split_whitespace()
@@ -199,6 +212,7 @@ fn start_server_with(
     Ok(ServerChild {
         child,
         base: format!("http://{addr}"),
+        grpc,
     })
 }
 
@@ -1064,6 +1078,8 @@ async fn scenarios(
         "audit_verify",
         "tlog_integrate",
         "read_tlog_inclusion_proof",
+        "grpc_read_all",
+        "grpc_subscription_lag",
     ];
     if !after_load.iter().any(|n| plan.wants(n)) {
         note_rss(&mut results, pid);
@@ -1213,6 +1229,10 @@ async fn scenarios(
     }
     note_rss(&mut results, pid);
 
+    // 5b. The KurrentDB-protocol endpoint over the loaded store, through
+    // the stock Rust client
+    grpc_figures(plan, pool, &mut results, &fx, server, pid).await?;
+
     // 6. Rebuild the three bulk-loaded projections from zero into fresh
     // tables, at once (as `tidelog projections rebuild all` does).
     if plan.wants("rebuild") {
@@ -1329,6 +1349,90 @@ async fn scenarios(
         .await?;
     }
     Ok(results)
+}
+
+/// `$all` read whole through the Rust client against the raw catch-up read
+/// (events per second, medians of the repeats, side by side); the lag
+/// from a send's answer to 100 `$all` subscribers, and the server's RSS
+/// with them connected.
+async fn grpc_figures(
+    plan: &Plan,
+    pool: &PgPool,
+    results: &mut Results,
+    fx: &Arc<Fixture>,
+    server: &ServerChild,
+    pid: u32,
+) -> anyhow::Result<()> {
+    if !["grpc_read_all", "grpc_subscription_lag"]
+        .iter()
+        .any(|n| plan.wants(n))
+    {
+        return Ok(());
+    }
+    let Some(addr) = server.grpc.as_deref() else {
+        bail!("the server did not say where its gRPC endpoint listens");
+    };
+    if let Err(e) = grpc::client_exe() {
+        tracing::warn!("no gRPC figures: {e:#}");
+        results.notes.insert(
+            "grpc_figures".into(),
+            json!("skipped: grpc-client not built"),
+        );
+        return Ok(());
+    }
+    if plan.wants("grpc_read_all") {
+        let (mut through, mut raw) = (Vec::new(), Vec::new());
+        let mut events = 0;
+        for _ in 0..plan.repeats {
+            let (per_s, n) = grpc::catch_up_read(pool).await?;
+            raw.push(per_s);
+            let (per_s, m) = grpc::read_all(addr).await?;
+            ensure!(m == n, "the gRPC read gave {m} events, the log has {n}");
+            through.push(per_s);
+            events = n;
+        }
+        results.notes.insert(
+            "ceiling_catch_up_read_events_per_s".into(),
+            json!(median(raw)),
+        );
+        results
+            .notes
+            .insert("grpc_read_all_events_per_s".into(), json!(median(through)));
+        results
+            .notes
+            .insert("grpc_read_all_events".into(), json!(events));
+    }
+    if plan.wants("grpc_subscription_lag") {
+        let subscribers = 100;
+        let sends = if plan.repeats == 1 { 40 } else { 200 };
+        let mut runs = Vec::new();
+        let mut rss = 0f64;
+        for _ in 0..plan.repeats {
+            let (fig, r) = grpc::subscription_lag(
+                addr,
+                &fx.http,
+                &fx.base,
+                (&fx.tokens[0], fx.rooms[0]),
+                subscribers,
+                sends,
+                20.0,
+                pid,
+            )
+            .await?;
+            runs.push(fig);
+            rss = rss.max(r);
+        }
+        results
+            .figures
+            .insert("grpc_subscription_lag".into(), median_figure(&runs));
+        results
+            .notes
+            .insert("grpc_subscribers".into(), json!(subscribers));
+        results
+            .notes
+            .insert("grpc_subscribers_rss_mb".into(), json!(rss));
+    }
+    Ok(())
 }
 
 /// A read figure: 16 clients GET `path` (message pages alternate with
@@ -1594,6 +1698,12 @@ fn report(
     let proof_p99 = f("read_tlog_inclusion_proof")
         .map(|f| f.p99_ms)
         .unwrap_or(f64::NAN);
+    let grpc_read = note("grpc_read_all_events_per_s");
+    let catch_up_read = note("ceiling_catch_up_read_events_per_s");
+    let grpc_lag_p99 = f("grpc_subscription_lag")
+        .map(|f| f.p99_ms)
+        .unwrap_or(f64::NAN);
+    let grpc_rss = note("grpc_subscribers_rss_mb");
     let num = |x: f64| if x.is_finite() { json!(x) } else { Value::Null };
     let json_report = json!({
         "commit": commit,
@@ -1626,9 +1736,14 @@ fn report(
         "http_command_tlog_off_per_s": num(sends_off),
         "audit_verify_s_per_1m_events": num(verify_per_1m),
         "tlog_inclusion_proof_p99_ms": num(proof_p99),
+        "grpc_read_all_events_per_s": num(grpc_read),
+        "ceiling_catch_up_read_events_per_s": num(catch_up_read),
+        "grpc_subscription_lag_p99_ms": num(grpc_lag_p99),
+        "grpc_subscribers_rss_mb": num(grpc_rss),
         "ratios": {
             "http_command_tlog_on_over_off": num(sends_on / sends_off),
             "collector_over_ingest_b100": num(collector / ingest_b100),
+            "grpc_read_all_over_catch_up_read": num(grpc_read / catch_up_read),
             "chat8_dm_c16_over_ceiling": num(dm16 / ceiling),
             "chat8_dm_c64_over_ceiling_c64": num(dm64 / ceiling64),
             "http_over_ceiling": num(http / ceiling),
@@ -1796,6 +1911,31 @@ fn report(
     )?;
     writeln!(
         md,
+        "| gRPC `$all` read through the Rust client ≥ 0.5 × raw catch-up read ({} events) | {} /s vs {} /s | {:.2} | {} |",
+        fmt(note("grpc_read_all_events")),
+        fmt(grpc_read),
+        fmt(catch_up_read),
+        grpc_read / catch_up_read,
+        yes(grpc_read / catch_up_read >= 0.5)
+    )?;
+    writeln!(
+        md,
+        "| gRPC `$all` subscription lag p99 ≤ 50 ms, from a send's answer, {} subscribers | {} ms | {:.2} | {} |",
+        fmt(note("grpc_subscribers")),
+        fmt(grpc_lag_p99),
+        grpc_lag_p99 / 50.0,
+        yes(grpc_lag_p99 <= 50.0)
+    )?;
+    writeln!(
+        md,
+        "| server RSS with {} gRPC subscribers ≤ 200 MB | {} MB | {:.2} | {} |",
+        fmt(note("grpc_subscribers")),
+        fmt(grpc_rss),
+        grpc_rss / 200.0,
+        yes(grpc_rss <= 200.0)
+    )?;
+    writeln!(
+        md,
         "| live lists p99 ≤ 10 ms ({} rooms, {} live, {} chat events) | {} ms | {:.2} | {} |\n",
         LIVE_ROOMS,
         fmt(note("live_rooms_live")),
@@ -1820,6 +1960,7 @@ fn report(
             || name.starts_with("projection")
             || name == "chat8_socket_delivery"
             || name.starts_with("proxy_open_streams")
+            || name.starts_with("grpc")
         {
             "".to_owned()
         } else {

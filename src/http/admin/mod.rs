@@ -191,7 +191,7 @@ async fn collector(_: Auditor, State(state): State<AdminState>) -> Result<Respon
             tracing::error!(error = %e, "admin: reading the collectors");
             Err(AdminError(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "database unavailable",
+                "database unavailable".into(),
             ))
         }
     }
