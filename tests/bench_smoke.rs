@@ -7,21 +7,12 @@ use std::process::Command;
 
 use serde_json::Value;
 
-#[test]
-fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
+/// The load generator with `args`, on its own embedded cluster: where it
+/// wrote, and its report.json.
+fn run_harness(args: &[&str]) -> (tempfile::TempDir, Value) {
     let dir = common::open_tempdir();
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "--quick",
-            "--users",
-            "2",
-            "--seconds",
-            "0.2",
-            "--events",
-            "400",
-            "--repeats",
-            "1",
-        ])
+        .args(args)
         .arg("--out")
         .arg(dir.path())
         // always its own embedded cluster, never a shared server
@@ -34,8 +25,24 @@ fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Value =
+    let report =
         serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    (dir, report)
+}
+
+#[test]
+fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
+    let (dir, report) = run_harness(&[
+        "--quick",
+        "--users",
+        "2",
+        "--seconds",
+        "0.2",
+        "--events",
+        "400",
+        "--repeats",
+        "1",
+    ]);
     for key in [
         "ceiling_append_per_s",
         "peer_cqrs_es_per_s",
@@ -93,7 +100,8 @@ fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
         "http_gift_ingest_b100_c64",
         "http_roomchat_hot_room_c16",
         "read_gift_month_summary",
-        "http_live_pay_vip_c16",
+        "http_live_pay_vip_one_anchor_c16",
+        "http_roomchat_send_read_c16",
         "read_live_ranked_lives",
         "http_chat8_dm_c64",
         "chat8_socket_delivery",
@@ -106,4 +114,46 @@ fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
             "{figure}: {report}"
         );
     }
+    // a sender's next read showed its message every time
+    assert_eq!(report["notes"]["roomchat_send_read_misses"], 0, "{report}");
+    // each VIP call a payment of its own
+    assert_eq!(
+        report["notes"]["live_vip_payments"].as_u64(),
+        Some(
+            report["figures"]["http_live_pay_vip_one_anchor_c16"]["calls"]
+                .as_u64()
+                .unwrap()
+                - report["figures"]["http_live_pay_vip_one_anchor_c16"]["errors"]
+                    .as_u64()
+                    .unwrap()
+        ),
+        "{report}"
+    );
+}
+
+/// The per-call costs count what PostgreSQL did: the ceiling's calls are
+/// one INSERT each, so one write transaction and one commit a call.
+#[test]
+fn the_benchmark_counts_what_a_command_costs_the_database() {
+    let (_dir, report) = run_harness(&[
+        "--quick",
+        "--users",
+        "2",
+        "--seconds",
+        "0.5",
+        "--repeats",
+        "1",
+        "--costs",
+        "--only",
+        "ceiling_append_c16",
+    ]);
+    let cost = &report["per_call_costs"]["ceiling_append_c16"];
+    let calls = cost["calls"].as_u64().unwrap();
+    assert!(calls > 100, "{report}");
+    let per = |k: &str| cost[k].as_f64().unwrap_or_else(|| panic!("{k}: {report}"));
+    // the odd transaction of the harness's own samplers aside
+    assert!((0.99..1.2).contains(&per("write_transactions")), "{report}");
+    // (with the projectors' polls over the quiet seconds)
+    assert!((0.99..3.0).contains(&per("commits")), "{report}");
+    assert!(per("wal_bytes") > 100.0, "{report}");
 }

@@ -114,16 +114,12 @@ async fn a_socket_on_one_process_hears_messages_requests_and_status_taken_by_ano
     let db = fresh_database().await;
     let dir = open_tempdir();
     let env = |name: &str| {
-        vec![
-            ("DATABASE_URL", url_of(&db)),
-            ("TIDELOG_JWT_SECRET", JWT_SECRET.to_string()),
-            (
-                "TIDELOG_DATA_DIR",
-                dir.path().join(name).display().to_string(),
-            ),
+        let mut env = process_env(&db, &dir, name);
+        env.extend([
             ("TIDELOG_CHAT8_PRESENCE_GRACE_MS", "200".to_string()),
             ("TIDELOG_CHAT8_PRESENCE_STALE_MS", "1500".to_string()),
-        ]
+        ]);
+        env
     };
     let p1 = ServerProcess::spawn(&env("p1"));
     let mut p2 = ServerProcess::spawn(&env("p2"));

@@ -316,13 +316,8 @@ async fn two_processes_connect_each_room_once_and_take_over_after_a_kill() {
     let db = fresh_database().await;
     let dir = open_tempdir();
     let env = |name: &str| {
-        vec![
-            ("DATABASE_URL", url_of(&db)),
-            ("TIDELOG_JWT_SECRET", JWT_SECRET.to_string()),
-            (
-                "TIDELOG_DATA_DIR",
-                dir.path().join(name).display().to_string(),
-            ),
+        let mut env = process_env(&db, &dir, name);
+        env.extend([
             ("API_SECRET", KEY.to_string()),
             ("TIDELOG_COLLECTOR", "on".to_string()),
             ("BILIBILI_LIVE_API_URL", fake.base_url()),
@@ -331,7 +326,8 @@ async fn two_processes_connect_each_room_once_and_take_over_after_a_kill() {
             ("BILIBILI_HTTP_PER_SECOND", "500".to_string()),
             ("BILIBILI_LEASE_SECS", "6".to_string()),
             ("BILIBILI_HEARTBEAT_SECS", "2".to_string()),
-        ]
+        ]);
+        env
     };
     let mut p1 = ServerProcess::spawn(&env("p1"));
     let p2 = ServerProcess::spawn(&env("p2"));

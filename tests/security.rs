@@ -241,16 +241,7 @@ async fn a_room_socket_whose_session_ended_elsewhere_closes_and_posts_nothing() 
 async fn a_logout_on_one_process_closes_the_socket_held_by_another() {
     let db = fresh_database().await;
     let dir = open_tempdir();
-    let env = |name: &str| {
-        vec![
-            ("DATABASE_URL", url_of(&db)),
-            ("TIDELOG_JWT_SECRET", JWT_SECRET.to_string()),
-            (
-                "TIDELOG_DATA_DIR",
-                dir.path().join(name).display().to_string(),
-            ),
-        ]
-    };
+    let env = |name: &str| process_env(&db, &dir, name);
     let p1 = ServerProcess::spawn(&env("p1"));
     let p2 = ServerProcess::spawn(&env("p2"));
     let http = client();
@@ -1937,16 +1928,7 @@ async fn email_codes_are_throttled_per_address_and_per_ip_and_so_is_guessing_the
 async fn password_guesses_spread_over_two_processes_share_one_budget() {
     let db = fresh_database().await;
     let dir = open_tempdir();
-    let env = |name: &str| {
-        vec![
-            ("DATABASE_URL", url_of(&db)),
-            ("TIDELOG_JWT_SECRET", JWT_SECRET.to_string()),
-            (
-                "TIDELOG_DATA_DIR",
-                dir.path().join(name).display().to_string(),
-            ),
-        ]
-    };
+    let env = |name: &str| process_env(&db, &dir, name);
     let p1 = ServerProcess::spawn(&env("p1"));
     let p2 = ServerProcess::spawn(&env("p2"));
     let pool = tidelog::db::connect_pool(db.clone(), 2).await.unwrap();
@@ -2024,16 +2006,7 @@ async fn check_everywhere(base: &str, token: &str, let_in: bool) {
 async fn a_session_ended_on_one_process_is_refused_at_once_on_the_other_on_every_surface() {
     let db = fresh_database().await;
     let dir = open_tempdir();
-    let env = |name: &str| {
-        vec![
-            ("DATABASE_URL", url_of(&db)),
-            ("TIDELOG_JWT_SECRET", JWT_SECRET.to_string()),
-            (
-                "TIDELOG_DATA_DIR",
-                dir.path().join(name).display().to_string(),
-            ),
-        ]
-    };
+    let env = |name: &str| process_env(&db, &dir, name);
     let p1 = ServerProcess::spawn(&env("p1"));
     let p2 = ServerProcess::spawn(&env("p2"));
     let (s, v) = p1

@@ -444,6 +444,24 @@ pub struct ServerProcess {
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
+/// The environment of a `tidelog serve` process of a multi-process test:
+/// the test's database, the tests' JWT secret and a data directory of its
+/// own (`<dir>/<name>`).
+pub fn process_env(
+    db: &PgConnectOptions,
+    dir: &tempfile::TempDir,
+    name: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", url_of(db)),
+        ("TIDELOG_JWT_SECRET", JWT_SECRET.to_string()),
+        (
+            "TIDELOG_DATA_DIR",
+            dir.path().join(name).display().to_string(),
+        ),
+    ]
+}
+
 impl ServerProcess {
     pub fn spawn(envs: &[(&str, String)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidelog"));

@@ -188,5 +188,6 @@ pub async fn socket_delivery(
         p50_ms: stats::percentile(&all, 0.5),
         p99_ms: stats::percentile(&all, 0.99),
         p999_ms: stats::percentile(&all, 0.999),
+        ..Default::default()
     })
 }

@@ -175,6 +175,7 @@ pub async fn subscription_lag(
             p50_ms: stats::percentile(&lags, 0.5),
             p99_ms: stats::percentile(&lags, 0.99),
             p999_ms: stats::percentile(&lags, 0.999),
+            ..Default::default()
         },
         rss,
     ))

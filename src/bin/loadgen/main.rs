@@ -8,6 +8,7 @@
 
 mod chat8;
 mod collector;
+mod cost;
 #[path = "../../../tests/common/bilibili.rs"]
 mod fake_bilibili;
 mod grpc;
@@ -22,12 +23,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
@@ -75,10 +77,16 @@ struct Args {
     /// figure)
     #[arg(long)]
     audit_events: Option<u64>,
+    /// Count each command figure's cost to the database (WAL bytes and
+    /// flushes, transactions, commits per call; 22 s of quiet per figure):
+    /// on in full runs, off in quick ones unless asked for
+    #[arg(long)]
+    costs: bool,
 }
 
 struct Plan {
     audit_events: u64,
+    costs: bool,
     users: usize,
     only: Option<String>,
     repeats: usize,
@@ -374,28 +382,36 @@ async fn fixture(base: &str, users: usize, vip_rooms: usize) -> anyhow::Result<F
         );
     }
     let card = json!({"spec": "chara_card_v2", "data": {"name": "Bench", "tags": ["bench"]}});
-    let mut live_rooms = Vec::new();
-    for k in 0..=vip_rooms {
-        let (room_type, coin_num) = if k == 0 { (0, 0) } else { (1, 1) };
-        let v = check(
-            http.post(format!("{base}/api/anchor/rooms"))
-                .bearer_auth(&tokens[0])
-                .json(&json!({"character": card, "room_type": room_type, "coin_num": coin_num}))
-                .send()
-                .await?,
-        )
+    // several at once: the VIP figure wants up to thousands
+    let create = |k: usize| {
+        let (http, card, token) = (http.clone(), card.clone(), tokens[0].clone());
+        async move {
+            let (room_type, coin_num) = if k == 0 { (0, 0) } else { (1, 1) };
+            let v = check(
+                http.post(format!("{base}/api/anchor/rooms"))
+                    .bearer_auth(&token)
+                    .json(&json!({"character": card, "room_type": room_type, "coin_num": coin_num}))
+                    .send()
+                    .await?,
+            )
+            .await?;
+            let id = v["data"]["room_id"].as_str().context("room_id")?.to_owned();
+            check(
+                http.post(format!("{base}/api/anchor/rooms/{id}/live"))
+                    .bearer_auth(&token)
+                    .json(&json!({"live": true}))
+                    .send()
+                    .await?,
+            )
+            .await?;
+            anyhow::Ok(id)
+        }
+    };
+    let mut live_rooms: Vec<String> = futures::stream::iter(0..=vip_rooms)
+        .map(create)
+        .buffered(8)
+        .try_collect()
         .await?;
-        let id = v["data"]["room_id"].as_str().context("room_id")?.to_owned();
-        check(
-            http.post(format!("{base}/api/anchor/rooms/{id}/live"))
-                .bearer_auth(&tokens[0])
-                .json(&json!({"live": true}))
-                .send()
-                .await?,
-        )
-        .await?;
-        live_rooms.push(id);
-    }
     let live_hot_room = live_rooms.remove(0);
     let mut gift_rooms = Vec::new();
     for u in 0..users as i64 {
@@ -434,6 +450,8 @@ fn gift_message(tag: &str, w: usize, i: u64, j: usize) -> Value {
 struct Results {
     figures: BTreeMap<String, Figure>,
     notes: BTreeMap<String, Value>,
+    /// per-call database costs of the command figures (cost.rs)
+    costs: BTreeMap<String, Value>,
 }
 
 impl Results {
@@ -461,7 +479,24 @@ where
         // from a quiet system: a backlog an earlier run left (a batch-100
         // ingestion leaves seconds of projection work) is not this run's
         wait_caught_up(pool).await?;
+        let costed = r == 0
+            && plan.costs
+            && (name.starts_with("http_") || name.starts_with("ceiling_append"));
+        let before = if costed {
+            Some(cost::settled(pool).await?)
+        } else {
+            None
+        };
         let f = run(r).await?;
+        if let Some(before) = before {
+            // the work the commands set off is theirs: projections, the
+            // anchors' credits
+            wait_caught_up(pool).await?;
+            let after = cost::after(pool).await?;
+            let c = cost::per_call(&before, &after, f.calls);
+            tracing::info!(name, cost = %c, "per call");
+            results.costs.insert(name.to_owned(), c);
+        }
         tracing::info!(
             name,
             run = r,
@@ -505,6 +540,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let plan = if args.quick {
         Plan {
             audit_events: args.audit_events.unwrap_or(0),
+            costs: args.costs,
             users: args.users.max(1),
             only: args.only.clone(),
             repeats: args.repeats.unwrap_or(1),
@@ -516,6 +552,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Plan {
             audit_events: args.audit_events.unwrap_or(0),
+            costs: true,
             users: args.users.max(1),
             only: args.only.clone(),
             repeats: args.repeats.unwrap_or(3),
@@ -630,12 +667,17 @@ async fn scenarios(
     let mut results = Results {
         figures: BTreeMap::new(),
         notes: BTreeMap::new(),
+        costs: BTreeMap::new(),
     };
     // how far behind the numbering the integrator is, all through the commands
     let delays = tlog::DelaySampler::start(pool);
-    // a fresh (payer, room) pair per VIP payment: about 40 a second per
-    // client at most, for the 16 clients' share of the measured seconds
-    let vip_rooms = ((plan.measure + plan.warmup).as_secs_f64() * 40.0).clamp(40.0, 600.0) as usize;
+    // a fresh (payer, room) pair per VIP payment (every user but the
+    // anchor pays): rooms for up to 2,500 payments a second over every
+    // repeat (this machine: ~1,000); beyond, the figure counts errors
+    let payers = plan.users.saturating_sub(1).max(1) as f64;
+    let vip_rooms = ((plan.measure + plan.warmup).as_secs_f64() * plan.repeats as f64 * 2_500.0
+        / payers)
+        .clamp(40.0, 5_000.0) as usize;
     let fx = Arc::new(fixture(&server.base, plan.users, vip_rooms).await?);
 
     // 1. Ceiling: plain SQL appends, one row per transaction.
@@ -816,15 +858,80 @@ async fn scenarios(
         )
         .await?;
     }
-    repeat(plan, pool, "http_live_pay_vip_c16", &mut results, |r| {
-        let fx = fx.clone();
-        closed_loop(16, plan.warmup, plan.measure, 1, move |w, i| {
+    // A caller's own next read after its send: its room's first page must
+    // show the message (read-your-writes under load; each miss counted,
+    // as an error of the figure too)
+    let missed = Arc::new(AtomicU64::new(0));
+    repeat(
+        plan,
+        pool,
+        "http_roomchat_send_read_c16",
+        &mut results,
+        |r| {
+            let (fx, missed) = (fx.clone(), missed.clone());
+            closed_loop(16, plan.warmup, plan.measure, 1, move |w, i| {
+                let (fx, missed) = (fx.clone(), missed.clone());
+                async move {
+                    let k = w % fx.tokens.len();
+                    let content = format!("send-read {r} {w} {i}");
+                    let body = json!({"room_id": fx.rooms[k], "content": content});
+                    check(
+                        fx.http
+                            .post(format!("{}/api/message/send", fx.base))
+                            .header("Authorization", &fx.tokens[k])
+                            .json(&body)
+                            .send()
+                            .await?,
+                    )
+                    .await?;
+                    let page = check(
+                        fx.http
+                            .get(format!(
+                                "{}/api/message/list?room_id={}&limit=20",
+                                fx.base, fx.rooms[k]
+                            ))
+                            .header("Authorization", &fx.tokens[k])
+                            .send()
+                            .await?,
+                    )
+                    .await?;
+                    if !page.to_string().contains(&content) {
+                        missed.fetch_add(1, Ordering::Relaxed);
+                        bail!("the sender's next read did not show its message");
+                    }
+                    Ok(())
+                }
+            })
+            .map_ok()
+        },
+    )
+    .await?;
+    if plan.wants("http_roomchat_send_read_c16") {
+        results.notes.insert(
+            "roomchat_send_read_misses".into(),
+            json!(missed.load(Ordering::Relaxed)),
+        );
+    }
+    // VIP payments into one anchor: every call a real debit of a payer
+    // for a room it has not paid yet (a fresh (payer, room) pair each), so
+    // each moves coins twice, all crediting the first user
+    let next_pair = Arc::new(AtomicU64::new(0));
+    repeat(
+        plan,
+        pool,
+        "http_live_pay_vip_one_anchor_c16",
+        &mut results,
+        |_| {
+            let (fx, next_pair) = (fx.clone(), next_pair.clone());
+            closed_loop(16, plan.warmup, plan.measure, 1, move |_, _| {
             let fx = fx.clone();
-            // each repeat's clients are other payers; each payment another room
-            // (never the first user: the rooms are theirs)
-            let payer = 1 + (w + r * 16) % (fx.tokens.len() - 1).max(1);
-            let room = fx.vip_rooms[i as usize % fx.vip_rooms.len()].clone();
+            let n = next_pair.fetch_add(1, Ordering::Relaxed) as usize;
             async move {
+                let payers = fx.tokens.len() - 1;
+                let (payer, room) = (1 + n % payers, n / payers);
+                let Some(room) = fx.vip_rooms.get(room) else {
+                    bail!("no fresh (payer, room) pair left: more VIP rooms needed");
+                };
                 let body = json!({"uid": fx.uids[payer], "anchor_id": fx.uids[0], "room_id": room,
                     "room_name": "bench", "amount": 1});
                 check(
@@ -840,8 +947,23 @@ async fn scenarios(
             }
         })
         .map_ok()
-    })
+        },
+    )
     .await?;
+    if plan.wants("http_live_pay_vip_one_anchor_c16") {
+        // every call paid: as many payments as calls, none a repeat
+        let paid: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'VipCoinPaid'")
+                .fetch_one(pool)
+                .await?;
+        results
+            .notes
+            .insert("live_vip_payments".into(), json!(paid));
+        results.notes.insert(
+            "live_vip_pairs_used".into(),
+            json!(next_pair.load(Ordering::Relaxed)),
+        );
+    }
     results
         .notes
         .insert("live_vip_rooms".into(), json!(fx.vip_rooms.len()));
@@ -1599,6 +1721,7 @@ async fn projection_lag(
         p50_ms: stats::percentile(&all, 0.5),
         p99_ms: stats::percentile(&all, 0.99),
         p999_ms: stats::percentile(&all, 0.999),
+        ..Default::default()
     })
 }
 
@@ -1751,6 +1874,7 @@ fn report(
             "live_chat_hot_room_c64_over_ceiling_c64": num(live_chat / ceiling64),
         },
         "figures": r.figures,
+        "per_call_costs": r.costs,
         "notes": r.notes,
     });
     std::fs::write(
@@ -1975,6 +2099,23 @@ fn report(
             fmt(fig.p999_ms),
             fig.errors
         )?;
+    }
+    if !r.costs.is_empty() {
+        writeln!(
+            md,
+            "\nPer call, the first run of each command figure, everything it set off included (the ceiling's one INSERT is one write transaction, one commit and at most one flush):\n\n| scenario | WAL bytes | write transactions | WAL flushes | commits (reads too) |\n| --- | --- | --- | --- | --- |"
+        )?;
+        for (name, c) in &r.costs {
+            let v = |k: &str| c[k].as_f64().map(fmt).unwrap_or_else(|| "—".into());
+            writeln!(
+                md,
+                "| {name} | {} | {} | {} | {} |",
+                v("wal_bytes"),
+                v("write_transactions"),
+                v("wal_flushes"),
+                v("commits")
+            )?;
+        }
     }
     writeln!(md, "\n| note | value |\n| --- | --- |")?;
     for (k, v) in &r.notes {

@@ -113,6 +113,7 @@ pub async fn open_streams(
             p50_ms: crate::stats::percentile(&lat, 0.5),
             p99_ms: crate::stats::percentile(&lat, 0.99),
             p999_ms: crate::stats::percentile(&lat, 0.999),
+            ..Default::default()
         },
         rss,
     ))

@@ -9,6 +9,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Figure {
     pub ops: u64,
+    /// every call made, warm-up included (what per-command costs divide by)
+    pub calls: u64,
     pub errors: u64,
     pub seconds: f64,
     pub per_s: f64,
@@ -39,6 +41,7 @@ pub fn median_figure(runs: &[Figure]) -> Figure {
     let m = |f: fn(&Figure) -> f64| median(runs.iter().map(f).collect());
     Figure {
         ops: m(|f| f.ops as f64) as u64,
+        calls: m(|f| f.calls as f64) as u64,
         errors: m(|f| f.errors as f64) as u64,
         seconds: m(|f| f.seconds),
         per_s: m(|f| f.per_s),
@@ -94,19 +97,21 @@ where
                     }
                 }
             }
-            (lat, errors)
+            (lat, errors, i)
         }));
     }
-    let (mut all, mut errors) = (Vec::new(), 0);
+    let (mut all, mut errors, mut calls) = (Vec::new(), 0, 0);
     for h in handles {
-        let (l, e) = h.await.expect("worker");
+        let (l, e, c) = h.await.expect("worker");
         all.extend(l);
         errors += e;
+        calls += c;
     }
     let seconds = (Instant::now().min(stop + Duration::from_secs(60)) - measure_from).as_secs_f64();
     all.sort_by(|a, b| a.partial_cmp(b).unwrap());
     Figure {
         ops: all.len() as u64 * ops_per_call,
+        calls,
         errors,
         seconds,
         per_s: all.len() as f64 * ops_per_call as f64 / seconds,
