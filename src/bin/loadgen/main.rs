@@ -215,8 +215,15 @@ fn start_server_with(
                 .to_owned();
         }
     };
-    // keep draining, so the server never blocks on a full pipe
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+    // keep draining, so the server never blocks on a full pipe; its
+    // warnings and errors go on to the run's log
+    std::thread::spawn(move || {
+        for line in lines.by_ref().map_while(Result::ok) {
+            if line.contains("WARN") || line.contains("ERROR") {
+                eprintln!("server: {line}");
+            }
+        }
+    });
     Ok(ServerChild {
         child,
         base: format!("http://{addr}"),

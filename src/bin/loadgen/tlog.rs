@@ -145,18 +145,23 @@ impl DelaySampler {
     }
 }
 
-/// Waits for a signed checkpoint over every leaf; returns its size.
+/// Waits for a signed checkpoint over every leaf the tree had when called
+/// (the tree may grow meanwhile); returns its size.
 pub async fn checkpointed(pool: &PgPool) -> anyhow::Result<i64> {
     let deadline = Instant::now() + Duration::from_secs(120);
+    let (wanted, _) = head(pool).await?;
     loop {
-        let (size, _) = head(pool).await?;
         let signed: Option<i64> = sqlx::query_scalar("SELECT max(size) FROM tlog_checkpoints")
             .fetch_one(pool)
             .await?;
-        if signed == Some(size) && size > 0 {
+        if let Some(size) = signed.filter(|s| *s >= wanted && *s > 0) {
             return Ok(size);
         }
-        anyhow::ensure!(Instant::now() < deadline, "no checkpoint over the tree");
+        let (now, _) = head(pool).await?;
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no checkpoint over the tree's {wanted} leaves in 120 s (the newest signed: {signed:?}; the tree now: {now})"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
