@@ -846,3 +846,199 @@ async fn the_endpoint_runs_alone_as_tidelog_grpc_serve_and_follows_another_proce
     assert!(child.wait().unwrap().success());
     app.stop().await;
 }
+
+/// Runs `program` of the PostgreSQL binaries as the cluster's user (the
+/// `postgres` system user when the tests run as root).
+fn pg_command(program: &str) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // beside the real initdb: a PATH of links may hold only the three
+    // binaries the server needs
+    let initdb = tidelog::embedded_pg::find_binaries(None)
+        .unwrap()
+        .join("initdb");
+    let bin = std::fs::canonicalize(initdb).unwrap();
+    let mut cmd = std::process::Command::new(bin.with_file_name(program));
+    if nix::unistd::geteuid().is_root() {
+        let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+    cmd
+}
+
+/// `tidelog grpc serve` on a hot standby of the server's database (a
+/// cluster of this test's own and a streaming replica of it): it reads
+/// the auditors' token from the replicated secrets (a standby takes no
+/// INSERT), serves over TLS, and its subscribers follow the primary's
+/// writes by polling (a standby takes no LISTEN).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_reads_a_hot_standby_and_follows_the_primary() {
+    use tidelog::embedded_pg::{ClusterOptions, EmbeddedPostgres};
+    let dir = common::open_tempdir();
+    let (primary_root, standby_root) = (dir.path().join("primary"), dir.path().join("standby"));
+    let opts = ClusterOptions {
+        settings: vec![("fsync".into(), "off".into())],
+        bin_dir: None,
+    };
+    let primary = {
+        let (root, opts) = (primary_root.clone(), opts.clone());
+        tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&root, &opts))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let mut admin = sqlx::ConnectOptions::connect(&primary.connect_options("postgres"))
+        .await
+        .unwrap();
+    sqlx::query("CREATE DATABASE tidelog")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    // the server keeps its generated audit token in the database
+    let app = TestApp::start_on(primary.connect_options("tidelog"), |_| {}).await;
+    let (alice, room) = traffic(&app.api(), 2).await;
+    all_numbered(&app.pool).await;
+    let token: String =
+        sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'audit_token'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+
+    // a streaming replica: a base backup of the primary, on its own socket
+    std::fs::create_dir_all(&standby_root).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        nix::unistd::chown(&standby_root, Some(user.uid), Some(user.gid)).unwrap();
+    }
+    let out = pg_command("pg_basebackup")
+        .arg("-h")
+        .arg(primary.socket_dir())
+        .args([
+            "-p", "5432", "-U", "postgres", "-R", "-X", "stream", "-c", "fast", "-D",
+        ])
+        .arg(standby_root.join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(standby_root.join("data/postgresql.conf"))
+        .unwrap()
+        .write_all(
+            format!(
+                "\nunix_socket_directories = '{}'\n",
+                standby_root.canonicalize().unwrap().join("run").display()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let standby = {
+        let (root, opts) = (standby_root.clone(), opts.clone());
+        tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&root, &opts))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let on_standby = standby.connect_options("tidelog");
+    let mut check = sqlx::ConnectOptions::connect(&on_standby).await.unwrap();
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut check)
+        .await
+        .unwrap();
+    assert!(in_recovery, "a standby");
+
+    let (ca, cert, key) = certificates(dir.path());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .args([
+            "grpc",
+            "serve",
+            "--database-url",
+            &common::url_of(&on_standby),
+        ])
+        .env_remove("DATABASE_URL")
+        .env_remove("TIDELOG_AUDIT_TOKEN")
+        .env("TIDELOG_DATA_DIR", dir.path().join("grpc-data"))
+        .env("TIDELOG_GRPC_BIND", "127.0.0.1:0")
+        .env("TIDELOG_GRPC_TLS_CERT", &cert)
+        .env("TIDELOG_GRPC_TLS_KEY", &key)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(i) = line.find("tidelog gRPC listening addr=") {
+                let addr = line[i + "tidelog gRPC listening addr=".len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                let _ = tx.send(Ok(addr));
+            } else if line.contains("ERROR") {
+                let _ = tx.send(Err(line));
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("tidelog grpc serve starts on the standby")
+        .unwrap_or_else(|e| panic!("tidelog grpc serve failed: {e}"));
+    let port = addr.rsplit(':').next().unwrap();
+    let settings: ClientSettings =
+        format!("esdb://analyst:{token}@127.0.0.1:{port}?tls=true&tlsCaFile={ca}")
+            .parse()
+            .unwrap();
+    let client = Client::new(settings).unwrap();
+    let mut sub = listen(
+        client
+            .subscribe_to_all(&SubscribeToAllOptions::default())
+            .await,
+        None,
+    );
+    // written on the primary, read on the standby
+    for i in 0..10 {
+        app.api()
+            .say(&alice, room, &format!("replicated {i}"))
+            .await;
+    }
+    let n = all_numbered(&app.pool).await;
+    let log = log(&app.pool).await;
+    let heard = hear(&mut sub, n as usize).await;
+    assert_all_same(&heard.events, &log.iter().collect::<Vec<_>>());
+    let got = read_all(
+        &client,
+        ReadAllOptions::default()
+            .backwards()
+            .position(StreamPosition::End),
+    )
+    .await
+    .unwrap();
+    assert_all_same(&got, &log.iter().rev().collect::<Vec<_>>());
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    drop(check);
+    app.stop().await;
+    tokio::task::spawn_blocking(move || {
+        standby.stop().unwrap();
+        primary.stop().unwrap();
+    })
+    .await
+    .unwrap();
+}
