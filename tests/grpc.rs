@@ -791,38 +791,12 @@ async fn the_endpoint_runs_alone_as_tidelog_grpc_serve_and_follows_another_proce
     let (alice, room) = traffic(&app.api(), 2).await;
     all_numbered(&app.pool).await;
     let dir = common::open_tempdir();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tidelog"))
-        .args(["grpc", "serve"])
-        .env("DATABASE_URL", common::url_of(&app.db))
-        .env("TIDELOG_DATA_DIR", dir.path())
-        .env("TIDELOG_GRPC_BIND", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(i) = line.find("tidelog gRPC listening addr=") {
-                let addr = line[i + "tidelog gRPC listening addr=".len()..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .to_owned();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("tidelog grpc serve listens");
+    let (mut child, addr) = spawn_grpc_serve(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tidelog"))
+            .args(["grpc", "serve"])
+            .env("DATABASE_URL", common::url_of(&app.db))
+            .env("TIDELOG_DATA_DIR", dir.path()),
+    );
     let settings: ClientSettings = format!("esdb://{addr}?tls=false").parse().unwrap();
     let client = Client::new(settings).unwrap();
     let mut sub = listen(
@@ -845,6 +819,44 @@ async fn the_endpoint_runs_alone_as_tidelog_grpc_serve_and_follows_another_proce
     .unwrap();
     assert!(child.wait().unwrap().success());
     app.stop().await;
+}
+
+/// Starts `cmd` (a `tidelog grpc serve`) on a free port: the child and
+/// the address it listens on; an ERROR line before that fails the test.
+fn spawn_grpc_serve(cmd: &mut std::process::Command) -> (std::process::Child, String) {
+    let mut child = cmd
+        .env("TIDELOG_GRPC_BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(i) = line.find("tidelog gRPC listening addr=") {
+                let addr = line[i + "tidelog gRPC listening addr=".len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                let _ = tx.send(Ok(addr));
+            } else if line.contains("ERROR") {
+                let _ = tx.send(Err(line));
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("tidelog grpc serve listens")
+        .unwrap_or_else(|e| panic!("tidelog grpc serve failed: {e}"));
+    (child, addr)
 }
 
 /// Runs `program` of the PostgreSQL binaries as the cluster's user (the
@@ -952,49 +964,20 @@ async fn the_endpoint_reads_a_hot_standby_and_follows_the_primary() {
     assert!(in_recovery, "a standby");
 
     let (ca, cert, key) = certificates(dir.path());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tidelog"))
-        .args([
-            "grpc",
-            "serve",
-            "--database-url",
-            &common::url_of(&on_standby),
-        ])
-        .env_remove("DATABASE_URL")
-        .env_remove("TIDELOG_AUDIT_TOKEN")
-        .env("TIDELOG_DATA_DIR", dir.path().join("grpc-data"))
-        .env("TIDELOG_GRPC_BIND", "127.0.0.1:0")
-        .env("TIDELOG_GRPC_TLS_CERT", &cert)
-        .env("TIDELOG_GRPC_TLS_KEY", &key)
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(i) = line.find("tidelog gRPC listening addr=") {
-                let addr = line[i + "tidelog gRPC listening addr=".len()..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .to_owned();
-                let _ = tx.send(Ok(addr));
-            } else if line.contains("ERROR") {
-                let _ = tx.send(Err(line));
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("tidelog grpc serve starts on the standby")
-        .unwrap_or_else(|e| panic!("tidelog grpc serve failed: {e}"));
+    let (mut child, addr) = spawn_grpc_serve(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tidelog"))
+            .args([
+                "grpc",
+                "serve",
+                "--database-url",
+                &common::url_of(&on_standby),
+            ])
+            .env_remove("DATABASE_URL")
+            .env_remove("TIDELOG_AUDIT_TOKEN")
+            .env("TIDELOG_DATA_DIR", dir.path().join("grpc-data"))
+            .env("TIDELOG_GRPC_TLS_CERT", &cert)
+            .env("TIDELOG_GRPC_TLS_KEY", &key),
+    );
     let port = addr.rsplit(':').next().unwrap();
     let settings: ClientSettings =
         format!("esdb://analyst:{token}@127.0.0.1:{port}?tls=true&tlsCaFile={ca}")
