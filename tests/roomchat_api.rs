@@ -627,6 +627,79 @@ async fn concurrent_sends_to_one_room_all_land_once_in_one_order() {
     app.stop().await;
 }
 
+/// Sends to one room pipelined: each decided on the state the previous one
+/// left while that one's rows were still being written, several of them
+/// written in one transaction; and with a second server appending to the
+/// same room, a send whose rows another server's append beat is decided
+/// again, together with every send decided on top of it: nothing lost,
+/// nothing twice, no gap, and each answer names its own message.
+#[tokio::test]
+async fn sends_to_one_hot_room_are_pipelined_and_two_servers_on_it_lose_nothing() {
+    let app = TestApp::start().await;
+    let other = TestApp::start_on(app.db.clone(), |_| {}).await;
+    let (api, api2) = (app.api(), other.api());
+    let (_, token) = api.user("pipelined").await;
+    let room = api.room(&token, "pipelined").await;
+    let send = |api: Api, token: String, content: String| async move {
+        let (status, v) = api
+            .post(
+                "/api/message/send",
+                Some(&token),
+                json!({"room_id": room, "content": content}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        (content, v["data"]["ID"].as_i64().unwrap())
+    };
+    let mut answered: Vec<(String, i64)> = futures::future::join_all(
+        (0..48).map(|i| send(api.clone(), token.clone(), format!("one{i}"))),
+    )
+    .await;
+    let together = count(
+        &app.pool,
+        &format!(
+            "SELECT count(*) FROM (SELECT transaction_id FROM events
+              WHERE aggregate_type = 'ChatRoom' AND aggregate_id = '{room}'
+              GROUP BY transaction_id HAVING count(*) > 1) t"
+        ),
+    )
+    .await;
+    assert!(together > 0, "no two sends to the room were written together");
+    answered.extend(
+        futures::future::join_all((0..96).map(|i| {
+            let api = if i % 2 == 0 { api.clone() } else { api2.clone() };
+            send(api, token.clone(), format!("two{i}"))
+        }))
+        .await,
+    );
+    let stored: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT sequence, payload->'MessagePosted'->>'content',
+                (payload->'MessagePosted'->>'message_id')::bigint
+           FROM events WHERE aggregate_type = 'ChatRoom' AND aggregate_id = $1
+            AND event_type = 'MessagePosted' ORDER BY sequence",
+    )
+    .bind(room.to_string())
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let sequences: Vec<i64> = sqlx::query_scalar(
+        "SELECT sequence FROM events WHERE aggregate_type = 'ChatRoom' AND aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(room.to_string())
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(sequences, (1..=146).collect::<Vec<i64>>(), "one gap-free stream");
+    let mut stored_pairs: Vec<(String, i64)> =
+        stored.into_iter().map(|(_, c, id)| (c, id)).collect();
+    stored_pairs.sort();
+    answered.sort();
+    assert_eq!(stored_pairs, answered, "each send stored once, as answered");
+    assert_eq!(api2.messages(&token, room, "&limit=100").await.len(), 100);
+    other.stop().await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn message_ids_drawn_in_blocks_are_unique_across_processes_and_increase_in_each() {
     let app = TestApp::start().await;

@@ -1,12 +1,17 @@
 //! An event store that keeps each stream's last state in memory: loading a
 //! stream this process wrote last costs nothing instead of its snapshot
 //! plus up to 99 events decoded from JSON — the cost that bounded hot rooms
-//! and wallets. Whether another process appended meanwhile is found out by
-//! the optimistic lock itself: the next sequence number is then taken, the
-//! commit fails, the stream is forgotten and the conflict's retry reloads
-//! it. A command that appends nothing (refused, or nothing to do) cannot be
-//! caught that way, so `Freshness::confirm` asks the store once for those
-//! (one index probe), and the command runs again if the state was stale.
+//! and wallets. The state is installed when a command's rows are queued,
+//! before they are written, so the stream's next command can decide on it
+//! at once (see `append`); it carries the epoch of the load it grew from,
+//! and a failed append forgets it. Whether another process appended
+//! meanwhile is found out by the optimistic lock itself: the next sequence
+//! number is then taken, the commit fails, the stream is forgotten and the
+//! conflict's retry reloads it. A command that appends nothing (refused,
+//! or nothing to do) cannot be caught that way, so `Freshness::confirm`
+//! asks the store once for those (one index probe), after the appends its
+//! decision rested on were written, and the command runs again if the
+//! state was stale.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +21,8 @@ use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use sqlx::PgPool;
 
 use super::append::Appender;
-use super::repo::{Positions, Repository};
+use super::repo::Repository;
+use super::turn::{self, Decided};
 
 /// Streams kept per aggregate type; past it, half are dropped.
 const CAPACITY: usize = 4096;
@@ -25,8 +31,7 @@ struct Cached<A> {
     aggregate: A,
     sequence: usize,
     snapshot: Option<usize>,
-    /// handed to a command without asking the store
-    served: bool,
+    epoch: u64,
 }
 
 type Streams<A> = Arc<Mutex<HashMap<String, Cached<A>>>>;
@@ -46,7 +51,7 @@ async fn head(pool: &PgPool, aggregate_type: &str, aggregate_id: &str) -> sqlx::
     Ok(head.unwrap_or(0) as usize)
 }
 
-/// Checks a cached stream against the store after a command that appended
+/// Checks a stream against the store after a command that appended
 /// nothing.
 pub struct Freshness<A> {
     pool: PgPool,
@@ -54,30 +59,40 @@ pub struct Freshness<A> {
 }
 
 impl<A: Aggregate> Freshness<A> {
-    /// Whether the state the last command on this stream decided on was
-    /// the stream's newest; if not, the stream is forgotten (the caller
-    /// runs the command again on the reloaded stream).
-    pub async fn confirm(&self, aggregate_id: &str) -> sqlx::Result<bool> {
-        let served = self
-            .cache
-            .lock()
-            .unwrap()
-            .get(aggregate_id)
-            .filter(|c| c.served)
-            .map(|c| c.sequence);
-        let Some(sequence) = served else {
+    /// Whether the state a command was decided on (under the stream's
+    /// lock, once the appends queued before it were answered) is the
+    /// stream's newest; if not, the stream is forgotten (the caller runs
+    /// the command again on the reloaded stream).
+    pub(super) async fn confirm(&self, aggregate_id: &str, decided: Decided) -> sqlx::Result<bool> {
+        if !decided.from_cache && !decided.open {
+            // just read from the store, with nothing of ours on the way
             return Ok(true);
-        };
-        let fresh = head(&self.pool, A::TYPE, aggregate_id).await? == sequence;
-        let mut cache = self.cache.lock().unwrap();
-        if fresh {
-            if let Some(c) = cache.get_mut(aggregate_id) {
-                c.served = false;
+        }
+        if decided.from_cache {
+            let alive = self
+                .cache
+                .lock()
+                .unwrap()
+                .get(aggregate_id)
+                .is_some_and(|c| c.epoch == decided.epoch);
+            if !alive {
+                // an append it rested on failed
+                return Ok(false);
             }
-        } else {
-            cache.remove(aggregate_id);
+        }
+        let fresh = head(&self.pool, A::TYPE, aggregate_id).await? == decided.sequence;
+        if !fresh {
+            forget_if(&self.cache, aggregate_id, decided.epoch);
         }
         Ok(fresh)
+    }
+}
+
+/// Forgets a stream's cached state if it still grows from `epoch`.
+fn forget_if<A>(cache: &Streams<A>, aggregate_id: &str, epoch: u64) {
+    let mut cache = cache.lock().unwrap();
+    if cache.get(aggregate_id).is_some_and(|c| c.epoch == epoch) {
+        cache.remove(aggregate_id);
     }
 }
 
@@ -87,16 +102,16 @@ pub struct CachingEventStore<A: Aggregate> {
     /// 0: no snapshots
     snapshot_size: usize,
     cache: Streams<A>,
+    appender: Arc<Appender>,
 }
 
 impl<A: Aggregate + Clone> CachingEventStore<A> {
     pub fn new(
         pool: PgPool,
         snapshot_size: usize,
-        positions: Positions,
         appender: Arc<Appender>,
     ) -> Self {
-        let repo = Repository::new(pool.clone(), positions, appender);
+        let repo = Repository::new(pool.clone(), appender.clone());
         let inner = if snapshot_size == 0 {
             PersistedEventStore::new_event_store(repo)
         } else {
@@ -107,6 +122,7 @@ impl<A: Aggregate + Clone> CachingEventStore<A> {
             pool,
             snapshot_size,
             cache: Streams::default(),
+            appender,
         }
     }
 
@@ -115,10 +131,6 @@ impl<A: Aggregate + Clone> CachingEventStore<A> {
             pool: self.pool.clone(),
             cache: self.cache.clone(),
         }
-    }
-
-    fn forget(&self, aggregate_id: &str) {
-        self.cache.lock().unwrap().remove(aggregate_id);
     }
 
     /// Whether `PersistedEventStore::commit` writes a snapshot for these
@@ -143,16 +155,37 @@ impl<A: Aggregate + Clone> EventStore<A> for CachingEventStore<A> {
         &self,
         aggregate_id: &str,
     ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
-        if let Some(c) = self.cache.lock().unwrap().get_mut(aggregate_id) {
-            c.served = true;
-            return Ok(EventStoreAggregateContext {
-                aggregate_id: aggregate_id.to_owned(),
-                aggregate: c.aggregate.clone(),
-                current_sequence: c.sequence,
-                current_snapshot: c.snapshot,
+        let open = self
+            .appender
+            .is_open(&(A::TYPE.to_owned(), aggregate_id.to_owned()));
+        let cached = self.cache.lock().unwrap().get(aggregate_id).map(|c| {
+            (
+                EventStoreAggregateContext {
+                    aggregate_id: aggregate_id.to_owned(),
+                    aggregate: c.aggregate.clone(),
+                    current_sequence: c.sequence,
+                    current_snapshot: c.snapshot,
+                },
+                c.epoch,
+            )
+        });
+        let (context, epoch, from_cache) = match cached {
+            Some((context, epoch)) => (context, epoch, true),
+            None => (
+                self.inner.load_aggregate(aggregate_id).await?,
+                turn::new_epoch(),
+                false,
+            ),
+        };
+        if let Some(turn) = turn::current() {
+            turn.decided_on(Decided {
+                epoch,
+                sequence: context.current_sequence,
+                from_cache,
+                open,
             });
         }
-        self.inner.load_aggregate(aggregate_id).await
+        Ok(context)
     }
 
     async fn commit(
@@ -162,45 +195,40 @@ impl<A: Aggregate + Clone> EventStore<A> for CachingEventStore<A> {
         metadata: HashMap<String, String>,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
         // cqrs-es commits even a decision that produced nothing: leave the
-        // cached stream as it is, so that `Freshness::confirm` still knows
-        // it served that decision (re-caching it here marked it unserved,
-        // and a no-op decided on a stale state was taken as fresh)
+        // cached stream as it is (`Freshness::confirm` checks that decision)
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let aggregate_id = context.aggregate_id.clone();
+        let epoch = turn::current().map_or_else(turn::new_epoch, |t| t.decided().epoch);
+        // the context's aggregate is the state after `handle`, whose sink
+        // applied each event already: applying them again doubled what
+        // `apply` accumulates (a viewer's message times, a wallet's recent
+        // operations)
         let mut next = Cached {
             aggregate: context.aggregate.clone(),
-            sequence: context.current_sequence,
+            sequence: context.current_sequence + events.len(),
             snapshot: context.current_snapshot,
-            served: false,
+            epoch,
         };
         if self.snapshots(context.current_sequence, events.len()) {
             next.snapshot = Some(next.snapshot.map_or(1, |s| s + 1));
         }
-        match self.inner.commit(events, context, metadata).await {
-            Ok(envelopes) => {
-                // the context's aggregate is the state after `handle`, whose
-                // sink applied each event already: applying them again
-                // doubled what `apply` accumulates (a viewer's message
-                // times, a wallet's recent operations)
-                if let Some(last) = envelopes.last() {
-                    next.sequence = last.sequence;
+        {
+            // installed before the append, which lets the stream's next
+            // command decide on it as soon as the rows are queued
+            let mut cache = self.cache.lock().unwrap();
+            if cache.len() >= CAPACITY {
+                let drop: Vec<String> = cache.keys().take(CAPACITY / 2).cloned().collect();
+                for k in drop {
+                    cache.remove(&k);
                 }
-                let mut cache = self.cache.lock().unwrap();
-                if cache.len() >= CAPACITY {
-                    let drop: Vec<String> = cache.keys().take(CAPACITY / 2).cloned().collect();
-                    for k in drop {
-                        cache.remove(&k);
-                    }
-                }
-                cache.insert(aggregate_id, next);
-                Ok(envelopes)
             }
-            Err(e) => {
-                self.forget(&aggregate_id);
-                Err(e)
-            }
+            cache.insert(aggregate_id.clone(), next);
         }
+        self.inner
+            .commit(events, context, metadata)
+            .await
+            .inspect_err(|_| forget_if(&self.cache, &aggregate_id, epoch))
     }
 }

@@ -20,11 +20,12 @@ use sqlx::PgPool;
 mod append;
 mod cache;
 mod repo;
+mod turn;
 use append::Appender;
 pub use cache::CachingEventStore;
 use cache::Freshness;
-use repo::Positions;
 use std::sync::Arc;
+use turn::{Turn, TURN};
 
 /// A command framework over the caching event store.
 pub struct Cqrs<A: Aggregate + Clone> {
@@ -35,15 +36,9 @@ pub struct Cqrs<A: Aggregate + Clone> {
 fn cqrs<A: Aggregate<Services = ()> + Clone>(
     pool: &PgPool,
     snapshot_size: usize,
-    positions: &Positions,
     appender: &Arc<Appender>,
 ) -> Cqrs<A> {
-    let store = CachingEventStore::new(
-        pool.clone(),
-        snapshot_size,
-        positions.clone(),
-        appender.clone(),
-    );
+    let store = CachingEventStore::new(pool.clone(), snapshot_size, appender.clone());
     Cqrs {
         freshness: store.freshness(),
         framework: CqrsFramework::new(store, vec![], ()),
@@ -138,8 +133,10 @@ pub enum CommandError<E: std::error::Error> {
     Store(String),
 }
 
-/// One async mutex per stream, held while a command on it runs in this
-/// process: concurrent commands on a hot stream queue here instead of
+/// One async mutex per stream, held while a command on it decides in this
+/// process and until its rows are queued for the append (the next command
+/// then decides on the state it left, while its rows are written: see
+/// `append`): concurrent commands on a hot stream queue here instead of
 /// failing on the optimistic lock and replaying the stream again (measured:
 /// 64 concurrent sends to one room cost ~620 conflicting attempts without
 /// it). Other processes are still kept honest by the optimistic lock.
@@ -203,7 +200,7 @@ impl Appended {
 pub struct Store {
     pub pool: PgPool,
     locks: StreamLocks,
-    positions: Positions,
+    appender: Arc<Appender>,
     /// What this process appended (see `projector::run_announcer`).
     appended: std::sync::Arc<Appended>,
     pub accounts: Cqrs<Account>,
@@ -226,28 +223,27 @@ pub struct Store {
 
 impl Store {
     pub fn new(pool: PgPool) -> Self {
-        let positions = Positions::default();
         let appender = Appender::new(pool.clone());
         Self {
-            accounts: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
-            rooms: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
-            email_codes: cqrs(&pool, 0, &positions, &appender),
-            monitored_rooms: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
-            wallets: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
-            card_keys: cqrs(&pool, 0, &positions, &appender),
-            payment_orders: cqrs(&pool, 0, &positions, &appender),
-            live_rooms: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
-            viewer_chats: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
-            follows: cqrs(&pool, 0, &positions, &appender),
-            anchors: cqrs(&pool, 0, &positions, &appender),
-            friendships: cqrs(&pool, 0, &positions, &appender),
-            conversations: cqrs(&pool, SNAPSHOT_EVERY, &positions, &appender),
-            encryption_keys: cqrs(&pool, 0, &positions, &appender),
-            calls: cqrs(&pool, 0, &positions, &appender),
-            generation_jobs: cqrs(&pool, 0, &positions, &appender),
+            accounts: cqrs(&pool, SNAPSHOT_EVERY, &appender),
+            rooms: cqrs(&pool, SNAPSHOT_EVERY, &appender),
+            email_codes: cqrs(&pool, 0, &appender),
+            monitored_rooms: cqrs(&pool, SNAPSHOT_EVERY, &appender),
+            wallets: cqrs(&pool, SNAPSHOT_EVERY, &appender),
+            card_keys: cqrs(&pool, 0, &appender),
+            payment_orders: cqrs(&pool, 0, &appender),
+            live_rooms: cqrs(&pool, SNAPSHOT_EVERY, &appender),
+            viewer_chats: cqrs(&pool, SNAPSHOT_EVERY, &appender),
+            follows: cqrs(&pool, 0, &appender),
+            anchors: cqrs(&pool, 0, &appender),
+            friendships: cqrs(&pool, 0, &appender),
+            conversations: cqrs(&pool, SNAPSHOT_EVERY, &appender),
+            encryption_keys: cqrs(&pool, 0, &appender),
+            calls: cqrs(&pool, 0, &appender),
+            generation_jobs: cqrs(&pool, 0, &appender),
             pool,
             locks: StreamLocks::default(),
-            positions,
+            appender,
             appended: std::sync::Arc::default(),
         }
     }
@@ -304,8 +300,11 @@ impl Store {
         self.run(cqrs, aggregate_id, meta, make).await
     }
 
-    /// Under the stream's lock: the command, and where its events landed
-    /// (`None` when it appended nothing).
+    /// In the stream's turn: the command, and where its events landed
+    /// (`None` when it appended nothing). A command that appends answers
+    /// once its rows are written; one that appends nothing (refused, or
+    /// done before) answers once the appends its decision rested on were
+    /// written and the state proved the stream's newest.
     async fn run<A: Aggregate + Clone>(
         &self,
         cqrs: &Cqrs<A>,
@@ -314,26 +313,34 @@ impl Store {
         mut make: impl FnMut() -> A::Command,
     ) -> Result<Option<LogPosition>, CommandError<A::Error>> {
         let metadata = meta.to_map();
-        let stream = self.locks.get(A::TYPE, aggregate_id);
-        let _turn = stream.lock().await;
-        let key = (A::TYPE.to_owned(), aggregate_id.to_owned());
-        self.positions.lock().unwrap().remove(&key);
+        let turn = Turn::take(self.locks.get(A::TYPE, aggregate_id)).await;
         let mut attempt = 0;
         loop {
-            let outcome = cqrs
-                .framework
-                .execute_with_metadata(aggregate_id, make(), metadata.clone())
+            turn.hold().await;
+            let outcome = TURN
+                .scope(
+                    turn.clone(),
+                    cqrs.framework
+                        .execute_with_metadata(aggregate_id, make(), metadata.clone()),
+                )
                 .await;
-            let appended = self.positions.lock().unwrap().remove(&key);
+            let appended = turn.take_landed();
             if appended.is_none() && matches!(outcome, Ok(()) | Err(AggregateError::UserError(_))) {
-                // decided without appending, perhaps on a cached state that
-                // another process has moved past: then decide again
-                let fresh = cqrs.freshness.confirm(aggregate_id).await.map_err(|e| {
-                    CommandError::Store(format!(
-                        "checking the stream head: {}",
-                        crate::db::describe(&e)
-                    ))
-                })?;
+                // decided without appending, perhaps on rows not written
+                // yet, or on a cached state that another process has moved
+                // past: then decide again
+                let stream = (A::TYPE.to_owned(), aggregate_id.to_owned());
+                self.appender.drained(&stream).await;
+                let fresh = cqrs
+                    .freshness
+                    .confirm(aggregate_id, turn.decided())
+                    .await
+                    .map_err(|e| {
+                        CommandError::Store(format!(
+                            "checking the stream head: {}",
+                            crate::db::describe(&e)
+                        ))
+                    })?;
                 if !fresh {
                     continue;
                 }

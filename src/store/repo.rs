@@ -6,10 +6,11 @@
 //! own; the hash-chain trigger sees the statement's earlier rows) that
 //! returns the position of its last event; a commit with a snapshot (every
 //! 100th event of a snapshotted stream) adds the snapshot write in one
-//! transaction that fails as a whole.
+//! transaction that fails as a whole, after the stream's earlier appends
+//! were written. A commit lets the stream's next command decide as soon as
+//! its rows are queued (see `append`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -19,37 +20,38 @@ use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::append::{Appender, Rows};
-use super::LogPosition;
-
-/// Where each stream's latest append (by this process) landed, keyed by
-/// (aggregate type, aggregate id); read by `Store::execute` under the
-/// stream's lock.
-pub type Positions = Arc<Mutex<HashMap<(String, String), LogPosition>>>;
+use super::append::{AppendError, Appender, Rows};
+use super::turn;
 
 pub struct Repository {
     inner: PostgresEventRepository,
     pool: PgPool,
-    positions: Positions,
     appender: Arc<Appender>,
 }
 
 impl Repository {
-    pub fn new(pool: PgPool, positions: Positions, appender: Arc<Appender>) -> Self {
+    pub fn new(pool: PgPool, appender: Arc<Appender>) -> Self {
         Self {
             inner: PostgresEventRepository::new(pool.clone()),
             pool,
-            positions,
             appender,
         }
     }
 }
 
-/// postgres-es's mapping: a duplicate key is a lost optimistic race;
-/// anything else keeps its sqlx error for `classify_store_error`.
+/// postgres-es's mapping: a duplicate key is a lost optimistic race, and so
+/// is a gap in the stream's chain (an append decided on a state whose rows
+/// were not written, that got past `append`'s epochs); anything else keeps
+/// its sqlx error for `classify_store_error`.
 fn persistence_error(err: sqlx::Error) -> PersistenceError {
     match &err {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+            PersistenceError::OptimisticLockError
+        }
+        sqlx::Error::Database(db)
+            if db.code().as_deref() == Some("P0001")
+                && db.message().ends_with("appends must be contiguous") =>
+        {
             PersistenceError::OptimisticLockError
         }
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => {
@@ -106,21 +108,29 @@ impl PersistedEventRepository for Repository {
             metadata: events.iter().map(|e| e.metadata.clone()).collect(),
         };
         let last_sequence = events.last().map_or(0, |e| e.sequence) as i64;
+        let turn = turn::current();
         let at = match snapshot_update {
-            None => self
-                .appender
-                .append(rows)
-                .await
-                .map_err(persistence_error)?,
+            None => {
+                let epoch = turn.as_ref().map_or_else(turn::new_epoch, |t| t.decided().epoch);
+                let appended = self.appender.append(rows, epoch);
+                if let Some(turn) = &turn {
+                    turn.release();
+                }
+                appended.await.map_err(|e| match e {
+                    AppendError::Superseded => PersistenceError::OptimisticLockError,
+                    AppendError::Sql(e) => persistence_error(e),
+                })?
+            }
             Some((snapshot_id, payload, current_snapshot)) => {
+                // the chain: the stream's queued rows go first (its lock
+                // keeps new ones out meanwhile)
+                self.appender.drained(&stream).await;
                 let mut tx = self.pool.begin().await.map_err(persistence_error)?;
                 let at = rows
                     .insert(&mut *tx)
                     .await
-                    .map_err(persistence_error)?
-                    .get(&stream)
-                    .copied()
-                    .ok_or(PersistenceError::OptimisticLockError)?;
+                    .map_err(persistence_error)?;
+                let at = rows.last_of(&at).map_err(persistence_error)?;
                 let written = if current_snapshot == 1 {
                     sqlx::query(
                         "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
@@ -156,7 +166,9 @@ impl PersistedEventRepository for Repository {
                 at
             }
         };
-        self.positions.lock().unwrap().insert(stream, at);
+        if let Some(turn) = &turn {
+            turn.landed(at);
+        }
         Ok(())
     }
 
