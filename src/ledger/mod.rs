@@ -82,10 +82,27 @@ pub async fn operate(
         return Err(LedgerError::Invalid("not an operation".into()));
     };
     match store
-        .execute_only(&store.wallets, &wallet, meta, &make)
+        .execute_events(&store.wallets, &wallet, meta, &make)
         .await
     {
-        Ok(()) => {}
+        Ok(Some((position, events))) => {
+            // done now: its event is at hand (the read-back below is for
+            // repeats and refusals)
+            if let Some(event) = events
+                .into_iter()
+                .find(|e| e.operation_id() == operation_id)
+            {
+                if Fingerprint::of_event(&event) != fingerprint {
+                    return Err(LedgerError::OperationConflict);
+                }
+                return Ok(Moved {
+                    position,
+                    balance_after: event.balance_after(),
+                    event,
+                });
+            }
+        }
+        Ok(None) => {}
         // claimed long ago, beyond the wallet's memory: answer from the event
         Err(CommandError::UniqueKeyTaken(kind)) if kind == "wallet_op" => {}
         Err(CommandError::UniqueKeyTaken(_)) => {

@@ -141,7 +141,7 @@ impl<A: Aggregate + Clone> CachingEventStore<A> {
     }
 }
 
-impl<A: Aggregate + Clone> EventStore<A> for CachingEventStore<A> {
+impl<A: Aggregate + Clone + 'static> EventStore<A> for CachingEventStore<A> {
     type AC = EventStoreAggregateContext<A>;
 
     async fn load_events(
@@ -226,9 +226,14 @@ impl<A: Aggregate + Clone> EventStore<A> for CachingEventStore<A> {
             }
             cache.insert(aggregate_id.clone(), next);
         }
-        self.inner
+        let envelopes = self
+            .inner
             .commit(events, context, metadata)
             .await
-            .inspect_err(|_| forget_if(&self.cache, &aggregate_id, epoch))
+            .inspect_err(|_| forget_if(&self.cache, &aggregate_id, epoch))?;
+        if let Some(turn) = turn::current() {
+            turn.appended(envelopes.iter().map(|e| e.payload.clone()).collect::<Vec<A::Event>>());
+        }
+        Ok(envelopes)
     }
 }

@@ -28,12 +28,12 @@ use std::sync::Arc;
 use turn::{Turn, TURN};
 
 /// A command framework over the caching event store.
-pub struct Cqrs<A: Aggregate + Clone> {
+pub struct Cqrs<A: Aggregate + Clone + 'static> {
     framework: CqrsFramework<A, CachingEventStore<A>>,
     freshness: Freshness<A>,
 }
 
-fn cqrs<A: Aggregate<Services = ()> + Clone>(
+fn cqrs<A: Aggregate<Services = ()> + Clone + 'static>(
     pool: &PgPool,
     snapshot_size: usize,
     appender: &Arc<Appender>,
@@ -256,7 +256,7 @@ impl Store {
     /// Runs a command, retrying on optimistic-lock conflicts (the command is
     /// rebuilt each time by `make`), and returns the log position of the
     /// stream's newest event afterwards.
-    pub async fn execute<A: Aggregate + Clone>(
+    pub async fn execute<A: Aggregate + Clone + 'static>(
         &self,
         cqrs: &Cqrs<A>,
         aggregate_id: &str,
@@ -264,7 +264,7 @@ impl Store {
         make: impl FnMut() -> A::Command,
     ) -> Result<Option<LogPosition>, CommandError<A::Error>> {
         match self.run(cqrs, aggregate_id, meta, make).await? {
-            Some(appended) => Ok(Some(appended)),
+            Some((appended, _)) => Ok(Some(appended)),
             // the command appended nothing: the stream's head is its answer
             None => self.stream_head(A::TYPE, aggregate_id).await.map_err(|e| {
                 CommandError::Store(format!(
@@ -277,7 +277,7 @@ impl Store {
 
     /// `execute` without learning the position (for callers that find their
     /// event another way).
-    pub async fn execute_only<A: Aggregate + Clone>(
+    pub async fn execute_only<A: Aggregate + Clone + 'static>(
         &self,
         cqrs: &Cqrs<A>,
         aggregate_id: &str,
@@ -290,13 +290,25 @@ impl Store {
     /// Where the command's events landed, `None` when it appended nothing
     /// (refused, or done before: an idempotent command tells first from
     /// repeat so).
-    pub async fn execute_appended<A: Aggregate + Clone>(
+    pub async fn execute_appended<A: Aggregate + Clone + 'static>(
         &self,
         cqrs: &Cqrs<A>,
         aggregate_id: &str,
         meta: &CommandMeta,
         make: impl FnMut() -> A::Command,
     ) -> Result<Option<LogPosition>, CommandError<A::Error>> {
+        Ok(self.run(cqrs, aggregate_id, meta, make).await?.map(|(at, _)| at))
+    }
+
+    /// Where the command's events landed (the last of them), and the
+    /// events; `None` when it appended nothing.
+    pub async fn execute_events<A: Aggregate + Clone + 'static>(
+        &self,
+        cqrs: &Cqrs<A>,
+        aggregate_id: &str,
+        meta: &CommandMeta,
+        make: impl FnMut() -> A::Command,
+    ) -> Result<Option<(LogPosition, Vec<A::Event>)>, CommandError<A::Error>> {
         self.run(cqrs, aggregate_id, meta, make).await
     }
 
@@ -305,13 +317,13 @@ impl Store {
     /// once its rows are written; one that appends nothing (refused, or
     /// done before) answers once the appends its decision rested on were
     /// written and the state proved the stream's newest.
-    async fn run<A: Aggregate + Clone>(
+    async fn run<A: Aggregate + Clone + 'static>(
         &self,
         cqrs: &Cqrs<A>,
         aggregate_id: &str,
         meta: &CommandMeta,
         mut make: impl FnMut() -> A::Command,
-    ) -> Result<Option<LogPosition>, CommandError<A::Error>> {
+    ) -> Result<Option<(LogPosition, Vec<A::Event>)>, CommandError<A::Error>> {
         let metadata = meta.to_map();
         let turn = Turn::take(self.locks.get(A::TYPE, aggregate_id)).await;
         let mut attempt = 0;
@@ -324,7 +336,7 @@ impl Store {
                         .execute_with_metadata(aggregate_id, make(), metadata.clone()),
                 )
                 .await;
-            let appended = turn.take_landed();
+            let appended = turn.take_landed::<A::Event>();
             if appended.is_none() && matches!(outcome, Ok(()) | Err(AggregateError::UserError(_))) {
                 // decided without appending, perhaps on rows not written
                 // yet, or on a cached state that another process has moved

@@ -41,6 +41,8 @@ pub(super) struct Turn {
     guard: Mutex<Option<OwnedMutexGuard<()>>>,
     decided: Mutex<Decided>,
     at: Mutex<Option<LogPosition>>,
+    /// the events the last attempt appended (a `Vec` of the aggregate's)
+    events: Mutex<Option<Box<dyn std::any::Any + Send>>>,
 }
 
 impl Turn {
@@ -52,6 +54,7 @@ impl Turn {
             guard: Mutex::new(Some(guard)),
             decided: Mutex::default(),
             at: Mutex::default(),
+            events: Mutex::default(),
         })
     }
 
@@ -81,9 +84,19 @@ impl Turn {
         *self.at.lock().unwrap() = Some(at);
     }
 
-    /// Where the last attempt's rows landed (`None`: it appended nothing).
-    pub fn take_landed(&self) -> Option<LogPosition> {
-        self.at.lock().unwrap().take()
+    pub fn appended<E: Send + 'static>(&self, events: Vec<E>) {
+        *self.events.lock().unwrap() = Some(Box::new(events));
+    }
+
+    /// Where the last attempt's rows landed, and its events (`None`: it
+    /// appended nothing).
+    pub fn take_landed<E: 'static>(&self) -> Option<(LogPosition, Vec<E>)> {
+        let events = self.events.lock().unwrap().take();
+        let at = self.at.lock().unwrap().take()?;
+        let events = events
+            .and_then(|e| e.downcast::<Vec<E>>().ok())
+            .map_or_else(Vec::new, |e| *e);
+        Some((at, events))
     }
 }
 
