@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::auth::shared_secret;
 use crate::config::{Config, Secret};
 use crate::core::Core;
+use crate::projector::fence::{self, Fences};
 use crate::db::{self, Database};
 use crate::http::admin::AdminState;
 use crate::http::chat8::Chat8State;
@@ -224,6 +225,29 @@ impl Server {
             shutdown_rx.clone(),
         )));
 
+        // the read models a command may leave for its caller's next request
+        // (counted in before the catch-up below, which covers deferrals of
+        // servers gone by then)
+        let deferring_names = [
+            crate::http::roomchat::READ_MODELS,
+            crate::social::READ_MODELS,
+            crate::liverooms::CHAT_READ_MODELS,
+        ]
+        .concat();
+        let deferring: Vec<_> = projectors
+            .iter()
+            .filter(|p| deferring_names.contains(&p.name()))
+            .cloned()
+            .collect();
+        let fences = Fences::new(
+            config.read_your_writes_on_read,
+            deferring,
+            config.read_your_writes_timeout,
+        );
+        background.push(
+            fence::start_presence(database.options.clone(), fences.clone(), shutdown_rx.clone())
+                .await,
+        );
         // read models as they were before a restart (or a crash) first
         if !projector::wait_caught_up(&pool, &progress, &projectors, STARTUP_CATCH_UP).await? {
             tracing::warn!(
@@ -240,6 +264,7 @@ impl Server {
             pool: pool.clone(),
             store,
             progress,
+            fences,
         };
         let grpc = crate::grpc::start(
             &core,

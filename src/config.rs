@@ -43,8 +43,15 @@ pub struct Config {
     pub db_pool_size: u32,
     pub projector_batch: i64,
     pub max_body_bytes: usize,
-    /// How long a command waits for its projections before answering.
+    /// How long a command (or its caller's next request) waits for its
+    /// projections.
     pub read_your_writes_timeout: Duration,
+    /// `TIDELOG_READ_YOUR_WRITES`: `read` (default) lets a signed-in
+    /// caller's message and payment commands answer once durable and makes
+    /// the caller's next request wait for their read models, while this
+    /// server is the only one on the database; `write` makes every command
+    /// wait before answering.
+    pub read_your_writes_on_read: bool,
     pub postgres_bin: Option<PathBuf>,
     /// Seed 003's access tokens (`expires_in`); `auth/refresh` extends them.
     pub access_token_ttl: Duration,
@@ -768,6 +775,7 @@ impl Default for Config {
             projector_batch: 500,
             max_body_bytes: 64 * 1024,
             read_your_writes_timeout: Duration::from_secs(5),
+            read_your_writes_on_read: true,
             postgres_bin: None,
             access_token_ttl: Duration::from_secs(1800),
             smtp_url: None,
@@ -828,6 +836,13 @@ impl Config {
                 "TIDELOG_READ_YOUR_WRITES_MS",
                 5_000u64,
             )?),
+            read_your_writes_on_read: match var("TIDELOG_READ_YOUR_WRITES").as_deref() {
+                None | Some("read") => true,
+                Some("write") => false,
+                Some(other) => bail!(
+                    "TIDELOG_READ_YOUR_WRITES must be `read` or `write`, not {other:?}"
+                ),
+            },
             postgres_bin: var("TIDELOG_POSTGRES_BIN").map(PathBuf::from),
             access_token_ttl: Duration::from_secs(
                 parse_var("TIDELOG_ACCESS_TOKEN_TTL_SECS", 1800u64)?.max(60),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::config::Config;
+use crate::projector::fence::Fences;
 use crate::projector::Progress;
 use crate::store::{LogPosition, Store};
 
@@ -16,18 +17,38 @@ pub struct Core {
     pub pool: PgPool,
     pub store: Arc<Store>,
     pub progress: Arc<Progress>,
+    /// read-your-writes left for callers' next requests
+    pub fences: Arc<Fences>,
 }
 
 impl Core {
     /// A core over `pool` (the CLI's, or a server's): the event store on
     /// it and a progress that reads the checkpoints from the table.
+    /// Waits until the read models include every write answered so far
+    /// (`projector::fence`): what a request does before it reads.
+    pub async fn answered_writes(&self) -> bool {
+        self.fences.wait(&self.pool, &self.progress).await
+    }
+
     pub fn new(config: Arc<Config>, pool: PgPool) -> Self {
         Self {
             config,
             store: Arc::new(Store::new(pool.clone())),
             pool,
             progress: Progress::new(),
+            fences: Fences::off(),
         }
+    }
+
+    /// Read-your-writes for a command's write, on the next read instead
+    /// of now where this server may defer it (`projector::fence`; every
+    /// authenticated request waits there), else now, as `settle`.
+    pub async fn settle_on_read(&self, names: &[&'static str], pos: Option<LogPosition>) -> bool {
+        let Some(at) = pos else { return true };
+        if self.fences.defer(names, at) {
+            return true;
+        }
+        self.settle(names, pos).await
     }
 
     /// Read-your-writes: returns once the named read models include the

@@ -700,6 +700,108 @@ async fn sends_to_one_hot_room_are_pipelined_and_two_servers_on_it_lose_nothing(
     app.stop().await;
 }
 
+/// Holds the room-chat projector at its checkpoint (its claim waits for
+/// this row lock) until the transaction ends.
+async fn hold_roomchat_projector(pool: &sqlx::PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = 'roomchat' FOR UPDATE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
+
+async fn projected(pool: &sqlx::PgPool, message_id: i64) -> bool {
+    count(pool, &format!("SELECT count(*) FROM chat_messages WHERE message_id = {message_id}")).await == 1
+}
+
+/// A send answers once durable, before its read model has it; the next
+/// read (the sender's or anyone's) waits until it does.
+#[tokio::test]
+async fn a_send_answers_before_its_projection_and_the_next_read_waits_for_it() {
+    let app = TestApp::start_with(|c| c.read_your_writes_timeout = std::time::Duration::from_secs(30)).await;
+    let api = app.api();
+    let (_, alice) = api.user("fenced").await;
+    let (bob_id, bob) = api.user("reader").await;
+    let room = api.room(&alice, "fenced").await;
+    let (s, v) = api
+        .post("/api/room/add_user", Some(&alice), json!({"room_id": room, "user_id": bob_id}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // a one-server database: deferring starts with the first count
+    let held = hold_roomchat_projector(&app.pool).await;
+    let id = tokio::time::timeout(std::time::Duration::from_secs(10), api.say(&alice, room, "early"))
+        .await
+        .expect("the send answered while its projector was held");
+    assert!(!projected(&app.pool, id).await, "answered before it was projected");
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        held.rollback().await.unwrap();
+    });
+    let page = api.messages(&bob, room, "&limit=5").await;
+    assert_eq!(page.last().unwrap()["ID"], id, "another member's next read shows it");
+    release.await.unwrap();
+    app.stop().await;
+
+    // TIDELOG_READ_YOUR_WRITES=write: the send waits for its projection
+    let app = TestApp::start_with(|c| {
+        c.read_your_writes_timeout = std::time::Duration::from_secs(30);
+        c.read_your_writes_on_read = false;
+    })
+    .await;
+    let api = app.api();
+    let (_, alice) = api.user("waits").await;
+    let room = api.room(&alice, "waits").await;
+    let held = hold_roomchat_projector(&app.pool).await;
+    let send = tokio::spawn({
+        let (api, alice) = (api.clone(), alice.clone());
+        async move { api.say(&alice, room, "late").await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!send.is_finished(), "the send waited for its read model");
+    held.rollback().await.unwrap();
+    let id = send.await.unwrap();
+    assert!(projected(&app.pool, id).await);
+    app.stop().await;
+}
+
+/// A server that is not alone on its database waits before answering, and
+/// one that may have missed another's deferred sends (just started beside
+/// it) waits for their read model's head before a read: a send on the
+/// first, deferred or not, shows on the second at once.
+#[tokio::test]
+async fn beside_another_server_a_send_shows_on_both_at_once() {
+    let app = TestApp::start().await;
+    let api = app.api();
+    let (_, alice) = api.user("twofold").await;
+    let room = api.room(&alice, "twofold").await;
+    let other = TestApp::start_on(app.db.clone(), |_| {}).await;
+    let api2 = other.api();
+    // (message ids come from each server's own block: look for it)
+    let shows = |page: Vec<Value>, id: i64| page.iter().any(|m| m["ID"] == id);
+    for i in 0..20 {
+        let id = api.say(&alice, room, &format!("m{i}")).await;
+        let page = api2.messages(&alice, room, "&limit=100").await;
+        assert!(shows(page, id), "send {i} read on the other server");
+        let id = api2.say(&alice, room, &format!("n{i}")).await;
+        let page = api.messages(&alice, room, "&limit=100").await;
+        assert!(shows(page, id), "send {i} read back on the first");
+    }
+    // both know of each other by now: neither defers
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let held = hold_roomchat_projector(&app.pool).await;
+    let send = tokio::spawn({
+        let (api, alice) = (api.clone(), alice.clone());
+        async move { api.say(&alice, room, "waits").await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert!(!send.is_finished(), "with another server, a send waits for its read model");
+    held.rollback().await.unwrap();
+    send.await.unwrap();
+    other.stop().await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn message_ids_drawn_in_blocks_are_unique_across_processes_and_increase_in_each() {
     let app = TestApp::start().await;

@@ -159,12 +159,25 @@ pub struct Surfaces {
     pub ops: Core,
 }
 
+/// Before anything else, a request waits until the read models include
+/// every write answered so far (`projector::fence`): an in-memory compare
+/// when they do, which is nearly always.
+async fn answered_writes(
+    axum::extract::State(core): axum::extract::State<Core>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    core.answered_writes().await;
+    next.run(req).await
+}
+
 /// Every surface's routes on its own state, the documents, the fallback
 /// that answers in the envelope of the surface a path belongs to, and the
 /// layers every request passes.
 pub fn router(config: &Config, s: Surfaces) -> Router {
     let max_body = config.max_body_bytes;
     let browser = config.browser.clone();
+    let core = s.ops.clone();
     Router::new()
         .merge(roomchat::router(config).with_state(s.roomchat))
         .merge(chat8::router(config).with_state(s.chat8))
@@ -175,6 +188,7 @@ pub fn router(config: &Config, s: Surfaces) -> Router {
         .merge(docs::ops_routes(config).split_for_parts().0.with_state(s.ops))
         .merge(docs::router())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(core, answered_writes))
         .layer(axum::middleware::from_fn_with_state(
             origin::Guard {
                 allowed: browser.cors_origins.clone().unwrap_or_default(),

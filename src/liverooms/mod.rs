@@ -571,7 +571,7 @@ pub async fn post_viewer_message(
             }
         })
         .await?;
-    core.settle(CHAT_READ_MODELS, pos).await;
+    core.settle_on_read(CHAT_READ_MODELS, pos).await;
     Ok(())
 }
 

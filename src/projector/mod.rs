@@ -5,6 +5,7 @@
 //! poll as fallback.
 
 mod asof;
+pub mod fence;
 mod rebuild;
 mod standing;
 mod status;

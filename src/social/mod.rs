@@ -267,7 +267,7 @@ pub async fn send_message(
             },
         )
         .await?;
-    core.settle(READ_MODELS, pos).await;
+    core.settle_on_read(READ_MODELS, pos).await;
     Ok(Sent {
         message_id,
         at,

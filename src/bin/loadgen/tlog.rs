@@ -38,6 +38,7 @@ pub fn start(
         pool: pool.clone(),
         store: Arc::new(tidelog::store::Store::new(pool.clone())),
         progress: progress.clone(),
+        fences: tidelog::projector::fence::Fences::off(),
     };
     let tasks = vec![
         tokio::spawn(projector::run_listener(pool.clone(), progress, rx.clone())),

@@ -262,7 +262,7 @@ pub async fn send_message(
     let msg = NewMessage::try_from(body)?;
     let meta = ctx.meta(SURFACE, actor(&caller));
     let (dto, pos) = post_message(&state, &meta, &caller, msg).await?;
-    state.settle(READ_MODELS, pos).await;
+    state.settle_on_read(READ_MODELS, pos).await;
     Ok(ok("发送成功", dto))
 }
 
