@@ -228,17 +228,7 @@ impl Server {
         // the read models a command may leave for its caller's next request
         // (counted in before the catch-up below, which covers deferrals of
         // servers gone by then)
-        let deferring_names = [
-            crate::http::roomchat::READ_MODELS,
-            crate::social::READ_MODELS,
-            crate::liverooms::CHAT_READ_MODELS,
-        ]
-        .concat();
-        let deferring: Vec<_> = projectors
-            .iter()
-            .filter(|p| deferring_names.contains(&p.name()))
-            .cloned()
-            .collect();
+        let deferring = fence::deferring(&projectors);
         let fences = Fences::new(
             config.read_your_writes_on_read,
             deferring,

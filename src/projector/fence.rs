@@ -32,6 +32,9 @@ use crate::store::LogPosition;
 
 /// The application name of each server's presence connection.
 pub const PRESENCE_APP: &str = "tidelog-server";
+/// The read models whose writes may be deferred: room chat's, Chat8's
+/// social graph and messages, the live rooms' viewer chat.
+pub const DEFERRING: &[&str] = &["roomchat", "social", "livechat"];
 /// How often a server counts the servers.
 const PRESENCE_EVERY: Duration = Duration::from_secs(1);
 
@@ -79,7 +82,10 @@ impl Fences {
     /// `false` when the caller must wait now (another server may take the
     /// next request, or deferring is off).
     pub fn defer(&self, names: &[&'static str], pos: LogPosition) -> bool {
-        if !self.enabled || !self.alone.load(Ordering::Acquire) {
+        if !self.enabled
+            || !self.alone.load(Ordering::Acquire)
+            || !names.iter().all(|n| self.deferring.iter().any(|p| p.name() == *n))
+        {
             return false;
         }
         let mut raised = self.raised.lock().unwrap();
@@ -129,6 +135,32 @@ impl Fences {
         self.alone.store(count == Some(1), Ordering::Release);
         *last = Some(count);
     }
+}
+
+/// For a process that reads read models without serving (the CLI): when a
+/// server is on the database, waits until the deferring read models reach
+/// their heads, so the read shows every write answered before it started.
+pub async fn observe_answered(
+    pool: &PgPool,
+    deferring: &[Arc<dyn Projector>],
+    timeout: Duration,
+) -> sqlx::Result<bool> {
+    let servers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE application_name = $1 AND datname = current_database()",
+    )
+    .bind(PRESENCE_APP)
+    .fetch_one(pool)
+    .await?;
+    if servers == 0 {
+        return Ok(true);
+    }
+    super::wait_caught_up(pool, &Progress::new(), deferring, timeout).await
+}
+
+/// The read models whose writes a server may defer, of `all` projectors.
+pub fn deferring(all: &[Arc<dyn Projector>]) -> Vec<Arc<dyn Projector>> {
+    all.iter().filter(|p| DEFERRING.contains(&p.name())).cloned().collect()
 }
 
 /// Holds this server's presence connection and counts the servers on the
