@@ -393,9 +393,6 @@ pub async fn run() -> anyhow::Result<()> {
                     tracing::info!("reading a standby: its state is the primary's of a moment ago");
                 } else {
                     db::migrate(&pool).await?;
-                    // what a running server answered, its read models show
-                    let deferring = crate::projector::fence::deferring(&projections::all(config.timezone));
-                    crate::projector::fence::observe_answered(&pool, &deferring, config.read_your_writes_timeout).await?;
                 }
                 match other {
                     Command::Migrate => {

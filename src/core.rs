@@ -40,14 +40,16 @@ impl Core {
         }
     }
 
-    /// Read-your-writes for a command's write, on the next read instead
-    /// of now where this server may defer it (`projector::fence`; every
-    /// authenticated request waits there), else now, as `settle`.
+    /// Read-your-writes for a command's write, on the next request instead
+    /// of now where this server may defer it (`projector::fence`: alone on
+    /// the database, under load; every HTTP request waits there), else
+    /// now, as `settle`.
     pub async fn settle_on_read(&self, names: &[&'static str], pos: Option<LogPosition>) -> bool {
         let Some(at) = pos else { return true };
-        if self.fences.defer(names, at) {
+        if self.fences.defer(&self.progress, names, at) {
             return true;
         }
+        let _counted = self.fences.settling();
         self.settle(names, pos).await
     }
 

@@ -6,7 +6,10 @@
 //! the read models it may read include every write answered so far — an
 //! in-memory compare when they do. So nobody, the writer or anyone else,
 //! reads a state older than an answer given, and the writer no longer
-//! waits for a projector batch after each write.
+//! waits for a projector batch after each write. A command defers only
+//! when others are already waiting for the same read models (under load);
+//! a lone command waits for its batch as before, which costs it nothing
+//! more than the next read would.
 //!
 //! Fences live in one process, so a process defers only while it is the
 //! only server on the database (`start_presence`): with others, a command
@@ -17,7 +20,7 @@
 //! deferral it could have missed is projected.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +50,8 @@ pub struct Fences {
     probe_until: Mutex<Instant>,
     /// per read model, the newest write answered before it was projected
     raised: Mutex<HashMap<&'static str, LogPosition>>,
+    /// commands waiting for their read models now
+    settling: AtomicUsize,
     /// the read models commands may defer (probed by a process that may
     /// have missed another's deferrals)
     deferring: Vec<Arc<dyn Projector>>,
@@ -61,6 +66,7 @@ impl Fences {
             alone: AtomicBool::new(false),
             probe_until: Mutex::new(Instant::now()),
             raised: Mutex::default(),
+            settling: AtomicUsize::new(0),
             deferring,
             timeout,
         })
@@ -79,9 +85,11 @@ impl Fences {
     }
 
     /// Raises the fences of `names` to `pos` instead of waiting now;
-    /// `false` when the caller must wait now (another server may take the
-    /// next request, or deferring is off).
-    pub fn defer(&self, names: &[&'static str], pos: LogPosition) -> bool {
+    /// `false` when the caller must wait now: another server may take the
+    /// next request, or deferring is off, or nothing else is waiting for
+    /// these read models (a lone command waits for its batch as before;
+    /// under load its wait would only lengthen everyone's).
+    pub fn defer(&self, progress: &Progress, names: &[&'static str], pos: LogPosition) -> bool {
         if !self.enabled
             || !self.alone.load(Ordering::Acquire)
             || !names.iter().all(|n| self.deferring.iter().any(|p| p.name() == *n))
@@ -89,11 +97,23 @@ impl Fences {
             return false;
         }
         let mut raised = self.raised.lock().unwrap();
+        raised.retain(|n, at| progress.checkpoint(n) < *at);
+        let busy = self.settling.load(Ordering::Acquire) > 0
+            || names.iter().any(|n| raised.contains_key(n));
+        if !busy {
+            return false;
+        }
         for n in names {
             let at = raised.entry(n).or_default();
             *at = (*at).max(pos);
         }
         true
+    }
+
+    /// Counts a command waiting for its read models, until dropped.
+    pub fn settling(&self) -> Settling<'_> {
+        self.settling.fetch_add(1, Ordering::AcqRel);
+        Settling(self)
     }
 
     /// Waits until every write answered so far is in its read models (at
@@ -137,25 +157,13 @@ impl Fences {
     }
 }
 
-/// For a process that reads read models without serving (the CLI): when a
-/// server is on the database, waits until the deferring read models reach
-/// their heads, so the read shows every write answered before it started.
-pub async fn observe_answered(
-    pool: &PgPool,
-    deferring: &[Arc<dyn Projector>],
-    timeout: Duration,
-) -> sqlx::Result<bool> {
-    let servers: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity
-          WHERE application_name = $1 AND datname = current_database()",
-    )
-    .bind(PRESENCE_APP)
-    .fetch_one(pool)
-    .await?;
-    if servers == 0 {
-        return Ok(true);
+/// A command waiting for its read models (`Fences::settling`).
+pub struct Settling<'a>(&'a Fences);
+
+impl Drop for Settling<'_> {
+    fn drop(&mut self) {
+        self.0.settling.fetch_sub(1, Ordering::AcqRel);
     }
-    super::wait_caught_up(pool, &Progress::new(), deferring, timeout).await
 }
 
 /// The read models whose writes a server may defer, of `all` projectors.
