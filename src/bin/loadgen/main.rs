@@ -2132,7 +2132,7 @@ fn report(
             v.as_f64().map(fmt).unwrap_or_else(|| v.to_string())
         )?;
     }
-    writeln!(md, "\nGift ingestion figures count messages (batch × requests). `projection_lag_gifts` is the time from an ingestion answer to the `gifts` read model having it, at {} msgs/s (half the batch-1 peak at c=16). Room-chat sends answer after their read model has them (read-your-writes), so their lag after the answer is 0 by construction and the cost shows in their latency.", fmt(note("projection_lag_rate_per_s")))?;
+    writeln!(md, "\nGift ingestion figures count messages (batch × requests). `projection_lag_gifts` is the time from an ingestion answer to the `gifts` read model having it, at {} msgs/s (half the batch-1 peak at c=16). Under load a room-chat send answers once durable and the next request waits for its read model (read-your-writes on the next read), so its projection lag shows in `http_roomchat_send_read_c16`, not in the send's latency.", fmt(note("projection_lag_rate_per_s")))?;
     std::fs::write(out.join("report.md"), &md)?;
     std::io::stdout().write_all(md.as_bytes())?;
     Ok(())
