@@ -13,7 +13,6 @@ use tokio::task::JoinHandle;
 use crate::auth::shared_secret;
 use crate::config::{Config, Secret};
 use crate::core::Core;
-use crate::projector::fence::{self, Fences};
 use crate::db::{self, Database};
 use crate::http::admin::AdminState;
 use crate::http::chat8::Chat8State;
@@ -26,6 +25,7 @@ use crate::identity::{Identity, Mailer};
 use crate::ids::SequenceBlocks;
 use crate::ledger::payments::{self, Provider};
 use crate::live::Hub;
+use crate::projector::fence::{self, Fences};
 use crate::projector::{self, Progress, RuntimeSettings};
 use crate::social::feed::SocialHub;
 use crate::store::Store;
@@ -235,8 +235,12 @@ impl Server {
             config.read_your_writes_timeout,
         );
         background.push(
-            fence::start_presence(database.options.clone(), fences.clone(), shutdown_rx.clone())
-                .await,
+            fence::start_presence(
+                database.options.clone(),
+                fences.clone(),
+                shutdown_rx.clone(),
+            )
+            .await,
         );
         // read models as they were before a restart (or a crash) first
         if !projector::wait_caught_up(&pool, &progress, &projectors, STARTUP_CATCH_UP).await? {

@@ -839,9 +839,9 @@ impl Config {
             read_your_writes_on_read: match var("TIDELOG_READ_YOUR_WRITES").as_deref() {
                 None | Some("read") => true,
                 Some("write") => false,
-                Some(other) => bail!(
-                    "TIDELOG_READ_YOUR_WRITES must be `read` or `write`, not {other:?}"
-                ),
+                Some(other) => {
+                    bail!("TIDELOG_READ_YOUR_WRITES must be `read` or `write`, not {other:?}")
+                }
             },
             postgres_bin: var("TIDELOG_POSTGRES_BIN").map(PathBuf::from),
             access_token_ttl: Duration::from_secs(

@@ -664,10 +664,17 @@ async fn sends_to_one_hot_room_are_pipelined_and_two_servers_on_it_lose_nothing(
         ),
     )
     .await;
-    assert!(together > 0, "no two sends to the room were written together");
+    assert!(
+        together > 0,
+        "no two sends to the room were written together"
+    );
     answered.extend(
         futures::future::join_all((0..96).map(|i| {
-            let api = if i % 2 == 0 { api.clone() } else { api2.clone() };
+            let api = if i % 2 == 0 {
+                api.clone()
+            } else {
+                api2.clone()
+            };
             send(api, token.clone(), format!("two{i}"))
         }))
         .await,
@@ -689,7 +696,11 @@ async fn sends_to_one_hot_room_are_pipelined_and_two_servers_on_it_lose_nothing(
     .fetch_all(&app.pool)
     .await
     .unwrap();
-    assert_eq!(sequences, (1..=146).collect::<Vec<i64>>(), "one gap-free stream");
+    assert_eq!(
+        sequences,
+        (1..=146).collect::<Vec<i64>>(),
+        "one gap-free stream"
+    );
     let mut stored_pairs: Vec<(String, i64)> =
         stored.into_iter().map(|(_, c, id)| (c, id)).collect();
     stored_pairs.sort();
@@ -702,7 +713,9 @@ async fn sends_to_one_hot_room_are_pipelined_and_two_servers_on_it_lose_nothing(
 
 /// Holds the room-chat projector at its checkpoint (its claim waits for
 /// this row lock) until the transaction ends.
-async fn hold_roomchat_projector(pool: &sqlx::PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+async fn hold_roomchat_projector(
+    pool: &sqlx::PgPool,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = 'roomchat' FOR UPDATE")
         .execute(&mut *tx)
@@ -712,7 +725,12 @@ async fn hold_roomchat_projector(pool: &sqlx::PgPool) -> sqlx::Transaction<'stat
 }
 
 async fn projected(pool: &sqlx::PgPool, message_id: i64) -> bool {
-    count(pool, &format!("SELECT count(*) FROM chat_messages WHERE message_id = {message_id}")).await == 1
+    count(
+        pool,
+        &format!("SELECT count(*) FROM chat_messages WHERE message_id = {message_id}"),
+    )
+    .await
+        == 1
 }
 
 /// Under load (another send already waiting for the room-chat read model)
@@ -720,13 +738,19 @@ async fn projected(pool: &sqlx::PgPool, message_id: i64) -> bool {
 /// read (the sender's or anyone's) waits until it does.
 #[tokio::test]
 async fn a_send_answers_before_its_projection_and_the_next_read_waits_for_it() {
-    let app = TestApp::start_with(|c| c.read_your_writes_timeout = std::time::Duration::from_secs(30)).await;
+    let app =
+        TestApp::start_with(|c| c.read_your_writes_timeout = std::time::Duration::from_secs(30))
+            .await;
     let api = app.api();
     let (_, alice) = api.user("fenced").await;
     let (bob_id, bob) = api.user("reader").await;
     let room = api.room(&alice, "fenced").await;
     let (s, v) = api
-        .post("/api/room/add_user", Some(&alice), json!({"room_id": room, "user_id": bob_id}))
+        .post(
+            "/api/room/add_user",
+            Some(&alice),
+            json!({"room_id": room, "user_id": bob_id}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let posted = "SELECT count(*) FROM events WHERE event_type = 'MessagePosted'";
@@ -736,18 +760,30 @@ async fn a_send_answers_before_its_projection_and_the_next_read_waits_for_it() {
         let (api, bob) = (api.clone(), bob.clone());
         async move { api.say(&bob, room, "waiting").await }
     });
-    eventually("the first send is stored", || async { count(&app.pool, posted).await == 1 }).await;
+    eventually("the first send is stored", || async {
+        count(&app.pool, posted).await == 1
+    })
+    .await;
     assert!(!first.is_finished());
-    let id = tokio::time::timeout(std::time::Duration::from_secs(10), api.say(&alice, room, "early"))
-        .await
-        .expect("the second send answered while its projector was held");
-    assert!(!projected(&app.pool, id).await, "answered before it was projected");
+    let id = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        api.say(&alice, room, "early"),
+    )
+    .await
+    .expect("the second send answered while its projector was held");
+    assert!(
+        !projected(&app.pool, id).await,
+        "answered before it was projected"
+    );
     let release = tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         held.rollback().await.unwrap();
     });
     let page = api.messages(&bob, room, "&limit=5").await;
-    assert!(page.iter().any(|m| m["ID"] == id), "another member's next read shows it");
+    assert!(
+        page.iter().any(|m| m["ID"] == id),
+        "another member's next read shows it"
+    );
     release.await.unwrap();
     first.await.unwrap();
     app.stop().await;
@@ -790,18 +826,15 @@ async fn beside_another_server_a_send_shows_on_both_at_once() {
     let burst = |api: Api, room: i64, tag: &'static str| {
         let alice = alice.clone();
         async move {
-            futures::future::join_all(
-                (0..8).map(|k| {
-                    let (api, alice) = (api.clone(), alice.clone());
-                    async move { api.say(&alice, room, &format!("{tag}{k}")).await }
-                }),
-            )
+            futures::future::join_all((0..8).map(|k| {
+                let (api, alice) = (api.clone(), alice.clone());
+                async move { api.say(&alice, room, &format!("{tag}{k}")).await }
+            }))
             .await
         }
     };
-    let shows_all = |page: Vec<Value>, ids: &[i64]| {
-        ids.iter().all(|id| page.iter().any(|m| m["ID"] == *id))
-    };
+    let shows_all =
+        |page: Vec<Value>, ids: &[i64]| ids.iter().all(|id| page.iter().any(|m| m["ID"] == *id));
     for i in 0..10 {
         let room = api.room(&alice, &format!("twofold{i}")).await;
         let ids = burst(api.clone(), room, "m").await;
@@ -819,7 +852,10 @@ async fn beside_another_server_a_send_shows_on_both_at_once() {
         async move { api.say(&alice, room, "waits").await }
     });
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
-    assert!(!send.is_finished(), "with another server, a send waits for its read model");
+    assert!(
+        !send.is_finished(),
+        "with another server, a send waits for its read model"
+    );
     held.rollback().await.unwrap();
     send.await.unwrap();
     other.stop().await;

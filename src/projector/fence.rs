@@ -92,7 +92,9 @@ impl Fences {
     pub fn defer(&self, progress: &Progress, names: &[&'static str], pos: LogPosition) -> bool {
         if !self.enabled
             || !self.alone.load(Ordering::Acquire)
-            || !names.iter().all(|n| self.deferring.iter().any(|p| p.name() == *n))
+            || !names
+                .iter()
+                .all(|n| self.deferring.iter().any(|p| p.name() == *n))
         {
             return false;
         }
@@ -138,7 +140,9 @@ impl Fences {
                 .unwrap_or(false);
         }
         if !caught_up {
-            tracing::warn!("read models did not catch up with the writes answered in time; reading anyway");
+            tracing::warn!(
+                "read models did not catch up with the writes answered in time; reading anyway"
+            );
         }
         caught_up
     }
@@ -168,7 +172,10 @@ impl Drop for Settling<'_> {
 
 /// The read models whose writes a server may defer, of `all` projectors.
 pub fn deferring(all: &[Arc<dyn Projector>]) -> Vec<Arc<dyn Projector>> {
-    all.iter().filter(|p| DEFERRING.contains(&p.name())).cloned().collect()
+    all.iter()
+        .filter(|p| DEFERRING.contains(&p.name()))
+        .cloned()
+        .collect()
 }
 
 /// Holds this server's presence connection and counts the servers on the
@@ -184,7 +191,11 @@ pub async fn start_presence(
         let mut first = Some(first_tx);
         let mut last = None;
         loop {
-            let conn = connect.clone().application_name(PRESENCE_APP).connect().await;
+            let conn = connect
+                .clone()
+                .application_name(PRESENCE_APP)
+                .connect()
+                .await;
             let mut conn = match conn {
                 Ok(c) => c,
                 Err(e) => {

@@ -357,6 +357,9 @@ impl Appender {
 
     fn superseded(&self, p: &Pending) -> bool {
         let state = self.state.lock().unwrap();
-        state.dead.get(&p.stream).is_some_and(|dead| p.epoch <= *dead)
+        state
+            .dead
+            .get(&p.stream)
+            .is_some_and(|dead| p.epoch <= *dead)
     }
 }

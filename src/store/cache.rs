@@ -106,11 +106,7 @@ pub struct CachingEventStore<A: Aggregate> {
 }
 
 impl<A: Aggregate + Clone> CachingEventStore<A> {
-    pub fn new(
-        pool: PgPool,
-        snapshot_size: usize,
-        appender: Arc<Appender>,
-    ) -> Self {
+    pub fn new(pool: PgPool, snapshot_size: usize, appender: Arc<Appender>) -> Self {
         let repo = Repository::new(pool.clone(), appender.clone());
         let inner = if snapshot_size == 0 {
             PersistedEventStore::new_event_store(repo)
@@ -232,7 +228,12 @@ impl<A: Aggregate + Clone + 'static> EventStore<A> for CachingEventStore<A> {
             .await
             .inspect_err(|_| forget_if(&self.cache, &aggregate_id, epoch))?;
         if let Some(turn) = turn::current() {
-            turn.appended(envelopes.iter().map(|e| e.payload.clone()).collect::<Vec<A::Event>>());
+            turn.appended(
+                envelopes
+                    .iter()
+                    .map(|e| e.payload.clone())
+                    .collect::<Vec<A::Event>>(),
+            );
         }
         Ok(envelopes)
     }

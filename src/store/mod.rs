@@ -297,7 +297,10 @@ impl Store {
         meta: &CommandMeta,
         make: impl FnMut() -> A::Command,
     ) -> Result<Option<LogPosition>, CommandError<A::Error>> {
-        Ok(self.run(cqrs, aggregate_id, meta, make).await?.map(|(at, _)| at))
+        Ok(self
+            .run(cqrs, aggregate_id, meta, make)
+            .await?
+            .map(|(at, _)| at))
     }
 
     /// Where the command's events landed (the last of them), and the

@@ -111,7 +111,9 @@ impl PersistedEventRepository for Repository {
         let turn = turn::current();
         let at = match snapshot_update {
             None => {
-                let epoch = turn.as_ref().map_or_else(turn::new_epoch, |t| t.decided().epoch);
+                let epoch = turn
+                    .as_ref()
+                    .map_or_else(turn::new_epoch, |t| t.decided().epoch);
                 let appended = self.appender.append(rows, epoch);
                 if let Some(turn) = &turn {
                     turn.release();
@@ -126,10 +128,7 @@ impl PersistedEventRepository for Repository {
                 // keeps new ones out meanwhile)
                 self.appender.drained(&stream).await;
                 let mut tx = self.pool.begin().await.map_err(persistence_error)?;
-                let at = rows
-                    .insert(&mut *tx)
-                    .await
-                    .map_err(persistence_error)?;
+                let at = rows.insert(&mut *tx).await.map_err(persistence_error)?;
                 let at = rows.last_of(&at).map_err(persistence_error)?;
                 let written = if current_snapshot == 1 {
                     sqlx::query(
