@@ -724,6 +724,17 @@ async fn hold_roomchat_projector(
     tx
 }
 
+/// A send running on its own task (to look at it while it waits).
+fn spawn_say(
+    api: &Api,
+    token: &str,
+    room: i64,
+    content: &'static str,
+) -> tokio::task::JoinHandle<i64> {
+    let (api, token) = (api.clone(), token.to_owned());
+    tokio::spawn(async move { api.say(&token, room, content).await })
+}
+
 async fn projected(pool: &sqlx::PgPool, message_id: i64) -> bool {
     count(
         pool,
@@ -756,10 +767,7 @@ async fn a_send_answers_before_its_projection_and_the_next_read_waits_for_it() {
     let posted = "SELECT count(*) FROM events WHERE event_type = 'MessagePosted'";
     let held = hold_roomchat_projector(&app.pool).await;
     // a lone send waits for its batch, as before
-    let first = tokio::spawn({
-        let (api, bob) = (api.clone(), bob.clone());
-        async move { api.say(&bob, room, "waiting").await }
-    });
+    let first = spawn_say(&api, &bob, room, "waiting");
     eventually("the first send is stored", || async {
         count(&app.pool, posted).await == 1
     })
@@ -798,10 +806,7 @@ async fn a_send_answers_before_its_projection_and_the_next_read_waits_for_it() {
     let (_, alice) = api.user("waits").await;
     let room = api.room(&alice, "waits").await;
     let held = hold_roomchat_projector(&app.pool).await;
-    let send = tokio::spawn({
-        let (api, alice) = (api.clone(), alice.clone());
-        async move { api.say(&alice, room, "late").await }
-    });
+    let send = spawn_say(&api, &alice, room, "late");
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert!(!send.is_finished(), "the send waited for its read model");
     held.rollback().await.unwrap();
@@ -847,10 +852,7 @@ async fn beside_another_server_a_send_shows_on_both_at_once() {
     // both know of each other by now: neither defers
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let held = hold_roomchat_projector(&app.pool).await;
-    let send = tokio::spawn({
-        let (api, alice) = (api.clone(), alice.clone());
-        async move { api.say(&alice, room, "waits").await }
-    });
+    let send = spawn_say(&api, &alice, room, "waits");
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     assert!(
         !send.is_finished(),

@@ -148,6 +148,11 @@ struct State {
 }
 
 impl State {
+    /// Whether an append decided on `epoch` of `stream` grew from a failed one.
+    fn is_dead(&self, stream: &Stream, epoch: u64) -> bool {
+        self.dead.get(stream).is_some_and(|dead| epoch <= *dead)
+    }
+
     fn eligible(&self, p: &Pending) -> bool {
         !self.busy.contains(&p.stream)
     }
@@ -227,7 +232,7 @@ impl Appender {
         let stream = rows.stream();
         {
             let mut state = self.state.lock().unwrap();
-            if state.dead.get(&stream).is_some_and(|dead| epoch <= *dead) {
+            if state.is_dead(&stream, epoch) {
                 let _ = reply.send(Err(AppendError::Superseded));
             } else {
                 *state.open.entry(stream.clone()).or_insert(0) += 1;
@@ -356,10 +361,6 @@ impl Appender {
     }
 
     fn superseded(&self, p: &Pending) -> bool {
-        let state = self.state.lock().unwrap();
-        state
-            .dead
-            .get(&p.stream)
-            .is_some_and(|dead| p.epoch <= *dead)
+        self.state.lock().unwrap().is_dead(&p.stream, p.epoch)
     }
 }
