@@ -893,3 +893,61 @@ async fn send_gift_v2_items_count_once_each_at_their_gold() {
     assert_eq!(row["gift"].as_f64(), Some(330.1), "{row}");
     app.stop().await;
 }
+
+/// The server parses and records a bounded number of batches at once
+/// (its memory); batches beyond it wait their turn and none is lost,
+/// doubled or refused.
+#[tokio::test]
+async fn more_batches_at_once_than_the_server_records_at_once_all_count_once() {
+    let app = start().await;
+    for room in [21, 22, 23] {
+        post(
+            &app,
+            "/add/room",
+            Some(KEY),
+            &json!({"room_id": room, "room_anchors": format!("主播{room}")}),
+        )
+        .await;
+    }
+    let now = Utc::now().timestamp_millis();
+    let gift = |tid: String| {
+        json!({"cmd": "SEND_GIFT", "received_at": now, "data": {"uid": 1, "uname": "a",
+            "giftId": 1, "giftName": "g", "num": 1, "price": 100, "total_coin": 100, "coin_type": "gold", "tid": tid}})
+    };
+    // 48 batches of 20 at once, three times the 16 recorded at once
+    let sends = (0..48).map(|b| {
+        let batch: Vec<Value> = (0..20).map(|i| gift(format!("{b}-{i}"))).collect();
+        let app = &app;
+        async move { ingest(app, 21 + b % 3, &batch).await }
+    });
+    let answers = futures::future::join_all(sends).await;
+    for v in &answers {
+        assert_eq!(
+            (v["recorded"].as_i64(), v["duplicates"].as_i64()),
+            (Some(20), Some(0)),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM event_store_unique_keys
+              WHERE kind = 'ingest' AND split_part(key, ':', 1) IN ('21', '22', '23')",
+        )
+        .await,
+        960
+    );
+    projected(&app).await;
+    let (_, v) = get(&app, "/gift").await;
+    for room in [21, 22, 23] {
+        let row = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["room_id"] == room)
+            .unwrap_or_else(|| panic!("room {room} in {v}"));
+        // 16 batches of 20 gifts of 100 gold: 32,000 gold, 32 yuan
+        assert_eq!(row["gift"].as_f64(), Some(32.0), "{row}");
+    }
+    app.stop().await;
+}

@@ -101,7 +101,8 @@ pub async fn json<T: DeserializeOwned, S: Send + Sync>(
     parse(bytes(req, state).await?)
 }
 
-fn parse<T: DeserializeOwned>(bytes: Bytes) -> Result<T, BodyError> {
+/// A body read with [`bytes`], parsed as [`json`] does.
+pub fn parse<T: DeserializeOwned>(bytes: Bytes) -> Result<T, BodyError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(BodyError::Empty);
     }

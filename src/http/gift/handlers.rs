@@ -175,7 +175,10 @@ pub async fn ingest(
 ) -> Result<impl IntoResponse> {
     check_key(&state, key_from_headers(req.headers()).as_deref())?;
     let room_id = positive_room_id(&Value::String(raw_room))?;
-    let items: Value = body::json(req, &()).await?;
+    let raw = body::bytes(req, &()).await?;
+    // read first: a slow client holds no slot
+    let _slot = state.ingest_slots.acquire().await.expect("never closed");
+    let items: Value = body::parse(raw)?;
     let Value::Array(items) = items else {
         return Err(GiftError::bad_request("请求体必须是消息数组"));
     };
