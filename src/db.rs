@@ -24,6 +24,12 @@ impl Database {
     /// Resolves `DATABASE_URL`, or starts the embedded cluster and makes sure
     /// its database exists.
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        Self::open_preloading(config, &[]).await
+    }
+
+    /// [`Database::open`], a new embedded cluster preloading the libraries
+    /// `preload` that the installation has (the bench's statement counts).
+    pub async fn open_preloading(config: &Config, preload: &[&str]) -> anyhow::Result<Self> {
         if let Some(url) = &config.database_url {
             let options = PgConnectOptions::from_str(url.expose())
                 .context("DATABASE_URL is not a valid PostgreSQL URL")?;
@@ -35,6 +41,7 @@ impl Database {
         let root = config.data_dir.join("postgres");
         let opts = ClusterOptions {
             bin_dir: config.postgres_bin.clone(),
+            preload_if_installed: preload.iter().map(|l| l.to_string()).collect(),
             ..Default::default()
         };
         let pg =

@@ -21,6 +21,9 @@ TIDELOG_POSTGRES_BIN at their directory, or set DATABASE_URL to an existing data
 pub struct ClusterOptions {
     pub settings: Vec<(String, String)>,
     pub bin_dir: Option<PathBuf>,
+    /// libraries preloaded when the installation has them (the bench's
+    /// `pg_stat_statements`); a missing one is left out
+    pub preload_if_installed: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -206,12 +209,45 @@ impl EmbeddedPostgres {
         for (k, v) in &opts.settings {
             conf.push_str(&format!("{k} = {v}\n"));
         }
+        let preload: Vec<&str> = opts
+            .preload_if_installed
+            .iter()
+            .filter(|lib| self.has_library(lib))
+            .map(String::as_str)
+            .collect();
+        if !preload.is_empty() {
+            conf.push_str(&format!(
+                "shared_preload_libraries = '{}'\n",
+                preload.join(",")
+            ));
+        }
         use std::io::Write;
         std::fs::OpenOptions::new()
             .append(true)
             .open(self.data_dir().join("postgresql.conf"))?
             .write_all(conf.as_bytes())?;
         Ok(())
+    }
+
+    /// Whether the installation has the server library `name` (in
+    /// `pg_config --pkglibdir`, or beside `bin` as Debian and the PGDG
+    /// packages lay it out), found from the real `postgres` binary (the
+    /// one in PATH may be a link).
+    fn has_library(&self, name: &str) -> bool {
+        let Some(bin) = std::fs::canonicalize(self.bin_dir.join("postgres"))
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+        else {
+            return false;
+        };
+        let pkglib = Command::new(bin.join("pg_config"))
+            .arg("--pkglibdir")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .unwrap_or_else(|| bin.join("../lib"));
+        pkglib.join(format!("{name}.so")).exists()
     }
 
     /// The postmaster's pid from its lock file, if that process is alive (a

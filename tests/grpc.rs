@@ -890,6 +890,7 @@ async fn the_endpoint_reads_a_hot_standby_and_follows_the_primary() {
     let opts = ClusterOptions {
         settings: vec![("fsync".into(), "off".into())],
         bin_dir: None,
+        ..Default::default()
     };
     let primary = {
         let (root, opts) = (primary_root.clone(), opts.clone());

@@ -65,6 +65,7 @@ async fn an_append_that_commits_late_is_projected_not_skipped() {
         let opts = ClusterOptions {
             settings: vec![("fsync".into(), "off".into())],
             bin_dir: None,
+            ..Default::default()
         };
         EmbeddedPostgres::start(&root, &opts).unwrap()
     })

@@ -40,6 +40,7 @@ fn fast_settings() -> ClusterOptions {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
         bin_dir: None,
+        ..Default::default()
     }
 }
 

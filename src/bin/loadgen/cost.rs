@@ -7,8 +7,11 @@
 //! Everything the command set off is counted — its projections, the
 //! positions numbering, the transparency log's integration, the anchors'
 //! earnings — divided by the calls the figure made (warm-up included).
-//! Statements per command need `pg_stat_statements` preloaded, which the
-//! embedded cluster does not do: not counted.
+//! Statements come from `pg_stat_statements` (exact at any instant: each
+//! counted as it ends), which the bench's own cluster preloads when the
+//! installation has it; on a database without it they are not counted.
+//! They are the top-level statements every client sent (the load
+//! generator's few probes included), each `BEGIN` and `COMMIT` one.
 
 use std::time::Duration;
 
@@ -24,6 +27,31 @@ pub struct Snapshot {
     next_xid: i64,
     wal_syncs: Option<i64>,
     commits: i64,
+    statements: Option<(i64, i64)>,
+}
+
+/// Starts counting statements, where `pg_stat_statements` is loaded.
+pub async fn count_statements(pool: &PgPool) {
+    if let Err(e) = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(pool)
+        .await
+    {
+        tracing::info!(error = %e, "statements per command are not counted");
+    }
+}
+
+/// Statements run in this database so far, with how many entries the
+/// extension has evicted (a difference across an eviction is not the
+/// count); none: not counted here.
+async fn statements(pool: &PgPool) -> Option<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT (SELECT sum(calls)::bigint FROM pg_stat_statements
+                  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())),
+                (SELECT dealloc FROM pg_stat_statements_info)",
+    )
+    .fetch_one(pool)
+    .await
+    .ok()
 }
 
 /// The counters once the system has been quiet for `SETTLE`.
@@ -42,6 +70,7 @@ pub async fn after(pool: &PgPool) -> anyhow::Result<Snapshot> {
 /// The exact counters now, the reported ones `wait` later.
 async fn read(pool: &PgPool, wait: Duration) -> anyhow::Result<Snapshot> {
     let (wal_bytes, next_xid) = exact(pool).await?;
+    let statements = statements(pool).await;
     tokio::time::sleep(wait).await;
     let (wal_syncs, commits) = reported(pool).await?;
     Ok(Snapshot {
@@ -49,6 +78,7 @@ async fn read(pool: &PgPool, wait: Duration) -> anyhow::Result<Snapshot> {
         next_xid,
         wal_syncs,
         commits,
+        statements,
     })
 }
 
@@ -89,5 +119,10 @@ pub fn per_call(before: &Snapshot, after: &Snapshot, calls: u64) -> Value {
         // read-only ones included (session checks, reads of the load
         // generator's samplers)
         "commits": r((after.commits - before.commits) as f64),
+        "statements": after
+            .statements
+            .zip(before.statements)
+            .filter(|((_, evicted_after), (_, evicted_before))| evicted_after == evicted_before)
+            .map(|((a, _), (b, _))| r((a - b) as f64)),
     })
 }

@@ -597,9 +597,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         config.data_dir = data;
     }
-    let database = Database::open(&config).await?;
+    let database = Database::open_preloading(&config, &["pg_stat_statements"]).await?;
     let pool = database.pool(config.db_pool_size).await?;
     db::migrate(&pool).await?;
+    cost::count_statements(&pool).await;
     let url = url_of(
         &database.options,
         config.database_url.as_ref().map(|s| s.expose()),
@@ -2110,17 +2111,18 @@ fn report(
     if !r.costs.is_empty() {
         writeln!(
             md,
-            "\nPer call, the first run of each command figure, everything it set off included (the ceiling's one INSERT is one write transaction, one commit and at most one flush):\n\n| scenario | WAL bytes | write transactions | WAL flushes | commits (reads too) |\n| --- | --- | --- | --- | --- |"
+            "\nPer call, the first run of each command figure, everything it set off included (the ceiling's one INSERT is one write transaction, one commit and at most one flush):\n\n| scenario | WAL bytes | write transactions | WAL flushes | commits (reads too) | statements |\n| --- | --- | --- | --- | --- | --- |"
         )?;
         for (name, c) in &r.costs {
             let v = |k: &str| c[k].as_f64().map(fmt).unwrap_or_else(|| "—".into());
             writeln!(
                 md,
-                "| {name} | {} | {} | {} | {} |",
+                "| {name} | {} | {} | {} | {} | {} |",
                 v("wal_bytes"),
                 v("write_transactions"),
                 v("wal_flushes"),
-                v("commits")
+                v("commits"),
+                v("statements")
             )?;
         }
     }
