@@ -1420,3 +1420,96 @@ async fn chats_and_cards_sillytavern_wrote_over_the_years_keep_their_dates() {
     assert_eq!(kept.to_rfc3339(), "2023-04-21T12:02:47.124+00:00");
     app.stop().await;
 }
+
+/// Under load a VIP payment answers once durable, before its read models
+/// have it (read-your-writes on the next request): the answer carries the
+/// payment's own balance, the payer may chat in the room at once (a
+/// refusal of access first waits for answered writes), and the payer's
+/// next read shows the access.
+#[tokio::test]
+async fn a_vip_payment_answers_before_its_projection_and_the_payer_chats_at_once() {
+    let app = TestApp::start_with(|c| c.read_your_writes_timeout = Duration::from_secs(30)).await;
+    let (anchor, anchor_uid) = Site::user(&app, "anchor1").await;
+    let (first, first_uid) = Site::user(&app, "first").await;
+    let (payer, payer_uid) = Site::user(&app, "payer").await;
+    let room = paid_room(&app, &anchor, 30).await;
+    go_live(&anchor, &room, true).await;
+    coins(&app, &first, 100, "first").await;
+    coins(&app, &payer, 100, "payer").await;
+    let paid = "SELECT count(*) FROM events WHERE event_type = 'VipCoinPaid'";
+    let mut held = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = 'live' FOR UPDATE")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    // a lone payment waits for its read models, as before
+    let lone = {
+        let (site, body) = (
+            first.clone(),
+            pay_body(&first_uid, &anchor_uid, &room, json!(30)),
+        );
+        tokio::spawn(async move { site.post("/api/live/pay_vip_coin", body).await })
+    };
+    eventually("the first payment is stored", || async {
+        count(&app.pool, paid).await == 1
+    })
+    .await;
+    assert!(!lone.is_finished());
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        payer.post(
+            "/api/live/pay_vip_coin",
+            pay_body(&payer_uid, &anchor_uid, &room, json!(30)),
+        ),
+    )
+    .await
+    .expect("the second payment answered while its projector was held");
+    let data = &success(&answer)["data"];
+    assert_eq!(
+        (data["paid"].as_bool(), data["coin_num"].as_i64()),
+        (Some(true), Some(70)),
+        "{data}"
+    );
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM live_access").await,
+        0,
+        "answered before its access was projected"
+    );
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        held.rollback().await.unwrap();
+    });
+    let said = payer
+        .post(
+            "/api/live/save_user_chat_history",
+            json!({"room_id": room, "room_name": "x", "user_message": "paid, and here"}),
+        )
+        .await;
+    success(&said);
+    release.await.unwrap();
+    let info = success(
+        &payer
+            .get(&format!(
+                "/api/live/get_live_info?room_id={room}&uid={payer_uid}"
+            ))
+            .await,
+    )
+    .clone();
+    assert_eq!(info["data"]["vip_info"]["vip_status"], true);
+    // paying again moves nothing, and answers the balance as it stands
+    let again = payer
+        .post(
+            "/api/live/pay_vip_coin",
+            pay_body(&payer_uid, &anchor_uid, &room, json!(30)),
+        )
+        .await;
+    let data = &success(&again)["data"];
+    assert_eq!(
+        (data["paid"].as_bool(), data["coin_num"].as_i64()),
+        (Some(false), Some(70)),
+        "{data}"
+    );
+    success(&lone.await.unwrap());
+    assert_eq!(count(&app.pool, paid).await, 2);
+    app.stop().await;
+}

@@ -159,15 +159,21 @@ pub struct Surfaces {
     pub ops: Core,
 }
 
-/// The requests that need not wait for deferred writes: the message sends
-/// that defer. A deferred write only adds a message, and these read no
-/// message (they decide on their stream's state, and read memberships,
-/// friendships and room access, which no deferred write changes), so a
-/// sender's next send does not queue behind the previous one's projection.
+/// The requests that need not wait for deferred writes: the commands that
+/// defer, so that a caller's next command does not queue behind the
+/// previous one's projection. A deferred write adds a message or moves a
+/// VIP payment's coins and access. The message sends read no message (they
+/// decide on their stream's state, and read memberships and friendships,
+/// which no deferred write changes); room access, which a payment grants,
+/// is refused only after waiting for answered writes (`may_watch`). A VIP
+/// payment decides on the payer's wallet; a stale access read costs a
+/// repeat that the wallet answers as one, and the balance it answers is
+/// the payment's own (or read after waiting, when nothing moved).
 const NEED_NO_ANSWERED_WRITES: &[(&str, &str)] = &[
     ("POST", "/api/message/send"),
     ("POST", "/api/v1/messages"),
     ("POST", "/api/live/save_user_chat_history"),
+    ("POST", "/api/live/pay_vip_coin"),
 ];
 
 /// Before anything else, a request waits until the read models include

@@ -66,6 +66,8 @@ pub struct Moved {
     pub position: LogPosition,
     pub balance_after: i64,
     pub event: WalletEvent,
+    /// done by this call (not a repeat answered from the log)
+    pub now: bool,
 }
 
 /// Runs one wallet operation with exactly-once effect per operation id and
@@ -99,6 +101,7 @@ pub async fn operate(
                     position,
                     balance_after: event.balance_after(),
                     event,
+                    now: true,
                 });
             }
         }
@@ -168,6 +171,7 @@ pub async fn find_operation(
         position: LogPosition { txid, position },
         balance_after: event.balance_after(),
         event,
+        now: false,
     }))
 }
 

@@ -1,14 +1,18 @@
 //! The process manager that pays anchors. A payment to an anchor
 //! (`VipCoinPaid`, `SubscriptionPaid`) debits the payer's wallet and names
 //! the anchor; the credit of the anchor's coins wallet follows it, as a
-//! second command on a second stream. It is tried at once by the request
-//! that paid, and by a worker fed by the log (the ledger projection lists
-//! every payment whose credit it has not seen) — so a crash between the two
-//! leaves the credit for the worker. The credit's exclusive reference
+//! second command on a second stream. The request that paid starts it at
+//! once beside its answer (the payer does not wait for it: with one anchor
+//! paid by many, every payer queued behind the anchor's stream and its
+//! projection), and a worker fed by the log (the ledger projection lists
+//! every payment whose credit it has not seen) covers a crash between the
+//! two. The credit's exclusive reference
 //! `earning:<payer wallet>/<operation id>` makes it happen once, whoever
 //! gets there first.
 
 use std::time::Duration;
+
+use tracing::Instrument;
 
 use aggregates::{Counterparty, Currency, Movement, Reason, Reference, WalletCommand, WalletEvent};
 use projections::ledger::{due_earnings, earning_key};
@@ -16,7 +20,7 @@ use uuid::Uuid;
 
 use crate::core::Core;
 use crate::ledger::{self, LedgerError, Moved};
-use crate::store::{CommandMeta, LogPosition};
+use crate::store::CommandMeta;
 
 /// Credits the anchor's earnings of a payment (once, whoever asks).
 pub async fn credit(
@@ -54,28 +58,30 @@ pub async fn credit(
     }
 }
 
-/// The credit that follows a payment just made, tried at once; a failure
-/// is left to the worker. Returns where the credit landed.
-pub async fn credit_now(
+/// Starts the credit that follows a payment just made, beside the payer's
+/// answer; a failure (or a crash before it) is left to the worker.
+pub fn credit_soon(
     core: &Core,
     meta: &CommandMeta,
     payer: Uuid,
     operation_id: &str,
     paid: &WalletEvent,
-) -> Option<LogPosition> {
-    let (anchor, amount) = paid.anchor_earning().filter(|(_, a)| *a > 0)?;
+) {
+    let Some((anchor, amount)) = paid.anchor_earning().filter(|(_, a)| *a > 0) else {
+        return;
+    };
     let kind = match paid {
         WalletEvent::SubscriptionPaid { .. } => "subscription",
         _ => "vip_payment",
     };
     let key = earning_key(&super::coins_wallet(payer), operation_id);
-    match credit(core, meta, &key, anchor, amount, kind).await {
-        Ok(moved) => moved.map(|m| m.position),
-        Err(e) => {
+    let (core, meta) = (core.clone(), meta.clone());
+    let credit_it = async move {
+        if let Err(e) = credit(&core, &meta, &key, anchor, amount, kind).await {
             tracing::warn!(%key, error = %e, "crediting an anchor failed; the earnings worker retries");
-            None
         }
-    }
+    };
+    tokio::spawn(credit_it.instrument(tracing::Span::current()));
 }
 
 /// Credits every payment to an anchor whose credit is not projected, every

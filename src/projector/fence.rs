@@ -36,8 +36,9 @@ use crate::store::LogPosition;
 /// The application name of each server's presence connection.
 pub const PRESENCE_APP: &str = "tidelog-server";
 /// The read models whose writes may be deferred: room chat's, Chat8's
-/// social graph and messages, the live rooms' viewer chat.
-pub const DEFERRING: &[&str] = &["roomchat", "social", "livechat"];
+/// social graph and messages, the live rooms' viewer chat, and a VIP
+/// payment's (the ledger's and the live rooms' access).
+pub const DEFERRING: &[&str] = &["roomchat", "social", "livechat", "ledger", "live"];
 /// How often a server counts the servers.
 const PRESENCE_EVERY: Duration = Duration::from_secs(1);
 

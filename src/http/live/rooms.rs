@@ -492,10 +492,18 @@ pub async fn pay_vip_coin(
     }
     let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
     let paid = liverooms::pay_vip(&s.core, &meta, caller.account_id, &room, amount).await?;
-    let coins = projections::ledger::balance(&s.core.pool, caller.account_id, "coins").await?;
+    let coins = match paid {
+        // the payment's own balance: its read model may trail the answer
+        Paid::Now { balance } => balance,
+        Paid::Before => {
+            // this route does not wait for answered writes before it runs
+            s.core.answered_writes().await;
+            projections::ledger::balance(&s.core.pool, caller.account_id, "coins").await?
+        }
+    };
     Ok(axum::Json(json!({
         "code": 0,
-        "data": { "vip_status": true, "paid": paid == Paid::Now, "coin_num": coins }
+        "data": { "vip_status": true, "paid": matches!(paid, Paid::Now { .. }), "coin_num": coins }
     })))
 }
 
