@@ -31,9 +31,9 @@ pub struct Snapshot {
 }
 
 /// Makes statements countable, where `pg_stat_statements` is loaded; they
-/// are counted only between `settled` and `after` (tracking costs the
-/// ceiling's one hot statement more than the server's: measured 26 %
-/// against 7 % for the sends, which would flatter the ratios).
+/// are counted only between `settled` and `after` (tracking slows a hot
+/// statement, the ceiling's one INSERT above all, which would flatter the
+/// ratios; this machine's noise hid how much).
 pub async fn count_statements(pool: &PgPool) {
     let made = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         .execute(pool)
