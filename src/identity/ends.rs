@@ -43,7 +43,7 @@ pub async fn feed_limit(
           WHERE aggregate_type = 'Account' AND event_type = ANY($5)
             AND (transaction_id, global_position) > ($1::text::xid8, $2)
             AND (transaction_id, global_position) <= ($3::text::xid8, $4)
-          ORDER BY transaction_id, global_position LIMIT 1",
+          ORDER BY events.transaction_id, events.global_position LIMIT 1",
     )
     .bind(applied.txid.to_string())
     .bind(applied.position)

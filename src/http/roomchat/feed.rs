@@ -89,7 +89,7 @@ async fn push_batch(
           WHERE aggregate_type = 'ChatRoom' AND event_type = 'MessagePosted'
             AND (transaction_id, global_position) > ($1::text::xid8, $2)
             AND (transaction_id, global_position) <= ($3::text::xid8, $4)
-          ORDER BY transaction_id, global_position LIMIT $5",
+          ORDER BY events.transaction_id, events.global_position LIMIT $5",
     )
     .bind(after.txid.to_string())
     .bind(after.position)
@@ -112,7 +112,7 @@ async fn push_batch(
           WHERE aggregate_type = 'Account' AND event_type = ANY($5)
             AND (transaction_id, global_position) > ($1::text::xid8, $2)
             AND (transaction_id, global_position) <= ($3::text::xid8, $4)
-          ORDER BY transaction_id, global_position",
+          ORDER BY events.transaction_id, events.global_position",
     )
     .bind(after.txid.to_string())
     .bind(after.position)
