@@ -581,6 +581,17 @@ async fn paid_room(app: &TestApp, anchor: &Site, price: i64) -> String {
     id
 }
 
+/// `get_live_info`'s `vip_info.vip_status` for the caller.
+async fn vip_status(site: &Site, room: &str) -> Value {
+    let info = success(
+        &site
+            .get(&format!("/api/live/get_live_info?room_id={room}"))
+            .await,
+    )
+    .clone();
+    info["data"]["vip_info"]["vip_status"].clone()
+}
+
 fn pay_body(uid: &str, anchor_uid: &str, room: &str, amount: Value) -> Value {
     json!({"uid": uid, "anchor_id": anchor_uid, "room_id": room, "room_name": "x", "amount": amount})
 }
@@ -713,15 +724,7 @@ async fn vip_payments_move_the_price_once_and_the_anchor_earns_it_less_the_platf
         async move { balance(&a).await == 24 }
     })
     .await;
-    let info = success(
-        &viewer
-            .get(&format!(
-                "/api/live/get_live_info?room_id={room}&uid={viewer_uid}"
-            ))
-            .await,
-    )
-    .clone();
-    assert_eq!(info["data"]["vip_info"]["vip_status"], true);
+    assert_eq!(vip_status(&viewer, &room).await, true);
     success(
         &viewer
             .get(&format!("/api/live/get_live_chat_history?room_id={room}"))
@@ -1268,13 +1271,7 @@ async fn a_payment_whose_credit_never_ran_is_credited_once_by_the_earnings_worke
         1
     );
     // the viewer's access stands, as for any payment
-    let info = success(
-        &viewer
-            .get(&format!("/api/live/get_live_info?room_id={room}"))
-            .await,
-    )
-    .clone();
-    assert_eq!(info["data"]["vip_info"]["vip_status"], true);
+    assert_eq!(vip_status(&viewer, &room).await, true);
     let report: Value = serde_json::from_str(&ok(&tidelog(
         &url_of(&app.db),
         &["audit", "verify", "--json"],
@@ -1437,11 +1434,7 @@ async fn a_vip_payment_answers_before_its_projection_and_the_payer_chats_at_once
     coins(&app, &first, 100, "first").await;
     coins(&app, &payer, 100, "payer").await;
     let paid = "SELECT count(*) FROM events WHERE event_type = 'VipCoinPaid'";
-    let mut held = app.pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = 'live' FOR UPDATE")
-        .execute(&mut *held)
-        .await
-        .unwrap();
+    let held = hold_projector(&app.pool, "live").await;
     // a lone payment waits for its read models, as before
     let lone = {
         let (site, body) = (
@@ -1487,15 +1480,7 @@ async fn a_vip_payment_answers_before_its_projection_and_the_payer_chats_at_once
         .await;
     success(&said);
     release.await.unwrap();
-    let info = success(
-        &payer
-            .get(&format!(
-                "/api/live/get_live_info?room_id={room}&uid={payer_uid}"
-            ))
-            .await,
-    )
-    .clone();
-    assert_eq!(info["data"]["vip_info"]["vip_status"], true);
+    assert_eq!(vip_status(&payer, &room).await, true);
     // paying again moves nothing, and answers the balance as it stands
     let again = payer
         .post(

@@ -711,19 +711,6 @@ async fn sends_to_one_hot_room_are_pipelined_and_two_servers_on_it_lose_nothing(
     app.stop().await;
 }
 
-/// Holds the room-chat projector at its checkpoint (its claim waits for
-/// this row lock) until the transaction ends.
-async fn hold_roomchat_projector(
-    pool: &sqlx::PgPool,
-) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = 'roomchat' FOR UPDATE")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx
-}
-
 /// A send running on its own task (to look at it while it waits).
 fn spawn_say(
     api: &Api,
@@ -765,7 +752,7 @@ async fn a_send_answers_before_its_projection_and_the_next_read_waits_for_it() {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let posted = "SELECT count(*) FROM events WHERE event_type = 'MessagePosted'";
-    let held = hold_roomchat_projector(&app.pool).await;
+    let held = hold_projector(&app.pool, "roomchat").await;
     // a lone send waits for its batch, as before
     let first = spawn_say(&api, &bob, room, "waiting");
     eventually("the first send is stored", || async {
@@ -805,7 +792,7 @@ async fn a_send_answers_before_its_projection_and_the_next_read_waits_for_it() {
     let api = app.api();
     let (_, alice) = api.user("waits").await;
     let room = api.room(&alice, "waits").await;
-    let held = hold_roomchat_projector(&app.pool).await;
+    let held = hold_projector(&app.pool, "roomchat").await;
     let send = spawn_say(&api, &alice, room, "late");
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert!(!send.is_finished(), "the send waited for its read model");
@@ -851,7 +838,7 @@ async fn beside_another_server_a_send_shows_on_both_at_once() {
     }
     // both know of each other by now: neither defers
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let held = hold_roomchat_projector(&app.pool).await;
+    let held = hold_projector(&app.pool, "roomchat").await;
     let send = spawn_say(&api, &alice, room, "waits");
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     assert!(

@@ -530,3 +530,18 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Holds projection `name` at its checkpoint (its batch's claim waits for
+/// this row lock) until the transaction ends.
+pub async fn hold_projector(
+    pool: &PgPool,
+    name: &str,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
