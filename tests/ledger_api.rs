@@ -1217,3 +1217,77 @@ async fn an_ocean1_user_sees_redeemed_points_at_login_as_the_frontend_calls_it()
     assert_eq!(v["data"]["points"], 120);
     app.stop().await;
 }
+
+/// Under load an operator's adjustment and a card redeem answer from their
+/// own events before the ledger read model has them (they read nothing it
+/// holds); the caller's next read still shows them.
+#[tokio::test]
+async fn wallet_operations_answer_before_their_projection_and_the_next_read_shows_them() {
+    let app = start(|c| c.read_your_writes_timeout = Duration::from_secs(30)).await;
+    let (first, _) = app.api().user("first").await;
+    let (number, token) = app.api().user("waiter").await;
+    let cards = issue_cards(&app, 50, 1).await;
+    let entries = "SELECT count(*) FROM ledger_entries";
+    let before = count(&app.pool, entries).await;
+    let held = hold_projector(&app.pool, "ledger").await;
+    // a lone operation waits for its read model, as before
+    let lone = {
+        let (http, base) = (app.http.clone(), app.base.clone());
+        let body = json!({"account": first.to_string(), "currency": "points", "direction": "credit",
+                          "amount": 5, "description": "test", "operation_id": "lone"});
+        tokio::spawn(async move {
+            let resp = http
+                .post(format!("{base}/admin/ledger/adjustments"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        })
+    };
+    eventually("the lone operation is stored", || async {
+        wallet_events(&app).await == 1
+    })
+    .await;
+    assert!(!lone.is_finished());
+    let soon = Duration::from_secs(10);
+    let (s, v) = tokio::time::timeout(soon, adjust(&app, number, "credit", 30, "deferred"))
+        .await
+        .expect("the adjustment answered while its projector was held");
+    assert_eq!(
+        (s, v["balance_after"].clone()),
+        (StatusCode::OK, json!(30)),
+        "{v}"
+    );
+    let (s, v) = tokio::time::timeout(soon, redeem(&app, &token, &cards[0]))
+        .await
+        .expect("the redeem answered while its projector was held");
+    assert_eq!(
+        (s, v["new_points"].clone()),
+        (StatusCode::OK, json!(80)),
+        "{v}"
+    );
+    assert_eq!(
+        count(&app.pool, entries).await,
+        before,
+        "answered before projected"
+    );
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        held.rollback().await.unwrap();
+    });
+    // the caller's next read waits for what was answered
+    let h = history(&app, &token).await;
+    let amounts: Vec<i64> = h.iter().map(|e| e["amount"].as_i64().unwrap()).collect();
+    assert_eq!(amounts, [50, 30]);
+    assert_eq!(h[0]["balance_after"], 80);
+    release.await.unwrap();
+    let (s, v) = lone.await.unwrap();
+    assert_eq!(
+        (s, v["balance_after"].clone()),
+        (StatusCode::OK, json!(5)),
+        "{v}"
+    );
+    app.stop().await;
+}

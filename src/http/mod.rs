@@ -168,12 +168,17 @@ pub struct Surfaces {
 /// is refused only after waiting for answered writes (`may_watch`). A VIP
 /// payment decides on the payer's wallet; a stale access read costs a
 /// repeat that the wallet answers as one, and the balance it answers is
-/// the payment's own (or read after waiting, when nothing moved).
+/// the payment's own (or read after waiting, when nothing moved). A card
+/// redeem and an operator's adjustment decide on the wallet, the card and
+/// the account (none of them a deferred read model) and answer the
+/// balance from their own event.
 const NEED_NO_ANSWERED_WRITES: &[(&str, &str)] = &[
     ("POST", "/api/message/send"),
     ("POST", "/api/v1/messages"),
     ("POST", "/api/live/save_user_chat_history"),
     ("POST", "/api/live/pay_vip_coin"),
+    ("POST", "/api/pay/redeem"),
+    ("POST", "/admin/ledger/adjustments"),
 ];
 
 /// Before anything else, a request waits until the read models include

@@ -179,3 +179,10 @@ pub async fn find_operation(
 pub async fn settle(core: &Core, pos: LogPosition) {
     core.settle(&[PROJECTION], Some(pos)).await;
 }
+
+/// Read-your-writes for an operation answered from its own event (the
+/// balance after it): on the caller's next request where this server may
+/// defer it, else now (`Core::settle_on_read`).
+pub async fn settle_on_read(core: &Core, pos: LogPosition) {
+    core.settle_on_read(&[PROJECTION], Some(pos)).await;
+}

@@ -37,7 +37,8 @@ use crate::store::LogPosition;
 pub const PRESENCE_APP: &str = "tidelog-server";
 /// The read models whose writes may be deferred: room chat's, Chat8's
 /// social graph and messages, the live rooms' viewer chat, and a VIP
-/// payment's (the ledger's and the live rooms' access).
+/// payment's (the ledger's and the live rooms' access), and a card
+/// redeem's and an operator's adjustment (the ledger's).
 pub const DEFERRING: &[&str] = &["roomchat", "social", "livechat", "ledger", "live"];
 /// How often a server counts the servers.
 const PRESENCE_EVERY: Duration = Duration::from_secs(1);

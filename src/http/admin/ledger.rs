@@ -281,7 +281,7 @@ async fn adjust(
         LedgerError::Contended => AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "busy, retry"),
         other => unavailable(anyhow::anyhow!("{other}")),
     })?;
-    ledger::settle(&state.core, moved.position).await;
+    ledger::settle_on_read(&state.core, moved.position).await;
     Ok(Json(json!({
         "position": moved.position.position,
         "balance_after": moved.balance_after,

@@ -103,7 +103,7 @@ pub async fn redeem(
         &body.card_key,
     )
     .await?;
-    ledger::settle(&state.core, moved.position).await;
+    ledger::settle_on_read(&state.core, moved.position).await;
     Ok(axum::Json(json!({
         "status": "success",
         "msg": "充值成功",
