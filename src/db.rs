@@ -189,7 +189,12 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 pub async fn connect_pool(options: PgConnectOptions, size: u32) -> anyhow::Result<PgPool> {
-    let options = options.application_name("tidelog");
+    // No JIT: every statement here is short, but the generic plans of the
+    // `LIMIT $n` reads (the projectors' batches) carry estimates past the
+    // JIT thresholds, and compiling took ~250 ms for a read of 0.2 ms.
+    let options = options
+        .application_name("tidelog")
+        .options([("jit", "off")]);
     PgPoolOptions::new()
         .max_connections(size)
         .min_connections(1)
