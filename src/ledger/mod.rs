@@ -175,6 +175,11 @@ pub async fn find_operation(
     }))
 }
 
+/// Waits until the ledger read model includes `pos` (read-your-writes).
+pub async fn settle(core: &Core, pos: LogPosition) {
+    core.settle(&[PROJECTION], Some(pos)).await;
+}
+
 /// Read-your-writes for an operation answered from its own event (the
 /// balance after it): on the caller's next request where this server may
 /// defer it, else now (`Core::settle_on_read`).
