@@ -147,6 +147,35 @@ async fn proxy(app: &TestApp, token: &str, path: &str, body: Value) -> (StatusCo
     (status, resp.text().await.unwrap())
 }
 
+/// `n` banana jobs (`stream: false`) sent at once; each answers (status, body).
+fn bananas_at_once(
+    app: &TestApp,
+    token: &str,
+    prompt: &str,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<(StatusCode, String)>> {
+    (0..n)
+        .map(|i| {
+            let (http, url, token) = (
+                app.http.clone(),
+                format!("{}/api/proxy/banana", app.base),
+                token.to_owned(),
+            );
+            let body = json!({"prompt": format!("{prompt} {i}"), "stream": false});
+            tokio::spawn(async move {
+                let resp = http
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                (resp.status(), resp.text().await.unwrap())
+            })
+        })
+        .collect()
+}
+
 async fn draw_result(app: &TestApp, token: &str, id: &str) -> (StatusCode, Value) {
     let (s, t) = proxy(app, token, "/api/proxy/v1/draw/result", json!({"id": id})).await;
     (s, serde_json::from_str(&t).unwrap())
@@ -390,27 +419,9 @@ async fn twenty_concurrent_jobs_on_points_for_seven_admit_exactly_seven() {
     let (base, gw) = gateway().await;
     let app = start(Some(base), |_| {}).await;
     let (number, token) = funded(&app, "eager", 140).await;
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let (http, url, token) = (
-                app.http.clone(),
-                format!("{}/api/proxy/banana", app.base),
-                token.clone(),
-            );
-            tokio::spawn(async move {
-                http.post(url)
-                    .bearer_auth(token)
-                    .json(&json!({"prompt": format!("picture {i}"), "stream": false}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            })
-        })
-        .collect();
     let mut statuses = vec![];
-    for t in tasks {
-        statuses.push(t.await.unwrap());
+    for t in bananas_at_once(&app, &token, "picture", 20) {
+        statuses.push(t.await.unwrap().0);
     }
     assert_eq!(
         statuses.iter().filter(|s| **s == StatusCode::OK).count(),
@@ -1120,5 +1131,81 @@ async fn an_account_starting_too_many_jobs_a_minute_is_told_to_wait_and_holds_no
     )
     .await;
     assert_eq!(s, StatusCode::OK);
+    app.stop().await;
+}
+
+/// A gateway whose submits wait until released, counting those inside.
+struct Stalled {
+    inside: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    release: tokio::sync::watch::Receiver<bool>,
+}
+
+async fn stalled_submit(State(s): State<Arc<Stalled>>) -> Json<Value> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = s.inside.fetch_add(1, SeqCst) + 1;
+    s.most.fetch_max(now, SeqCst);
+    let _ = s.release.clone().wait_for(|r| *r).await;
+    s.inside.fetch_sub(1, SeqCst);
+    let id = uuid::Uuid::new_v4();
+    Json(json!({"code": 0, "msg": "success", "data": {"id": id.to_string()}}))
+}
+
+async fn stalled_result(Json(body): Json<Value>) -> Json<Value> {
+    let id = body["id"].as_str().unwrap_or_default().to_owned();
+    Json(
+        json!({"code": 0, "msg": "success", "data": {"id": id, "status": "succeeded",
+        "progress": 100, "results": [{"url": format!("https://cdn.example/{id}.png")}]}}),
+    )
+}
+
+#[tokio::test]
+async fn a_burst_of_jobs_is_started_a_bounded_number_at_a_time_and_every_one_is_answered() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (release, held) = tokio::sync::watch::channel(false);
+    let gw = Arc::new(Stalled {
+        inside: Default::default(),
+        most: Default::default(),
+        release: held,
+    });
+    let router = axum::Router::new()
+        .route("/v1/draw/nano-banana", axum::routing::post(stalled_submit))
+        .route("/v1/draw/result", axum::routing::post(stalled_result))
+        .with_state(gw.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let app = start(Some(base), |c| {
+        c.generation.max_running = 1000;
+        c.generation.per_minute = 1000;
+    })
+    .await;
+    let bound = tidelog::http::ocean1::STARTS_AT_ONCE;
+    let burst = bound + 16;
+    let (number, token) = funded(&app, "bursty", 20 * burst as i64).await;
+    let calls = bananas_at_once(&app, &token, "burst", burst);
+    eventually("the gateway holds a full set of submits", || async {
+        gw.inside.load(SeqCst) == bound
+    })
+    .await;
+    // the rest wait for a slot: nothing of theirs reaches the gateway
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(gw.inside.load(SeqCst), bound);
+    release.send(true).unwrap();
+    for call in calls {
+        let (status, text) = call.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    assert_eq!(gw.most.load(SeqCst), bound);
+    eventually("every job settles", || async {
+        count(
+            &app.pool,
+            "SELECT count(*) FROM generation_jobs WHERE settled",
+        )
+        .await
+            == burst as i64
+    })
+    .await;
+    assert_eq!(balance(&app, number).await, 0, "each job paid once");
     app.stop().await;
 }

@@ -132,6 +132,9 @@ fn select_batch_of(types: usize) -> String {
     )
 }
 
+/// [`select_batch_of`]'s text per number of types, made once (~3.5 KB).
+static SEVERAL: [std::sync::OnceLock<String>; 8] = [const { std::sync::OnceLock::new() }; 8];
+
 const NEXT_ROWS_OF_ONE: &str = next_rows!("($3::text[])[1]", "events.aggregate_type, ", "$4");
 const HIDDEN_ROW_OF_ONE: &str = hidden_row!("($3::text[])[1]", "events.aggregate_type, ");
 
@@ -855,6 +858,7 @@ async fn read_batch_of(
     let sql = match types.len() {
         0 => SELECT_BATCH_EVERY_TYPE,
         1 => SELECT_BATCH_ONE_TYPE,
+        n if n <= SEVERAL.len() => SEVERAL[n - 1].get_or_init(|| select_batch_of(n)),
         n => {
             several = select_batch_of(n);
             &several

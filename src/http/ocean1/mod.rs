@@ -21,7 +21,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use cache::HistoryCache;
 pub use error::OceanError;
-pub use state::Ocean1State;
+pub use state::{Ocean1State, STARTS_AT_ONCE};
 
 use crate::config::Config;
 

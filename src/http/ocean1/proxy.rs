@@ -4,6 +4,7 @@
 //! stands (server-sent events) or answer its id.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::generation::{GenerationKind, Prompt};
@@ -14,6 +15,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::error::OceanError;
@@ -25,6 +27,7 @@ use crate::core::Core;
 use crate::generation::{self, GenerationError, JobSpec};
 use crate::http::context::RequestContext;
 use crate::identity::{self, AuthFailure, Authenticator};
+use crate::store::CommandMeta;
 
 use super::schema::*;
 
@@ -35,6 +38,7 @@ type Result<T> = std::result::Result<T, OceanError>;
 pub struct Proxy {
     core: Core,
     http: reqwest::Client,
+    starts: Arc<Semaphore>,
 }
 
 impl FromRef<Ocean1State> for Proxy {
@@ -42,6 +46,7 @@ impl FromRef<Ocean1State> for Proxy {
         Self {
             core: state.core.clone(),
             http: state.upstream_http.clone(),
+            starts: state.job_starts.clone(),
         }
     }
 }
@@ -237,13 +242,21 @@ async fn run(
     stream: bool,
 ) -> Result<Response> {
     let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
-    let job = generation::start(&p.core, &p.http, &meta, caller.account_id, spec).await?;
+    let job = start(&p, &meta, caller.account_id, spec).await?;
     if !stream {
         return Ok(axum::Json(json!({"status": "success", "data": {"id": job}})).into_response());
     }
     Ok(Sse::new(updates(p.core, job))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+/// Starts the job in one of the surface's slots. Boxed: the start's state
+/// (most of a request's future) is taken once the slot is, not while
+/// waiting for it.
+async fn start(p: &Proxy, meta: &CommandMeta, owner: Uuid, spec: JobSpec) -> Result<Uuid> {
+    let _slot = p.starts.acquire().await.expect("never closed");
+    Ok(Box::pin(generation::start(&p.core, &p.http, meta, owner, spec)).await?)
 }
 
 /// How long an ended job's stream waits for its points to be settled.
@@ -440,7 +453,7 @@ async fn start_answering_id(
     spec: JobSpec,
 ) -> Result<Response> {
     let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
-    let job = generation::start(&p.core, &p.http, &meta, caller.account_id, spec).await?;
+    let job = start(p, &meta, caller.account_id, spec).await?;
     Ok(axum::Json(json!({"status": "success", "data": {"id": job}})).into_response())
 }
 

@@ -6,6 +6,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
+use tokio::sync::Semaphore;
 
 use super::cache::HistoryCache;
 use crate::config::Secret;
@@ -23,7 +24,17 @@ pub struct Ocean1State {
     pub point_histories: Arc<HistoryCache>,
     /// pooled client for the generation gateways
     pub upstream_http: reqwest::Client,
+    /// generation jobs being started at once (see `STARTS_AT_ONCE`)
+    pub job_starts: Arc<Semaphore>,
 }
+
+/// Generation jobs being started (points held, job recorded, submitted) at
+/// once; later requests wait for a slot, holding only their parsed body.
+/// A start's future is ~13 KB, taken when its request arrives: 1,000 Sora
+/// streams opened at once held 13 MB of them at the same moment, besides
+/// hyper's ~24 KB per open connection. Wide enough that a slow gateway's
+/// submits (up to 30 s each) still leave room for the others.
+pub const STARTS_AT_ONCE: usize = 64;
 
 impl Ocean1State {
     pub fn new(
@@ -39,6 +50,7 @@ impl Ocean1State {
             card_secret,
             point_histories: Arc::default(),
             upstream_http,
+            job_starts: Arc::new(Semaphore::new(STARTS_AT_ONCE)),
         }
     }
 }
