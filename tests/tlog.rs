@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tidelog::config::WitnessConfig;
 use tidelog::tlog::checkpoint::{hash_b64, Checkpoint};
-use tidelog::tlog::merkle::{consistency_proof, tree_hash, Hash, MemoryStore};
+use tidelog::tlog::merkle::{consistency_proof, inclusion_proof, tree_hash, Hash, MemoryStore};
 use tidelog::tlog::note::{Ed25519Signer, Note};
 use tidelog::tlog::witness::AddCheckpointRequest;
 use tidelog::tlog::witness_store::WitnessStore;
@@ -976,4 +976,49 @@ async fn a_process_killed_mid_integration_leaves_no_gap_and_no_leaf_twice() {
     let text = ok(&out);
     assert!(text.contains("OK: transparency log"), "{text}");
     second.terminate();
+}
+
+/// Proofs reuse the nodes computed from the upper tiles for earlier ones
+/// (a complete subtree's hash never changes): at every size, each must be
+/// the proof of the tree recomputed from the events.
+#[tokio::test]
+async fn inclusion_proofs_above_one_tile_match_the_tree_recomputed_at_every_size() {
+    let keys = open_tempdir();
+    let key_file = keys.path().join("log.key");
+    let k = key_file.clone();
+    let app = TestApp::start_with(move |c| fast(c, &k)).await;
+    for round in 0..3 {
+        bulk_events(&app.pool, &format!("round{round}"), 700).await;
+        let size = body(checkpoint_of_all(&app).await.as_bytes()).size;
+        let tree = tree_from_events(&app.pool).await;
+        let mut conn = app.pool.acquire().await.unwrap();
+        for index in [0, 10, 255, 256, 300, 511, 700, 1500, size - 1]
+            .into_iter()
+            .filter(|i| *i < size)
+        {
+            let event =
+                tidelog::tlog::leaf::numbered(&mut conn, index as i64 + 1, index as i64 + 2)
+                    .await
+                    .unwrap()
+                    .pop()
+                    .and_then(|n| n.event)
+                    .unwrap()
+                    .name();
+            let (s, text) = get(
+                &app,
+                &format!("/admin/tlog/proof?event={event}&size={size}"),
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+            let served =
+                tidelog::tlog::proof::TlogProof::parse(std::str::from_utf8(&text).unwrap())
+                    .unwrap();
+            assert_eq!(
+                served.proof,
+                inclusion_proof(index, size, &tree).unwrap(),
+                "leaf {index} of {size}"
+            );
+        }
+    }
+    app.stop().await;
 }
