@@ -178,9 +178,21 @@ pub async fn nodes_cached(
     ids: &[NodeId],
 ) -> Result<HashMap<NodeId, Hash>, StoredError> {
     let tile = |level: u8, lo: u64| (level, lo >> TILE_HEIGHT);
+    // nodes above the leaf tiles computed before; tiles are read only for
+    // the rest
+    let upper_cache = |id: &NodeId| cache.filter(|_| base_of(*id).0 > 0);
+    let mut out: HashMap<NodeId, Hash> = ids
+        .iter()
+        .filter_map(|id| Some((*id, upper_cache(id)?.upper_node(*id)?)))
+        .collect();
+    let to_compute: Vec<NodeId> = ids
+        .iter()
+        .filter(|id| !out.contains_key(id))
+        .copied()
+        .collect();
     // per tile: how many of its first hashes are needed
     let mut needed: BTreeMap<(u8, u64), u64> = BTreeMap::new();
-    for id in ids {
+    for id in &to_compute {
         let (level, lo, hi) = base_of(*id);
         let key = tile(level, lo);
         let len = hi - (key.1 << TILE_HEIGHT);
@@ -208,24 +220,18 @@ pub async fn nodes_cached(
         }
         tiles.insert(key, hashes);
     }
-    Ok(ids
-        .iter()
-        .map(|id| {
-            let (level, lo, hi) = base_of(*id);
-            let upper = cache.filter(|_| level > 0);
-            if let Some(hash) = upper.and_then(|c| c.upper_node(*id)) {
-                return (*id, hash);
-            }
-            let key = tile(level, lo);
-            let start = key.1 << TILE_HEIGHT;
-            let slice = &tiles[&key][(lo - start) as usize..(hi - start) as usize];
-            let hash = root_from_leaf_hashes(slice);
-            if let Some(c) = upper {
-                c.keep_upper_node(*id, hash);
-            }
-            (*id, hash)
-        })
-        .collect())
+    for id in to_compute {
+        let (level, lo, hi) = base_of(id);
+        let key = tile(level, lo);
+        let start = key.1 << TILE_HEIGHT;
+        let slice = &tiles[&key][(lo - start) as usize..(hi - start) as usize];
+        let hash = root_from_leaf_hashes(slice);
+        if let Some(c) = upper_cache(&id) {
+            c.keep_upper_node(id, hash);
+        }
+        out.insert(id, hash);
+    }
+    Ok(out)
 }
 
 /// A signed checkpoint as stored, with the cosignature lines received.
