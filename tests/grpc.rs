@@ -173,6 +173,24 @@ async fn read_stream(
     drain(client.read_stream(stream, &options).await?).await
 }
 
+/// `$all` filtered on the stream-name prefix of room chat's rooms gives
+/// their events as the log holds them; how many.
+async fn read_rooms_filtered(client: &Client, log: &[Logged]) -> usize {
+    let got = read_all(
+        client,
+        ReadAllOptions::default()
+            .filter(SubscriptionFilter::on_stream_name().add_prefix("ChatRoom-")),
+    )
+    .await
+    .unwrap();
+    let rooms: Vec<&Logged> = log
+        .iter()
+        .filter(|l| l.stream.starts_with("ChatRoom-"))
+        .collect();
+    assert_all_same(&got, &rooms);
+    rooms.len()
+}
+
 /// Two accounts, a room, `messages` messages: (api, sender's token, room).
 async fn traffic(api: &Api, messages: usize) -> (String, i64) {
     let (_, alice) = api.user("alice").await;
@@ -259,16 +277,7 @@ async fn a_stock_rust_client_reads_streams_and_all_both_ways_as_the_log_holds_th
     );
 
     // filters: a stream-name prefix (a category), an event-type regex
-    let got = all(ReadAllOptions::default()
-        .filter(SubscriptionFilter::on_stream_name().add_prefix("ChatRoom-")))
-    .await
-    .unwrap();
-    let rooms: Vec<&Logged> = log
-        .iter()
-        .filter(|l| l.stream.starts_with("ChatRoom-"))
-        .collect();
-    assert!(rooms.len() >= 13, "{}", rooms.len());
-    assert_all_same(&got, &rooms);
+    assert!(read_rooms_filtered(&client, &log).await >= 13);
     let got = all(ReadAllOptions::default()
         .backwards()
         .position(StreamPosition::End)
@@ -374,6 +383,79 @@ async fn a_stock_rust_client_reads_streams_and_all_both_ways_as_the_log_holds_th
         all_numbered(&app.pool).await
     );
     assert_eq!(all_numbered(&app.pool).await, n);
+    app.stop().await;
+}
+
+/// Reads longer than a page (1,000 events): the endpoint reads the next
+/// pages while it sends one. Every event once, in the log's order, both
+/// ways, from positions inside pages, with counts ending inside a later
+/// page, filtered, and a subscription catching up over all of them.
+#[tokio::test]
+async fn reads_over_several_pages_give_every_event_once_in_the_logs_order() {
+    let app = start().await;
+    let api = app.api();
+    let (_, alice) = api.user("alice").await;
+    let room = api.room(&alice, "long").await;
+    let contents: Vec<String> = (0..2_300).map(|i| format!("m{i}")).collect();
+    for batch in contents.chunks(16) {
+        futures::future::join_all(batch.iter().map(|c| api.say(&alice, room, c))).await;
+    }
+    let n = all_numbered(&app.pool).await;
+    assert!(n > 2_300, "{n}");
+    let log = log(&app.pool).await;
+    let client = connect(&app);
+    let all = |opts: ReadAllOptions| read_all(&client, opts);
+    let forwards: Vec<&Logged> = log.iter().collect();
+    let backwards: Vec<&Logged> = log.iter().rev().collect();
+
+    let got = all(ReadAllOptions::default()).await.unwrap();
+    assert_all_same(&got, &forwards);
+    let got = all(ReadAllOptions::default()
+        .backwards()
+        .position(StreamPosition::End))
+    .await
+    .unwrap();
+    assert_all_same(&got, &backwards);
+    // from inside the second page, to either end
+    let got = all(ReadAllOptions::default().forwards().position(at(1_500)))
+        .await
+        .unwrap();
+    assert_all_same(&got, &forwards[1_499..]);
+    let got = all(ReadAllOptions::default().backwards().position(at(1_500)))
+        .await
+        .unwrap();
+    assert_all_same(
+        &got,
+        &forwards[..1_499].iter().rev().copied().collect::<Vec<_>>(),
+    );
+    // counts that end inside a later page
+    let got = all(ReadAllOptions::default()
+        .forwards()
+        .position(at(700))
+        .max_count(1_600))
+    .await
+    .unwrap();
+    assert_all_same(&got, &forwards[699..2_299]);
+    let got = all(ReadAllOptions::default()
+        .backwards()
+        .position(StreamPosition::End)
+        .max_count(1_200))
+    .await
+    .unwrap();
+    assert_all_same(&got, &backwards[..1_200]);
+    // filtered: every page is scanned, what passes is sent in order
+    assert!(read_rooms_filtered(&client, &log).await > 2_300);
+    // a subscription from the start catches up over every page
+    let mut from_start = listen(
+        client
+            .subscribe_to_all(&SubscribeToAllOptions::default())
+            .await,
+        None,
+    );
+    let heard = hear(&mut from_start, n as usize).await;
+    assert_all_same(&heard.events, &forwards);
+    assert_eq!(heard.kinds.first(), Some(&"confirmed"));
+    assert_eq!(heard.caught_up.last().map(|c| c.1), Some(Some(n)));
     app.stop().await;
 }
 

@@ -14,8 +14,16 @@ use super::wire::stream_identifier;
 #[derive(Debug)]
 pub struct Gone;
 
+/// What a call's task hands the connection at once: one answer, or a
+/// page's events in a row (one channel send and one wake-up for up to
+/// [`CHUNK`] answers instead of one each).
+pub type Chunk = Vec<Result<ReadResp, Status>>;
+
+/// Answers per chunk at most.
+pub const CHUNK: usize = 64;
+
 pub struct Out {
-    tx: mpsc::Sender<Result<ReadResp, Status>>,
+    tx: mpsc::Sender<Chunk>,
     /// ids as strings (`UUIDOption.string`) or as two signed halves
     uuid_string: bool,
 }
@@ -38,12 +46,9 @@ pub fn position(at: u64) -> read_resp::Position {
 }
 
 impl Out {
-    /// `buffer`: answers held for a slow client before the call's task
+    /// `buffer`: chunks held for a slow client before the call's task
     /// waits for it.
-    pub fn new(
-        uuid_string: bool,
-        buffer: usize,
-    ) -> (Self, mpsc::Receiver<Result<ReadResp, Status>>) {
+    pub fn new(uuid_string: bool, buffer: usize) -> (Self, mpsc::Receiver<Chunk>) {
         let (tx, rx) = mpsc::channel(buffer);
         (Self { tx, uuid_string }, rx)
     }
@@ -54,12 +59,15 @@ impl Out {
     }
 
     async fn send(&self, content: Content) -> Result<(), Gone> {
-        self.tx.send(Ok(resp(content))).await.map_err(|_| Gone)
+        self.tx
+            .send(vec![Ok(resp(content))])
+            .await
+            .map_err(|_| Gone)
     }
 
     /// Ends the call with an error status.
     pub async fn fail(&self, status: Status) {
-        let _ = self.tx.send(Err(status)).await;
+        let _ = self.tx.send(vec![Err(status)]).await;
     }
 
     /// Resolves when the client has gone.
@@ -69,6 +77,18 @@ impl Out {
 
     pub async fn event(&self, e: &LogEvent) -> Result<(), Gone> {
         self.send(Content::Event(e.encoded(self.uuid_string))).await
+    }
+
+    /// Events in a row, [`CHUNK`] to a send.
+    pub async fn events(&self, events: &[impl AsRef<LogEvent>]) -> Result<(), Gone> {
+        for chunk in events.chunks(CHUNK) {
+            let answers = chunk
+                .iter()
+                .map(|e| Ok(resp(Content::Event(e.as_ref().encoded(self.uuid_string)))))
+                .collect();
+            self.tx.send(answers).await.map_err(|_| Gone)?;
+        }
+        Ok(())
     }
 
     pub async fn confirmation(&self) -> Result<(), Gone> {

@@ -2,24 +2,26 @@
 //! directions, from the start, the end, a revision or a position, a count,
 //! `$all` filtered), and catch-up subscriptions (`subscribe.rs`). Each call
 //! runs as its own task that sends into a bounded channel: a slow client
-//! holds at most [`out::BUFFER`] answers and its task waits.
+//! holds at most a few chunks of answers (`READ_BUFFER`,
+//! `SUBSCRIPTION_BUFFER`) and its task waits.
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request as Call, Response, Status};
 
 use super::feed::Feed;
 use super::filter::Filter;
 use super::log::{self, LogEvent};
-use super::out::{Gone, Out};
+use super::out::{Chunk, Gone, Out};
 
-/// Answers a read holds for its client before its task waits: finite reads
-/// stream pages (a page's worth keeps the pipe full); a live subscriber
-/// holds few, its backlog is read again from the database.
-const READ_BUFFER: usize = 512;
+/// Chunks a read holds for its client before its task waits: finite reads
+/// stream pages in chunks of `out::CHUNK` (8 of them, 512 answers, keep the
+/// pipe full); a live subscriber's chunks are single answers and it holds
+/// few, its backlog is read again from the database.
+const READ_BUFFER: usize = 8;
 const SUBSCRIPTION_BUFFER: usize = 64;
 use super::proto::streams::streams_server;
 use super::proto::streams::{ReadReq, ReadResp};
@@ -65,7 +67,7 @@ pub struct Streams {
 
 #[tonic::async_trait]
 impl streams_server::Streams for Streams {
-    type ReadStream = ReceiverStream<Result<ReadResp, Status>>;
+    type ReadStream = Answers;
 
     async fn read(&self, call: Call<ReadReq>) -> Result<Response<Self::ReadStream>, Status> {
         let request = Request::parse(call.into_inner())?;
@@ -86,7 +88,36 @@ impl streams_server::Streams for Streams {
                 out.fail(status).await;
             }
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Answers {
+            rx,
+            chunk: Vec::new().into_iter(),
+        }))
+    }
+}
+
+/// A call's answers as the connection takes them, one at a time from the
+/// chunks its task sends.
+pub struct Answers {
+    rx: mpsc::Receiver<Chunk>,
+    chunk: std::vec::IntoIter<Result<ReadResp, Status>>,
+}
+
+impl tokio_stream::Stream for Answers {
+    type Item = Result<ReadResp, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        loop {
+            if let Some(answer) = self.chunk.next() {
+                return std::task::Poll::Ready(Some(answer));
+            }
+            match std::task::ready!(self.rx.poll_recv(cx)) {
+                Some(chunk) => self.chunk = chunk.into_iter(),
+                None => return std::task::Poll::Ready(None),
+            }
+        }
     }
 }
 
@@ -118,39 +149,50 @@ async fn read(pool: &PgPool, out: &Out, request: Request, count: u64) -> Result<
     }
 }
 
+/// Pages read at once by [`prefetch`]: the next one is read by PostgreSQL
+/// while this one is decoded and encoded here.
+const PAGES_AHEAD: usize = 2;
+
 /// Pages of the log from `cursor` (exclusive) in one direction, each read
 /// and encoded (ids as strings or not) while the one before is being sent;
-/// ends after a short page.
+/// ends after a short page. Positions are contiguous, so where each page
+/// starts is known before the page before it arrives: [`PAGES_AHEAD`] are
+/// read at once (a read that took turns left a core idle).
 pub fn prefetch(
     pool: PgPool,
-    mut cursor: u64,
+    cursor: u64,
     backwards: bool,
     limit: i64,
     uuid_string: bool,
 ) -> mpsc::Receiver<sqlx::Result<Vec<Arc<LogEvent>>>> {
     let (tx, rx) = mpsc::channel(1);
+    let step = limit.max(1) as u64;
     tokio::spawn(async move {
-        loop {
-            let page = if backwards {
-                log::before(&pool, cursor, limit).await
-            } else {
-                log::after(&pool, cursor, limit).await
-            };
-            if let Ok(page) = &page {
-                for e in page {
-                    e.encoded(uuid_string);
+        let pages = futures::stream::iter(0u64..)
+            .map(|k| {
+                let pool = pool.clone();
+                async move {
+                    let page = if backwards {
+                        let at = cursor.saturating_sub(k.saturating_mul(step));
+                        log::before(&pool, at, limit).await
+                    } else {
+                        let at = cursor.saturating_add(k.saturating_mul(step));
+                        log::after(&pool, at, limit).await
+                    };
+                    if let Ok(page) = &page {
+                        for e in page {
+                            e.encoded(uuid_string);
+                        }
+                    }
+                    page
                 }
-            }
-            let next = match &page {
-                Ok(p) if p.len() as i64 == limit => p.last().map(|e| e.position),
-                _ => None,
-            };
-            if tx.send(page).await.is_err() {
+            })
+            .buffered(PAGES_AHEAD);
+        let mut pages = std::pin::pin!(pages);
+        while let Some(page) = pages.next().await {
+            let full = matches!(&page, Ok(p) if p.len() as i64 == limit);
+            if tx.send(page).await.is_err() || !full {
                 return;
-            }
-            match next {
-                Some(at) => cursor = at,
-                None => return,
             }
         }
     });
@@ -185,19 +227,33 @@ async fn read_all(
         None => count.min(log::PAGE as u64) as i64,
     };
     let mut pages = prefetch(pool.clone(), cursor, backwards, limit, out.uuid_string());
-    let mut sent = 0u64;
+    let mut left = count;
     while let Some(page) = pages.recv().await {
-        for e in page? {
-            if let Some(f) = filter {
-                if !f.matches(&e)? {
-                    continue;
+        let mut page = page?;
+        // what passed before an expression failed is still sent
+        let mut failed = None;
+        if let Some(f) = filter {
+            let mut kept = Vec::with_capacity(page.len());
+            for e in page {
+                match f.matches(&e) {
+                    Ok(true) => kept.push(e),
+                    Ok(false) => {}
+                    Err(status) => {
+                        failed = Some(status);
+                        break;
+                    }
                 }
             }
-            out.event(&e).await?;
-            sent += 1;
-            if sent == count {
-                return Ok(());
-            }
+            page = kept;
+        }
+        page.truncate(usize::try_from(left).unwrap_or(usize::MAX));
+        out.events(&page).await?;
+        left -= page.len() as u64;
+        if let Some(status) = failed {
+            return Err(status.into());
+        }
+        if left == 0 {
+            return Ok(());
         }
     }
     Ok(())
