@@ -210,6 +210,24 @@ pub struct Progress {
 struct Touched {
     epoch: u64,
     streams: HashMap<String, LogPosition>,
+    /// Batches between their commit's start and the checkpoint's move here
+    /// (see [`Progress::standing`]).
+    applying: u32,
+}
+
+/// A batch of the projection is committing: until this is dropped (after
+/// the checkpoint moved here) [`Progress::standing`] gives nothing.
+struct Applying<'a> {
+    progress: &'a Progress,
+    name: &'a str,
+}
+
+impl Drop for Applying<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.progress.touched.lock().unwrap().get_mut(self.name) {
+            t.applying = t.applying.saturating_sub(1);
+        }
+    }
 }
 
 /// Where a projection stood, as seen by this process, when a read began.
@@ -246,6 +264,40 @@ impl Progress {
             epoch,
             at: self.checkpoint(name),
         })
+    }
+
+    /// Where the projection stands for a value read from much of its
+    /// tables (`StandingCache`): as [`Progress::stand`], but nothing while
+    /// one of its batches is committing. From its commit until the
+    /// checkpoint moves here the tables may show the batch while the
+    /// checkpoint does not — and another process, told at the commit, may
+    /// already have answered the write (a sign-out there, then a request
+    /// here finding the session kept as open).
+    pub fn standing(&self, name: &str) -> Option<Stand> {
+        let applying = self
+            .touched
+            .lock()
+            .unwrap()
+            .get(name)
+            .is_some_and(|t| t.applying > 0);
+        if applying {
+            return None;
+        }
+        self.stand(name)
+    }
+
+    /// Marks a batch of `name` as committing until the guard is dropped.
+    fn applying<'a>(&'a self, name: &'a str) -> Applying<'a> {
+        self.touched
+            .lock()
+            .unwrap()
+            .entry(name.to_owned())
+            .or_default()
+            .applying += 1;
+        Applying {
+            progress: self,
+            name,
+        }
     }
 
     /// Whether no batch of the projection touched `stream` since a read
@@ -731,7 +783,10 @@ impl Worker {
         };
         // before the commit, which may announce the batch: a read that
         // stands before the batch's end then sees the touch (a batch that
-        // stops early or fails touched more than it wrote: less is kept)
+        // stops early or fails touched more than it wrote: less is kept);
+        // values kept while the checkpoint stands are not served until it
+        // moves here
+        let applying = self.progress.applying(name);
         self.progress.touch(
             name,
             events[events.len() - 1].position(),
@@ -757,6 +812,7 @@ impl Worker {
         };
         *cp = events[applied - 1].position();
         self.progress.advance(name, *cp);
+        drop(applying);
         self.progress.wake_held_back(&self.wake);
         // a batch that stopped early announces where it stopped, after the
         // commit; a lost announcement costs waiters elsewhere one 250 ms
@@ -1240,6 +1296,30 @@ mod tests {
         let now = cache.stand(&progress);
         cache.put(1, "1".into(), now, "room 1 at 14");
         assert_eq!(cache.get(&progress, &1), Some("room 1 at 14"));
+    }
+
+    #[test]
+    fn a_standing_cache_serves_nothing_while_a_batch_commits_before_the_checkpoint_moves_here() {
+        let (progress, _w) = working_roomchat();
+        let cache = StandingCache::<i64, &str>::new("roomchat", 16);
+        cache.put(1, cache.stand(&progress), "open at 10");
+        assert_eq!(cache.get(&1, cache.stand(&progress)), Some("open at 10"));
+        let applying = progress.applying("roomchat");
+        // committed (another process may have answered the write), the
+        // checkpoint here still at 10: the table may say otherwise
+        assert_eq!(cache.stand(&progress), None);
+        assert_eq!(cache.get(&1, cache.stand(&progress)), None);
+        cache.put(2, cache.stand(&progress), "not kept");
+        // values kept per stream are not held up by it
+        assert!(StreamCache::<i64, &str>::new("roomchat", 16)
+            .stand(&progress)
+            .is_some());
+        progress.advance("roomchat", at(12));
+        drop(applying);
+        assert_eq!(cache.get(&1, cache.stand(&progress)), None);
+        assert_eq!(cache.get(&2, cache.stand(&progress)), None);
+        cache.put(1, cache.stand(&progress), "ended at 12");
+        assert_eq!(cache.get(&1, cache.stand(&progress)), Some("ended at 12"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Values read from a projection's tables, kept in memory — only on the
-//! process that works the projection: its checkpoint moves there at commit,
-//! after the batch's streams were noted and before any write the change
-//! came from is answered anywhere, so a kept value is never older than what
-//! the tables would say.
+//! process that works the projection: a batch's streams are noted before
+//! its commit, and a value kept while the checkpoint stands is not served
+//! from the commit until the checkpoint has moved here, so a kept value is
+//! never older than what the tables would say (another process, told of
+//! the batch at its commit, may answer the write it came from at once).
 //!
 //! `StandingCache` keeps a value while the projection's checkpoint stands
 //! (values that depend on much of the projection: a month's summary, a
@@ -33,9 +34,9 @@ impl<K: Eq + Hash, V: Clone> StandingCache<K, V> {
     }
 
     /// Where the projection stands before a read begins, if this process
-    /// may keep what it reads.
+    /// may keep what it reads (and serve what it kept).
     pub fn stand(&self, progress: &Progress) -> Option<Stand> {
-        progress.stand(self.projection)
+        progress.standing(self.projection)
     }
 
     /// The value kept for `key` if it was read at the stand `at`.
