@@ -251,19 +251,7 @@ impl Progress {
     /// does it see every change to its tables (its own batches), so only
     /// then may a value read from them after this be kept.
     pub fn stand(&self, name: &str) -> Option<Stand> {
-        if !self.works(name) {
-            return None;
-        }
-        let epoch = self
-            .touched
-            .lock()
-            .unwrap()
-            .get(name)
-            .map_or(0, |t| t.epoch);
-        Some(Stand {
-            epoch,
-            at: self.checkpoint(name),
-        })
+        self.stand_if(name, false)
     }
 
     /// Where the projection stands for a value read from much of its
@@ -274,16 +262,25 @@ impl Progress {
     /// already have answered the write (a sign-out there, then a request
     /// here finding the session kept as open).
     pub fn standing(&self, name: &str) -> Option<Stand> {
-        let applying = self
-            .touched
-            .lock()
-            .unwrap()
-            .get(name)
-            .is_some_and(|t| t.applying > 0);
-        if applying {
+        self.stand_if(name, true)
+    }
+
+    fn stand_if(&self, name: &str, not_while_committing: bool) -> Option<Stand> {
+        if !self.works(name) {
             return None;
         }
-        self.stand(name)
+        let epoch = {
+            let touched = self.touched.lock().unwrap();
+            let t = touched.get(name);
+            if not_while_committing && t.is_some_and(|t| t.applying > 0) {
+                return None;
+            }
+            t.map_or(0, |t| t.epoch)
+        };
+        Some(Stand {
+            epoch,
+            at: self.checkpoint(name),
+        })
     }
 
     /// Marks a batch of `name` as committing until the guard is dropped.
