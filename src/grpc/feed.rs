@@ -96,9 +96,7 @@ impl Feed {
             let full = page.len() as i64 == log::PAGE;
             for event in page {
                 head = Some(event.position);
-                // encoded once for every subscriber (string ids: what
-                // every stock client asks for)
-                event.encoded(true);
+                // already encoded, once for every subscriber (`log.rs`)
                 // no receiver left: the next turn waits for one
                 let _ = self.tx.send(event);
             }

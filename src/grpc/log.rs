@@ -4,10 +4,10 @@
 //! An event not numbered yet is not served: neither on `$all` nor on its
 //! stream (a stream is read up to its first event without a number).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use bytes::Bytes;
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgRow, PgValueFormat};
 use sqlx::{PgPool, Row};
 
 use super::wire::EncodedEvent;
@@ -64,12 +64,9 @@ const COLUMNS: &str = "e.aggregate_type, e.aggregate_id, e.sequence, e.event_typ
     e.payload::text, e.metadata::text, e.recorded_at, substring(e.hash FROM 1 FOR 16)";
 
 fn event_of(row: &PgRow, position: u64) -> sqlx::Result<LogEvent> {
-    let aggregate_type: &str = row.try_get(1)?;
-    let aggregate_id: &str = row.try_get(2)?;
-    let payload: String = row.try_get(5)?;
-    let metadata: String = row.try_get(6)?;
-    let recorded_at: chrono::DateTime<chrono::Utc> = row.try_get(7)?;
-    let hash: &[u8] = row.try_get(8)?;
+    let aggregate_type = text(row, 1)?;
+    let aggregate_id = text(row, 2)?;
+    let hash = raw(row, 8)?;
     let mut id = [0u8; 16];
     let n = hash.len().min(16);
     id[..n].copy_from_slice(&hash[..n]);
@@ -77,38 +74,106 @@ fn event_of(row: &PgRow, position: u64) -> sqlx::Result<LogEvent> {
     stream.push_str(aggregate_type);
     stream.push('-');
     stream.push_str(aggregate_id);
-    Ok(LogEvent {
+    let mut e = LogEvent {
         position,
         stream,
-        sequence: row.try_get(3)?,
-        event_type: row.try_get(4)?,
-        data: Bytes::from(redacted(payload)),
-        metadata: Bytes::from(metadata),
-        created_ticks: recorded_at.timestamp_micros() * 10,
+        sequence: int8(row, 3)?,
+        event_type: text(row, 4)?.to_owned(),
+        data: Bytes::new(),
+        metadata: Bytes::new(),
+        created_ticks: unix_micros(row, 7)? * 10,
         id: uuid::Builder::from_custom_bytes(id).into_uuid(),
         encoded: Default::default(),
+    };
+    // PostgreSQL sends text in the connection's encoding, UTF-8: the JSON
+    // goes out as the bytes it came in
+    let payload = raw(row, 5)?;
+    let redacted = redacted(payload);
+    let payload = redacted.as_deref().map_or(payload, str::as_bytes);
+    // encoded at once with string ids (every stock client's choice), and
+    // the data and metadata kept as slices of it
+    let encoded = super::wire::encode_with(&e, raw(row, 6)?, payload, true);
+    let bytes = Bytes::from(encoded.bytes);
+    e.metadata = bytes.slice(encoded.metadata);
+    e.data = bytes.slice(encoded.data);
+    let _ = e.encoded[1].set(bytes);
+    Ok(e)
+}
+
+fn decode_error(index: usize, source: sqlx::error::BoxDynError) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: index.to_string(),
+        source,
+    }
+}
+
+/// A column's bytes as PostgreSQL sent them, without the type check and
+/// the copy of a typed decode (a `$all` read decodes millions of rows).
+fn raw(row: &PgRow, index: usize) -> sqlx::Result<&[u8]> {
+    row.try_get_raw(index)?
+        .as_bytes()
+        .map_err(|e| decode_error(index, e))
+}
+
+/// A `text` column (the same bytes in either wire format).
+fn text(row: &PgRow, index: usize) -> sqlx::Result<&str> {
+    std::str::from_utf8(raw(row, index)?).map_err(|e| decode_error(index, e.into()))
+}
+
+/// A binary 8-byte big-endian value (`bigint`, or `timestamptz` as
+/// microseconds since 2000-01-01).
+fn binary8(row: &PgRow, index: usize) -> sqlx::Result<Option<i64>> {
+    let value = row.try_get_raw(index)?;
+    Ok(match (value.format(), value.as_bytes()) {
+        (PgValueFormat::Binary, Ok(&[a, b, c, d, e, f, g, h])) => {
+            Some(i64::from_be_bytes([a, b, c, d, e, f, g, h]))
+        }
+        _ => None,
     })
 }
 
-/// The payload with its credentials replaced (parsed only when it names
-/// one of their keys).
-fn redacted(payload: String) -> String {
-    if !CREDENTIAL_KEYS.iter().any(|k| payload.contains(k)) {
-        return payload;
+fn int8(row: &PgRow, index: usize) -> sqlx::Result<i64> {
+    match binary8(row, index)? {
+        Some(v) => Ok(v),
+        None => row.try_get(index),
     }
-    match serde_json::from_str::<serde_json::Value>(&payload) {
-        Ok(mut v) => {
-            redact_credentials(&mut v);
-            v.to_string()
-        }
-        Err(_) => payload,
+}
+
+/// Microseconds from 2000-01-01 (PostgreSQL's epoch) to 1970-01-01's.
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// A `timestamptz` column as microseconds since the Unix epoch.
+fn unix_micros(row: &PgRow, index: usize) -> sqlx::Result<i64> {
+    match binary8(row, index)? {
+        Some(v) => Ok(v.saturating_add(POSTGRES_EPOCH_MICROS)),
+        None => Ok(row
+            .try_get::<chrono::DateTime<chrono::Utc>, _>(index)?
+            .timestamp_micros()),
     }
+}
+
+/// The payload with its credentials replaced, when it names one of their
+/// keys (only then is it parsed); `None`: it goes out as it is.
+fn redacted(payload: &[u8]) -> Option<String> {
+    // searchers built once (building one per event showed in profiles)
+    static KEYS: LazyLock<Vec<memchr::memmem::Finder<'static>>> = LazyLock::new(|| {
+        CREDENTIAL_KEYS
+            .iter()
+            .map(|k| memchr::memmem::Finder::new(k.as_bytes()))
+            .collect()
+    });
+    if !KEYS.iter().any(|k| k.find(payload).is_some()) {
+        return None;
+    }
+    let mut v = serde_json::from_slice::<serde_json::Value>(payload).ok()?;
+    redact_credentials(&mut v);
+    Some(v.to_string())
 }
 
 fn numbered(rows: Vec<PgRow>) -> sqlx::Result<Vec<Arc<LogEvent>>> {
     rows.iter()
         .map(|r| {
-            let position: i64 = r.try_get(0)?;
+            let position = int8(r, 0)?;
             event_of(r, position as u64).map(Arc::new)
         })
         .collect()
@@ -156,7 +221,7 @@ pub async fn after(pool: &PgPool, after: u64, limit: i64) -> sqlx::Result<Vec<Ar
     let Some(last) = rows.last() else {
         return Ok(Vec::new());
     };
-    let last_global: i64 = last.try_get(0)?;
+    let last_global = int8(last, 0)?;
     let last_position = after_i + rows.len() as i64;
     let numbered: Option<i64> =
         sqlx::query_scalar("SELECT global_position FROM log_positions WHERE position = $1")
@@ -309,10 +374,10 @@ mod tests {
     fn credentials_are_redacted_and_other_payloads_pass_untouched() {
         let p = r#"{"AccountRegistered":{"number":1,"password_hash":"$argon2id$x"}}"#;
         assert_eq!(
-            redacted(p.into()),
-            r#"{"AccountRegistered":{"number":1,"password_hash":"<redacted>"}}"#
+            redacted(p.as_bytes()).as_deref(),
+            Some(r#"{"AccountRegistered":{"number":1,"password_hash":"<redacted>"}}"#)
         );
         let q = r#"{"MessagePosted": {"content": "hi"}}"#;
-        assert_eq!(redacted(q.into()), q);
+        assert_eq!(redacted(q.as_bytes()), None);
     }
 }

@@ -7,15 +7,16 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request as Call, Response, Status};
 
 use super::feed::Feed;
 use super::filter::Filter;
 use super::log::{self, LogEvent};
-use super::out::{Chunk, Gone, Out};
+use super::out::{Gone, Out};
 
 /// Chunks a read holds for its client before its task waits: finite reads
 /// stream pages in chunks of `out::CHUNK` (8 of them, 512 answers, keep the
@@ -88,38 +89,15 @@ impl streams_server::Streams for Streams {
                 out.fail(status).await;
             }
         });
-        Ok(Response::new(Answers {
-            rx,
-            chunk: Vec::new().into_iter(),
-        }))
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(rx).flat_map(futures::stream::iter),
+        )))
     }
 }
 
 /// A call's answers as the connection takes them, one at a time from the
 /// chunks its task sends.
-pub struct Answers {
-    rx: mpsc::Receiver<Chunk>,
-    chunk: std::vec::IntoIter<Result<ReadResp, Status>>,
-}
-
-impl tokio_stream::Stream for Answers {
-    type Item = Result<ReadResp, Status>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        loop {
-            if let Some(answer) = self.chunk.next() {
-                return std::task::Poll::Ready(Some(answer));
-            }
-            match std::task::ready!(self.rx.poll_recv(cx)) {
-                Some(chunk) => self.chunk = chunk.into_iter(),
-                None => return std::task::Poll::Ready(None),
-            }
-        }
-    }
-}
+pub type Answers = std::pin::Pin<Box<dyn Stream<Item = Result<ReadResp, Status>> + Send>>;
 
 async fn read(pool: &PgPool, out: &Out, request: Request, count: u64) -> Result<(), Stop> {
     match request.target {
