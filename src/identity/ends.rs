@@ -34,30 +34,54 @@ pub async fn feed_limit(
     upto: LogPosition,
     types: &[&str],
 ) -> sqlx::Result<LogPosition> {
-    let applied = core.progress.checkpoint(crate::identity::READ_MODELS[0]);
-    if applied >= upto {
-        return Ok(upto);
+    Deferred::now(core, upto).limit(core, types).await
+}
+
+/// [`feed_limit`] as it stands now, worked out later: a feed with nobody
+/// connected notes where it may go at each step and asks the log only once
+/// someone connects (a query for every step of its projection otherwise,
+/// for no socket). The answer is the one it would have had: both positions
+/// are checkpoints, so the log between them no longer changes.
+#[derive(Debug, Clone, Copy)]
+pub struct Deferred {
+    applied: LogPosition,
+    upto: LogPosition,
+}
+
+impl Deferred {
+    pub fn now(core: &Core, upto: LogPosition) -> Self {
+        Self {
+            applied: core.progress.checkpoint(crate::identity::READ_MODELS[0]),
+            upto,
+        }
     }
-    let first: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT transaction_id::text::bigint, global_position FROM events
-          WHERE aggregate_type = 'Account' AND event_type = ANY($5)
-            AND (transaction_id, global_position) > ($1::text::xid8, $2)
-            AND (transaction_id, global_position) <= ($3::text::xid8, $4)
-          ORDER BY events.transaction_id, events.global_position LIMIT 1",
-    )
-    .bind(applied.txid.to_string())
-    .bind(applied.position)
-    .bind(upto.txid.to_string())
-    .bind(upto.position)
-    .bind(types)
-    .fetch_optional(&core.pool)
-    .await?;
-    Ok(match first {
-        // just before it: positions are compared as pairs
-        Some((txid, position)) => LogPosition {
-            txid,
-            position: position - 1,
-        },
-        None => upto,
-    })
+
+    pub async fn limit(self, core: &Core, types: &[&str]) -> sqlx::Result<LogPosition> {
+        let Self { applied, upto } = self;
+        if applied >= upto {
+            return Ok(upto);
+        }
+        let first: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text::bigint, global_position FROM events
+              WHERE aggregate_type = 'Account' AND event_type = ANY($5)
+                AND (transaction_id, global_position) > ($1::text::xid8, $2)
+                AND (transaction_id, global_position) <= ($3::text::xid8, $4)
+              ORDER BY events.transaction_id, events.global_position LIMIT 1",
+        )
+        .bind(applied.txid.to_string())
+        .bind(applied.position)
+        .bind(upto.txid.to_string())
+        .bind(upto.position)
+        .bind(types)
+        .fetch_optional(&core.pool)
+        .await?;
+        Ok(match first {
+            // just before it: positions are compared as pairs
+            Some((txid, position)) => LogPosition {
+                txid,
+                position: position - 1,
+            },
+            None => upto,
+        })
+    }
 }

@@ -26,6 +26,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::core::Core;
+use crate::identity::ends;
 use crate::live::Hub;
 use crate::store::LogPosition;
 
@@ -419,7 +420,7 @@ const ACCOUNT_EVENTS: &[&str] = &[
 /// session's end must find it ended.
 pub async fn limit(core: &Core) -> sqlx::Result<LogPosition> {
     let upto = core.progress.checkpoint(PROJECTION);
-    crate::identity::ends::feed_limit(core, upto, ACCOUNT_EVENTS).await
+    ends::feed_limit(core, upto, ACCOUNT_EVENTS).await
 }
 
 /// Pushes frames to this process's sockets as the `social` projection moves
@@ -427,11 +428,32 @@ pub async fn limit(core: &Core) -> sqlx::Result<LogPosition> {
 pub async fn run(core: Core, hub: Arc<SocialHub>, mut shutdown: watch::Receiver<bool>) {
     let mut last = core.progress.checkpoint(PROJECTION);
     let mut tick = core.progress.subscribe();
+    // where the feed may go, noted while nobody was connected here
+    let mut idle: Option<ends::Deferred> = None;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tick.changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if hub.sockets.is_empty() {
+            idle = Some(ends::Deferred::now(
+                &core,
+                core.progress.checkpoint(PROJECTION),
+            ));
+            continue;
+        }
+        if let Some(noted) = idle {
+            match noted.limit(&core, ACCOUNT_EVENTS).await {
+                Ok(cp) => {
+                    last = last.max(cp);
+                    idle = None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "chat8 feed cannot read the log; retrying");
+                    continue;
+                }
+            }
         }
         let cp = match limit(&core).await {
             Ok(cp) => cp,
@@ -440,10 +462,6 @@ pub async fn run(core: Core, hub: Arc<SocialHub>, mut shutdown: watch::Receiver<
                 continue;
             }
         };
-        if hub.sockets.is_empty() {
-            last = last.max(cp);
-            continue;
-        }
         let mut look = Lookups::default();
         while cp > last {
             let rows = match read(&core.pool, last, cp).await {
@@ -460,8 +478,7 @@ pub async fn run(core: Core, hub: Arc<SocialHub>, mut shutdown: watch::Receiver<
                 };
                 if row.aggregate_type == "Account" {
                     // in log order: no frame of a later event reaches them
-                    hub.sockets
-                        .end_sessions(&crate::identity::ends::ended_by(&row.payload));
+                    hub.sockets.end_sessions(&ends::ended_by(&row.payload));
                 }
                 match frames_of(&core.pool, &mut look, row, None).await {
                     Ok(frames) => {

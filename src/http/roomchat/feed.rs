@@ -32,6 +32,8 @@ pub async fn run(core: Core, hub: Arc<Hub>, tz: Tz, mut shutdown: watch::Receive
         }
     };
     let mut rx = core.progress.subscribe();
+    // where the feed may go, noted while nobody was connected here
+    let mut idle: Option<ends::Deferred> = None;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -39,6 +41,23 @@ pub async fn run(core: Core, hub: Arc<Hub>, tz: Tz, mut shutdown: watch::Receive
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let own = core.progress.checkpoint(PROJECTION);
+        if hub.is_empty() {
+            // nobody connected here: nothing to read
+            idle = Some(ends::Deferred::now(&core, own));
+            continue;
+        }
+        if let Some(noted) = idle {
+            match noted.limit(&core, ends::ENDING).await {
+                Ok(cp) => {
+                    last = last.max(cp);
+                    idle = None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "live feed cannot read the log; retrying");
+                    continue;
+                }
+            }
+        }
         let cp = match ends::feed_limit(&core, own, ends::ENDING).await {
             Ok(cp) => cp,
             Err(e) => {
@@ -46,11 +65,6 @@ pub async fn run(core: Core, hub: Arc<Hub>, tz: Tz, mut shutdown: watch::Receive
                 continue;
             }
         };
-        if hub.is_empty() {
-            // nobody connected here: nothing to read
-            last = last.max(cp);
-            continue;
-        }
         while cp > last {
             match push_batch(&pool, &hub, tz, last, cp).await {
                 Ok(next) => last = next,
