@@ -85,3 +85,18 @@ impl Deferred {
         })
     }
 }
+
+/// Moves a feed's `last` to where it could have gone while nobody was
+/// connected (`idle`, noted then), once someone is.
+pub async fn leave_idle(
+    core: &Core,
+    idle: &mut Option<Deferred>,
+    last: &mut LogPosition,
+    types: &[&str],
+) -> sqlx::Result<()> {
+    if let Some(noted) = *idle {
+        *last = (*last).max(noted.limit(core, types).await?);
+        *idle = None;
+    }
+    Ok(())
+}

@@ -443,17 +443,9 @@ pub async fn run(core: Core, hub: Arc<SocialHub>, mut shutdown: watch::Receiver<
             ));
             continue;
         }
-        if let Some(noted) = idle {
-            match noted.limit(&core, ACCOUNT_EVENTS).await {
-                Ok(cp) => {
-                    last = last.max(cp);
-                    idle = None;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "chat8 feed cannot read the log; retrying");
-                    continue;
-                }
-            }
+        if let Err(e) = ends::leave_idle(&core, &mut idle, &mut last, ACCOUNT_EVENTS).await {
+            tracing::warn!(error = %e, "chat8 feed cannot read the log; retrying");
+            continue;
         }
         let cp = match limit(&core).await {
             Ok(cp) => cp,

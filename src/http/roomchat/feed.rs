@@ -46,17 +46,9 @@ pub async fn run(core: Core, hub: Arc<Hub>, tz: Tz, mut shutdown: watch::Receive
             idle = Some(ends::Deferred::now(&core, own));
             continue;
         }
-        if let Some(noted) = idle {
-            match noted.limit(&core, ends::ENDING).await {
-                Ok(cp) => {
-                    last = last.max(cp);
-                    idle = None;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "live feed cannot read the log; retrying");
-                    continue;
-                }
-            }
+        if let Err(e) = ends::leave_idle(&core, &mut idle, &mut last, ends::ENDING).await {
+            tracing::warn!(error = %e, "live feed cannot read the log; retrying");
+            continue;
         }
         let cp = match ends::feed_limit(&core, own, ends::ENDING).await {
             Ok(cp) => cp,
