@@ -140,6 +140,10 @@ fn url_of(opts: &PgConnectOptions, external: Option<&str>) -> anyhow::Result<Str
     }
 }
 
+/// The data directories of the servers a run starts (`start_server_with`'s
+/// names), under the output directory.
+const SERVER_DIRS: [&str; 3] = ["server", "server2", "collector"];
+
 fn start_server(
     url: &str,
     out: &std::path::Path,
@@ -576,7 +580,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let out = std::fs::canonicalize(&args.out)?;
 
     // A fresh database: a new embedded cluster, or a new database on the
-    // given server.
+    // given server. The servers' data directories go with it: a signer
+    // remembers the last checkpoint it signed there, and refuses to sign a
+    // smaller tree (a second run in the same directory signed nothing).
+    for dir in SERVER_DIRS {
+        let dir = out.join(dir);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+    }
     let mut config = Config::from_env()?;
     let external = config.database_url.as_ref().map(|u| u.expose().to_owned());
     if let Some(url) = &external {
