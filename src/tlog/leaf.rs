@@ -174,6 +174,29 @@ pub fn event_of(r: &sqlx::postgres::PgRow) -> sqlx::Result<(Option<i64>, Event)>
     Ok((r.try_get("position")?, event))
 }
 
+/// The event numbered `position`, if the numbering has got that far.
+pub async fn at(conn: &mut PgConnection, position: i64) -> sqlx::Result<Option<Numbered>> {
+    // an equality, not a one-position range: PostgreSQL keeps one plan for
+    // it, where it plans a range of parameters anew at every call
+    let row = sqlx::query(&format!(
+        "SELECT p.position, p.global_position, {COLUMNS}
+           FROM log_positions p LEFT JOIN events e ON e.global_position = p.global_position
+          WHERE p.position = $1"
+    ))
+    .bind(position)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(numbered_row).transpose()
+}
+
+fn numbered_row(r: &sqlx::postgres::PgRow) -> sqlx::Result<Numbered> {
+    Ok(Numbered {
+        position: r.try_get("position")?,
+        global_position: r.try_get("global_position")?,
+        event: event_row(r)?,
+    })
+}
+
 /// The numbered events of positions `[from, to)`, in order (fewer if the
 /// numbering has not got that far).
 pub async fn numbered(conn: &mut PgConnection, from: i64, to: i64) -> sqlx::Result<Vec<Numbered>> {
@@ -187,15 +210,7 @@ pub async fn numbered(conn: &mut PgConnection, from: i64, to: i64) -> sqlx::Resu
     .bind(to)
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Numbered {
-                position: r.try_get("position")?,
-                global_position: r.try_get("global_position")?,
-                event: event_row(r)?,
-            })
-        })
-        .collect()
+    rows.iter().map(numbered_row).collect()
 }
 
 /// The events not in the log's numbering (an anti-join over every event).

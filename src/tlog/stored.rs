@@ -54,20 +54,24 @@ pub async fn level_ranges(
         return Ok(Vec::new());
     }
     let levels: Vec<i16> = ranges.iter().map(|r| i16::from(r.0)).collect();
-    let los: Vec<i64> = ranges.iter().map(|r| r.1 as i64).collect();
+    // a stored run never crosses a tile's end (the table's check), so the
+    // runs holding nodes [lo, hi) start at or after lo's tile: a plain
+    // index range, which PostgreSQL plans in a tenth of the time the
+    // "last run starting at or before lo" subquery took (it plans these
+    // anew at every call: ~half its CPU in the inclusion proof figure)
+    let tile_starts: Vec<i64> = ranges
+        .iter()
+        .map(|r| (r.1 >> TILE_HEIGHT << TILE_HEIGHT) as i64)
+        .collect();
     let his: Vec<i64> = ranges.iter().map(|r| r.2 as i64).collect();
     let rows = sqlx::query(
-        "SELECT r.i, h.first, h.hashes
+        "SELECT r.i, t.first, t.hashes
            FROM unnest($1::smallint[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS r(level, lo, hi, i)
-           CROSS JOIN LATERAL (
-                SELECT t.first, t.hashes FROM tlog_hashes t
-                 WHERE t.level = r.level AND t.first < r.hi
-                   AND t.first >= coalesce((SELECT max(u.first) FROM tlog_hashes u
-                                             WHERE u.level = r.level AND u.first <= r.lo), 0)) h
-          ORDER BY r.i, h.first",
+           JOIN tlog_hashes t ON t.level = r.level AND t.first >= r.lo AND t.first < r.hi
+          ORDER BY r.i, t.first",
     )
     .bind(&levels)
-    .bind(&los)
+    .bind(&tile_starts)
     .bind(&his)
     .fetch_all(conn)
     .await?;
