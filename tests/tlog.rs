@@ -229,6 +229,12 @@ async fn what_tidelog_produces_passes_verifiers_nobody_on_the_team_wrote() {
     let old = checkpoint_of_all(&app).await;
     let old_cp = body(old.as_bytes());
     check_cosignature(&old, &witness_vkey);
+    // a proof against the latest: the old checkpoint, cosigned (the server
+    // keeps it as the latest from here)
+    let (s, b) = get(&app, "/admin/tlog/proof?index=0").await;
+    assert_eq!(s, StatusCode::OK);
+    let first = tidelog::tlog::proof::TlogProof::parse(std::str::from_utf8(&b).unwrap()).unwrap();
+    assert_eq!(first.checkpoint, old);
     // more, and a later checkpoint
     for i in 3..6 {
         api.say(&token, room, &format!("message {i}")).await;
@@ -332,6 +338,11 @@ async fn what_tidelog_produces_passes_verifiers_nobody_on_the_team_wrote() {
     .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(String::from_utf8(http_proof).unwrap(), proof);
+    // the latest cosigned checkpoint is the one proved against by default
+    // (the server kept the old one since the proof above the later one)
+    let (s, latest_proof) = get(&app, &format!("/admin/tlog/proof?event={event}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(String::from_utf8(latest_proof).unwrap(), proof);
     let (s, http_entry) = get(&app, &format!("/admin/tlog/entry?event={event}")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(http_entry, std::fs::read(&entry).unwrap());
@@ -1018,7 +1029,15 @@ async fn inclusion_proofs_above_one_tile_match_the_tree_recomputed_at_every_size
                 inclusion_proof(index, size, &tree).unwrap(),
                 "leaf {index} of {size}"
             );
+            // without a size: against the latest, the same file, though
+            // the server kept the previous round's checkpoint as latest
+            let (s, latest) = get(&app, &format!("/admin/tlog/proof?event={event}")).await;
+            assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&latest));
+            assert_eq!(latest, text, "leaf {index}, latest of {size}");
         }
+        // the leaf past the latest checkpoint is not under it yet
+        let (s, _) = get(&app, &format!("/admin/tlog/proof?index={size}")).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
     }
     app.stop().await;
 }

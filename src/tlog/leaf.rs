@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, Row};
 
 use super::merkle::Hash;
+use super::stored::{checkpoints_seen_columns, CheckpointsSeen};
 use super::tiles::MAX_ENTRY_SIZE;
 
 pub const LEAF_V1: &[u8] = b"tidelog-event/v1\n";
@@ -187,6 +188,33 @@ pub async fn at(conn: &mut PgConnection, position: i64) -> sqlx::Result<Option<N
     .fetch_optional(conn)
     .await?;
     row.as_ref().map(numbered_row).transpose()
+}
+
+/// [`at`], with what the same statement saw of the checkpoint tables from
+/// the checkpoint of `size` on (is a kept latest checkpoint still the
+/// latest: [`super::stored::LatestCheckpoint`]).
+pub async fn at_seeing(
+    conn: &mut PgConnection,
+    position: i64,
+    size: u64,
+) -> sqlx::Result<(Option<Numbered>, CheckpointsSeen)> {
+    let row = sqlx::query(&format!(
+        "SELECT {}, p.position, p.global_position, {COLUMNS}
+           FROM (SELECT) one
+           LEFT JOIN (log_positions p LEFT JOIN events e ON e.global_position = p.global_position)
+                  ON p.position = $1",
+        checkpoints_seen_columns("$2")
+    ))
+    .bind(position)
+    .bind(size as i64)
+    .fetch_one(conn)
+    .await?;
+    let seen = CheckpointsSeen::of(&row)?;
+    let numbered = match row.try_get::<Option<i64>, _>("position")? {
+        Some(_) => Some(numbered_row(&row)?),
+        None => None,
+    };
+    Ok((numbered, seen))
 }
 
 fn numbered_row(r: &sqlx::postgres::PgRow) -> sqlx::Result<Numbered> {

@@ -60,8 +60,8 @@ pub struct Log {
     pub checkpoint_interval: Duration,
     pub batch: i64,
     status: Mutex<Status>,
-    /// tile hashes read for proofs, kept (they never change)
-    pub tiles: stored::TileCache,
+    /// tile hashes and the latest cosigned checkpoint, kept for proofs
+    pub kept: reads::Kept,
 }
 
 /// A witness of the log: its key and where it takes `add-checkpoint`.
@@ -119,8 +119,7 @@ impl Log {
             checkpoint_interval: config.tlog.checkpoint_interval,
             batch: config.tlog.batch,
             status: Mutex::default(),
-            // 2,048 tiles of at most 8 KiB
-            tiles: stored::TileCache::new(2048),
+            kept: reads::Kept::default(),
         })
     }
 

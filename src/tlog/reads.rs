@@ -7,7 +7,7 @@ use super::checkpoint::Checkpoint;
 use super::merkle::{consistency_proof, consistency_proof_ids, inclusion_proof_ids, Hash};
 use super::note::Note;
 use super::proof::TlogProof;
-use super::stored::{self, StoredCheckpoint, StoredError, TileCache};
+use super::stored::{self, LatestCheckpoint, StoredCheckpoint, StoredError, TileCache};
 use super::tiles::{encode_entry_bundle, parse_tile_path, TilePath, TILE_HEIGHT};
 use super::{leaf, Cosigners};
 
@@ -106,23 +106,46 @@ pub async fn leaves(conn: &mut PgConnection, lo: u64, hi: u64) -> Result<Vec<Vec
         .collect()
 }
 
+/// What a serving process keeps for proofs: tile hashes (they never
+/// change) and the latest cosigned checkpoint (checked at each proof).
+#[derive(Default)]
+pub struct Kept {
+    pub tiles: TileCache,
+    pub latest: LatestCheckpoint,
+}
+
 /// A tlog-proof@v1 file for leaf `index` against the checkpoint of `size`
 /// (default: the latest cosigned one), naming the event in its `extra`.
 pub async fn proof(
     conn: &mut PgConnection,
     w: &Cosigners,
-    cache: Option<&TileCache>,
+    kept: Option<&Kept>,
     index: u64,
     size: Option<u64>,
 ) -> Result<(TlogProof, leaf::Event), ReadError> {
     let labels = &w.labels;
-    let cp = match size {
-        Some(s) => stored::checkpoint_of_size(conn, labels, s)
-            .await?
-            .ok_or_else(|| ReadError::NotFound(format!("no checkpoint of size {s}")))?,
-        None => latest(conn, w)
-            .await?
-            .ok_or_else(|| ReadError::NotFound("no checkpoint with its cosignatures yet".into()))?,
+    let position = index as i64 + 1;
+    let (cp, numbered) = match (size, kept.and_then(|k| k.latest.get())) {
+        (Some(s), _) => (
+            stored::checkpoint_of_size(conn, labels, s)
+                .await?
+                .ok_or_else(|| ReadError::NotFound(format!("no checkpoint of size {s}")))?,
+            leaf::at(conn, position).await?,
+        ),
+        // one statement: the event, and whether the kept checkpoint is
+        // still the latest
+        (None, Some((cp, seen))) => {
+            let (numbered, now) = leaf::at_seeing(conn, position, cp.size).await?;
+            if now == seen {
+                (cp, numbered)
+            } else {
+                (latest_kept(conn, w, kept).await?, numbered)
+            }
+        }
+        (None, None) => (
+            latest_kept(conn, w, kept).await?,
+            leaf::at(conn, position).await?,
+        ),
     };
     if index >= cp.size {
         return Err(ReadError::NotFound(format!(
@@ -130,15 +153,39 @@ pub async fn proof(
             cp.size
         )));
     }
-    let event = leaf::at(conn, index as i64 + 1)
-        .await?
+    // numbered after the event was read (the checkpoint read later)
+    let numbered = match numbered {
+        Some(n) => Some(n),
+        None => leaf::at(conn, position).await?,
+    };
+    let event = numbered
         .and_then(|n| n.event)
         .ok_or_else(|| ReadError::Broken(format!("leaf {index}: its event is missing")))?;
-    let hashes = stored::nodes_cached(conn, cache, &inclusion_proof_ids(index, cp.size)).await?;
+    let hashes = stored::nodes_cached(
+        conn,
+        kept.map(|k| &k.tiles),
+        &inclusion_proof_ids(index, cp.size),
+    )
+    .await?;
     let note = cp.cosigned(labels);
     let proof = TlogProof::build(index, &note, &hashes, Some(event.name().into_bytes()))
         .map_err(|e| ReadError::Broken(e.to_string()))?;
     Ok((proof, event))
+}
+
+/// The latest cosigned checkpoint, read and kept.
+async fn latest_kept(
+    conn: &mut PgConnection,
+    w: &Cosigners,
+    kept: Option<&Kept>,
+) -> Result<StoredCheckpoint, ReadError> {
+    let (cp, seen) = stored::latest_checkpoint_seen(conn, &w.labels, w.quorum)
+        .await?
+        .ok_or_else(|| ReadError::NotFound("no checkpoint with its cosignatures yet".into()))?;
+    if let Some(k) = kept {
+        k.latest.keep(cp.clone(), seen);
+    }
+    Ok(cp)
 }
 
 /// The leaf index of `<type>/<id>/<sequence>`.

@@ -128,6 +128,13 @@ pub struct TileCache {
 /// ones proofs ask for are a few per upper tile).
 const UPPER_NODES_KEPT: usize = 16_384;
 
+impl Default for TileCache {
+    /// 2,048 tiles of at most 8 KiB
+    fn default() -> Self {
+        Self::new(2048)
+    }
+}
+
 impl TileCache {
     pub fn new(capacity: usize) -> Self {
         Self {
@@ -265,11 +272,12 @@ impl StoredCheckpoint {
     }
 }
 
-const SELECT_CHECKPOINT: &str = "
+const CHECKPOINT_COLUMNS: &str = "
 SELECT c.size, c.note, c.signed_at,
        coalesce(array_agg(s.witness ORDER BY s.witness) FILTER (WHERE s.witness = ANY($1)), '{}') AS witnesses,
-       coalesce(array_agg(s.line ORDER BY s.witness) FILTER (WHERE s.witness = ANY($1)), '{}') AS lines
-  FROM tlog_checkpoints c LEFT JOIN tlog_cosignatures s ON s.size = c.size";
+       coalesce(array_agg(s.line ORDER BY s.witness) FILTER (WHERE s.witness = ANY($1)), '{}') AS lines";
+const CHECKPOINT_FROM: &str =
+    "FROM tlog_checkpoints c LEFT JOIN tlog_cosignatures s ON s.size = c.size";
 
 fn checkpoint_of(row: &sqlx::postgres::PgRow) -> sqlx::Result<StoredCheckpoint> {
     let witnesses: Vec<String> = row.try_get("witnesses")?;
@@ -289,21 +297,84 @@ pub async fn latest_checkpoint(
     witnesses: &[String],
     quorum: usize,
 ) -> sqlx::Result<Option<StoredCheckpoint>> {
+    Ok(latest_checkpoint_seen(conn, witnesses, quorum)
+        .await?
+        .map(|(cp, _)| cp))
+}
+
+/// [`latest_checkpoint`], with what its statement saw of the checkpoint
+/// tables (to keep it: [`LatestCheckpoint`]).
+pub async fn latest_checkpoint_seen(
+    conn: &mut PgConnection,
+    witnesses: &[String],
+    quorum: usize,
+) -> sqlx::Result<Option<(StoredCheckpoint, CheckpointsSeen)>> {
     // newest first, stopping at the first with its quorum (an index scan
     // backwards, not a grouping of every checkpoint ever signed)
     let row = sqlx::query(&format!(
-        "{SELECT_CHECKPOINT}
+        "{CHECKPOINT_COLUMNS}, {} {CHECKPOINT_FROM}
           WHERE c.size = (SELECT p.size FROM tlog_checkpoints p
                            WHERE (SELECT count(*) FROM tlog_cosignatures q
                                    WHERE q.size = p.size AND q.witness = ANY($1)) >= $2
                            ORDER BY p.size DESC LIMIT 1)
-          GROUP BY c.size"
+          GROUP BY c.size",
+        checkpoints_seen_columns("c.size")
     ))
     .bind(witnesses)
     .bind(quorum as i64)
     .fetch_optional(conn)
     .await?;
-    row.as_ref().map(checkpoint_of).transpose()
+    row.as_ref()
+        .map(|r| Ok((checkpoint_of(r)?, CheckpointsSeen::of(r)?)))
+        .transpose()
+}
+
+/// What one statement saw of the (append-only) checkpoint tables, measured
+/// from a checkpoint's size: the newest checkpoint, and how many
+/// cosignatures of that checkpoint or newer ones there were. Whether the
+/// latest cosigned checkpoint is still the one read then is the question
+/// whether both are still the same: a newer one can only become the latest
+/// by being signed or cosigned, and the kept one's cosignatures only grow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointsSeen {
+    newest: Option<i64>,
+    cosigned_since: i64,
+}
+
+/// The columns of [`CheckpointsSeen`] from the size in `size_sql`.
+pub(super) fn checkpoints_seen_columns(size_sql: &str) -> String {
+    format!(
+        "(SELECT max(size) FROM tlog_checkpoints) AS seen_newest,
+         (SELECT count(*) FROM tlog_cosignatures WHERE size >= {size_sql}) AS seen_cosigned"
+    )
+}
+
+impl CheckpointsSeen {
+    pub(super) fn of(row: &sqlx::postgres::PgRow) -> sqlx::Result<Self> {
+        Ok(Self {
+            newest: row.try_get("seen_newest")?,
+            cosigned_since: row.try_get("seen_cosigned")?,
+        })
+    }
+}
+
+/// The latest cosigned checkpoint, kept with what was seen when it was
+/// read: a proof asks whether that is still what the tables hold in the
+/// statement that reads its event, instead of reading the checkpoint again
+/// (one statement of three, the costliest to plan and run).
+#[derive(Default)]
+pub struct LatestCheckpoint(std::sync::Mutex<Option<(StoredCheckpoint, CheckpointsSeen)>>);
+
+impl LatestCheckpoint {
+    pub fn get(&self) -> Option<(StoredCheckpoint, CheckpointsSeen)> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn keep(&self, cp: StoredCheckpoint, seen: CheckpointsSeen) {
+        // a pair from a reader that lost a race is still a consistent
+        // pair (one statement's): at worst the next proof reads again
+        *self.0.lock().unwrap() = Some((cp, seen));
+    }
 }
 
 /// The checkpoint of `size`, if one was signed.
@@ -313,7 +384,7 @@ pub async fn checkpoint_of_size(
     size: u64,
 ) -> sqlx::Result<Option<StoredCheckpoint>> {
     let row = sqlx::query(&format!(
-        "{SELECT_CHECKPOINT} WHERE c.size = $2 GROUP BY c.size"
+        "{CHECKPOINT_COLUMNS} {CHECKPOINT_FROM} WHERE c.size = $2 GROUP BY c.size"
     ))
     .bind(witnesses)
     .bind(size as i64)

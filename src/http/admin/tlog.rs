@@ -196,7 +196,7 @@ async fn proof(
     let (proof, _) = reads::proof(
         &mut conn,
         &state.tlog.cosigners(),
-        Some(&state.tlog.tiles),
+        Some(&state.tlog.kept),
         index,
         size,
     )
