@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, Row};
 
 use super::merkle::Hash;
-use super::stored::{checkpoints_seen_columns, CheckpointsSeen};
+use super::stored::{checkpoints_seen_columns, leaf_tile_column, CheckpointsSeen};
 use super::tiles::MAX_ENTRY_SIZE;
 
 pub const LEAF_V1: &[u8] = b"tidelog-event/v1\n";
@@ -192,21 +192,26 @@ pub async fn at(conn: &mut PgConnection, position: i64) -> sqlx::Result<Option<N
 
 /// [`at`], with what the same statement saw of the checkpoint tables from
 /// the checkpoint of `size` on (is a kept latest checkpoint still the
-/// latest: [`super::stored::LatestCheckpoint`]).
+/// latest: [`super::stored::LatestCheckpoint`]) and, if asked, the stored
+/// hashes of leaf tile `tile` (concatenated): all a proof reads, in one
+/// statement.
 pub async fn at_seeing(
     conn: &mut PgConnection,
     position: i64,
     size: u64,
-) -> sqlx::Result<(Option<Numbered>, CheckpointsSeen)> {
+    tile: Option<u64>,
+) -> sqlx::Result<(Option<Numbered>, CheckpointsSeen, Option<Vec<u8>>)> {
     let row = sqlx::query(&format!(
-        "SELECT {}, p.position, p.global_position, {COLUMNS}
+        "SELECT {}, {}, p.position, p.global_position, {COLUMNS}
            FROM (SELECT) one
            LEFT JOIN (log_positions p LEFT JOIN events e ON e.global_position = p.global_position)
                   ON p.position = $1",
-        checkpoints_seen_columns("$2")
+        checkpoints_seen_columns("$2"),
+        leaf_tile_column("$3::bigint"),
     ))
     .bind(position)
     .bind(size as i64)
+    .bind(tile.map(|t| t as i64))
     .fetch_one(conn)
     .await?;
     let seen = CheckpointsSeen::of(&row)?;
@@ -214,7 +219,7 @@ pub async fn at_seeing(
         Some(_) => Some(numbered_row(&row)?),
         None => None,
     };
-    Ok((numbered, seen))
+    Ok((numbered, seen, row.try_get("leaf_tile")?))
 }
 
 fn numbered_row(r: &sqlx::postgres::PgRow) -> sqlx::Result<Numbered> {

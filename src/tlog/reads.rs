@@ -1,6 +1,8 @@
 //! What auditors read: the latest cosigned checkpoint, C2SP tiles and
 //! entry bundles, tlog-proof files for one event, consistency proofs.
 
+use std::sync::Arc;
+
 use sqlx::PgConnection;
 
 use super::checkpoint::Checkpoint;
@@ -125,6 +127,7 @@ pub async fn proof(
 ) -> Result<(TlogProof, leaf::Event), ReadError> {
     let labels = &w.labels;
     let position = index as i64 + 1;
+    let mut leaf_tile = None;
     let (cp, numbered) = match (size, kept.and_then(|k| k.latest.get())) {
         (Some(s), _) => (
             stored::checkpoint_of_size(conn, labels, s)
@@ -132,10 +135,20 @@ pub async fn proof(
                 .ok_or_else(|| ReadError::NotFound(format!("no checkpoint of size {s}")))?,
             leaf::at(conn, position).await?,
         ),
-        // one statement: the event, and whether the kept checkpoint is
-        // still the latest
+        // one statement: the event, whether the kept checkpoint is still
+        // the latest, and the event's leaf tile unless kept
         (None, Some((cp, seen))) => {
-            let (numbered, now) = leaf::at_seeing(conn, position, cp.size).await?;
+            let tile = index >> TILE_HEIGHT;
+            let start = tile << TILE_HEIGHT;
+            let under = cp.size.clamp(start, start + (1 << TILE_HEIGHT)) - start;
+            let kept_tile = kept.and_then(|k| k.tiles.get((0, tile), under as usize));
+            let ask = (under > 0 && kept_tile.is_none()).then_some(tile);
+            let (numbered, now, read) = leaf::at_seeing(conn, position, cp.size, ask).await?;
+            if let (Some(bytes), Some(k)) = (read, kept) {
+                let hashes = Arc::new(stored::hashes_of(&bytes)?);
+                k.tiles.put((0, tile), hashes.clone());
+                leaf_tile = Some(((0, tile), hashes));
+            }
             if now == seen {
                 (cp, numbered)
             } else {
@@ -164,6 +177,7 @@ pub async fn proof(
     let hashes = stored::nodes_cached(
         conn,
         kept.map(|k| &k.tiles),
+        leaf_tile,
         &inclusion_proof_ids(index, cp.size),
     )
     .await?;

@@ -112,7 +112,33 @@ fn base_of(id: NodeId) -> (u8, u64, u64) {
 /// the first hashes of a tile, once read, stay true. Bounded; when full,
 /// the leaf-level tiles (one per 256 events, the cold ones) are forgotten.
 /// A tile's first hashes, shared.
-type TileHashes = std::sync::Arc<Vec<Hash>>;
+pub type TileHashes = std::sync::Arc<Vec<Hash>>;
+/// A tile: `(level, index)`, the level a multiple of 8.
+pub type TileKey = (u8, u64);
+
+/// The tile column of [`super::leaf::at_seeing`]: leaf tile `tile_sql`'s
+/// stored hashes, its runs concatenated (each level's runs are contiguous
+/// from 0 and none crosses a tile's end, the table's checks; NULL: no
+/// tile wanted). The bound is a subquery so that PostgreSQL keeps one plan
+/// for the statement (with the number itself it plans anew at each call).
+pub(super) fn leaf_tile_column(tile_sql: &str) -> String {
+    format!(
+        "(SELECT string_agg(t.hashes, ''::bytea ORDER BY t.first) FROM tlog_hashes t
+           WHERE t.level = 0 AND t.first >= (SELECT {tile_sql} * 256)
+             AND t.first < (SELECT ({tile_sql} + 1) * 256)) AS leaf_tile"
+    )
+}
+
+/// Stored hashes from their concatenation.
+pub(super) fn hashes_of(bytes: &[u8]) -> Result<Vec<Hash>, StoredError> {
+    if bytes.len() % HASH_SIZE != 0 {
+        return Err(StoredError::Db(decode_error("a tile")));
+    }
+    Ok(bytes
+        .chunks_exact(HASH_SIZE)
+        .map(|h| to_hash(h).expect("32-byte chunk"))
+        .collect())
+}
 
 pub struct TileCache {
     tiles: std::sync::Mutex<HashMap<(u8, u64), TileHashes>>,
@@ -156,12 +182,12 @@ impl TileCache {
         nodes.insert(id, hash);
     }
 
-    fn get(&self, key: (u8, u64), len: usize) -> Option<TileHashes> {
+    pub(super) fn get(&self, key: TileKey, len: usize) -> Option<TileHashes> {
         let tiles = self.tiles.lock().unwrap();
         tiles.get(&key).filter(|t| t.len() >= len).cloned()
     }
 
-    fn put(&self, key: (u8, u64), hashes: TileHashes) {
+    pub(super) fn put(&self, key: TileKey, hashes: TileHashes) {
         let mut tiles = self.tiles.lock().unwrap();
         if tiles.len() >= self.capacity {
             tiles.retain(|(level, _), _| *level > 0);
@@ -180,12 +206,13 @@ pub async fn nodes(
     conn: &mut PgConnection,
     ids: &[NodeId],
 ) -> Result<HashMap<NodeId, Hash>, StoredError> {
-    nodes_cached(conn, None, ids).await
+    nodes_cached(conn, None, None, ids).await
 }
 
 pub async fn nodes_cached(
     conn: &mut PgConnection,
     cache: Option<&TileCache>,
+    given: Option<(TileKey, TileHashes)>,
     ids: &[NodeId],
 ) -> Result<HashMap<NodeId, Hash>, StoredError> {
     let tile = |level: u8, lo: u64| (level, lo >> TILE_HEIGHT);
@@ -213,7 +240,11 @@ pub async fn nodes_cached(
     let mut tiles: HashMap<(u8, u64), TileHashes> = HashMap::new();
     let mut missing = Vec::new();
     for (key, len) in &needed {
-        match cache.and_then(|c| c.get(*key, *len as usize)) {
+        let known = given
+            .as_ref()
+            .filter(|(k, t)| k == key && t.len() >= *len as usize)
+            .map(|(_, t)| t.clone());
+        match known.or_else(|| cache.and_then(|c| c.get(*key, *len as usize))) {
             Some(t) => {
                 tiles.insert(*key, t);
             }
