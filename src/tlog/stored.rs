@@ -131,7 +131,7 @@ pub(super) fn leaf_tile_column(tile_sql: &str) -> String {
 
 /// Stored hashes from their concatenation.
 pub(super) fn hashes_of(bytes: &[u8]) -> Result<Vec<Hash>, StoredError> {
-    if bytes.len() % HASH_SIZE != 0 {
+    if !bytes.len().is_multiple_of(HASH_SIZE) {
         return Err(StoredError::Db(decode_error("a tile")));
     }
     Ok(bytes
