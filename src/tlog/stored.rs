@@ -57,8 +57,8 @@ pub async fn level_ranges(
     // a stored run never crosses a tile's end (the table's check), so the
     // runs holding nodes [lo, hi) start at or after lo's tile: a plain
     // index range, which PostgreSQL plans in a tenth of the time the
-    // "last run starting at or before lo" subquery took (it plans these
-    // anew at every call: ~half its CPU in the inclusion proof figure)
+    // "last run starting at or before lo" subquery took (it plans this
+    // statement anew at every call)
     let tile_starts: Vec<i64> = ranges
         .iter()
         .map(|r| (r.1 >> TILE_HEIGHT << TILE_HEIGHT) as i64)
@@ -108,9 +108,6 @@ fn base_of(id: NodeId) -> (u8, u64, u64) {
     (base, id.index << k, (id.index + 1) << k)
 }
 
-/// Hashes read from `tlog_hashes`, kept: a stored hash never changes, so
-/// the first hashes of a tile, once read, stay true. Bounded; when full,
-/// the leaf-level tiles (one per 256 events, the cold ones) are forgotten.
 /// A tile's first hashes, shared.
 pub type TileHashes = std::sync::Arc<Vec<Hash>>;
 /// A tile: `(level, index)`, the level a multiple of 8.
@@ -140,8 +137,11 @@ pub(super) fn hashes_of(bytes: &[u8]) -> Result<Vec<Hash>, StoredError> {
         .collect())
 }
 
+/// Hashes read from `tlog_hashes`, kept: a stored hash never changes, so
+/// the first hashes of a tile, once read, stay true. Bounded; when full,
+/// the leaf-level tiles (one per 256 events, the cold ones) are forgotten.
 pub struct TileCache {
-    tiles: std::sync::Mutex<HashMap<(u8, u64), TileHashes>>,
+    tiles: std::sync::Mutex<HashMap<TileKey, TileHashes>>,
     capacity: usize,
     /// Nodes computed from the upper tiles (above the leaves): a complete
     /// subtree's hash never changes, and every proof walks the same few
