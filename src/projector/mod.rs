@@ -5,12 +5,15 @@
 //! poll as fallback.
 
 mod asof;
+mod batch;
 pub mod fence;
 mod rebuild;
 mod standing;
 mod status;
 
 pub use asof::replay_as_of;
+use batch::{live_options, read_batch_of, read_live_batch};
+pub(crate) use batch::{read_batch, Batch};
 pub use rebuild::{rebuild, rebuild_many};
 pub use standing::{StandingCache, StreamCache};
 pub use status::{status, ProjectionStatus};
@@ -22,7 +25,7 @@ use std::time::Duration;
 
 use projections::{ProjectionError, Projector, StoredEvent};
 use sqlx::postgres::{PgConnectOptions, PgListener};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use tokio::sync::{watch, Notify};
 
 use crate::store::LogPosition;
@@ -44,133 +47,6 @@ const MAX_TOUCHED_STREAMS: usize = 65_536;
 /// with it — lost in a crash, they are lost together and applied again.
 /// One flush fewer between a command's append and its read model.
 const BEGIN_BATCH: &str = "BEGIN; SET LOCAL synchronous_commit TO off";
-
-/// The next rows of a batch in log order below the horizon, plus at most
-/// one row (`hidden`) that is past the checkpoint but still hidden by it:
-/// the projector then knows it is held back without asking again. The
-/// hidden row's lower bound is one row comparison (the later of the
-/// checkpoint and the horizon): with two separate bounds PostgreSQL walked
-/// the index from the checkpoint (measured 0.9 ms -> 0.04 ms). `$3` holds
-/// the aggregate types; the first argument is how a part picks them, the
-/// second what its order leads with, the third its limit.
-macro_rules! next_rows {
-    ($types:literal, $lead:literal, $limit:literal) => {
-        concat!(
-            "
-SELECT global_position, transaction_id::text::bigint AS txid, aggregate_type, aggregate_id, sequence,
-       event_type, event_version, payload, metadata, recorded_at, false AS hidden
-  FROM events
- WHERE aggregate_type = ", $types, "
-   AND (transaction_id, global_position) > ($1::text::xid8, $2)
-   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-   AND ($5::timestamptz IS NULL OR recorded_at <= $5)
- ORDER BY ", $lead, "events.transaction_id, events.global_position
- LIMIT ", $limit
-        )
-    };
-}
-
-macro_rules! hidden_row {
-    ($types:literal, $lead:literal) => {
-        concat!(
-            "
-SELECT global_position, transaction_id::text::bigint AS txid, aggregate_type, aggregate_id, sequence,
-       event_type, event_version, payload, metadata, recorded_at, true AS hidden
-  FROM events
- WHERE aggregate_type = ", $types, "
-   AND (transaction_id, global_position) >
-       (greatest(pg_snapshot_xmin(pg_current_snapshot()), $1::text::xid8),
-        CASE WHEN pg_snapshot_xmin(pg_current_snapshot()) > $1::text::xid8 THEN -1 ELSE $2 END)
-   AND ($5::timestamptz IS NULL OR recorded_at <= $5)
- ORDER BY ", $lead, "events.transaction_id, events.global_position
- LIMIT 1"
-        )
-    };
-}
-
-macro_rules! select_batch {
-    ($types:literal, $lead:literal) => {
-        concat!(
-            "(",
-            next_rows!($types, $lead, "$4"),
-            ")\nUNION ALL\n(",
-            hidden_row!($types, $lead),
-            ")"
-        )
-    };
-}
-
-/// The same for a projection of several aggregate types: each type's
-/// first rows as the one-type query reads them (its own `UNION ALL` arm,
-/// the type an element of `$3`), merged in log order. Filtering the log's
-/// own order by `aggregate_type = ANY($3)` walked every later event of the
-/// other types and fetched each from the heap to test its type: an empty
-/// batch of a quiet projection (the ledger's while only chat is sent) took
-/// 0.35-0.45 s on the bench's 5.6M-event log, at every poll. A `LATERAL`
-/// scan per type (`aggregate_type = t.ty`) was as fast in `EXPLAIN` but
-/// under load PostgreSQL planned some of them as that same walk (up to 10 s
-/// for an empty batch): an arm per type keeps the one-type query's plan.
-fn select_batch_of(types: usize) -> String {
-    let merged = |part: &str, limit: &str| {
-        let arms: Vec<String> = (1..=types)
-            .map(|k| {
-                format!(
-                    "({})",
-                    part.replace("($3::text[])[1]", &format!("($3::text[])[{k}]"))
-                )
-            })
-            .collect();
-        format!(
-            "(SELECT b.* FROM (\n{}\n) b ORDER BY b.txid, b.global_position LIMIT {limit})",
-            arms.join("\nUNION ALL\n")
-        )
-    };
-    format!(
-        "{}\nUNION ALL\n{}",
-        merged(NEXT_ROWS_OF_ONE, "$4"),
-        merged(HIDDEN_ROW_OF_ONE, "1")
-    )
-}
-
-/// [`select_batch_of`]'s text per number of types, made once (~3.5 KB).
-static SEVERAL: [std::sync::OnceLock<String>; 8] = [const { std::sync::OnceLock::new() }; 8];
-
-const NEXT_ROWS_OF_ONE: &str = next_rows!("($3::text[])[1]", "events.aggregate_type, ", "$4");
-const HIDDEN_ROW_OF_ONE: &str = hidden_row!("($3::text[])[1]", "events.aggregate_type, ");
-
-/// The same for a projection of one aggregate type: an equality lets
-/// PostgreSQL walk `events_type_log_order` instead of filtering the whole
-/// log's order (measured: 20 ms -> 0.5 ms per batch of 500 with other types
-/// interleaved). The order names the type first — the same order under the
-/// equality, but only that index gives it without a sort: ordered by the
-/// log alone, the planner still walked the log's order and filtered
-/// whenever it guessed the type dense enough (seen in rebuilds: two rows of
-/// three thrown away).
-const SELECT_BATCH_ONE_TYPE: &str = select_batch!("($3::text[])[1]", "events.aggregate_type, ");
-
-/// The same for a projection of every type ([`projections::EVERY_TYPE`]):
-/// the log's own order, every row (`$3` unused but bound).
-const SELECT_BATCH_EVERY_TYPE: &str =
-    select_batch!("aggregate_type AND cardinality($3::text[]) = 0", "");
-
-fn row_to_event(row: &sqlx::postgres::PgRow) -> sqlx::Result<StoredEvent> {
-    Ok(StoredEvent {
-        global_position: row.try_get("global_position")?,
-        transaction_id: row.try_get("txid")?,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload: row
-            .try_get::<&serde_json::value::RawValue, _>("payload")?
-            .to_owned(),
-        metadata: row
-            .try_get::<&serde_json::value::RawValue, _>("metadata")?
-            .to_owned(),
-        recorded_at: row.try_get("recorded_at")?,
-    })
-}
 
 /// One projector worker as the rest of the process sees it: what wakes it
 /// and what it is doing.
@@ -651,6 +527,8 @@ impl Worker {
             .connect
             .clone()
             .application_name("tidelog-projector-lock")
+            // the batches are read here too, each with one kept plan
+            .options(live_options())
             .connect()
             .await?;
         loop {
@@ -691,7 +569,7 @@ impl Worker {
             let mut failed = false;
             let mut held_back = false;
             loop {
-                match self.run_batch(&mut cp).await {
+                match self.run_batch(&mut lock_conn, &mut cp).await {
                     Ok(Outcome { more: true, .. }) => continue,
                     Ok(outcome) => {
                         backoff = Duration::from_millis(250);
@@ -757,11 +635,15 @@ impl Worker {
     /// between makes this batch give way — and applies the batch. The
     /// checkpoint moves first so that a swap holding its row is waited for
     /// before any read-model write.
-    async fn run_batch(&self, cp: &mut LogPosition) -> Result<Outcome, BatchError> {
+    async fn run_batch(
+        &self,
+        reading: &mut PgConnection,
+        cp: &mut LogPosition,
+    ) -> Result<Outcome, BatchError> {
         let name = self.projector.name();
         let size = self.settings.batch_size;
-        let mut conn = self.settings.pool.acquire().await?;
-        let batch = read_batch(&mut conn, &*self.projector, *cp, size, None).await?;
+        let types = self.projector.aggregate_types();
+        let batch = read_live_batch(reading, types, *cp, size).await?;
         let events = &batch.events;
         if events.is_empty() {
             return Ok(Outcome {
@@ -770,6 +652,7 @@ impl Worker {
                 held_back: batch.held_back,
             });
         }
+        let mut conn = self.settings.pool.acquire().await?;
         // A batch's transaction holds the horizon — every other
         // projection's view of newer events — until it commits: stop
         // applying after TARGET_BATCH_TIME and commit what is done.
@@ -872,71 +755,6 @@ impl Positioned for StoredEvent {
             position: self.global_position,
         }
     }
-}
-
-/// The next events of a projection after a checkpoint.
-pub(crate) struct Batch {
-    pub events: Vec<StoredEvent>,
-    /// events past these are committed but still hidden by the horizon
-    pub held_back: bool,
-}
-
-impl Batch {
-    pub fn end(&self) -> Option<LogPosition> {
-        self.events.last().map(Positioned::position)
-    }
-}
-
-/// Reads up to `limit` events of the projection's types after `cp`, in log
-/// order below the horizon (only those recorded up to `until`, for an as-of
-/// replay: what the system knew then).
-pub(crate) async fn read_batch(
-    conn: &mut PgConnection,
-    projector: &dyn Projector,
-    cp: LogPosition,
-    limit: i64,
-    until: Option<chrono::DateTime<chrono::Utc>>,
-) -> sqlx::Result<Batch> {
-    read_batch_of(conn, projector.aggregate_types(), cp, limit, until).await
-}
-
-async fn read_batch_of(
-    conn: &mut PgConnection,
-    types: &[&str],
-    cp: LogPosition,
-    limit: i64,
-    until: Option<chrono::DateTime<chrono::Utc>>,
-) -> sqlx::Result<Batch> {
-    let several;
-    let sql = match types.len() {
-        0 => SELECT_BATCH_EVERY_TYPE,
-        1 => SELECT_BATCH_ONE_TYPE,
-        n if n <= SEVERAL.len() => SEVERAL[n - 1].get_or_init(|| select_batch_of(n)),
-        n => {
-            several = select_batch_of(n);
-            &several
-        }
-    };
-    let rows = sqlx::query(sql)
-        .bind(cp.txid.to_string())
-        .bind(cp.position)
-        .bind(types)
-        .bind(limit)
-        .bind(until)
-        .fetch_all(conn)
-        .await?;
-    let mut batch = Batch {
-        events: Vec::with_capacity(rows.len()),
-        held_back: false,
-    };
-    for row in &rows {
-        if row.try_get::<bool, _>("hidden")? {
-            batch.held_back = true;
-        } else {
-            batch.events.push(row_to_event(row)?);
-        }
-    }
-    Ok(batch)
 }
 
 /// A live worker's hold on its checkpoint for one batch: the batch's
@@ -1244,18 +1062,6 @@ mod tests {
             txid: position,
             position,
         }
-    }
-
-    #[test]
-    fn a_batch_of_several_types_reads_each_type_as_the_one_type_query_does() {
-        let sql = select_batch_of(3);
-        for k in 1..=3 {
-            let arm = format!("aggregate_type = ($3::text[])[{k}]");
-            assert_eq!(sql.matches(&arm).count(), 2, "{arm}: {sql}");
-        }
-        assert!(!sql.contains("[4]") && !sql.contains("ANY("));
-        assert_eq!(sql.matches('(').count(), sql.matches(')').count());
-        assert_eq!(sql.matches("ORDER BY events.aggregate_type,").count(), 6);
     }
 
     /// A process that works `roomchat` (the worker's lock taken) at 10.
