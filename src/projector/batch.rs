@@ -34,9 +34,9 @@ macro_rules! past_horizon {
 /// The replay's batch: the next rows in log order below the horizon, plus
 /// at most one row (`hidden`) that is past the checkpoint but still hidden
 /// by it — the projector then knows it is held back without asking again.
-/// `$3` holds the aggregate types; the first argument is how a part picks
-/// them, the second what its order leads with, then the bound, the limit,
-/// and whether `$5` (as-of: recorded up to) is read.
+/// `$3` holds the aggregate types. The arguments: how a part picks them,
+/// what its order leads with, the `hidden` flag, the lower bound, the
+/// limit, and the as-of filter (`until!()`) or nothing.
 macro_rules! in_log_order {
     ($types:literal, $lead:literal, $hidden:literal, $after:expr, $limit:literal, $until:expr) => {
         concat!(
@@ -121,7 +121,7 @@ struct Texts {
     /// one type: its next rows and its hidden row, the type `($3)[1]`
     next_of_one: &'static str,
     hidden_of_one: &'static str,
-    /// several types, made once per number of types (~3.5 KB each)
+    /// one or several types, each text made once (~3.5 KB for three)
     several: [OnceLock<String>; 8],
     /// reads `$5`: only the events recorded up to it (if given)
     as_of: bool,
