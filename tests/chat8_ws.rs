@@ -520,3 +520,136 @@ async fn a_socket_for_another_user_or_without_a_valid_token_closes_before_anythi
     );
     app.stop().await;
 }
+
+/// Every scan node of an `EXPLAIN (ANALYZE, FORMAT JSON)` plan: its type
+/// and the rows it read (those it produced and those its filter dropped).
+fn scans(plan: &Value, out: &mut Vec<(String, i64)>) {
+    let kind = plan["Node Type"].as_str().unwrap_or_default();
+    if kind.contains("Scan") && kind != "Subquery Scan" {
+        let rows = plan["Actual Rows"].as_i64().expect("analysed rows")
+            + plan["Rows Removed by Filter"].as_i64().unwrap_or(0);
+        let loops = plan["Actual Loops"].as_i64().unwrap_or(1);
+        out.push((kind.to_owned(), rows * loops));
+    }
+    for child in plan["Plans"].as_array().into_iter().flatten() {
+        scans(child, out);
+    }
+}
+
+/// The feed's read (inside `sql`) from the log's start to `upto`.
+fn from_the_start(
+    sql: &str,
+    upto: (i64, i64),
+) -> sqlx::query::QueryScalar<'_, sqlx::Postgres, Value, sqlx::postgres::PgArguments> {
+    sqlx::query_scalar(sql)
+        .bind("0")
+        .bind(0i64)
+        .bind(upto.0.to_string())
+        .bind(upto.1)
+        .bind(tidelog::social::feed::BATCH)
+        .bind(tidelog::social::feed::ACCOUNT_EVENTS)
+}
+
+#[tokio::test]
+async fn a_feed_far_behind_reads_one_batch_not_its_whole_backlog() {
+    let db = fresh_database().await;
+    let pool = tidelog::db::connect_pool(db, 2).await.unwrap();
+    tidelog::db::migrate(&pool).await.unwrap();
+    // statistics from before the messages (as when they were last taken
+    // before a burst of them): the planner expects next to none, and a
+    // scan of every row of the feed's types looked cheap
+    sqlx::query("ALTER TABLE events SET (autovacuum_enabled = false)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let batch = tidelog::social::feed::BATCH;
+    let append = |types: &'static str, per_type: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+                 SELECT k.t, k.t || '-' || gen_random_uuid(), 1, k.e, '1', '{}', '{}'
+                   FROM generate_series(1, $1) n,
+                        LATERAL (SELECT split_part(x, ':', 1), split_part(x, ':', 2)
+                                   FROM unnest(string_to_array($2, ',')) x) k(t, e)",
+            )
+            .bind(per_type)
+            .bind(types)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    append("ChatRoom:MessagePosted", 3 * batch).await;
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'Account', 'presence', n, 'PresenceChanged', '1', '{}', '{}' FROM generate_series(1, 5) n",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE events").execute(&pool).await.unwrap();
+    // then a backlog of direct messages six batches deep, between other
+    // streams' events
+    append(
+        "Conversation:DirectMessageSent,ChatRoom:MessagePosted",
+        6 * batch,
+    )
+    .await;
+    let (txid, position): (i64, i64) = sqlx::query_as(
+        "SELECT transaction_id::text::bigint, global_position FROM events
+          ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+
+    let explain = format!(
+        "EXPLAIN (ANALYZE, FORMAT JSON) {}",
+        tidelog::social::feed::READ
+    );
+    let rows = format!(
+        "SELECT json_build_object('type', aggregate_type, 'position', global_position) FROM ({}) r",
+        tidelog::social::feed::READ
+    );
+    let explained: Value = from_the_start(&explain, (txid, position))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    scans(&explained[0]["Plan"], &mut found);
+    assert!(!found.is_empty(), "{explained}");
+    // a batch's worth (its type's rows, or the log's between them), not
+    // the backlog
+    for (kind, rows) in &found {
+        assert!(
+            *rows <= 2 * batch,
+            "a {kind} read {rows} rows for a batch of {batch}: {explained}"
+        );
+    }
+    // and the batch is the feed's first rows in log order: the presence
+    // changes, then the messages
+    let first: Vec<Value> = from_the_start(&rows, (txid, position))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    // the same rows as one plain read in log order
+    let expected: Vec<i64> = sqlx::query_scalar(
+        "SELECT global_position FROM events
+          WHERE aggregate_type IN ('Friendship', 'Conversation', 'EncryptionKeys', 'Call')
+             OR (aggregate_type = 'Account' AND event_type = ANY($1))
+          ORDER BY transaction_id, global_position LIMIT $2",
+    )
+    .bind(tidelog::social::feed::ACCOUNT_EVENTS)
+    .bind(batch)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let positions: Vec<i64> = first
+        .iter()
+        .map(|r| r["position"].as_i64().unwrap())
+        .collect();
+    assert_eq!(positions, expected);
+    let kinds = |t: &str| first.iter().filter(|r| r["type"] == t).count() as i64;
+    assert_eq!((kinds("Account"), kinds("Conversation")), (5, batch - 5));
+}
