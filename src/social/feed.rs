@@ -122,10 +122,9 @@ macro_rules! rows_of {
 /// log order. One scan of `aggregate_type = ANY(..)` instead read every row
 /// of those types in the range, then sorted and kept a batch: behind by
 /// 270,000 messages on the bench's store it took 0.37 s a batch (over 1 s
-/// under load, so the feed fell further behind), against 2-12 ms here; and
-/// with statistics taken before a burst of messages it read every one of
-/// them even when the feed was not behind (the test
-/// `a_feed_far_behind_reads_one_batch_not_its_whole_backlog`).
+/// under load, so the feed fell further behind), against 2-12 ms here (the
+/// test `a_feed_far_behind_reads_one_batch_not_its_whole_backlog` counts
+/// the rows each scan reads, with statistics from before the backlog).
 pub const READ: &str = concat!(
     "SELECT b.* FROM (\n",
     rows_of!("Friendship", ""),
