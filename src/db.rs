@@ -188,13 +188,14 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
 /// A pooled connection idle longer than this is pinged before use.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
+/// No JIT, on every session: every statement here is short, but the
+/// generic plans of the `LIMIT $n` reads (the projectors' batches) carry
+/// estimates past the JIT thresholds, and compiling took ~250 ms for a read
+/// of 0.2 ms.
+pub const NO_JIT: (&str, &str) = ("jit", "off");
+
 pub async fn connect_pool(options: PgConnectOptions, size: u32) -> anyhow::Result<PgPool> {
-    // No JIT: every statement here is short, but the generic plans of the
-    // `LIMIT $n` reads (the projectors' batches) carry estimates past the
-    // JIT thresholds, and compiling took ~250 ms for a read of 0.2 ms.
-    let options = options
-        .application_name("tidelog")
-        .options([("jit", "off")]);
+    let options = options.application_name("tidelog").options([NO_JIT]);
     PgPoolOptions::new()
         .max_connections(size)
         .min_connections(1)

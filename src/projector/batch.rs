@@ -215,10 +215,10 @@ static LIVE: Texts = Texts {
 };
 
 /// What a live worker's reading session is set to: one generic plan per
-/// statement (see [`by_type_index!`]), and no JIT (a generic plan's
-/// estimates pass its thresholds: ~250 ms compiling a 0.2 ms read).
+/// statement (see [`by_type_index!`]), and no JIT ([`crate::db::NO_JIT`]:
+/// a generic plan's estimates pass its thresholds).
 pub(crate) fn live_options() -> [(&'static str, &'static str); 2] {
-    [("plan_cache_mode", "force_generic_plan"), ("jit", "off")]
+    [("plan_cache_mode", "force_generic_plan"), crate::db::NO_JIT]
 }
 
 /// The next events of a projection after a checkpoint.

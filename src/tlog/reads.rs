@@ -130,9 +130,11 @@ pub async fn proof(
     let mut leaf_tile = None;
     let (cp, numbered) = match (size, kept.and_then(|k| k.latest.get())) {
         (Some(s), _) => (
-            stored::checkpoint_of_size(conn, labels, s)
-                .await?
-                .ok_or_else(|| ReadError::NotFound(format!("no checkpoint of size {s}")))?,
+            Arc::new(
+                stored::checkpoint_of_size(conn, labels, s)
+                    .await?
+                    .ok_or_else(|| ReadError::NotFound(format!("no checkpoint of size {s}")))?,
+            ),
             leaf::at(conn, position).await?,
         ),
         // one statement: the event, whether the kept checkpoint is still
@@ -192,10 +194,11 @@ async fn latest_kept(
     conn: &mut PgConnection,
     w: &Cosigners,
     kept: Option<&Kept>,
-) -> Result<StoredCheckpoint, ReadError> {
+) -> Result<Arc<StoredCheckpoint>, ReadError> {
     let (cp, seen) = stored::latest_checkpoint_seen(conn, &w.labels, w.quorum)
         .await?
         .ok_or_else(|| ReadError::NotFound("no checkpoint with its cosignatures yet".into()))?;
+    let cp = Arc::new(cp);
     if let Some(k) = kept {
         k.latest.keep(cp.clone(), seen);
     }

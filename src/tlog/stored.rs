@@ -394,14 +394,17 @@ impl CheckpointsSeen {
 /// statement that reads its event, instead of reading the checkpoint again
 /// (one statement of three, the costliest to plan and run).
 #[derive(Default)]
-pub struct LatestCheckpoint(std::sync::Mutex<Option<(StoredCheckpoint, CheckpointsSeen)>>);
+pub struct LatestCheckpoint(
+    std::sync::Mutex<Option<(std::sync::Arc<StoredCheckpoint>, CheckpointsSeen)>>,
+);
 
 impl LatestCheckpoint {
-    pub fn get(&self) -> Option<(StoredCheckpoint, CheckpointsSeen)> {
+    /// Shared, not copied: every proof asks.
+    pub fn get(&self) -> Option<(std::sync::Arc<StoredCheckpoint>, CheckpointsSeen)> {
         self.0.lock().unwrap().clone()
     }
 
-    pub fn keep(&self, cp: StoredCheckpoint, seen: CheckpointsSeen) {
+    pub fn keep(&self, cp: std::sync::Arc<StoredCheckpoint>, seen: CheckpointsSeen) {
         // a pair from a reader that lost a race is still a consistent
         // pair (one statement's): at worst the next proof reads again
         *self.0.lock().unwrap() = Some((cp, seen));
