@@ -1051,3 +1051,82 @@ async fn inclusion_proofs_above_one_tile_match_the_tree_recomputed_at_every_size
     }
     app.stop().await;
 }
+
+/// The signed checkpoints, as the signer's table holds them: (newest size,
+/// cosignatures of it).
+async fn newest_signed(pool: &sqlx::PgPool) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT c.size, (SELECT count(*) FROM tlog_cosignatures s WHERE s.size = c.size)
+           FROM tlog_checkpoints c ORDER BY c.size DESC LIMIT 1",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_proof_moves_to_a_newer_checkpoint_once_its_cosignature_arrives() {
+    let keys = open_tempdir();
+    let key_file = keys.path().join("log.key");
+    let log_vkey = tidelog::tlog::signer::load_or_generate(&key_file, Some(ORIGIN))
+        .unwrap()
+        .vkey();
+    let witness_dir = keys.path().join("witness");
+    let open_witness = || {
+        WitnessStore::open(
+            &witness_dir,
+            Some("witness.test/w1"),
+            std::slice::from_ref(&log_vkey),
+        )
+        .unwrap()
+    };
+    let store = open_witness();
+    let witness_vkey = store.vkey();
+    let witness = tidelog::app::WitnessServer::start(store, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = witness.addr;
+    let (wk, wu) = (witness_vkey.clone(), format!("http://{addr}"));
+    let app = TestApp::start_with(move |c| {
+        fast(c, &key_file);
+        c.tlog.witnesses = vec![WitnessConfig { vkey: wk, url: wu }];
+        c.tlog.quorum = 1;
+    })
+    .await;
+    bulk_events(&app.pool, "first", 40).await;
+    let old = checkpoint_of_all(&app).await;
+    let proof_of_first = || async {
+        let (s, b) = get(&app, "/admin/tlog/proof?index=0").await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+        tidelog::tlog::proof::TlogProof::parse(std::str::from_utf8(&b).unwrap())
+            .unwrap()
+            .checkpoint
+    };
+    // kept by the server as the latest cosigned checkpoint
+    assert_eq!(proof_of_first().await, old);
+
+    // the witness goes away; the log grows and signs a checkpoint nobody
+    // cosigned: proofs stay with the old one
+    witness.shutdown().await;
+    bulk_events(&app.pool, "second", 25).await;
+    let all = events(&app.pool).await as i64;
+    eventually("a newer checkpoint, signed and not cosigned", || async {
+        newest_signed(&app.pool).await == (all, 0)
+    })
+    .await;
+    assert_eq!(proof_of_first().await, old);
+
+    // the witness is back and cosigns it: no checkpoint is signed, only a
+    // cosignature added, and proofs move to the newer checkpoint
+    let witness = tidelog::app::WitnessServer::start(open_witness(), addr)
+        .await
+        .unwrap();
+    eventually("the newer checkpoint cosigned", || async {
+        newest_signed(&app.pool).await == (all, 1)
+    })
+    .await;
+    let new = proof_of_first().await;
+    assert_eq!(body(new.as_bytes()).size, all as u64);
+    check_cosignature(&new, &witness_vkey);
+    witness.shutdown().await;
+}
