@@ -703,6 +703,39 @@ pub async fn standing(
     .await
 }
 
+/// A room and one viewer's standing in it and with its anchor.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RoomStanding {
+    #[sqlx(flatten)]
+    pub room: RoomAccessRow,
+    #[sqlx(flatten)]
+    pub standing: ViewerStanding,
+}
+
+/// [`room_access`] and [`standing`] in one statement (a payment reads
+/// both: one round trip less).
+pub async fn room_and_standing(
+    pool: &PgPool,
+    room_id: &str,
+    account_id: Uuid,
+) -> sqlx::Result<Option<RoomStanding>> {
+    sqlx::query_as(
+        "SELECT r.room_id, r.anchor_id, r.character_name, r.character_date, r.room_type, r.coin_num, r.live,
+                EXISTS (SELECT 1 FROM live_access a WHERE a.room_id = r.room_id AND a.account_id = $2) AS paid,
+                (SELECT until FROM live_subscriptions s WHERE s.account_id = $2 AND s.anchor_id = r.anchor_id)
+                    AS subscribed_until,
+                coalesce((SELECT periods FROM live_subscriptions s
+                           WHERE s.account_id = $2 AND s.anchor_id = r.anchor_id), 0) AS subscription_periods,
+                EXISTS (SELECT 1 FROM live_follows f WHERE f.account_id = $2 AND f.anchor_id = r.anchor_id)
+                    AS following
+           FROM live_rooms r WHERE r.room_id = $1",
+    )
+    .bind(room_id)
+    .bind(account_id)
+    .fetch_optional(pool)
+    .await
+}
+
 /// An anchor's subscription price and period (seconds), if set.
 pub async fn subscription_price(
     pool: &PgPool,

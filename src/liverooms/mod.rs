@@ -500,15 +500,32 @@ pub async fn access(core: &Core, room: &RoomAccessRow, viewer: Option<Uuid>) -> 
         });
     };
     let s = read::standing(&core.pool, &room.room_id, room.anchor_id, viewer).await?;
+    Ok(access_of(room, viewer, &s))
+}
+
+fn access_of(room: &RoomAccessRow, viewer: Uuid, s: &read::ViewerStanding) -> Access {
     let subscribed = s.subscribed_until.is_some_and(|u| u > Utc::now());
     let is_anchor = viewer == room.anchor_id;
-    Ok(Access {
-        allowed: free || s.paid || subscribed || is_anchor,
+    Access {
+        allowed: room.room_type == 0 || s.paid || subscribed || is_anchor,
         paid: s.paid,
         subscribed,
         following: s.following,
         is_anchor,
-    })
+    }
+}
+
+/// A room and a signed-in viewer's [`access`] to it, read at once.
+pub async fn room_seen_by(
+    core: &Core,
+    room_id: &LiveRoomId,
+    viewer: Uuid,
+) -> Result<(RoomAccessRow, Access)> {
+    let r = read::room_and_standing(&core.pool, room_id.as_str(), viewer)
+        .await?
+        .ok_or(LiveRoomsError::UnknownRoom)?;
+    let access = access_of(&r.room, viewer, &r.standing);
+    Ok((r.room, access))
 }
 
 /// Whether a viewer may watch (and chat in) a room: [`access`]'s
@@ -613,14 +630,15 @@ fn payment(
 
 /// Pays a VIP room's price: once per viewer and room, whatever the retries.
 /// Under load the payment's read models may trail the answer (read-your-
-/// writes on the next request, `Core::settle_on_read`): the access read
-/// here may then miss the caller's own payment of a moment ago, which the
-/// wallet's once-per-operation check answers as a repeat.
+/// writes on the next request, `Core::settle_on_read`): the payer's access
+/// (`had`, read with the room: [`room_seen_by`]) may then miss their own
+/// payment of a moment ago, which the wallet's once-per-operation check
+/// answers as a repeat.
 pub async fn pay_vip(
     core: &Core,
     meta: &CommandMeta,
     payer: Uuid,
-    room: &RoomAccessRow,
+    (room, had): (&RoomAccessRow, Access),
     amount: i64,
 ) -> Result<Paid> {
     let price = if room.room_type == 0 {
@@ -631,7 +649,6 @@ pub async fn pay_vip(
     if amount != price {
         return Err(LiveRoomsError::WrongAmount { price });
     }
-    let had = access(core, room, Some(payer)).await?;
     if price == 0 || had.paid || had.subscribed || had.is_anchor {
         return Ok(Paid::Before);
     }

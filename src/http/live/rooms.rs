@@ -484,14 +484,14 @@ pub async fn pay_vip_coin(
         Some(Value::String(t)) => t.trim().parse().map_err(|_| bad("amount 必须是整数"))?,
         _ => return Err(bad("缺少 amount")),
     };
-    let room = liverooms::room(&s.core, &room_id).await?;
+    let (room, had) = liverooms::room_seen_by(&s.core, &room_id, caller.account_id).await?;
     if let Some(anchor) = params.text("anchor_id")?.filter(|a| !a.trim().is_empty()) {
         if anchor.trim() != uid_of(room.anchor_id) {
             return Err(bad("anchor_id 与房间的主播不一致"));
         }
     }
     let meta = ctx.meta(SURFACE, identity::actor_of(caller.account_id));
-    let paid = liverooms::pay_vip(&s.core, &meta, caller.account_id, &room, amount).await?;
+    let paid = liverooms::pay_vip(&s.core, &meta, caller.account_id, (&room, had), amount).await?;
     let coins = match paid {
         // the payment's own balance: its read model may trail the answer
         Paid::Now { balance } => balance,
