@@ -128,6 +128,7 @@ impl FromRef<AppState> for AdminState {
             admin_token: s.secrets.admin_token.clone(),
             audit_token: s.secrets.audit_token.clone(),
             tlog: s.tlog.clone(),
+            account_ids: Default::default(),
         }
     }
 }

@@ -81,11 +81,17 @@ fn unavailable(e: impl Into<anyhow::Error>) -> AdminError {
 }
 
 async fn account_id(state: &AdminState, who: &str) -> Result<Uuid, AdminError> {
-    projections::accounts::by_any(&state.pool, who)
+    let who = who.trim();
+    if let Some(id) = state.account_ids.get(who) {
+        return Ok(id);
+    }
+    let id = projections::accounts::by_any(&state.pool, who)
         .await
         .map_err(unavailable)?
         .map(|a| a.account_id)
-        .ok_or(AdminError::new(StatusCode::NOT_FOUND, "no such account"))
+        .ok_or(AdminError::new(StatusCode::NOT_FOUND, "no such account"))?;
+    state.account_ids.keep(who, id);
+    Ok(id)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

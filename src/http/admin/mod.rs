@@ -18,7 +18,8 @@ use crate::auth::token_from_header;
 use crate::config::{Config, Secret};
 use crate::core::Core;
 
-/// The operators' surface's own state: the core and the two tokens.
+/// The operators' surface's own state: the core, the two tokens, the
+/// transparency log and the account ids looked up.
 #[derive(Clone)]
 pub struct AdminState {
     pub core: Core,
@@ -27,6 +28,39 @@ pub struct AdminState {
     pub audit_token: Secret,
     /// the transparency log (its key, witnesses and quorum)
     pub tlog: std::sync::Arc<crate::tlog::Log>,
+    pub account_ids: std::sync::Arc<AccountIds>,
+}
+
+/// Account ids by the account number or id an operator named them with:
+/// neither ever changes and no account is removed, so an answer is kept
+/// (one statement less per adjustment); usernames and emails can change
+/// and are looked up each time.
+#[derive(Default)]
+pub struct AccountIds(std::sync::Mutex<std::collections::HashMap<String, uuid::Uuid>>);
+
+impl AccountIds {
+    /// Kept answers at most (then forgotten at once).
+    const MAX: usize = 100_000;
+
+    /// Whether `who` names an account for good: a number or an id.
+    fn fixed(who: &str) -> bool {
+        who.parse::<i64>().is_ok() || who.parse::<uuid::Uuid>().is_ok()
+    }
+
+    fn get(&self, who: &str) -> Option<uuid::Uuid> {
+        self.0.lock().unwrap().get(who).copied()
+    }
+
+    fn keep(&self, who: &str, id: uuid::Uuid) {
+        if !Self::fixed(who) {
+            return;
+        }
+        let mut kept = self.0.lock().unwrap();
+        if kept.len() >= Self::MAX {
+            kept.clear();
+        }
+        kept.insert(who.to_owned(), id);
+    }
 }
 
 impl std::ops::Deref for AdminState {
