@@ -683,24 +683,50 @@ pub struct ViewerStanding {
     pub following: bool,
 }
 
+/// The columns of [`ViewerStanding`] for the room, anchor and account
+/// named by these SQL expressions.
+macro_rules! standing_columns {
+    ($room:literal, $anchor:literal, $account:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM live_access a WHERE a.room_id = ",
+            $room,
+            " AND a.account_id = ",
+            $account,
+            ") AS paid,
+             (SELECT until FROM live_subscriptions s WHERE s.account_id = ",
+            $account,
+            " AND s.anchor_id = ",
+            $anchor,
+            ")
+                 AS subscribed_until,
+             coalesce((SELECT periods FROM live_subscriptions s
+                        WHERE s.account_id = ",
+            $account,
+            " AND s.anchor_id = ",
+            $anchor,
+            "), 0) AS subscription_periods,
+             EXISTS (SELECT 1 FROM live_follows f WHERE f.account_id = ",
+            $account,
+            " AND f.anchor_id = ",
+            $anchor,
+            ")
+                 AS following"
+        )
+    };
+}
+
 pub async fn standing(
     pool: &PgPool,
     room_id: &str,
     anchor_id: Uuid,
     account_id: Uuid,
 ) -> sqlx::Result<ViewerStanding> {
-    sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM live_access WHERE room_id = $1 AND account_id = $3) AS paid,
-                (SELECT until FROM live_subscriptions WHERE account_id = $3 AND anchor_id = $2) AS subscribed_until,
-                coalesce((SELECT periods FROM live_subscriptions WHERE account_id = $3 AND anchor_id = $2), 0)
-                    AS subscription_periods,
-                EXISTS (SELECT 1 FROM live_follows WHERE account_id = $3 AND anchor_id = $2) AS following",
-    )
-    .bind(room_id)
-    .bind(anchor_id)
-    .bind(account_id)
-    .fetch_one(pool)
-    .await
+    sqlx::query_as(concat!("SELECT ", standing_columns!("$1", "$2", "$3")))
+        .bind(room_id)
+        .bind(anchor_id)
+        .bind(account_id)
+        .fetch_one(pool)
+        .await
 }
 
 /// A room and one viewer's standing in it and with its anchor.
@@ -719,17 +745,11 @@ pub async fn room_and_standing(
     room_id: &str,
     account_id: Uuid,
 ) -> sqlx::Result<Option<RoomStanding>> {
-    sqlx::query_as(
-        "SELECT r.room_id, r.anchor_id, r.character_name, r.character_date, r.room_type, r.coin_num, r.live,
-                EXISTS (SELECT 1 FROM live_access a WHERE a.room_id = r.room_id AND a.account_id = $2) AS paid,
-                (SELECT until FROM live_subscriptions s WHERE s.account_id = $2 AND s.anchor_id = r.anchor_id)
-                    AS subscribed_until,
-                coalesce((SELECT periods FROM live_subscriptions s
-                           WHERE s.account_id = $2 AND s.anchor_id = r.anchor_id), 0) AS subscription_periods,
-                EXISTS (SELECT 1 FROM live_follows f WHERE f.account_id = $2 AND f.anchor_id = r.anchor_id)
-                    AS following
-           FROM live_rooms r WHERE r.room_id = $1",
-    )
+    sqlx::query_as(concat!(
+        "SELECT r.room_id, r.anchor_id, r.character_name, r.character_date, r.room_type, r.coin_num, r.live, ",
+        standing_columns!("r.room_id", "r.anchor_id", "$2"),
+        " FROM live_rooms r WHERE r.room_id = $1"
+    ))
     .bind(room_id)
     .bind(account_id)
     .fetch_optional(pool)
