@@ -130,6 +130,16 @@ async fn tree_from_events(pool: &sqlx::PgPool) -> MemoryStore {
     store
 }
 
+/// The auditor's witness of the log `log_vkey`, its state under `dir`.
+fn auditors_witness(dir: &Path, log_vkey: &str) -> WitnessStore {
+    WitnessStore::open(
+        &dir.join("witness"),
+        Some("witness.test/w1"),
+        &[log_vkey.to_owned()],
+    )
+    .unwrap()
+}
+
 fn write(dir: &Path, name: &str, data: &[u8]) {
     std::fs::write(dir.join(name), data).unwrap();
 }
@@ -183,12 +193,7 @@ async fn what_tidelog_produces_passes_verifiers_nobody_on_the_team_wrote() {
         .unwrap()
         .vkey();
     // the auditor's witness, in this process
-    let store = WitnessStore::open(
-        &keys.path().join("witness"),
-        Some("witness.test/w1"),
-        std::slice::from_ref(&log_vkey),
-    )
-    .unwrap();
+    let store = auditors_witness(keys.path(), &log_vkey);
     let witness_vkey = store.vkey();
     let witness = tidelog::app::WitnessServer::start(store, "127.0.0.1:0".parse().unwrap())
         .await
@@ -1071,15 +1076,7 @@ async fn a_proof_moves_to_a_newer_checkpoint_once_its_cosignature_arrives() {
     let log_vkey = tidelog::tlog::signer::load_or_generate(&key_file, Some(ORIGIN))
         .unwrap()
         .vkey();
-    let witness_dir = keys.path().join("witness");
-    let open_witness = || {
-        WitnessStore::open(
-            &witness_dir,
-            Some("witness.test/w1"),
-            std::slice::from_ref(&log_vkey),
-        )
-        .unwrap()
-    };
+    let open_witness = || auditors_witness(keys.path(), &log_vkey);
     let store = open_witness();
     let witness_vkey = store.vkey();
     let witness = tidelog::app::WitnessServer::start(store, "127.0.0.1:0".parse().unwrap())
