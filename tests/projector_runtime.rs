@@ -229,6 +229,77 @@ async fn an_append_that_commits_late_is_projected_not_skipped() {
         .unwrap();
 }
 
+/// The log's numbering applies a batch in one statement led by its
+/// checkpoint's move: when the checkpoint is no longer where the worker
+/// left it (another process numbered those events), the statement numbers
+/// nothing and the worker carries on from the stored checkpoint.
+#[tokio::test]
+async fn a_numbering_batch_whose_checkpoint_moved_under_it_numbers_nothing() {
+    let app = TestApp::start().await;
+    let api = app.api();
+    let (alice_id, alice) = api.user("alice").await;
+    let room = api.room(&alice, "numbers").await;
+    let all_numbered = || async {
+        count(&app.pool, "SELECT count(*) FROM log_positions").await
+            == count(&app.pool, "SELECT count(*) FROM events").await
+    };
+    eventually("everything so far is numbered", all_numbered).await;
+    let numbered = count(&app.pool, "SELECT max(position) FROM log_positions").await;
+
+    // another worker's batch as the stored checkpoint tells it: an event
+    // appended and the checkpoint moved past it at once, its number kept
+    // elsewhere (here: nowhere)
+    let seq = next_sequence(&app, room).await;
+    let mut conn = app.db.connect().await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    let (elsewhere, _) = insert_message(&mut tx, room, seq, alice_id, "numbered elsewhere").await;
+    sqlx::query(
+        "UPDATE projection_checkpoints SET last_txid = pg_current_xact_id(), last_position = $1
+          WHERE name = 'positions'",
+    )
+    .bind(elsewhere)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (_, sent) = api
+        .post(
+            "/api/message/send",
+            Some(&alice),
+            json!({"room_id": room, "content": "after"}),
+        )
+        .await;
+    assert_eq!(sent["code"], 0, "{sent}");
+
+    let after = format!("FROM events WHERE global_position > {elsewhere}");
+    let later = count(&app.pool, &format!("SELECT count(*) {after}")).await;
+    assert!(later >= 1, "the send appended");
+    eventually("the events after it are numbered", || async {
+        count(
+            &app.pool,
+            &format!("SELECT count(*) FROM log_positions WHERE global_position IN (SELECT global_position {after})"),
+        )
+        .await
+            == later
+    })
+    .await;
+    assert_eq!(
+        count(
+            &app.pool,
+            &format!("SELECT count(*) FROM log_positions WHERE global_position = {elsewhere}")
+        )
+        .await,
+        0,
+        "the batch whose checkpoint had moved numbered nothing"
+    );
+    assert_eq!(
+        count(&app.pool, "SELECT max(position) FROM log_positions").await,
+        numbered + later,
+        "the numbers go on from the last one given"
+    );
+    app.stop().await;
+}
+
 fn cli(db_url: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tidelog"))
         .args(args)

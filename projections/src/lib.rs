@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgArguments;
 use sqlx::PgConnection;
 
 pub mod accounts;
@@ -50,11 +51,27 @@ pub enum ProjectionError {
     Sql(#[from] sqlx::Error),
     #[error("undecodable event payload: {0}")]
     Payload(String),
+    #[error("projection {0} cannot do that")]
+    Unsupported(&'static str),
 }
 
 /// `aggregate_types` of a projection that reads every event, whatever its
 /// type (the log's numbering, `positions`).
 pub const EVERY_TYPE: &[&str] = &[];
+
+/// A batch's checkpoint move as the projector runtime makes it, for a
+/// projection that applies its whole batch in the same statement
+/// ([`Projector::apply_claimed`]): `cte` is a data-modifying CTE named
+/// `claim` that yields a row only when the checkpoint stood where the batch
+/// starts (and then moves it to the batch's end); `args` holds its
+/// parameters, `$1` to `$CLAIM_ARGS`, to which the statement adds its own.
+pub struct Claimed {
+    pub cte: &'static str,
+    pub args: PgArguments,
+}
+
+/// The parameters of [`Claimed::cte`]: a statement's own start after them.
+pub const CLAIM_ARGS: usize = 10;
 
 /// A projection: owns some read-model tables and keeps them up to date from
 /// the events of some aggregate types. `apply` runs inside the batch's
@@ -89,6 +106,45 @@ pub trait Projector: Send + Sync {
     /// event by event to name the one that fails).
     fn folds_batches(&self) -> bool {
         false
+    }
+
+    /// The least time between the starts of two batches while events keep
+    /// coming (none by default): a projection no caller waits for reads
+    /// fewer, larger batches under load — each batch costs its statements
+    /// and a commit whatever its size — and trails the log by at most this
+    /// much more. A backlog is read without pause.
+    fn batch_interval(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
+    /// Whether this projection does nothing with `event` (a type it reads
+    /// for its other events): a batch of nothing else only moves the
+    /// checkpoint, in one statement without a transaction.
+    fn ignores(&self, _event: &StoredEvent) -> bool {
+        false
+    }
+
+    /// Whether `apply_claimed` applies a batch in one statement led by the
+    /// checkpoint's move — one round trip, no explicit transaction. Used
+    /// only for a projection never rebuilt: a rebuild's swap holds the
+    /// checkpoint's row while it renames the tables, which one statement
+    /// would already have opened (the runtime otherwise moves the
+    /// checkpoint before any read-model write, waiting for the swap).
+    fn applies_claimed(&self) -> bool {
+        false
+    }
+
+    /// Applies consecutive events (at least one, in log order) as
+    /// `apply_batch` does, in one statement that starts with `claim` and
+    /// writes nothing unless the claim yields its row. Returns whether it
+    /// did.
+    async fn apply_claimed(
+        &self,
+        _conn: &mut PgConnection,
+        _events: &[StoredEvent],
+        _claim: Claimed,
+    ) -> Result<bool, ProjectionError> {
+        Err(ProjectionError::Unsupported(self.name()))
     }
 
     /// Applies consecutive events (in log order) with the same effect as

@@ -124,6 +124,11 @@ impl Projector for LiveProjector {
         true
     }
 
+    /// A wallet's events but its VIP and subscription payments.
+    fn ignores(&self, event: &StoredEvent) -> bool {
+        event.aggregate_type == "Wallet" && !is_payment(event)
+    }
+
     /// Everything but chat lines one by one in log order, then the batch's
     /// chat lines in one insert and one fold per room (a room's creation
     /// comes before its lines in the log, and nothing else reads what the
@@ -155,19 +160,20 @@ impl Projector for LiveProjector {
                 },
                 "Follow" => apply_follow(conn, event.decode()?).await?,
                 "Anchor" => apply_anchor(conn, event.decode()?).await?,
-                "Wallet"
-                    if matches!(
-                        event.event_type.as_str(),
-                        "VipCoinPaid" | "SubscriptionPaid"
-                    ) =>
-                {
-                    apply_payment(conn, event).await?
-                }
+                "Wallet" if is_payment(event) => apply_payment(conn, event).await?,
                 _ => {}
             }
         }
         write_chat_lines(conn, &lines).await
     }
+}
+
+/// A wallet's event that buys access to a room.
+fn is_payment(event: &StoredEvent) -> bool {
+    matches!(
+        event.event_type.as_str(),
+        "VipCoinPaid" | "SubscriptionPaid"
+    )
 }
 
 async fn apply_room(

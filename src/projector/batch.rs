@@ -214,11 +214,18 @@ static LIVE: Texts = Texts {
     as_of: false,
 };
 
-/// What a live worker's reading session is set to: one generic plan per
-/// statement (see [`by_type_index!`]), and no JIT ([`crate::db::NO_JIT`]:
-/// a generic plan's estimates pass its thresholds).
-pub(crate) fn live_options() -> [(&'static str, &'static str); 2] {
-    [("plan_cache_mode", "force_generic_plan"), crate::db::NO_JIT]
+/// What a live worker's session (its lock's, where it reads its batches)
+/// is set to: one generic plan per statement (see [`by_type_index!`]), no
+/// JIT ([`crate::db::NO_JIT`]: a generic plan's estimates pass its
+/// thresholds), and commits that do not wait for their WAL flush — the
+/// batches it applies without a transaction of their own, as a batch's
+/// transaction does not (`BEGIN_BATCH`).
+pub(crate) fn live_options() -> [(&'static str, &'static str); 3] {
+    [
+        ("plan_cache_mode", "force_generic_plan"),
+        crate::db::NO_JIT,
+        ("synchronous_commit", "off"),
+    ]
 }
 
 /// The next events of a projection after a checkpoint.

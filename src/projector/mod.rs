@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use projections::{ProjectionError, Projector, StoredEvent};
-use sqlx::postgres::{PgConnectOptions, PgListener};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener};
+use sqlx::{Arguments, ConnectOptions, Connection, PgConnection, PgPool};
 use tokio::sync::{watch, Notify};
 
 use crate::store::LogPosition;
@@ -565,16 +565,21 @@ impl Worker {
         let mut backoff = Duration::from_millis(250);
         let mut held_back_retry = HELD_BACK_FIRST_RETRY;
         let mut last_liveness = tokio::time::Instant::now();
+        let interval = self.projector.batch_interval();
         loop {
             let mut failed = false;
             let mut held_back = false;
+            let mut last_batch;
+            let mut applied_any = false;
             loop {
+                last_batch = tokio::time::Instant::now();
                 match self.run_batch(&mut lock_conn, &mut cp).await {
                     Ok(Outcome { more: true, .. }) => continue,
                     Ok(outcome) => {
                         backoff = Duration::from_millis(250);
                         if outcome.applied > 0 {
                             held_back_retry = HELD_BACK_FIRST_RETRY;
+                            applied_any = true;
                         }
                         // Events past the checkpoint that the horizon still
                         // hides wait for some other transaction to end —
@@ -606,6 +611,13 @@ impl Worker {
             } else {
                 POLL_EVERY
             };
+            if applied_any && !failed && !interval.is_zero() {
+                // events keep coming: let more gather for the next batch
+                tokio::select! {
+                    _ = shutdown.changed() => return Ok(()),
+                    _ = tokio::time::sleep_until(last_batch + interval) => {}
+                }
+            }
             tokio::select! {
                 _ = shutdown.changed() => return Ok(()),
                 _ = self.wake.notify.notified(), if !failed => {}
@@ -652,7 +664,6 @@ impl Worker {
                 held_back: batch.held_back,
             });
         }
-        let mut conn = self.settings.pool.acquire().await?;
         // A batch's transaction holds the horizon — every other
         // projection's view of newer events — until it commits: stop
         // applying after TARGET_BATCH_TIME and commit what is done.
@@ -672,14 +683,20 @@ impl Worker {
             events[events.len() - 1].position(),
             events.iter().map(|e| e.aggregate_id.as_str()),
         );
-        let applied = apply_and_commit(
-            &mut conn,
-            &*self.projector,
-            events,
-            Some(TARGET_BATCH_TIME),
-            Some(&claim),
-        )
-        .await?;
+        let applied = match self.apply_untransacted(reading, events, &claim).await {
+            Some(applied) => applied?,
+            None => {
+                let mut conn = self.settings.pool.acquire().await?;
+                apply_and_commit(
+                    &mut conn,
+                    &*self.projector,
+                    events,
+                    Some(TARGET_BATCH_TIME),
+                    Some(&claim),
+                )
+                .await?
+            }
+        };
         let Some((applied, announced)) = applied else {
             // the checkpoint moved under us: carry on from where it is
             self.progress.forget(name);
@@ -698,7 +715,7 @@ impl Worker {
         // commit; a lost announcement costs waiters elsewhere one 250 ms
         // re-read
         if !announced {
-            if let Err(e) = announce(&mut conn, name, *cp).await {
+            if let Err(e) = announce(reading, name, *cp).await {
                 tracing::warn!(projection = name, error = %e, "could not announce progress");
             }
         }
@@ -708,6 +725,45 @@ impl Worker {
             more,
             held_back: !more && batch.held_back,
         })
+    }
+
+    /// A batch applied without a transaction of its own where it needs
+    /// none ([`untransacted`]), on `conn`, the lock's session, whose
+    /// commits do not wait for their WAL flush, as a batch's transaction
+    /// does not ([`live_options`]). `None`: not such a batch, or its
+    /// statement failed — then applied in a transaction, which names the
+    /// event to blame.
+    async fn apply_untransacted(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+        claim: &Claim<'_>,
+    ) -> Option<Result<Option<(usize, bool)>, BatchError>> {
+        let projector = &*self.projector;
+        let moved = match untransacted(projector, events)? {
+            Untransacted::CheckpointOnly => claim
+                .take(conn, events, true)
+                .await
+                .map_err(BatchError::from),
+            Untransacted::OneStatement => {
+                let args = match claim.args(events, true) {
+                    Ok(args) => args,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                let claimed = projections::Claimed {
+                    cte: CLAIM_CTE,
+                    args,
+                };
+                match projector.apply_claimed(conn, events, claimed).await {
+                    Ok(moved) => Ok(moved),
+                    Err(e) => {
+                        tracing::warn!(projection = projector.name(), error = %e, "one-statement batch failed; applying in a transaction");
+                        return None;
+                    }
+                }
+            }
+        };
+        Some(moved.map(|moved| moved.then_some((events.len(), true))))
     }
 
     async fn record_failure(&self, at: Option<i64>, err: &anyhow::Error) {
@@ -726,6 +782,30 @@ impl Worker {
         if let Err(e) = res {
             tracing::warn!(projection = name, error = %e, "could not record the projection failure");
         }
+    }
+}
+
+/// How a live batch is applied without a transaction of its own.
+#[derive(Debug, PartialEq)]
+enum Untransacted {
+    /// every event one the projection ignores: only the checkpoint moves
+    CheckpointOnly,
+    /// a projection never rebuilt whose batch is one statement, led by the
+    /// checkpoint's move ([`Projector::apply_claimed`])
+    OneStatement,
+}
+
+/// Whether `events` (a live batch) need no transaction of their own; `None`:
+/// they are applied in one, the checkpoint moved first.
+fn untransacted(projector: &dyn Projector, events: &[StoredEvent]) -> Option<Untransacted> {
+    if events.is_empty() {
+        None
+    } else if events.iter().all(|e| projector.ignores(e)) {
+        Some(Untransacted::CheckpointOnly)
+    } else if projector.applies_claimed() && !projector.rebuildable() {
+        Some(Untransacted::OneStatement)
+    } else {
+        None
     }
 }
 
@@ -768,7 +848,44 @@ pub(crate) struct Claim<'a> {
     pub node: &'a str,
 }
 
+/// A live batch's checkpoint move (`$1` the projection, `$2`/`$3` where
+/// it must stand, `$4`/`$5` where it goes, `$6` the events, `$7` the
+/// owner), announced by the same statement if `$8` (on `$9`, `$10`).
+macro_rules! claim_text {
+    () => {
+        "UPDATE projection_checkpoints
+            SET last_txid = $4::text::xid8, last_position = $5, events_applied = events_applied + $6,
+                updated_at = now(), owner = $7, last_error = NULL, failed_position = NULL,
+                failed_at = NULL, retries = 0
+          WHERE name = $1 AND last_txid = $2::text::xid8 AND last_position = $3
+          RETURNING CASE WHEN $8 THEN pg_notify($9, $10) END"
+    };
+}
+
+/// The move as a CTE named `claim` ([`projections::Claimed`]).
+const CLAIM_CTE: &str = concat!("claim AS (", claim_text!(), ")");
+const _: () = assert!(projections::CLAIM_ARGS == 10);
+
 impl Claim<'_> {
+    /// The move's parameters over `events` (not empty).
+    fn args(&self, events: &[StoredEvent], announce: bool) -> sqlx::Result<PgArguments> {
+        let to = events[events.len() - 1].position();
+        let mut args = PgArguments::default();
+        let add =
+            |result: Result<(), sqlx::error::BoxDynError>| result.map_err(sqlx::Error::Encode);
+        add(args.add(self.name))?;
+        add(args.add(self.from.txid.to_string()))?;
+        add(args.add(self.from.position))?;
+        add(args.add(to.txid.to_string()))?;
+        add(args.add(to.position))?;
+        add(args.add(events.len() as i64))?;
+        add(args.add(self.node))?;
+        add(args.add(announce))?;
+        add(args.add(PROGRESS_CHANNEL))?;
+        add(args.add(progress_message(self.name, to)))?;
+        Ok(args)
+    }
+
     /// Moves the checkpoint over `events`; false when it was not at `from`.
     /// With `announce`, the move is announced at commit by the same
     /// statement (a round trip less per batch than announcing apart) — only
@@ -779,29 +896,12 @@ impl Claim<'_> {
         events: &[StoredEvent],
         announce: bool,
     ) -> sqlx::Result<bool> {
-        let Some(to) = events.last().map(Positioned::position) else {
+        if events.is_empty() {
             return Ok(false);
-        };
-        let moved = sqlx::query(
-            "UPDATE projection_checkpoints
-                SET last_txid = $4::text::xid8, last_position = $5, events_applied = events_applied + $6,
-                    updated_at = now(), owner = $7, last_error = NULL, failed_position = NULL,
-                    failed_at = NULL, retries = 0
-              WHERE name = $1 AND last_txid = $2::text::xid8 AND last_position = $3
-              RETURNING CASE WHEN $8 THEN pg_notify($9, $10) END",
-        )
-        .bind(self.name)
-        .bind(self.from.txid.to_string())
-        .bind(self.from.position)
-        .bind(to.txid.to_string())
-        .bind(to.position)
-        .bind(events.len() as i64)
-        .bind(self.node)
-        .bind(announce)
-        .bind(PROGRESS_CHANNEL)
-        .bind(progress_message(self.name, to))
-        .fetch_optional(conn)
-        .await?;
+        }
+        let moved = sqlx::query_with(claim_text!(), self.args(events, announce)?)
+            .fetch_optional(conn)
+            .await?;
         Ok(moved.is_some())
     }
 
@@ -1072,6 +1172,49 @@ mod tests {
         progress.forget("roomchat");
         w.working.store(true, Ordering::Relaxed);
         (progress, w)
+    }
+
+    fn event(aggregate_type: &str, event_type: &str) -> StoredEvent {
+        let raw = |v: &str| serde_json::value::RawValue::from_string(v.into()).unwrap();
+        StoredEvent {
+            global_position: 1,
+            transaction_id: 1,
+            aggregate_type: aggregate_type.into(),
+            aggregate_id: "a".into(),
+            sequence: 1,
+            event_type: event_type.into(),
+            event_version: "1".into(),
+            payload: raw("{}"),
+            metadata: raw("{}"),
+            recorded_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_batch_needs_no_transaction_only_when_it_writes_nothing_or_one_statement_of_a_log_never_rebuilt(
+    ) {
+        let of = |name: &str, events: &[StoredEvent]| {
+            untransacted(&*find(name, chrono_tz::UTC).unwrap(), events)
+        };
+        let credit = event("Wallet", "WalletCredited");
+        let paid = event("Wallet", "VipCoinPaid");
+        let room = event("LiveRoom", "LiveRoomCreated");
+        // the live rooms read a wallet's payments only
+        assert_eq!(
+            of("live", &[credit.clone(), event("Wallet", "WalletDebited")]),
+            Some(Untransacted::CheckpointOnly)
+        );
+        assert_eq!(of("live", &[credit.clone(), paid.clone()]), None);
+        assert_eq!(of("live", &[event("Wallet", "SubscriptionPaid")]), None);
+        assert_eq!(of("live", &[room.clone(), credit.clone()]), None);
+        // the ledger reads every wallet event, in a transaction (rebuildable)
+        assert_eq!(of("ledger", std::slice::from_ref(&credit)), None);
+        // the log's numbering: one statement, whatever the events
+        assert_eq!(
+            of("positions", &[room, credit, paid]),
+            Some(Untransacted::OneStatement)
+        );
+        assert_eq!(of("positions", &[]), None);
     }
 
     #[test]
