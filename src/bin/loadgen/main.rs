@@ -694,10 +694,10 @@ async fn scenarios(
     // how far behind the numbering the integrator is, all through the commands
     let delays = tlog::DelaySampler::start(pool);
     // a fresh (payer, room) pair per VIP payment (every user but the
-    // anchor pays): rooms for up to 2,500 payments a second over every
-    // repeat (this machine: ~1,600); beyond, the figure counts errors
+    // anchor pays): rooms for up to 4,000 payments a second over every
+    // repeat (this machine: ~2,000-2,500); beyond, the figure counts errors
     let payers = plan.users.saturating_sub(1).max(1) as f64;
-    let vip_rooms = ((plan.measure + plan.warmup).as_secs_f64() * plan.repeats as f64 * 2_500.0
+    let vip_rooms = ((plan.measure + plan.warmup).as_secs_f64() * plan.repeats as f64 * 4_000.0
         / payers)
         .clamp(40.0, 5_000.0) as usize;
     let fx = Arc::new(fixture(&server.base, plan.users, vip_rooms).await?);
