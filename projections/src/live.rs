@@ -129,16 +129,18 @@ impl Projector for LiveProjector {
         event.aggregate_type == "Wallet" && !is_payment(event)
     }
 
-    /// Everything but chat lines one by one in log order, then the batch's
-    /// chat lines in one insert and one fold per room (a room's creation
-    /// comes before its lines in the log, and nothing else reads what the
-    /// lines change).
+    /// Everything but chat lines and VIP payments one by one in log order,
+    /// then the batch's chat lines in one insert and one fold per room, and
+    /// its VIP payments' access in one insert (a room's creation comes
+    /// before its lines and payments in the log, and nothing else reads or
+    /// writes what they change).
     async fn apply_batch(
         &self,
         conn: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
         let mut lines = Vec::new();
+        let mut access = Vec::new();
         for event in events {
             match event.aggregate_type.as_str() {
                 "LiveRoom" => match event.decode::<LiveRoomEvent>()? {
@@ -160,11 +162,16 @@ impl Projector for LiveProjector {
                 },
                 "Follow" => apply_follow(conn, event.decode()?).await?,
                 "Anchor" => apply_anchor(conn, event.decode()?).await?,
-                "Wallet" if is_payment(event) => apply_payment(conn, event).await?,
+                "Wallet" if is_payment(event) => {
+                    if let Some(row) = apply_payment(conn, event).await? {
+                        access.push(row);
+                    }
+                }
                 _ => {}
             }
         }
-        write_chat_lines(conn, &lines).await
+        write_chat_lines(conn, &lines).await?;
+        write_access(conn, &access).await
     }
 }
 
@@ -424,10 +431,21 @@ async fn apply_anchor(conn: &mut PgConnection, event: AnchorEvent) -> Result<(),
     Ok(())
 }
 
+/// A room's access bought by a VIP payment.
+struct AccessRow {
+    room_id: String,
+    payer: Uuid,
+    amount: i64,
+    at: DateTime<Utc>,
+    position: i64,
+}
+
+/// Applies a subscription; a VIP payment's access is returned, for the
+/// batch's one insert ([`write_access`]).
 async fn apply_payment(
     conn: &mut PgConnection,
     event: &StoredEvent,
-) -> Result<(), ProjectionError> {
+) -> Result<Option<AccessRow>, ProjectionError> {
     let (payer, _) = aggregates::wallet::parse_wallet_id(&event.aggregate_id)
         .ok_or_else(|| ProjectionError::Payload(format!("wallet id {}", event.aggregate_id)))?;
     match event.decode::<WalletEvent>()? {
@@ -437,17 +455,13 @@ async fn apply_payment(
             at,
             ..
         } => {
-            sqlx::query(
-                "INSERT INTO live_access (room_id, account_id, amount, paid_at, position) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (room_id, account_id) DO NOTHING",
-            )
-            .bind(room_id)
-            .bind(payer)
-            .bind(amount)
-            .bind(at)
-            .bind(event.global_position)
-            .execute(conn)
-            .await?;
+            return Ok(Some(AccessRow {
+                room_id,
+                payer,
+                amount,
+                at,
+                position: event.global_position,
+            }))
         }
         WalletEvent::SubscriptionPaid {
             anchor_id,
@@ -471,6 +485,27 @@ async fn apply_payment(
         }
         _ => {}
     }
+    Ok(None)
+}
+
+/// The batch's VIP access in log order: a room paid twice keeps its
+/// first payment, as paying one by one did.
+async fn write_access(conn: &mut PgConnection, rows: &[AccessRow]) -> Result<(), ProjectionError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO live_access (room_id, account_id, amount, paid_at, position)
+         SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::bigint[], $4::timestamptz[], $5::bigint[])
+         ON CONFLICT (room_id, account_id) DO NOTHING",
+    )
+    .bind(rows.iter().map(|r| r.room_id.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.payer).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.amount).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
