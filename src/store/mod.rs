@@ -411,14 +411,28 @@ impl Store {
     }
 }
 
+/// The write-side unique key an insert found taken, if that is why it
+/// failed: a key claimed by a trigger (`claim_unique_key`, error `TL001`,
+/// its kind in the detail), or a wallet's operation id, unique by the
+/// index `events_wallet_operation`.
+fn taken_key(db: &dyn sqlx::error::DatabaseError) -> Option<String> {
+    match db.code().as_deref() {
+        Some("TL001") => Some(
+            db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|e| e.detail().map(str::to_owned))
+                .unwrap_or_else(|| "key".into()),
+        ),
+        Some("23505") if db.constraint() == Some("events_wallet_operation") => {
+            Some("wallet_op".into())
+        }
+        _ => None,
+    }
+}
+
 fn classify_store_error<E: std::error::Error>(err: AggregateError<E>) -> CommandError<E> {
     if let AggregateError::UnexpectedError(boxed) = &err {
         if let Some(sqlx::Error::Database(db)) = boxed.downcast_ref::<sqlx::Error>() {
-            if db.code().as_deref() == Some("TL001") {
-                let kind = db
-                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                    .and_then(|e| e.detail().map(str::to_owned))
-                    .unwrap_or_else(|| "key".into());
+            if let Some(kind) = taken_key(db.as_ref()) {
                 return CommandError::UniqueKeyTaken(kind);
             }
         }

@@ -39,12 +39,16 @@ impl Repository {
     }
 }
 
-/// postgres-es's mapping: a duplicate key is a lost optimistic race, and so
+/// postgres-es's mapping: a duplicate key is a lost optimistic race (but
+/// for a taken write-side key, see [`super::taken_key`]), and so
 /// is a gap in the stream's chain (an append decided on a state whose rows
 /// were not written, that got past `append`'s epochs); anything else keeps
 /// its sqlx error for `classify_store_error`.
 fn persistence_error(err: sqlx::Error) -> PersistenceError {
     match &err {
+        sqlx::Error::Database(db) if super::taken_key(db.as_ref()).is_some() => {
+            PersistenceError::UnknownError(Box::new(err))
+        }
         sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
             PersistenceError::OptimisticLockError
         }
