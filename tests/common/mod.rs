@@ -128,11 +128,13 @@ pub async fn fresh_database_on(admin: &PgConnectOptions) -> PgConnectOptions {
             .execute(&mut conn)
             .await
             .unwrap();
-        let pool = tidelog::db::connect_pool(admin.clone().database(&building), 2)
-            .await
-            .unwrap();
-        tidelog::db::migrate(&pool).await.unwrap();
-        pool.close().await;
+        // One connection, closed before the rename: a pool's connection
+        // could still be on its way back to it when the pool closed, and
+        // then held the database open (the rename refused, "being accessed
+        // by other users").
+        let mut migrating = admin.clone().database(&building).connect().await.unwrap();
+        tidelog::db::MIGRATOR.run(&mut migrating).await.unwrap();
+        migrating.close().await.unwrap();
         sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {template}"))
             .execute(&mut conn)
             .await
