@@ -793,6 +793,21 @@ async fn recharge_through_the_provider_credits_once_whatever_the_callbacks() {
     .await
     .unwrap();
     assert_eq!(credits, 1);
+    let marked: (Option<chrono::DateTime<chrono::Utc>>, Option<String>) = sqlx::query_as(
+        "SELECT o.credited_at, c.payload::jsonb->'WalletCredited'->'reference'->>'id'
+           FROM payment_orders o LEFT JOIN events c ON c.global_position = o.credit_position
+          WHERE o.order_id = $1::uuid",
+    )
+    .bind(&order)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(marked.0.is_some(), "the order is marked credited");
+    assert_eq!(
+        marked.1.as_deref(),
+        Some(order.as_str()),
+        "at its credit's position"
+    );
     let reports: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE aggregate_type = 'PaymentOrder' AND aggregate_id = $1 AND event_type = 'PaymentStatusReported'",
     )

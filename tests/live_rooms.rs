@@ -782,6 +782,16 @@ async fn vip_payments_move_the_price_once_and_the_anchor_earns_it_less_the_platf
         clearing, 0,
         "every earning moved from the anchor's account to the anchor's wallet"
     );
+    // the read model marks each earning credited, at its credit's position
+    let marked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM anchor_earnings e
+           JOIN events c ON c.global_position = e.credit_position AND c.event_type = 'WalletCredited'
+          WHERE e.credited_at IS NOT NULL",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(marked, 51);
 
     // not enough coins: a clear refusal, nothing written
     let (poor, poor_uid) = Site::user(&app, "poor").await;

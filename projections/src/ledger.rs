@@ -194,9 +194,9 @@ fn wallet_row(event: &StoredEvent) -> Result<WalletRow, ProjectionError> {
     })
 }
 
-/// Writes wallet events (in log order) with a fixed number of multi-row
-/// statements, whatever their count: entries, postings, one upsert per
-/// wallet, and the cards and payments they credit.
+/// Writes wallet events (in log order) in at most two statements, whatever
+/// their count: entries, postings, anchors' earnings and one upsert per
+/// wallet; then the cards, payments and earnings they credit.
 async fn write_wallet_rows(
     conn: &mut PgConnection,
     rows: &[WalletRow],
@@ -205,13 +205,53 @@ async fn write_wallet_rows(
         return Ok(());
     }
     let col = |f: &dyn Fn(&WalletRow) -> String| rows.iter().map(f).collect::<Vec<String>>();
+    let (mut positions, mut legs, mut accounts, mut currencies, mut amounts) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for r in rows {
+        for (i, leg) in r.legs.iter().enumerate() {
+            positions.push(r.position);
+            legs.push(i as i16);
+            accounts.push(leg.ledger_account.clone());
+            currencies.push(r.currency);
+            amounts.push(leg.amount);
+        }
+    }
+    // per wallet: the last balance, the sum of hold changes, the count, the time
+    type Fold = (i64, i64, i64, DateTime<Utc>);
+    let mut wallets: std::collections::BTreeMap<(Uuid, &str), Fold> =
+        std::collections::BTreeMap::new();
+    for r in rows {
+        let w = wallets
+            .entry((r.account_id, r.currency))
+            .or_insert((0, 0, 0, r.at));
+        *w = (r.balance_after, w.1 + r.held_change, w.2 + 1, r.at);
+    }
+    // payments to anchors, whose credits follow (their update below)
+    let earnings: Vec<&WalletRow> = rows.iter().filter(|r| r.earning.is_some()).collect();
+    // One statement, one round trip: the tables are distinct and nothing
+    // in it reads what another part writes.
     sqlx::query(
-        "INSERT INTO ledger_entries (position, account_id, currency, sequence, operation_id, event_type,
-                                     reason, amount, balance_before, balance_after, counter, reference,
-                                     description, created_at, actor, surface, request_id, client_ip)
-         SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-                              $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[],
-                              $13::text[], $14::timestamptz[], $15::text[], $16::text[], $17::text[], $18::text[])",
+        "WITH entries AS (
+           INSERT INTO ledger_entries (position, account_id, currency, sequence, operation_id, event_type,
+                                       reason, amount, balance_before, balance_after, counter, reference,
+                                       description, created_at, actor, surface, request_id, client_ip)
+           SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[],
+                                $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[],
+                                $13::text[], $14::timestamptz[], $15::text[], $16::text[], $17::text[], $18::text[])
+         ), postings AS (
+           INSERT INTO ledger_postings (position, leg, ledger_account, currency, amount)
+           SELECT * FROM UNNEST($19::bigint[], $20::smallint[], $21::text[], $22::text[], $23::bigint[])
+         ), earnings AS (
+           INSERT INTO anchor_earnings (earning_key, anchor_id, payer_id, kind, amount, paid_position, paid_at)
+           SELECT * FROM UNNEST($24::text[], $25::uuid[], $26::uuid[], $27::text[], $28::bigint[], $29::bigint[],
+                                $30::timestamptz[])
+         )
+         INSERT INTO wallets (account_id, currency, balance, held, entries, updated_at)
+         SELECT * FROM UNNEST($31::uuid[], $32::text[], $33::bigint[], $34::bigint[], $35::bigint[],
+                              $36::timestamptz[])
+         ON CONFLICT (account_id, currency) DO UPDATE
+            SET balance = EXCLUDED.balance, held = wallets.held + EXCLUDED.held,
+                entries = wallets.entries + EXCLUDED.entries, updated_at = EXCLUDED.updated_at",
     )
     .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.account_id).collect::<Vec<_>>())
@@ -235,49 +275,23 @@ async fn write_wallet_rows(
     .bind(col(&|r| r.surface.clone()))
     .bind(col(&|r| r.request_id.clone()))
     .bind(col(&|r| r.client_ip.clone()))
-    .execute(&mut *conn)
-    .await?;
-
-    let (mut positions, mut legs, mut accounts, mut currencies, mut amounts) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    for r in rows {
-        for (i, leg) in r.legs.iter().enumerate() {
-            positions.push(r.position);
-            legs.push(i as i16);
-            accounts.push(leg.ledger_account.clone());
-            currencies.push(r.currency);
-            amounts.push(leg.amount);
-        }
-    }
-    sqlx::query(
-        "INSERT INTO ledger_postings (position, leg, ledger_account, currency, amount)
-         SELECT * FROM UNNEST($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::bigint[])",
-    )
     .bind(&positions)
     .bind(&legs)
     .bind(&accounts)
     .bind(&currencies)
     .bind(&amounts)
-    .execute(&mut *conn)
-    .await?;
-
-    // per wallet: the last balance, the sum of hold changes, the count, the time
-    type Fold = (i64, i64, i64, DateTime<Utc>);
-    let mut wallets: std::collections::BTreeMap<(Uuid, &str), Fold> =
-        std::collections::BTreeMap::new();
-    for r in rows {
-        let w = wallets
-            .entry((r.account_id, r.currency))
-            .or_insert((0, 0, 0, r.at));
-        *w = (r.balance_after, w.1 + r.held_change, w.2 + 1, r.at);
-    }
-    sqlx::query(
-        "INSERT INTO wallets (account_id, currency, balance, held, entries, updated_at)
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::timestamptz[])
-         ON CONFLICT (account_id, currency) DO UPDATE
-            SET balance = EXCLUDED.balance, held = wallets.held + EXCLUDED.held,
-                entries = wallets.entries + EXCLUDED.entries, updated_at = EXCLUDED.updated_at",
+    .bind(
+        earnings
+            .iter()
+            .map(|r| earning_key(&format!("{}:{}", r.account_id, r.currency), &r.operation_id))
+            .collect::<Vec<_>>(),
     )
+    .bind(earnings.iter().map(|r| r.earning.unwrap().0).collect::<Vec<_>>())
+    .bind(earnings.iter().map(|r| r.account_id).collect::<Vec<_>>())
+    .bind(earnings.iter().map(|r| r.kind).collect::<Vec<_>>())
+    .bind(earnings.iter().map(|r| r.earning.unwrap().1).collect::<Vec<_>>())
+    .bind(earnings.iter().map(|r| r.position).collect::<Vec<_>>())
+    .bind(earnings.iter().map(|r| r.at).collect::<Vec<_>>())
     .bind(wallets.keys().map(|k| k.0).collect::<Vec<_>>())
     .bind(wallets.keys().map(|k| k.1).collect::<Vec<_>>())
     .bind(wallets.values().map(|v| v.0).collect::<Vec<_>>())
@@ -287,76 +301,71 @@ async fn write_wallet_rows(
     .execute(&mut *conn)
     .await?;
 
-    // payments to anchors, whose credits follow (their update below)
-    let earnings: Vec<&WalletRow> = rows.iter().filter(|r| r.earning.is_some()).collect();
-    if !earnings.is_empty() {
-        sqlx::query(
-            "INSERT INTO anchor_earnings (earning_key, anchor_id, payer_id, kind, amount, paid_position, paid_at)
-             SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], $6::bigint[],
-                                  $7::timestamptz[])",
-        )
-        .bind(
-            earnings
-                .iter()
-                .map(|r| earning_key(&format!("{}:{}", r.account_id, r.currency), &r.operation_id))
-                .collect::<Vec<_>>(),
-        )
-        .bind(earnings.iter().map(|r| r.earning.unwrap().0).collect::<Vec<_>>())
-        .bind(earnings.iter().map(|r| r.account_id).collect::<Vec<_>>())
-        .bind(earnings.iter().map(|r| r.kind).collect::<Vec<_>>())
-        .bind(earnings.iter().map(|r| r.earning.unwrap().1).collect::<Vec<_>>())
-        .bind(earnings.iter().map(|r| r.position).collect::<Vec<_>>())
-        .bind(earnings.iter().map(|r| r.at).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
-    }
-
-    // what credited cards, payments and anchors' earnings
+    // what credited cards, payments and anchors' earnings: one statement
+    // for the batch (a reference is credited once: its claim is exclusive)
+    let (mut cards, mut orders, mut earned) =
+        (Credits::default(), Credits::default(), Credits::default());
     for r in rows.iter().filter(|r| r.credit) {
         let Some(reference) = &r.reference else {
             continue;
         };
         match reference.kind.as_str() {
-            "card" => {
-                sqlx::query(
-                    "UPDATE card_keys SET redeemed_by = $2, redeemed_at = $3, redeem_position = $4
-                      WHERE card_id = $1",
-                )
-                .bind(&reference.id)
-                .bind(r.account_id)
-                .bind(r.at)
-                .bind(r.position)
-                .execute(&mut *conn)
-                .await?;
+            "card" => cards.push(reference.id.clone(), r),
+            "payment" if reference.id.parse::<Uuid>().is_ok() => {
+                orders.push(reference.id.clone(), r)
             }
-            "payment" => {
-                if let Ok(order_id) = reference.id.parse::<Uuid>() {
-                    sqlx::query(
-                        "UPDATE payment_orders SET credited_at = $2, credit_position = $3
-                          WHERE order_id = $1",
-                    )
-                    .bind(order_id)
-                    .bind(r.at)
-                    .bind(r.position)
-                    .execute(&mut *conn)
-                    .await?;
-                }
-            }
-            "earning" => {
-                sqlx::query(
-                    "UPDATE anchor_earnings SET credited_at = $2, credit_position = $3
-                      WHERE earning_key = $1",
-                )
-                .bind(&reference.id)
-                .bind(r.at)
-                .bind(r.position)
-                .execute(&mut *conn)
-                .await?;
-            }
+            "earning" => earned.push(reference.id.clone(), r),
             _ => {}
         }
     }
+    if cards.keys.is_empty() && orders.keys.is_empty() && earned.keys.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "WITH cards AS (
+           UPDATE card_keys c SET redeemed_by = u.account, redeemed_at = u.at, redeem_position = u.position
+             FROM UNNEST($1::text[], $2::uuid[], $3::timestamptz[], $4::bigint[]) u(id, account, at, position)
+            WHERE c.card_id = u.id
+         ), orders AS (
+           UPDATE payment_orders o SET credited_at = u.at, credit_position = u.position
+             FROM UNNEST($5::uuid[], $6::timestamptz[], $7::bigint[]) u(id, at, position)
+            WHERE o.order_id = u.id
+         )
+         UPDATE anchor_earnings e SET credited_at = u.at, credit_position = u.position
+           FROM UNNEST($8::text[], $9::timestamptz[], $10::bigint[]) u(id, at, position)
+          WHERE e.earning_key = u.id",
+    )
+    .bind(&cards.keys)
+    .bind(&cards.accounts)
+    .bind(&cards.at)
+    .bind(&cards.positions)
+    .bind(orders.keys.iter().map(|k| k.parse::<Uuid>().unwrap()).collect::<Vec<_>>())
+    .bind(&orders.at)
+    .bind(&orders.positions)
+    .bind(&earned.keys)
+    .bind(&earned.at)
+    .bind(&earned.positions)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
+}
+
+/// The rows one kind of reference credits, as columns.
+#[derive(Default)]
+struct Credits {
+    keys: Vec<String>,
+    accounts: Vec<Uuid>,
+    at: Vec<DateTime<Utc>>,
+    positions: Vec<i64>,
+}
+
+impl Credits {
+    fn push(&mut self, key: String, r: &WalletRow) {
+        self.keys.push(key);
+        self.accounts.push(r.account_id);
+        self.at.push(r.at);
+        self.positions.push(r.position);
+    }
 }
 
 async fn apply_card(conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {

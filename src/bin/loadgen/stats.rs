@@ -53,7 +53,10 @@ pub fn median_figure(runs: &[Figure]) -> Figure {
 
 /// `concurrency` workers call `op(worker, i)` back to back for `warmup`
 /// (not measured), then for `duration`; each op's latency is recorded.
-/// `ops_per_call` scales throughput (messages per batch).
+/// `ops_per_call` scales throughput (messages per batch). Calls slower
+/// than a short window could all start before it and end after it; the
+/// workers then go on until one call started in the window has ended, and
+/// the figure spans that longer time.
 pub async fn closed_loop<F, Fut>(
     concurrency: usize,
     warmup: Duration,
@@ -69,19 +72,21 @@ where
     let start = Instant::now();
     let measure_from = start + warmup;
     let stop = measure_from + duration;
+    let measured = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut handles = Vec::new();
     for w in 0..concurrency {
-        let op = op.clone();
+        let (op, measured) = (op.clone(), measured.clone());
         handles.push(tokio::spawn(async move {
             let (mut lat, mut errors, mut i) = (Vec::new(), 0u64, 0u64);
             loop {
                 let t0 = Instant::now();
-                if t0 >= stop {
+                if t0 >= stop && measured.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
                 }
                 let r = op(w, i).await;
                 i += 1;
                 if t0 >= measure_from {
+                    measured.store(true, std::sync::atomic::Ordering::Relaxed);
                     match r {
                         Ok(()) => lat.push(t0.elapsed().as_secs_f64() * 1000.0),
                         Err(e) => {
