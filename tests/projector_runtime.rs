@@ -625,7 +625,7 @@ async fn the_event_store_is_append_only_and_hash_chained() {
     // tests' 12,288-event burst). Buffers touched an event, counted in a
     // session of its own and rolled back: a short stream against a long one.
     let mut conn = app.db.connect().await.unwrap();
-    let mut hits_per_event = Vec::new();
+    let mut buffers_per_event = Vec::new();
     for (stream, events) in [("short", 250), ("long", 2000)] {
         let mut tx = conn.begin().await.unwrap();
         let plan: Value = sqlx::query_scalar(
@@ -639,13 +639,16 @@ async fn the_event_store_is_append_only_and_hash_chained() {
         .await
         .unwrap();
         tx.rollback().await.unwrap();
-        let hits = plan[0]["Plan"]["Shared Hit Blocks"].as_f64().unwrap();
-        hits_per_event.push(hits / events as f64);
+        // hit or read: either is a buffer the append needed
+        let node = &plan[0]["Plan"];
+        let buffers = node["Shared Hit Blocks"].as_f64().unwrap()
+            + node["Shared Read Blocks"].as_f64().unwrap();
+        buffers_per_event.push(buffers / events as f64);
     }
     conn.close().await.unwrap();
     assert!(
-        hits_per_event[1] < 1.5 * hits_per_event[0],
-        "buffers an append, 250 then 2,000 events: {hits_per_event:?}"
+        buffers_per_event[1] < 1.5 * buffers_per_event[0],
+        "buffers an append, 250 then 2,000 events: {buffers_per_event:?}"
     );
 
     // A superuser who bypasses the trigger leaves a detectable mismatch.
