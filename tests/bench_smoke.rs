@@ -116,6 +116,17 @@ fn the_benchmark_harness_runs_every_scenario_and_reports_every_key() {
     }
     // a sender's next read showed its message every time
     assert_eq!(report["notes"]["roomchat_send_read_misses"], 0, "{report}");
+    // each VIP payment credited its anchor once (a price the platform's
+    // share took whole credited nothing, and the figure measured half the
+    // work it names)
+    assert!(
+        report["notes"]["live_vip_payments"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert_eq!(
+        report["notes"]["live_vip_anchor_credits"], report["notes"]["live_vip_payments"],
+        "{report}"
+    );
     // each VIP call a payment of its own
     assert_eq!(
         report["notes"]["live_vip_payments"].as_u64(),

@@ -397,7 +397,10 @@ async fn fixture(base: &str, users: usize, vip_rooms: usize) -> anyhow::Result<F
     let create = |k: usize| {
         let (http, card, token) = (http.clone(), card.clone(), tokens[0].clone());
         async move {
-            let (room_type, coin_num) = if k == 0 { (0, 0) } else { (1, 1) };
+            // a price the platform's share leaves the anchor a part of (at
+            // 1 coin the share, rounded up, took it all and no anchor was
+            // ever credited)
+            let (room_type, coin_num) = if k == 0 { (0, 0) } else { (1, VIP_PRICE) };
             let v = check(
                 http.post(format!("{base}/api/anchor/rooms"))
                     .bearer_auth(&token)
@@ -938,14 +941,17 @@ async fn scenarios(
     // for a room it has not paid yet (a fresh (payer, room) pair each), so
     // each moves coins twice, all crediting the first user
     let next_pair = Arc::new(AtomicU64::new(0));
+    // the credits follow the answers: those still missing when a window
+    // closes are work its figure did not wait for (the most of any run)
+    let vip_behind = Arc::new(AtomicU64::new(0));
     repeat(
         plan,
         pool,
         "http_live_pay_vip_one_anchor_c16",
         &mut results,
         |_| {
-            let (fx, next_pair) = (fx.clone(), next_pair.clone());
-            closed_loop(16, plan.warmup, plan.measure, 1, move |_, _| {
+            let (fx, next_pair, vip_behind) = (fx.clone(), next_pair.clone(), vip_behind.clone());
+            let payments = closed_loop(16, plan.warmup, plan.measure, 1, move |_, _| {
             let fx = fx.clone();
             let n = next_pair.fetch_add(1, Ordering::Relaxed) as usize;
             async move {
@@ -955,7 +961,7 @@ async fn scenarios(
                     bail!("no fresh (payer, room) pair left: more VIP rooms needed");
                 };
                 let body = json!({"uid": fx.uids[payer], "anchor_id": fx.uids[0], "room_id": room,
-                    "room_name": "bench", "amount": 1});
+                    "room_name": "bench", "amount": VIP_PRICE});
                 check(
                     fx.http
                         .post(format!("{}/api/live/pay_vip_coin", fx.base))
@@ -967,8 +973,18 @@ async fn scenarios(
                 .await?;
                 Ok(())
             }
-        })
-        .map_ok()
+        });
+            async move {
+                let figure = payments.await;
+                let paid: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM events WHERE event_type = 'VipCoinPaid'",
+                )
+                .fetch_one(pool)
+                .await?;
+                let behind = (paid - vip_anchor_credits(pool).await?).max(0) as u64;
+                vip_behind.fetch_max(behind, Ordering::Relaxed);
+                Ok(figure)
+            }
         },
     )
     .await?;
@@ -981,6 +997,16 @@ async fn scenarios(
         results
             .notes
             .insert("live_vip_payments".into(), json!(paid));
+        // and every payment credited its anchor once, in the log
+        wait_caught_up(pool).await?;
+        results.notes.insert(
+            "live_vip_anchor_credits".into(),
+            json!(vip_anchor_credits(pool).await?),
+        );
+        results.notes.insert(
+            "live_vip_credits_behind_at_end".into(),
+            json!(vip_behind.load(Ordering::Relaxed)),
+        );
         results.notes.insert(
             "live_vip_pairs_used".into(),
             json!(next_pair.load(Ordering::Relaxed)),
@@ -1646,6 +1672,19 @@ fn note_rss(results: &mut Results, pid: u32) {
     let (hwm, now) = rss_mb(pid);
     results.notes.insert("rss_peak_mb".into(), json!(hwm));
     results.notes.insert("rss_now_mb".into(), json!(now));
+}
+
+/// The price of the benchmark's VIP rooms, in coins.
+const VIP_PRICE: i64 = 10;
+
+/// Anchors' credits in the log, one per payment that earned them.
+async fn vip_anchor_credits(pool: &PgPool) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'WalletCredited'
+           AND payload -> 'WalletCredited' ->> 'operation_id' LIKE 'earning:%'",
+    )
+    .fetch_one(pool)
+    .await?)
 }
 
 trait MapOk: std::future::Future<Output = Figure> + Sized {
