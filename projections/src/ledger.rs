@@ -303,16 +303,21 @@ async fn write_wallet_rows(
 
     // what credited cards, payments and anchors' earnings: one statement
     // for the batch (a reference is credited once: its claim is exclusive)
-    let (mut cards, mut orders, mut earned) =
-        (Credits::default(), Credits::default(), Credits::default());
+    let (mut cards, mut orders, mut earned) = (
+        Credits::<String>::default(),
+        Credits::<Uuid>::default(),
+        Credits::<String>::default(),
+    );
     for r in rows.iter().filter(|r| r.credit) {
         let Some(reference) = &r.reference else {
             continue;
         };
         match reference.kind.as_str() {
             "card" => cards.push(reference.id.clone(), r),
-            "payment" if reference.id.parse::<Uuid>().is_ok() => {
-                orders.push(reference.id.clone(), r)
+            "payment" => {
+                if let Ok(order) = reference.id.parse::<Uuid>() {
+                    orders.push(order, r)
+                }
             }
             "earning" => earned.push(reference.id.clone(), r),
             _ => {}
@@ -339,7 +344,7 @@ async fn write_wallet_rows(
     .bind(&cards.accounts)
     .bind(&cards.at)
     .bind(&cards.positions)
-    .bind(orders.keys.iter().map(|k| k.parse::<Uuid>().unwrap()).collect::<Vec<_>>())
+    .bind(&orders.keys)
     .bind(&orders.at)
     .bind(&orders.positions)
     .bind(&earned.keys)
@@ -350,17 +355,27 @@ async fn write_wallet_rows(
     Ok(())
 }
 
-/// The rows one kind of reference credits, as columns.
-#[derive(Default)]
-struct Credits {
-    keys: Vec<String>,
+/// The rows one kind of reference credits, as columns (`K`: the kind's key).
+struct Credits<K> {
+    keys: Vec<K>,
     accounts: Vec<Uuid>,
     at: Vec<DateTime<Utc>>,
     positions: Vec<i64>,
 }
 
-impl Credits {
-    fn push(&mut self, key: String, r: &WalletRow) {
+impl<K> Default for Credits<K> {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            accounts: Vec::new(),
+            at: Vec::new(),
+            positions: Vec::new(),
+        }
+    }
+}
+
+impl<K> Credits<K> {
+    fn push(&mut self, key: K, r: &WalletRow) {
         self.keys.push(key);
         self.accounts.push(r.account_id);
         self.at.push(r.at);

@@ -1,6 +1,7 @@
 //! Closed-loop load and latency statistics.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,7 +73,7 @@ where
     let start = Instant::now();
     let measure_from = start + warmup;
     let stop = measure_from + duration;
-    let measured = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let measured = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
     for w in 0..concurrency {
         let (op, measured) = (op.clone(), measured.clone());
@@ -80,13 +81,13 @@ where
             let (mut lat, mut errors, mut i) = (Vec::new(), 0u64, 0u64);
             loop {
                 let t0 = Instant::now();
-                if t0 >= stop && measured.load(std::sync::atomic::Ordering::Relaxed) {
+                if t0 >= stop && measured.load(Ordering::Relaxed) {
                     break;
                 }
                 let r = op(w, i).await;
                 i += 1;
                 if t0 >= measure_from {
-                    measured.store(true, std::sync::atomic::Ordering::Relaxed);
+                    measured.store(true, Ordering::Relaxed);
                     match r {
                         Ok(()) => lat.push(t0.elapsed().as_secs_f64() * 1000.0),
                         Err(e) => {
