@@ -356,22 +356,12 @@ async fn write_wallet_rows(
 }
 
 /// The rows one kind of reference credits, as columns (`K`: the kind's key).
+#[derive(Default)]
 struct Credits<K> {
     keys: Vec<K>,
     accounts: Vec<Uuid>,
     at: Vec<DateTime<Utc>>,
     positions: Vec<i64>,
-}
-
-impl<K> Default for Credits<K> {
-    fn default() -> Self {
-        Self {
-            keys: Vec::new(),
-            accounts: Vec::new(),
-            at: Vec::new(),
-            positions: Vec::new(),
-        }
-    }
 }
 
 impl<K> Credits<K> {

@@ -976,12 +976,8 @@ async fn scenarios(
         });
             async move {
                 let figure = payments.await;
-                let paid: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM events WHERE event_type = 'VipCoinPaid'",
-                )
-                .fetch_one(pool)
-                .await?;
-                let behind = (paid - vip_anchor_credits(pool).await?).max(0) as u64;
+                let behind =
+                    (vip_payments(pool).await? - vip_anchor_credits(pool).await?).max(0) as u64;
                 vip_behind.fetch_max(behind, Ordering::Relaxed);
                 Ok(figure)
             }
@@ -990,13 +986,9 @@ async fn scenarios(
     .await?;
     if plan.wants("http_live_pay_vip_one_anchor_c16") {
         // every call paid: as many payments as calls, none a repeat
-        let paid: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'VipCoinPaid'")
-                .fetch_one(pool)
-                .await?;
         results
             .notes
-            .insert("live_vip_payments".into(), json!(paid));
+            .insert("live_vip_payments".into(), json!(vip_payments(pool).await?));
         // and every payment credited its anchor once, in the log
         wait_caught_up(pool).await?;
         results.notes.insert(
@@ -1676,6 +1668,15 @@ fn note_rss(results: &mut Results, pid: u32) {
 
 /// The price of the benchmark's VIP rooms, in coins.
 const VIP_PRICE: i64 = 10;
+
+/// VIP payments in the log.
+async fn vip_payments(pool: &PgPool) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'VipCoinPaid'")
+            .fetch_one(pool)
+            .await?,
+    )
+}
 
 /// Anchors' credits in the log, one per payment that earned them.
 async fn vip_anchor_credits(pool: &PgPool) -> anyhow::Result<i64> {
